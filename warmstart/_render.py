@@ -1,0 +1,65 @@
+"""Human-readable output for the CLI (rich tables)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from .plan import Plan
+from .table import VariableTable
+
+__all__ = ["render_table", "render_plan", "human_bytes"]
+
+_ACTION_STYLE = {"copy": "green", "cast": "cyan", "init": "yellow", "skip": "magenta", "error": "bold red"}
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def render_table(table: VariableTable, console: Console | None = None) -> None:
+    console = console or Console()
+    out = Table(title=f"{table.origin} ({table.kind})", title_justify="left")
+    out.add_column("name", overflow="fold")
+    out.add_column("dtype")
+    out.add_column("shape")
+    out.add_column("bytes", justify="right")
+    for v in table.variables:
+        out.add_row(v.name, v.dtype, _shape(v.shape), human_bytes(v.nbytes))
+    console.print(out)
+    total = sum(v.nbytes or 0 for v in table.variables)
+    console.print(f"{len(table)} variables, {table.num_elements:,} parameters, {human_bytes(total)}")
+
+
+def render_plan(plan: Plan, console: Console | None = None) -> None:
+    console = console or Console()
+    out = Table(title=f"plan: {plan.source.origin} -> {plan.target.origin}", title_justify="left")
+    out.add_column("target", overflow="fold")
+    out.add_column("action")
+    out.add_column("source", overflow="fold")
+    out.add_column("shape")
+    out.add_column("dtype")
+    out.add_column("reason", overflow="fold")
+    for e in plan.entries:
+        style = _ACTION_STYLE[e.action]
+        out.add_row(e.target, f"[{style}]{e.action}[/]", e.source or "-", _shape(e.shape), e.dtype, e.reason)
+    console.print(out)
+    if plan.unused_source:
+        shown = ", ".join(plan.unused_source[:8])
+        more = f" and {len(plan.unused_source) - 8} more" if len(plan.unused_source) > 8 else ""
+        console.print(f"unused source variables ({len(plan.unused_source)}): {shown}{more}")
+    for problem in plan.rule_errors:
+        console.print(f"[bold red]rule error:[/] {problem}")
+    status = "[green]ok[/]" if plan.ok else "[bold red]failed[/]"
+    console.print(f"{plan.summary()}; {human_bytes(plan.transferred_bytes)} to copy; status {status}")

@@ -1,0 +1,128 @@
+"""The ``warmstart`` command line.
+
+Exit codes: 0 success; 1 the plan does not satisfy the rules (nothing written); 2 usage error;
+3 an input is missing, unreadable or corrupt; 4 a storage or output error. Expected failures
+print one message on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from .errors import StorageError, UsageError, WarmStartError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_PLAN, EXIT_USAGE, EXIT_INPUT, EXIT_STORAGE = 0, 1, 2, 3, 4
+
+
+def _print_json(doc: dict) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .table import read_table
+
+    table = read_table(args.source)
+    if args.json:
+        _print_json({
+            "source": table.origin,
+            "kind": table.kind,
+            "variables": [
+                {"name": v.name, "dtype": v.dtype, "shape": list(v.shape), "bytes": v.nbytes, "key": v.key}
+                for v in table.variables
+            ],
+        })
+    else:
+        from ._render import render_table
+
+        render_table(table)
+    return EXIT_OK
+
+
+def cmd_signature(args: argparse.Namespace) -> int:
+    from .targets import signature_of
+
+    table = signature_of(args.target)
+    text = json.dumps(table.to_json(), indent=2) + "\n"
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+        return EXIT_OK
+    from .storage import resolve
+
+    loc = resolve(args.output)
+    try:
+        with loc.fs.open(loc.path, "w") as f:
+            f.write(text)
+    except OSError as exc:
+        raise StorageError(f"cannot write {loc.url}: {exc}") from None
+    print(f"wrote the signature of {table.origin} ({len(table)} variables) to {loc.url}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from . import plan
+
+    result = plan(args.source, args.target, rules=args.rules)
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        from ._render import render_plan
+
+        render_plan(result)
+    if not result.ok:
+        if not args.json:
+            print(f"warmstart: {result.failure_message()}", file=sys.stderr)
+        return EXIT_PLAN
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="warmstart",
+        description="Copy learned variables from one TensorFlow checkpoint/graph/model into another, checked.",
+    )
+    parser.add_argument("--version", action="version", version=f"warmstart {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="list a checkpoint's variables: name, dtype, shape, bytes")
+    p.add_argument("source", metavar="SOURCE", help="checkpoint prefix or directory (path, file://, s3://, gs://)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("signature", help="write a target's variable signature as JSON")
+    p.add_argument("target", metavar="TARGET",
+                   help="template checkpoint, *.meta, *.keras, *.json or py:module:function")
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write it (default: stdout)")
+    p.set_defaults(func=cmd_signature)
+
+    p = sub.add_parser("plan", help="validate SOURCE against TARGET and show the plan; reads no tensor data")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("--rules", metavar="FILE", help="rules file (YAML or JSON); default: strict rules")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_plan)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except WarmStartError as exc:
+        if getattr(args, "json", False):
+            _print_json({"status": "failed", "error": str(exc), "error_type": type(exc).__name__})
+        print(f"warmstart: error: {exc}", file=sys.stderr)
+        return exc.exit_code if not isinstance(exc, UsageError) else EXIT_USAGE
+    except KeyboardInterrupt:
+        print("warmstart: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

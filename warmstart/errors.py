@@ -1,0 +1,67 @@
+"""One exception tree for warmstart; each class maps to one CLI exit code.
+
+Subclasses also inherit the matching built-in (``FileNotFoundError``, ``ValueError``,
+``OSError``) so callers that catch built-ins keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "WarmStartError",
+    "PlanError",
+    "UsageError",
+    "InputError",
+    "InputNotFoundError",
+    "CorruptCheckpointError",
+    "TargetError",
+    "StorageError",
+]
+
+
+class WarmStartError(Exception):
+    """Base class of every error warmstart raises on purpose."""
+
+    exit_code = 1
+
+
+class PlanError(WarmStartError, ValueError):
+    """The plan does not satisfy the rules; nothing was written.
+
+    ``plan`` holds the failed :class:`warmstart.plan.Plan` when there is one.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, plan=None):
+        super().__init__(message)
+        self.plan = plan
+
+
+class UsageError(WarmStartError, ValueError):
+    """The call itself is wrong: bad arguments, bad rules, unknown target kind."""
+
+    exit_code = 2
+
+
+class InputError(WarmStartError):
+    """An input is missing, unreadable or corrupt."""
+
+    exit_code = 3
+
+
+class InputNotFoundError(InputError, FileNotFoundError):
+    """An input file, checkpoint or object does not exist."""
+
+
+class CorruptCheckpointError(InputError, ValueError):
+    """A checkpoint file exists but its contents are not a valid tensor bundle."""
+
+
+class TargetError(InputError, ValueError):
+    """A target (MetaGraph, Keras file, builder, live object) cannot be turned into a signature."""
+
+
+class StorageError(WarmStartError, OSError):
+    """Writing or publishing an output failed, or the output location is not allowed."""
+
+    exit_code = 4

@@ -1,0 +1,278 @@
+"""Planning: a pure function of (source table, target table, rules) that says, for every target
+variable, what it will be filled with and why. Planning reads no tensor data.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from .dtypes import is_value_preserving_cast
+from .rules import Rules
+from .table import Variable, VariableTable
+
+__all__ = ["Action", "PlanEntry", "Plan", "make_plan", "TRANSFERRED"]
+
+Action = Literal["copy", "cast", "init", "skip", "error"]
+TRANSFERRED: frozenset[str] = frozenset({"copy", "cast"})
+
+
+@dataclass(frozen=True, slots=True)
+class PlanEntry:
+    """What happens to one target variable.
+
+    ``copy``: the source value as is; ``cast``: the source value converted to the target dtype;
+    ``init``: the target keeps its initial value because the rules say so; ``skip``: a source
+    exists but does not fit and the rules say to keep the initial value; ``error``: the rules
+    are violated. Future per-variable transforms extend this record, not the actions' meaning.
+    """
+
+    target: str
+    source: str | None
+    action: Action
+    reason: str
+    shape: tuple[int | None, ...]
+    dtype: str
+    source_shape: tuple[int, ...] | None = None
+    source_dtype: str | None = None
+    target_key: str = ""
+    source_key: str | None = None
+    num_elements: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "source": self.source,
+            "action": self.action,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "source_shape": None if self.source_shape is None else list(self.source_shape),
+            "source_dtype": self.source_dtype,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The decision for every target variable, plus what the rules got wrong as a whole."""
+
+    source: VariableTable
+    target: VariableTable
+    rules: Rules
+    entries: tuple[PlanEntry, ...]
+    unused_source: tuple[str, ...]
+    rule_errors: tuple[str, ...]
+    coverage: float
+    counts: dict[str, int] = field(init=False)
+
+    def __post_init__(self):
+        counts = {a: 0 for a in ("copy", "cast", "init", "skip", "error")}
+        for e in self.entries:
+            counts[e.action] += 1
+        object.__setattr__(self, "counts", counts)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rule_errors and self.counts["error"] == 0
+
+    @property
+    def transferred(self) -> tuple[PlanEntry, ...]:
+        return tuple(e for e in self.entries if e.action in TRANSFERRED)
+
+    @property
+    def transferred_bytes(self) -> int:
+        total = 0
+        for e in self.transferred:
+            src = self.source[e.source]  # type: ignore[index]
+            total += src.nbytes or 0
+        return total
+
+    def problems(self) -> list[str]:
+        """Every reason the plan fails, one line each."""
+        out = [f"target {e.target!r}: {e.reason}" for e in self.entries if e.action == "error"]
+        return out + list(self.rule_errors)
+
+    def summary(self) -> str:
+        c = self.counts
+        return (
+            f"{len(self.entries)} target variables: {c['copy']} copy, {c['cast']} cast, {c['init']} init, "
+            f"{c['skip']} skip, {c['error']} error; {len(self.unused_source)} source variables unused; "
+            f"coverage {self.coverage:.1%}"
+        )
+
+    def failure_message(self) -> str:
+        """One message: how many problems, the first one, and where the full list is."""
+        problems = self.problems()
+        if not problems:
+            return ""
+        more = f" (and {len(problems) - 1} more; --json or Plan.problems() lists all)" if len(problems) > 1 else ""
+        return f"the plan does not satisfy the rules: {len(problems)} problem(s). First: {problems[0]}{more}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.ok else "failed",
+            "source": self.source.origin,
+            "target": self.target.origin,
+            "variables": [e.to_json() for e in self.entries],
+            "unused_source": list(self.unused_source),
+            "errors": self.problems(),
+            "counts": dict(self.counts),
+            "coverage": self.coverage,
+            "transferred_bytes": self.transferred_bytes,
+            "rules": self.rules.model_dump(mode="json"),
+        }
+
+
+def make_plan(source: VariableTable, target: VariableTable, rules: Rules) -> Plan:
+    """Plan the transfer of ``source`` into ``target`` under ``rules``. Pure; never raises for a bad match:
+    problems become ``error`` entries and ``rule_errors``."""
+    matcher = _Matcher(rules)
+    entries = [_plan_one(t, source, rules, matcher) for t in target.variables]
+    entries = _flag_shared_sources(entries, rules)
+    rule_errors = matcher.unused_rule_errors()
+    total = sum(v.num_elements or 0 for v in target.variables)
+    copied = sum(e.num_elements for e in entries if e.action in TRANSFERRED)
+    coverage = copied / total if total else 1.0
+    if coverage < rules.min_coverage:
+        rule_errors.append(f"coverage {coverage:.1%} is below min_coverage {rules.min_coverage:.1%}")
+    matched = {e.source for e in entries if e.source is not None}
+    unused = tuple(n for n in source if n not in matched)
+    return Plan(source, target, rules, tuple(entries), unused, tuple(rule_errors), coverage)
+
+
+class _Matcher:
+    """Applies include/exclude/rename to target names and remembers which rules were used."""
+
+    def __init__(self, rules: Rules):
+        self.rules = rules
+        self.include = [(p, re.compile(p)) for p in rules.include]
+        self.exclude = [(p, re.compile(p)) for p in rules.exclude]
+        self.rename = [(p, re.compile(p), t) for p, t in rules.rename]
+        self.used: set[tuple[str, int]] = set()
+
+    def excluded_by(self, name: str) -> str | None:
+        for i, (p, rx) in enumerate(self.exclude):
+            if rx.fullmatch(name):
+                self.used.add(("exclude", i))
+                return p
+        return None
+
+    def included(self, name: str) -> bool:
+        hit = False
+        for i, (_, rx) in enumerate(self.include):
+            if rx.fullmatch(name):
+                self.used.add(("include", i))
+                hit = True
+        return hit
+
+    def source_name(self, name: str) -> tuple[str | None, int | None]:
+        """(source name or None, index of the rename rule used or None)."""
+        for i, (_, rx, template) in enumerate(self.rename):
+            m = rx.fullmatch(name)
+            if m:
+                self.used.add(("rename", i))
+                return (None if template is None else m.expand(template)), i
+        return name, None
+
+    def unused_rule_errors(self) -> list[str]:
+        errors = []
+        for i, (p, _) in enumerate(self.include):
+            if ("include", i) not in self.used:
+                errors.append(f"include[{i}] {p!r} matches no target variable")
+        user_excludes = set(self.rules.user_excludes())
+        for i, (p, _) in enumerate(self.exclude):
+            if p in user_excludes and ("exclude", i) not in self.used:
+                errors.append(f"exclude[{i}] {p!r} matches no target variable")
+        for i, (p, _, t) in enumerate(self.rename):
+            if ("rename", i) not in self.used:
+                errors.append(
+                    f"rename[{i}] {p!r} -> {t!r} is applied to no target variable "
+                    "(it matches none, or only names an earlier rule or an exclude already took)"
+                )
+        return errors
+
+
+def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matcher) -> PlanEntry:
+    base = dict(target=t.name, shape=t.shape, dtype=t.dtype, target_key=t.key)
+    pattern = matcher.excluded_by(t.name)
+    if pattern is not None:
+        return PlanEntry(source=None, action="init", reason=f"excluded by {pattern!r}", **base)
+    if not matcher.included(t.name):
+        return PlanEntry(source=None, action="init", reason="matched by no include pattern", **base)
+    source_name, rule = matcher.source_name(t.name)
+    via = "" if rule is None else f" (via rename[{rule}])"
+    if source_name is None:
+        return PlanEntry(source=None, action="init", reason=f"rename[{rule}] maps it to null", **base)
+    s = source.get(source_name)
+    if s is None:
+        return _missing(t, source_name, via, source, rules, base)
+    found = dict(source=source_name, source_shape=s.shape, source_dtype=s.dtype, source_key=s.key)
+    if not _shapes_compatible(s.shape, t.shape):
+        action = "skip" if rules.on_shape_mismatch == "skip" else "error"
+        reason = f"shape {list(s.shape)} in the source{via}, {list(t.shape)} in the target"
+        if action == "error":
+            reason += " (on_shape_mismatch: skip keeps the initial value)"
+        return PlanEntry(action=action, reason=reason, **found, **base)
+    if s.dtype == t.dtype:
+        return PlanEntry(action="copy", reason=f"same shape and dtype{via}", num_elements=s.num_elements or 0,
+                         **found, **base)
+    return _dtype_mismatch(t, s, via, rules, found, base)
+
+
+def _missing(t, source_name, via, source, rules, base) -> PlanEntry:
+    if rules.on_missing == "init":
+        return PlanEntry(source=None, action="init", reason=f"{source_name!r} is not in the source{via}", **base)
+    close = difflib.get_close_matches(source_name, list(source), n=1, cutoff=0.6)
+    hint = f"; closest source name: {close[0]!r}" if close else ""
+    return PlanEntry(
+        source=None, action="error",
+        reason=f"{source_name!r} is not in the source{via}{hint} (add a rename rule, or on_missing: init)",
+        **base,
+    )
+
+
+def _dtype_mismatch(t: Variable, s: Variable, via: str, rules: Rules, found, base) -> PlanEntry:
+    pair = f"dtype {s.dtype} in the source{via}, {t.dtype} in the target"
+    if rules.on_dtype_mismatch == "skip":
+        return PlanEntry(action="skip", reason=pair, **found, **base)
+    if rules.on_dtype_mismatch == "error":
+        return PlanEntry(action="error", reason=f"{pair} (on_dtype_mismatch: cast or skip)", **found, **base)
+    castable = "string" not in (s.dtype, t.dtype) and s.dtype not in ("variant", "resource")
+    if not castable:
+        return PlanEntry(action="error", reason=f"{pair}: no cast exists between them", **found, **base)
+    exact = is_value_preserving_cast(s.dtype, t.dtype)
+    if not exact and not rules.allow_lossy_cast:
+        return PlanEntry(action="error", reason=f"{pair}: the cast loses values (allow_lossy_cast: true to accept)",
+                         **found, **base)
+    kind = "value-preserving" if exact else "lossy (allowed)"
+    return PlanEntry(action="cast", reason=f"{pair}: {kind} cast", num_elements=s.num_elements or 0,
+                     **found, **base)
+
+
+def _shapes_compatible(source: tuple[int, ...], target: tuple[int | None, ...]) -> bool:
+    if len(source) != len(target):
+        return False
+    return all(t is None or s == t for s, t in zip(source, target))
+
+
+def _flag_shared_sources(entries: list[PlanEntry], rules: Rules) -> list[PlanEntry]:
+    if rules.allow_shared_source:
+        return entries
+    users: dict[str, list[str]] = defaultdict(list)
+    for e in entries:
+        if e.action in TRANSFERRED:
+            users[e.source].append(e.target)  # type: ignore[index]
+    out = []
+    for e in entries:
+        others = [n for n in users.get(e.source, []) if n != e.target] if e.action in TRANSFERRED else []
+        if others:
+            reason = (f"source {e.source!r} also fills {others[0]!r}"
+                      + (f" and {len(others) - 1} more" if len(others) > 1 else "")
+                      + " (an ambiguous rename? allow_shared_source: true if intended)")
+            e = replace(e, action="error", reason=reason, num_elements=0)
+        out.append(e)
+    return out
+

@@ -1,0 +1,128 @@
+"""Transfer rules: which target variables to fill, from which source names, and what to do on mismatch.
+
+Rules map *target* names to *source* names. Every regex matches a whole name
+(``re.fullmatch``). Rules come from a YAML/JSON file, a plain dict, or a :class:`Rules`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import UsageError
+from .storage import read_bytes, resolve
+
+__all__ = ["Rules", "DEFAULT_EXCLUDE", "load_rules"]
+
+# Bookkeeping that a warm start should not carry over: counters and optimizer state
+# (TF1 slot names, Keras 3 optimizer variables, TF2 slot paths).
+DEFAULT_EXCLUDE: tuple[str, ...] = (
+    "global_step",
+    "save_counter",
+    r".*/(Adam|Adagrad|Momentum|RMSProp|Ftrl|Adadelta)(_\d+)?",
+    r".*/(adam_m|adam_v)",
+    r"optimizer/.*",
+    r".*/\.OPTIMIZER_SLOT/.*",
+)
+
+
+class Rules(BaseModel):
+    """What to copy and how strictly. The defaults are strict: anything unexpected is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    include: list[str] = Field(
+        default_factory=lambda: [".*"], description="Regexes over target names to fill from the source."
+    )
+    exclude: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EXCLUDE),
+        description="Regexes over target names never taken from the source (they keep their initial value).",
+    )
+    rename: list[tuple[str, str | None]] = Field(
+        default_factory=list,
+        description="Ordered [target regex, source name template] pairs; first match wins; "
+        "\\1 back-references; null keeps the initial value.",
+    )
+    on_missing: Literal["error", "init"] = Field("error", description="A target variable absent from the source.")
+    on_shape_mismatch: Literal["error", "skip"] = Field("error", description="Source and target shapes differ.")
+    on_dtype_mismatch: Literal["error", "skip", "cast"] = Field("error", description="Source and target dtypes differ.")
+    allow_lossy_cast: bool = Field(False, description="With on_dtype_mismatch: cast, allow casts that lose values.")
+    allow_shared_source: bool = Field(
+        False, description="Allow one source variable to initialize several target variables."
+    )
+    min_coverage: float = Field(
+        0.0, ge=0.0, le=1.0, description="Fraction of target parameters (by element count) that must be copied."
+    )
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for p in patterns:
+            _compile(p)
+        return patterns
+
+    @field_validator("rename")
+    @classmethod
+    def _renames_compile(cls, pairs: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+        for pattern, template in pairs:
+            compiled = _compile(pattern)
+            if template is not None:
+                try:
+                    _check_template(compiled, template)
+                except re.error as exc:
+                    raise ValueError(f"rename template {template!r} for {pattern!r}: {exc}") from None
+        return pairs
+
+    def user_excludes(self) -> list[str]:
+        """Exclude patterns the user wrote (the defaults may match nothing without complaint)."""
+        return [p for p in self.exclude if p not in DEFAULT_EXCLUDE]
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+
+
+def _check_template(compiled: re.Pattern[str], template: str) -> None:
+    refs = [int(g) for g in re.findall(r"\\(\d+)", template)]
+    refs += [int(g) for g in re.findall(r"\\g<(\d+)>", template)]
+    if refs and max(refs) > compiled.groups:
+        raise re.error(f"refers to group {max(refs)}, but the pattern has {compiled.groups} group(s)")
+    names = re.findall(r"\\g<([A-Za-z_]\w*)>", template)
+    for name in names:
+        if name not in compiled.groupindex:
+            raise re.error(f"refers to unknown group name {name!r}")
+
+
+def load_rules(rules: Rules | dict[str, Any] | str | Path | None, storage_options: dict[str, Any] | None = None) -> Rules:
+    """A :class:`Rules` from a model, a dict, or a YAML/JSON file path or URL.
+
+    Raises :class:`UsageError` when the rules are invalid, naming every problem.
+    """
+    if rules is None:
+        return Rules()
+    if isinstance(rules, Rules):
+        return rules
+    origin = "rules"
+    if isinstance(rules, (str, Path)):
+        origin = str(rules)
+        text = read_bytes(resolve(origin, storage_options)).decode("utf-8")
+        try:
+            rules = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{origin}: not valid YAML/JSON: {exc}") from None
+    if not isinstance(rules, dict):
+        raise UsageError(f"{origin}: rules must be a mapping of fields, received: {type(rules).__name__}")
+    try:
+        return Rules.model_validate(rules)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise UsageError(f"{origin}: invalid rules ({exc.error_count()} problem(s)): {problems}") from None

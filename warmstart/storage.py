@@ -1,0 +1,155 @@
+"""Resolving URLs to fsspec filesystems, and checkpoint URLs to checkpoint prefixes.
+
+Every path a user gives goes through :func:`resolve` once; the rest of the engine passes
+``(fs, path)`` pairs around. A directory resolves to its latest checkpoint through the
+``checkpoint`` state file, which may never point outside that directory.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from .errors import InputNotFoundError, StorageError, UsageError
+
+__all__ = ["Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_identity", "STATE_FILE"]
+
+STATE_FILE = "checkpoint"
+
+
+@dataclass(frozen=True)
+class Location:
+    """A path on a filesystem, and the URL a user would write for it."""
+
+    fs: fsspec.AbstractFileSystem
+    path: str
+
+    @property
+    def url(self) -> str:
+        return self.fs.unstrip_protocol(self.path)
+
+    def child(self, name: str) -> "Location":
+        return Location(self.fs, posixpath.join(self.path, name) if self.path else name)
+
+    def with_suffix(self, suffix: str) -> "Location":
+        return Location(self.fs, self.path + suffix)
+
+
+def resolve(url: str, storage_options: dict[str, Any] | None = None) -> Location:
+    """Turn a URL or local path into a :class:`Location`; raises :class:`UsageError` for unknown protocols."""
+    if not isinstance(url, str) or not url:
+        raise UsageError(f"expected a URL or path, received: {url!r}")
+    try:
+        fs, path = url_to_fs(url, **(storage_options or {}))
+    except (ValueError, ImportError) as exc:
+        raise UsageError(f"cannot open {url!r}: {exc}") from None
+    return Location(fs, path.rstrip("/") or path)
+
+
+def _exists(loc: Location) -> bool:
+    try:
+        return loc.fs.exists(loc.path)
+    except (OSError, PermissionError) as exc:
+        raise StorageError(f"cannot access {loc.url}: {exc}") from None
+
+
+def _is_dir(loc: Location) -> bool:
+    try:
+        return loc.fs.isdir(loc.path)
+    except (OSError, PermissionError) as exc:
+        raise StorageError(f"cannot access {loc.url}: {exc}") from None
+
+
+_STATE_LINE = re.compile(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"\s*$', re.M)
+
+
+def _state_file_prefix(directory: Location, text: str) -> Location:
+    match = _STATE_LINE.search(text)
+    state_url = directory.child(STATE_FILE).url
+    if not match:
+        raise InputNotFoundError(f"{state_url} names no model_checkpoint_path: the directory holds no finished checkpoint")
+    named = match.group(1).encode("latin-1", "backslashreplace").decode("unicode_escape")
+    if posixpath.isabs(named) or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", named):
+        # TF1 Saver writes absolute paths; after a copy (say, an upload) only the base name is
+        # still meaningful, and reading it inside this directory never leaves the directory.
+        base = posixpath.basename(named.rstrip("/"))
+        candidate = directory.child(base)
+        if not _exists(candidate.with_suffix(".index")):
+            raise InputNotFoundError(
+                f"{state_url} points outside its directory ({named!r}) and {base!r} is not in "
+                f"{directory.url}: refusing to follow it. Pass the checkpoint prefix explicitly."
+            )
+        return candidate
+    normalized = posixpath.normpath(named)
+    if normalized.startswith("..") or "/" in normalized:
+        raise InputNotFoundError(
+            f"{state_url} points outside its directory ({named!r}): refusing to follow it. "
+            "Pass the checkpoint prefix explicitly."
+        )
+    return directory.child(normalized)
+
+
+def resolve_checkpoint(url: str, storage_options: dict[str, Any] | None = None) -> Location:
+    """Resolve a checkpoint URL to its prefix (``.../model.ckpt-1000``, without ``.index``).
+
+    Accepts a prefix, a ``.index`` path, or a directory with a ``checkpoint`` state file.
+    Raises :class:`InputNotFoundError` when no checkpoint is there.
+    """
+    loc = resolve(url, storage_options)
+    if loc.path.endswith(".index"):
+        loc = Location(loc.fs, loc.path[: -len(".index")])
+    if _exists(loc.with_suffix(".index")):
+        return loc
+    if _is_dir(loc):
+        state = loc.child(STATE_FILE)
+        if _exists(state):
+            prefix = _state_file_prefix(loc, read_bytes(state).decode("utf-8", "replace"))
+            if not _exists(prefix.with_suffix(".index")):
+                raise InputNotFoundError(f"{state.url} names {prefix.url}, but {prefix.url}.index does not exist")
+            return prefix
+        found = sorted(p for p in loc.fs.ls(loc.path, detail=False) if p.endswith(".index"))
+        hint = (
+            f" It holds {len(found)} index file(s), e.g. {loc.fs.unstrip_protocol(found[0])}: pass a prefix."
+            if found
+            else ""
+        )
+        raise InputNotFoundError(f"{loc.url} is a directory without a '{STATE_FILE}' state file.{hint}")
+    raise InputNotFoundError(f"no checkpoint at {loc.url}: neither {loc.url}.index nor a directory exists")
+
+
+def read_bytes(loc: Location) -> bytes:
+    """The whole object; raises :class:`InputNotFoundError` or :class:`StorageError`."""
+    try:
+        return loc.fs.cat_file(loc.path)
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{loc.url} does not exist") from None
+    except (OSError, PermissionError) as exc:
+        raise StorageError(f"cannot read {loc.url}: {exc}") from None
+
+
+def read_range(loc: Location, start: int, end: int) -> bytes:
+    """Bytes ``[start, end)`` of the object."""
+    try:
+        return loc.fs.cat_file(loc.path, start=start, end=end)
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{loc.url} does not exist") from None
+    except (OSError, PermissionError) as exc:
+        raise StorageError(f"cannot read {loc.url} bytes {start}..{end}: {exc}") from None
+
+
+def object_identity(loc: Location) -> dict[str, Any]:
+    """What identifies this version of an object: size plus etag, generation or mtime where known."""
+    try:
+        info = loc.fs.info(loc.path)
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{loc.url} does not exist") from None
+    identity = {"size": info.get("size")}
+    for key in ("ETag", "etag", "generation", "mtime", "LastModified", "updated"):
+        if info.get(key) is not None:
+            identity[key.lower()] = str(info[key])
+    return identity
