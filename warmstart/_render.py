@@ -28,8 +28,14 @@ def _shape(shape) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
+def _console() -> Console:
+    console = Console()
+    # Piped output (CI logs, `| less`) is not limited to rich's default of 80 columns.
+    return console if console.is_terminal else Console(width=200)
+
+
 def render_table(table: VariableTable, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or _console()
     out = Table(title=f"{table.origin} ({table.kind})", title_justify="left")
     out.add_column("name", overflow="fold")
     out.add_column("dtype")
@@ -43,7 +49,7 @@ def render_table(table: VariableTable, console: Console | None = None) -> None:
 
 
 def render_plan(plan: Plan, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or _console()
     out = Table(title=f"plan: {plan.source.origin} -> {plan.target.origin}", title_justify="left")
     out.add_column("target", overflow="fold")
     out.add_column("action")

@@ -81,6 +81,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.dir)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="warmstart",
@@ -106,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", metavar="FILE", help="rules file (YAML or JSON); default: strict rules")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("demo", help="write example checkpoints with TF, then inspect and plan a warm start")
+    p.add_argument("--dir", default="warmstart-demo", help="where to write the example data (default: %(default)s)")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -217,8 +217,8 @@ def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matche
             reason += " (on_shape_mismatch: skip keeps the initial value)"
         return PlanEntry(action=action, reason=reason, **found, **base)
     if s.dtype == t.dtype:
-        return PlanEntry(action="copy", reason=f"same shape and dtype{via}", num_elements=s.num_elements or 0,
-                         **found, **base)
+        reason = "same name" if rule is None else f"renamed by rename[{rule}]"
+        return PlanEntry(action="copy", reason=reason, num_elements=s.num_elements or 0, **found, **base)
     return _dtype_mismatch(t, s, via, rules, found, base)
 
 

@@ -1,0 +1,72 @@
+"""The low-level format pieces: SSTable, protos, OrderedCode slice keys, dtypes, CRC masking."""
+
+from __future__ import annotations
+
+import pytest
+
+from warmstart import _crc
+from warmstart._protos import BundleEntry, BundleHeader, Slice, decode_entry, decode_header, encode_entry, encode_header
+from warmstart._sstable import TableFormatError, TableWriter, read_table
+from warmstart.dtypes import by_enum, by_name, is_value_preserving_cast
+
+
+def test_sstable_round_trips_many_keys_across_blocks():
+    writer = TableWriter(block_size=4096)
+    items = [(f"block_{i:05d}/w".encode(), bytes([i % 251]) * (i % 40)) for i in range(5000)]
+    for k, v in items:
+        writer.add(k, v)
+    data = writer.finish()
+    assert [(k, bytes(v)) for k, v in read_table(data)] == items
+
+
+def test_sstable_writer_refuses_unsorted_keys():
+    writer = TableWriter()
+    writer.add(b"b", b"")
+    with pytest.raises(ValueError, match="increasing order"):
+        writer.add(b"a", b"")
+
+
+def test_sstable_detects_a_flipped_byte_bad_magic_and_truncation():
+    writer = TableWriter()
+    for i in range(50):
+        writer.add(f"k{i:03d}".encode(), b"value")
+    data = bytearray(writer.finish())
+    flipped = bytearray(data)
+    flipped[10] ^= 0xFF
+    with pytest.raises(TableFormatError, match="checksum mismatch"):
+        list(read_table(bytes(flipped)))
+    with pytest.raises(TableFormatError, match="bad magic"):
+        list(read_table(bytes(data[:-1])))
+    with pytest.raises(TableFormatError, match="shorter than"):
+        list(read_table(bytes(data[:20])))
+
+
+def test_bundle_protos_round_trip():
+    header = BundleHeader(num_shards=3, endianness=0, producer=1, min_consumer=0)
+    assert decode_header(encode_header(header)) == header
+    entry = BundleEntry(dtype=14, shape=(3, 0, 7), shard_id=2, offset=123456789, size=42, crc32c=0xDEADBEEF)
+    assert decode_entry(encode_entry(entry)) == entry
+    sliced = BundleEntry(dtype=1, shape=(10, 4), slices=(Slice(((0, 4), (0, -1))), Slice(((4, 3), (0, -1)))))
+    assert decode_entry(encode_entry(sliced)) == sliced
+
+
+def test_crc_mask_round_trips():
+    crc = _crc.crc32c(b"hello")
+    assert _crc.unmask(_crc.mask(crc)) == crc
+    assert _crc.extend(_crc.crc32c(b"hel"), b"lo") == crc
+
+
+def test_dtype_table_covers_tf_enums():
+    assert by_enum(14).name == "bfloat16" and by_name("half").name == "float16"
+    assert by_name("bfloat16").itemsize == 2 and by_name("string").itemsize is None
+
+
+@pytest.mark.parametrize("src, dst, exact", [
+    ("bfloat16", "float32", True), ("float16", "float32", True), ("float32", "float64", True),
+    ("float32", "bfloat16", False), ("float16", "bfloat16", False), ("bfloat16", "float16", False),
+    ("int8", "int32", True), ("int32", "int8", False), ("uint8", "int16", True), ("int8", "uint8", False),
+    ("int32", "float32", False), ("int32", "float64", True), ("int16", "float32", True),
+    ("bool", "int8", True), ("float32", "int32", False), ("complex64", "complex128", True),
+])
+def test_value_preserving_casts(src, dst, exact):
+    assert is_value_preserving_cast(src, dst) is exact

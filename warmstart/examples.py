@@ -1,0 +1,121 @@
+"""Example checkpoints written by TensorFlow itself, for the demo and the tests.
+
+The scenario is the classic retraining change: a BERT-style pretrained checkpoint (``bert/...``,
+Adam slots, ``global_step``) and a new model whose variables live under ``model/...``, whose
+vocabulary grew, and whose classification head is new.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+__all__ = ["ExampleSet", "write_bert_like_source", "write_renamed_template", "write_example_set", "EXAMPLE_RULES"]
+
+EXAMPLE_RULES = {
+    "rename": [
+        [r"model/(embeddings|encoder|pooler)/(.*)", r"bert/\1/\2"],
+        [r"head/.*", None],
+    ],
+    "on_shape_mismatch": "skip",
+    "min_coverage": 0.3,
+}
+
+
+def _encoder_shapes(prefix: str, hidden: int, layers: int) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i in range(layers):
+        layer = f"{prefix}/encoder/layer_{i}"
+        for part in ("attention/self/query", "attention/self/key", "attention/self/value", "attention/output/dense"):
+            shapes[f"{layer}/{part}/kernel"] = (hidden, hidden)
+            shapes[f"{layer}/{part}/bias"] = (hidden,)
+        shapes[f"{layer}/attention/output/LayerNorm/gamma"] = (hidden,)
+        shapes[f"{layer}/attention/output/LayerNorm/beta"] = (hidden,)
+        shapes[f"{layer}/intermediate/dense/kernel"] = (hidden, 4 * hidden)
+        shapes[f"{layer}/intermediate/dense/bias"] = (4 * hidden,)
+        shapes[f"{layer}/output/dense/kernel"] = (4 * hidden, hidden)
+        shapes[f"{layer}/output/dense/bias"] = (hidden,)
+    shapes[f"{prefix}/pooler/dense/kernel"] = (hidden, hidden)
+    shapes[f"{prefix}/pooler/dense/bias"] = (hidden,)
+    return shapes
+
+
+def _embedding_shapes(prefix: str, vocab: int, hidden: int, max_positions: int) -> dict[str, tuple[int, ...]]:
+    return {
+        f"{prefix}/embeddings/word_embeddings": (vocab, hidden),
+        f"{prefix}/embeddings/position_embeddings": (max_positions, hidden),
+        f"{prefix}/embeddings/LayerNorm/gamma": (hidden,),
+        f"{prefix}/embeddings/LayerNorm/beta": (hidden,),
+    }
+
+
+def save_tf1_checkpoint(values: dict[str, np.ndarray], prefix: str, global_step: int | None = None) -> str:
+    """Write ``values`` as a TF1 name-based checkpoint with ``tf.compat.v1.train.Saver`` in a fresh graph.
+
+    Returns the checkpoint prefix TF wrote (with ``-<global_step>`` when given); also writes the
+    MetaGraph (``<prefix>.meta``) and the ``checkpoint`` state file.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        for name, value in values.items():
+            tf.compat.v1.get_variable(name, initializer=tf.constant(value), use_resource=True)
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            return saver.save(session, prefix, global_step=global_step)
+
+
+def _random(shapes: dict[str, tuple[int, ...]], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {n: (rng.standard_normal(s) * 0.02).astype(np.float32) for n, s in shapes.items()}
+
+
+def write_bert_like_source(directory: str | Path, vocab: int = 1000, hidden: int = 32, layers: int = 2,
+                           seed: int = 0, global_step: int = 1000) -> str:
+    """A pretrained BERT-style checkpoint with Adam slots (``adam_m``/``adam_v``) and ``global_step``."""
+    rng = np.random.default_rng(seed)
+    shapes = {**_embedding_shapes("bert", vocab, hidden, 64), **_encoder_shapes("bert", hidden, layers)}
+    shapes["cls/predictions/output_bias"] = (vocab,)
+    values = _random(shapes, rng)
+    for name in list(values):
+        values[f"{name}/adam_m"] = np.zeros_like(values[name])
+        values[f"{name}/adam_v"] = np.full_like(values[name], 1e-4)
+    values["global_step"] = np.int64(global_step)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return save_tf1_checkpoint(values, str(Path(directory) / "model.ckpt"), global_step=global_step)
+
+
+def write_renamed_template(directory: str | Path, vocab: int = 1200, hidden: int = 32, layers: int = 2,
+                           num_classes: int = 3, seed: int = 1) -> str:
+    """The new model, freshly initialized: ``model/...`` names, a grown vocabulary, a new ``head/``."""
+    rng = np.random.default_rng(seed)
+    shapes = {**_embedding_shapes("model", vocab, hidden, 64), **_encoder_shapes("model", hidden, layers)}
+    shapes["head/dense/kernel"] = (hidden, num_classes)
+    shapes["head/dense/bias"] = (num_classes,)
+    values = _random(shapes, rng)
+    values["global_step"] = np.int64(0)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return save_tf1_checkpoint(values, str(Path(directory) / "model.ckpt"), global_step=0)
+
+
+@dataclass(frozen=True)
+class ExampleSet:
+    source: str  # directory of the pretrained checkpoint
+    target: str  # directory of the new model's template checkpoint
+    rules: str  # YAML rules file
+
+
+def write_example_set(root: str | Path, hidden: int = 32, layers: int = 2) -> ExampleSet:
+    """Write the example source, target template and rules under ``root``."""
+    root = Path(root)
+    write_bert_like_source(root / "pretrained", hidden=hidden, layers=layers)
+    write_renamed_template(root / "new-model-init", hidden=hidden, layers=layers)
+    rules = root / "rules.yaml"
+    rules.write_text(yaml.safe_dump(EXAMPLE_RULES, sort_keys=False))
+    return ExampleSet(str(root / "pretrained"), str(root / "new-model-init"), str(rules))
