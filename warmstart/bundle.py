@@ -6,7 +6,6 @@ tensors asked for, verifying each tensor's CRC32C.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +13,9 @@ import numpy as np
 
 from . import _crc, dtypes
 from ._ordered_code import slice_key
-from ._protos import BundleEntry, BundleHeader, decode_entry, decode_header, read_varint
+from ._protos import BundleEntry, BundleHeader, decode_entry, decode_header
 from ._sstable import TableFormatError, read_table
+from ._strings import string_entry_crc, string_lengths
 from .errors import CorruptCheckpointError, InputNotFoundError
 from .storage import Location, read_bytes, read_range, resolve_checkpoint
 
@@ -101,30 +101,12 @@ class BundleReader:
 
 
 def _string_crc_ok(data: bytes, entry: BundleEntry) -> bool:
-    """String tensors: the CRC covers each length as uint32/uint64, the stored length CRC, then the bytes."""
     if entry.dtype != 7:
         return False
-    count = int(np.prod(entry.shape, dtype=np.int64)) if entry.shape else 1
     try:
-        lengths, pos = _string_lengths(data, count)
+        return string_entry_crc(data, int(np.prod(entry.shape, dtype=np.int64)) if entry.shape else 1) == entry.crc32c
     except ValueError:
         return False
-    crc = 0
-    for n in lengths:
-        crc = _crc.extend(crc, struct.pack("<I", n) if n <= 0xFFFFFFFF else struct.pack("<Q", n))
-    crc = _crc.extend(crc, data[pos : pos + 4])
-    crc = _crc.extend(crc, data[pos + 4 :])
-    return _crc.mask(crc) == entry.crc32c
-
-
-def _string_lengths(data: bytes, count: int) -> tuple[list[int], int]:
-    lengths, pos = [], 0
-    for _ in range(count):
-        n, pos = read_varint(data, pos)
-        lengths.append(n)
-    if pos + 4 + sum(lengths) != len(data):
-        raise ValueError("string tensor lengths do not add up to its size")
-    return lengths, pos
 
 
 def _decode(data: bytes, record: TensorRecord, key: str, url: str) -> np.ndarray:
@@ -133,7 +115,7 @@ def _decode(data: bytes, record: TensorRecord, key: str, url: str) -> np.ndarray
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if dt.name == "string":
         try:
-            lengths, pos = _string_lengths(data, count)
+            lengths, pos = string_lengths(data, count)
         except ValueError as exc:
             raise CorruptCheckpointError(f"{url}: string tensor {key!r}: {exc}") from None
         pos += 4

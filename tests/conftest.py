@@ -1,0 +1,65 @@
+import os
+
+# Both must be set before tensorflow / gcsfs are imported anywhere in the test session.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import uuid
+
+import pytest
+
+try:
+    from servers import GCSServer, S3Server, clear_fs_caches
+except ImportError:  # tests/ became a package
+    from tests.servers import GCSServer, S3Server, clear_fs_caches
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "integration: talks to a real server (moto S3, GCS emulator, ...)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def _bucket_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on 127.0.0.1 for the whole session (see ``servers.S3Server``)."""
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """An in-memory GCS emulator on 127.0.0.1 for the whole session (see ``servers.GCSServer``)."""
+    with GCSServer() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A fresh, empty bucket: ``"s3://<name>"``. Deleted (with its objects) afterwards.
+
+    fsspec's cached S3FileSystem instances (and their listing caches) are dropped before and after.
+    """
+    name = _bucket_name("test")
+    clear_fs_caches()
+    url = s3_server.make_bucket(name)
+    yield url
+    clear_fs_caches()
+    s3_server.delete_bucket(name)
+
+
+@pytest.fixture
+def gcs_bucket(gcs_server):
+    """A fresh, empty bucket: ``"gs://<name>"``. Deleted (with its objects) afterwards.
+
+    fsspec's cached GCSFileSystem instances (and their listing caches) are dropped before and after.
+    """
+    name = _bucket_name("test")
+    clear_fs_caches()
+    url = gcs_server.make_bucket(name)
+    yield url
+    clear_fs_caches()
+    gcs_server.delete_bucket(name)
