@@ -81,23 +81,42 @@ def table_from_graph(graph: Any, origin: str | None = None) -> VariableTable:
 
 
 def _parse_meta_graph(data: bytes, origin: str):
-    """Parse binary, then text-format MetaGraphDef bytes, as ``tf.compat.v1.train.import_meta_graph`` does."""
-    from google.protobuf import message, text_format
+    """Parse MetaGraphDef bytes, binary or text format, as ``tf.compat.v1.train.import_meta_graph`` does.
+
+    Raises :class:`TargetError` when neither gives a MetaGraphDef with a graph.
+    """
+    meta_graph = _parse_binary_meta_graph(data) or _parse_text_meta_graph(data)
+    if meta_graph is None:
+        raise TargetError(
+            f"{origin} is not a TF MetaGraph (.meta) file: it parses as no MetaGraphDef holding a graph_def"
+        )
+    return meta_graph
+
+
+def _parse_binary_meta_graph(data: bytes):
+    """The binary MetaGraphDef in ``data`` if it holds a graph, else ``None``."""
+    from google.protobuf import message
     from tensorflow.core.protobuf import meta_graph_pb2
 
     meta_graph = meta_graph_pb2.MetaGraphDef()
     try:
         meta_graph.ParseFromString(data)
-    except message.DecodeError as binary_error:
-        try:
-            text_format.Merge(data.decode("utf-8"), meta_graph)
-        except (UnicodeDecodeError, text_format.ParseError):
-            raise TargetError(
-                f"{origin} is not a TF MetaGraph (.meta) file: cannot parse it as a MetaGraphDef ({binary_error})"
-            ) from None
-    if not meta_graph.HasField("graph_def"):
-        raise TargetError(f"{origin} is not a TF MetaGraph (.meta) file: it holds no graph_def")
-    return meta_graph
+    except message.DecodeError:
+        return None
+    return meta_graph if meta_graph.HasField("graph_def") else None
+
+
+def _parse_text_meta_graph(data: bytes):
+    """The text-format MetaGraphDef in ``data`` if it holds a graph, else ``None``."""
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    meta_graph = meta_graph_pb2.MetaGraphDef()
+    try:
+        text_format.Merge(data.decode("utf-8"), meta_graph)
+    except (UnicodeDecodeError, text_format.ParseError):
+        return None
+    return meta_graph if meta_graph.HasField("graph_def") else None
 
 
 def _table_from_meta_graph_def(meta_graph, origin: str) -> VariableTable:
@@ -299,7 +318,7 @@ def table_from_keras_file(url: str, storage_options: dict[str, Any] | None = Non
         raise TargetError(f"{loc.url} is not a Keras model file: expected a name ending in '.keras'")
     with _local_file(loc) as path:
         model = _load_keras_model(path, loc.url)
-    return table_from_trackable(model, origin=url, kind="keras")
+    return table_from_trackable(model, origin=loc.url, kind="keras")
 
 
 @contextlib.contextmanager

@@ -56,8 +56,18 @@ class BundleReader:
     """
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
-        self.prefix: Location = resolve_checkpoint(url, storage_options)
-        self.url = self.prefix.url
+        self._open(resolve_checkpoint(url, storage_options))
+
+    @classmethod
+    def at_prefix(cls, prefix: Location) -> "BundleReader":
+        """Open the checkpoint whose prefix is already resolved (no directory lookup)."""
+        reader = cls.__new__(cls)
+        reader._open(prefix)
+        return reader
+
+    def _open(self, prefix: Location) -> None:
+        self.prefix = prefix
+        self.url = prefix.url
         index_loc = self.prefix.with_suffix(".index")
         self.index_bytes = read_bytes(index_loc)
         self.header, self.records = _parse_index(self.index_bytes, index_loc.url)

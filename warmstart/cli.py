@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
-from .errors import StorageError, UsageError, WarmStartError
+from .errors import PlanError, StorageError, UsageError, WarmStartError
 
 __all__ = ["main"]
 
@@ -81,6 +82,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from ._transfer import transfer
+
+    report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,
+                      overwrite=args.overwrite)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        from ._render import render_plan
+
+        render_plan(report.plan)
+        print(f"wrote {report.checkpoint} ({report.bytes_written:,} bytes, strategy {report.strategy}, "
+              f"{report.seconds:.2f} s); manifest {report.manifest}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -113,6 +130,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_plan)
 
+    p = sub.add_parser("transfer", help="plan, copy and publish a checkpoint the target loads")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("output", metavar="OUTPUT", help="output directory URL (must be empty, or --overwrite)")
+    p.add_argument("--rules", metavar="FILE", help="rules file (YAML or JSON); default: strict rules")
+    p.add_argument("--strategy", choices=["auto", "stream", "restore", "assign"], default="auto")
+    p.add_argument("--overwrite", action="store_true", help="replace what a previous run published in OUTPUT")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_transfer)
+
     p = sub.add_parser("demo", help="write example checkpoints with TF, then inspect and plan a warm start")
     p.add_argument("--dir", default="warmstart-demo", help="where to write the example data (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
@@ -121,9 +148,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if os.getcwd() not in sys.path:  # py:module:function targets import from where the user stands
+        sys.path.insert(0, os.getcwd())
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except PlanError as exc:
+        if getattr(args, "json", False) and exc.plan is not None:
+            _print_json(exc.plan.to_json())
+        print(f"warmstart: {exc}", file=sys.stderr)
+        return EXIT_PLAN
     except WarmStartError as exc:
         if getattr(args, "json", False):
             _print_json({"status": "failed", "error": str(exc), "error_type": type(exc).__name__})

@@ -25,7 +25,7 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
     "save_counter",
     r".*/(Adam|Adagrad|Momentum|RMSProp|Ftrl|Adadelta)(_\d+)?",
     r".*/(adam_m|adam_v)",
-    r"optimizer/.*",
+    r"(.*/)?optimizer/.*",
     r".*/\.OPTIMIZER_SLOT/.*",
 )
 

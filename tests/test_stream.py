@@ -1,0 +1,234 @@
+"""The stream strategy and output publishing: outputs loaded back by TF, failures leave nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+
+import builders
+import warmstart
+from servers import upload_dir
+from warmstart import CorruptCheckpointError, PlanError, StorageError, UsageError
+from warmstart.bundle import BundleReader
+from warmstart.examples import EXAMPLE_RULES, write_bert_like_source, write_renamed_template
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bert")
+    write_bert_like_source(root / "src")
+    write_renamed_template(root / "tpl")
+    return root
+
+
+def tf():
+    import tensorflow
+
+    return tensorflow
+
+
+def test_bert_into_renamed_grown_model_streams_encoder_and_keeps_the_rest(bert, tmp_path):
+    out = tmp_path / "out"
+    report = warmstart.transfer(str(bert / "src"), str(bert / "tpl"), str(out), rules=EXAMPLE_RULES)
+    assert report.strategy == "stream" and report.ok
+    assert tf().train.latest_checkpoint(str(out)) == str(out / "model.ckpt")
+    got = builders.load_values(out / "model.ckpt")
+    src = builders.load_values(next((bert / "src").glob("*.index")).with_suffix(""))
+    tpl = builders.load_values(next((bert / "tpl").glob("*.index")).with_suffix(""))
+    assert set(got) == set(tpl)  # a complete checkpoint for the target
+    actions = {e.target: e.action for e in report.plan.entries}
+    assert all(a == "copy" for n, a in actions.items() if n.startswith("model/encoder/"))
+    assert actions["model/embeddings/word_embeddings"] == "skip"
+    for name, value in got.items():
+        if actions[name] == "copy":
+            builders.assert_values_equal(value, src["bert/" + name[len("model/"):]], name)
+        else:  # grown embedding (skip), head (null), global_step (excluded): initial values
+            builders.assert_values_equal(value, tpl[name], name)
+    manifest = json.loads((out / "warmstart.json").read_text())
+    assert manifest["strategy"] == "stream" and manifest["plan"]["status"] == "ok"
+    assert {t["key"] for t in manifest["checkpoint"]["tensors"]} == set(tpl)
+    assert manifest["source"]["url"].endswith("model.ckpt-1000")
+
+
+def test_output_loads_with_tf1_saver_in_the_targets_graph(bert, tmp_path):
+    out = tmp_path / "out"
+    warmstart.transfer(str(bert / "src"), str(bert / "tpl"), str(out), rules=EXAMPLE_RULES)
+    t = tf()
+    meta = next((bert / "tpl").glob("*.meta"))
+    graph = t.Graph()
+    with graph.as_default():
+        saver = t.compat.v1.train.import_meta_graph(str(meta))
+        with t.compat.v1.Session(graph=graph) as sess:
+            saver.restore(sess, t.train.latest_checkpoint(str(out)))
+            kernel = next(v for v in t.compat.v1.global_variables() if v.op.name == "model/pooler/dense/kernel")
+            value = sess.run(kernel)
+    src = builders.load_values(next((bert / "src").glob("*.index")).with_suffix(""))
+    np.testing.assert_array_equal(value, src["bert/pooler/dense/kernel"])
+
+
+def test_tf1_source_into_tf2_object_based_template(tmp_path):
+    t = tf()
+    tpl_info = builders.tf2_checkpoint(tmp_path / "tpl", seed=1)
+    tpl_table = warmstart.read_table(tpl_info["prefix"])
+    # A TF1 checkpoint with the same variables under TF1-style names.
+    src_values = {f"net/{v.name[len('model/'):]}": np.full(v.shape, 7, dtype=v.dtype)
+                  for v in tpl_table.variables if v.name.startswith("model/")}
+    src = builders.tf1_checkpoint(tmp_path / "src", src_values)
+    out = tmp_path / "out"
+    report = warmstart.transfer(src["prefix"], tpl_info["prefix"], str(out),
+                                rules={"rename": [["model/(.*)", r"net/\1"]]})
+    assert report.plan.counts["copy"] == len(src_values)
+    module = builders._tf2_module(seed=2)
+    status = t.train.Checkpoint(model=module).restore(t.train.latest_checkpoint(str(out)))
+    status.assert_existing_objects_matched()
+    for v in module.variables:
+        np.testing.assert_array_equal(v.numpy(), np.full(v.shape, 7, dtype=v.dtype.as_numpy_dtype))
+
+
+def test_bf16_source_casts_to_float32_when_asked(tmp_path):
+    import ml_dtypes
+
+    value = np.arange(12, dtype=np.float32).reshape(3, 4).astype(ml_dtypes.bfloat16)
+    src = builders.tf1_checkpoint(tmp_path / "src", {"w": value})
+    tpl = builders.tf1_checkpoint(tmp_path / "tpl", {"w": np.zeros((3, 4), np.float32)})
+    with pytest.raises(PlanError, match="dtype bfloat16 in the source, float32 in the target"):
+        warmstart.transfer(src["prefix"], tpl["prefix"], str(tmp_path / "fail"))
+    assert not (tmp_path / "fail").exists() or not any((tmp_path / "fail").iterdir())
+    out = tmp_path / "out"
+    report = warmstart.transfer(src["prefix"], tpl["prefix"], str(out), rules={"on_dtype_mismatch": "cast"})
+    assert report.plan.counts["cast"] == 1
+    got = builders.load_values(out / "model.ckpt")["w"]
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, value.astype(np.float32))
+
+
+def test_partitioned_source_into_plain_and_partitioned_targets(tmp_path):
+    part = builders.partitioned_checkpoint(tmp_path / "part")
+    full = builders.load_values(part["prefix"])
+    plain_tpl = builders.tf1_checkpoint(tmp_path / "plain", {k: np.zeros_like(v) for k, v in full.items()})
+    out = tmp_path / "out-plain"
+    warmstart.transfer(part["prefix"], plain_tpl["prefix"], str(out))
+    for k, v in builders.load_values(out / "model.ckpt").items():
+        builders.assert_values_equal(v, full[k], k)
+    # Into a partitioned template (itself): slices are written as TF1 Saver writes them.
+    out2 = tmp_path / "out-part"
+    warmstart.transfer(part["prefix"], part["prefix"], str(out2))
+    assert warmstart.read_table(str(out2))["emb"].partitions == 3
+    for k, v in builders.load_values(out2 / "model.ckpt").items():
+        builders.assert_values_equal(v, full[k], k)
+
+
+def test_strings_and_every_dtype_stream_unchanged(tmp_path):
+    zoo = builders.dtype_zoo_checkpoint(tmp_path / "zoo")
+    out = tmp_path / "out"
+    warmstart.transfer(zoo["prefix"], zoo["prefix"], str(out))
+    expected = builders.load_values(zoo["prefix"])
+    got = builders.load_values(out / "model.ckpt")
+    for k in expected:
+        builders.assert_values_equal(got[k], expected[k], k)
+
+
+def test_small_chunks_copy_large_tensors_exactly(tmp_path):
+    big = np.random.default_rng(0).standard_normal((300, 1000)).astype(np.float32)
+    src = builders.tf1_checkpoint(tmp_path / "src", {"big": big})
+    out = tmp_path / "out"
+    report = warmstart.transfer(src["prefix"], src["prefix"], str(out), chunk_bytes=4096)
+    np.testing.assert_array_equal(builders.load_values(out / "model.ckpt")["big"], big)
+    assert report.bytes_read == big.nbytes
+
+
+def test_signature_target_writes_only_transferred_variables_and_lists_the_absent(bert, tmp_path):
+    sig = tmp_path / "sig.json"
+    sig.write_text(json.dumps(warmstart.signature_of(str(bert / "tpl")).to_json()))
+    out = tmp_path / "out"
+    report = warmstart.transfer(str(bert / "src"), str(sig), str(out), rules=EXAMPLE_RULES)
+    manifest = json.loads((out / "warmstart.json").read_text())
+    assert "head/dense/kernel" in manifest["absent"]
+    assert set(builders.load_values(out / "model.ckpt")) == {e.target for e in report.plan.transferred}
+
+
+def test_a_failed_plan_writes_nothing(bert, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(PlanError) as info:
+        warmstart.transfer(str(bert / "src"), str(bert / "tpl"), str(out))
+    assert info.value.plan is not None and not info.value.plan.ok
+    assert not out.exists()
+
+
+def test_corrupt_source_mid_copy_leaves_no_visible_output(bert, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(bert / "src", src)
+    data = next(src.glob("*.data-*"))
+    entry = BundleReader(str(src)).records["bert/encoder/layer_1/output/dense/kernel"].entry
+    raw = bytearray(data.read_bytes())
+    raw[entry.offset + entry.size // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    out = tmp_path / "out"
+    with pytest.raises(CorruptCheckpointError, match="CRC32C"):
+        warmstart.transfer(str(src), str(bert / "tpl"), str(out), rules=EXAMPLE_RULES)
+    assert list(out.iterdir()) == []  # no state file, no manifest, no half checkpoint
+
+
+def test_output_inside_the_source_is_refused_and_the_source_untouched(bert, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(bert / "src", src)
+    before = sorted(os.listdir(src))
+    with pytest.raises(StorageError, match="inside the directory of input"):
+        warmstart.transfer(str(src), str(bert / "tpl"), str(src / "out"), rules=EXAMPLE_RULES)
+    with pytest.raises(StorageError):
+        warmstart.transfer(str(src), str(bert / "tpl"), str(src), rules=EXAMPLE_RULES)
+    assert sorted(os.listdir(src)) == before
+
+
+def test_non_empty_output_needs_overwrite(bert, tmp_path):
+    out = tmp_path / "out"
+    warmstart.transfer(str(bert / "src"), str(bert / "tpl"), str(out), rules=EXAMPLE_RULES)
+    with pytest.raises(StorageError, match="not empty"):
+        warmstart.transfer(str(bert / "src"), str(bert / "tpl"), str(out), rules=EXAMPLE_RULES)
+    report = warmstart.transfer(str(bert / "src"), str(bert / "tpl"), str(out), rules=EXAMPLE_RULES,
+                                overwrite=True)
+    assert report.ok and tf().train.latest_checkpoint(str(out))
+
+
+def test_stream_refuses_targets_it_cannot_serve(tmp_path):
+    from warmstart._transfer import choose_strategy
+    from warmstart.table import VariableTable
+
+    keras_table = VariableTable.of([], "keras:m", "keras")
+    with pytest.raises(UsageError, match="stream strategy needs a template"):
+        choose_strategy("stream", keras_table)
+    assert choose_strategy("auto", keras_table) == "restore"
+    with pytest.raises(UsageError, match="nothing to build"):
+        choose_strategy("restore", VariableTable.of([], "sig", "signature"))
+
+
+@pytest.mark.integration
+def test_stream_from_s3_to_gcs(bert, tmp_path, s3_server, s3_bucket, gcs_server, gcs_bucket, monkeypatch):
+    s3 = fsspec.filesystem("s3", **s3_server.storage_options())
+    upload_dir(s3, bert / "src", f"{s3_bucket}/src")
+    for k, v in {**s3_server.env(), **gcs_server.env()}.items():
+        monkeypatch.setenv(k, v)
+    from servers import clear_fs_caches
+
+    clear_fs_caches()
+    out = f"{gcs_bucket}/warm/1"
+    report = warmstart.transfer(f"{s3_bucket}/src", str(bert / "tpl"), out, rules=EXAMPLE_RULES)
+    assert report.output.rstrip("/").endswith("warm/1")
+    gcs = fsspec.filesystem("gcs", **gcs_server.storage_options())
+    local = tmp_path / "downloaded"
+    local.mkdir()
+    for path in gcs.ls(out.replace("gs://", ""), detail=False):
+        gcs.get_file(path, str(local / Path(path).name))
+    assert tf().train.latest_checkpoint(str(local)) == str(local / "model.ckpt")
+    got = builders.load_values(local / "model.ckpt")
+    src = builders.load_values(next((bert / "src").glob("*.index")).with_suffix(""))
+    np.testing.assert_array_equal(got["model/pooler/dense/kernel"], src["bert/pooler/dense/kernel"])

@@ -1,0 +1,149 @@
+"""``transfer``: plan, execute with a strategy, publish the output with its manifest."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from .bundle import BundleReader
+from .errors import PlanError, UsageError
+from .output import CHECKPOINT_NAME, OutputDir, check_not_inside, manifest_document
+from .plan import Plan, make_plan
+from .report import Report
+from .rules import Rules, load_rules
+from .storage import object_identity, resolve
+from .table import VariableTable, table_from_bundle
+from .targets import signature_of
+
+__all__ = ["transfer", "choose_strategy", "Strategy"]
+
+Strategy = Literal["auto", "stream", "restore", "assign"]
+STRATEGIES = ("auto", "stream", "restore", "assign")
+_STREAMABLE = ("tf1-checkpoint", "tf2-checkpoint", "signature")
+
+
+def choose_strategy(strategy: str, target_table: VariableTable) -> str:
+    """``auto`` is ``stream`` for template-checkpoint and signature targets, ``restore`` otherwise.
+    Raises :class:`UsageError` for a strategy that cannot serve the target."""
+    if strategy not in STRATEGIES:
+        raise UsageError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if strategy == "auto":
+        return "stream" if target_table.kind in _STREAMABLE else "restore"
+    if strategy == "stream" and target_table.kind not in _STREAMABLE:
+        raise UsageError(
+            f"the stream strategy needs a template checkpoint or signature target; {target_table.origin} is a "
+            f"{target_table.kind} target: use --strategy restore or assign"
+        )
+    if strategy in ("restore", "assign") and target_table.kind in ("tf2-checkpoint", "signature"):
+        raise UsageError(
+            f"the {strategy} strategy builds the target, but {target_table.origin} is a {target_table.kind} "
+            "with nothing to build: use --strategy stream, or give a .keras, .meta or py: builder target"
+        )
+    return strategy
+
+
+def transfer(
+    source: str,
+    target: Any,
+    output: str,
+    rules: Rules | dict[str, Any] | str | None = None,
+    strategy: Strategy = "auto",
+    storage_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    chunk_bytes: int | None = None,
+    progress=None,
+    plan: Plan | None = None,
+) -> Report:
+    """Copy the planned variables of ``source`` into a checkpoint for ``target`` at ``output``.
+
+    Plans first; a plan that fails raises :class:`PlanError` and writes nothing. The output
+    directory receives the checkpoint, then its ``checkpoint`` state file and ``warmstart.json``
+    (last, so no reader sees a partial output). ``progress(done_bytes, total_bytes, name)`` is
+    called as tensors are written. ``plan`` may pass a plan already made for these inputs.
+    """
+    started = time.perf_counter()
+    reader = BundleReader(str(source), storage_options)
+    rules_model = load_rules(rules, storage_options)
+    if plan is None:
+        plan = make_plan(table_from_bundle(reader), signature_of(target, storage_options), rules_model)
+    if not plan.ok:
+        raise PlanError(plan.failure_message(), plan)
+    chosen = choose_strategy(strategy, plan.target)
+    # Checked before anything is created: a refused output must leave no trace in an input.
+    inputs = [reader.prefix]
+    if plan.target.kind in ("tf1-checkpoint", "tf2-checkpoint"):
+        inputs.append(resolve(plan.target.origin, storage_options))
+    check_not_inside(resolve(output, storage_options), inputs)
+    out = OutputDir(output, storage_options, overwrite=overwrite)
+    try:
+        if chosen == "stream":
+            result = _run_stream(plan, reader, target, out, storage_options, chunk_bytes, progress)
+        else:
+            result = _run_tf(chosen, plan, reader, target, out, progress)
+        manifest = manifest_document(
+            source={"url": reader.url, "index": object_identity(reader.prefix.with_suffix(".index"))},
+            target={"spec": target if isinstance(target, str) else plan.target.origin,
+                    "origin": plan.target.origin, "kind": plan.target.kind},
+            rules=rules_model.model_dump(mode="json"),
+            strategy=chosen,
+            plan=plan.to_json(),
+            tensors=result["tensors"],
+            absent=result["absent"],
+            stats={"bytes_read": result["bytes_read"], "bytes_written": result["bytes_written"],
+                   "seconds": round(time.perf_counter() - started, 3)},
+        )
+        manifest_url = out.commit(manifest)
+    except BaseException:
+        out.abort()
+        raise
+    return Report(plan=plan, strategy=chosen, output=out.url, checkpoint=out.prefix.url, manifest=manifest_url,
+                  keras_weights=result.get("keras_weights"), bytes_read=result["bytes_read"],
+                  bytes_written=result["bytes_written"], seconds=time.perf_counter() - started)
+
+
+def _tensor_checksums(reader: BundleReader) -> list[dict[str, Any]]:
+    out = []
+    for key, rec in sorted(reader.records.items()):
+        crcs = [e.crc32c for _, e in rec.slices] if rec.slices else [rec.entry.crc32c]
+        out.append({"key": key, "dtype": rec.dtype, "shape": list(rec.shape), "bytes": rec.stored_bytes,
+                    "crc32c_masked": crcs if rec.slices else crcs[0]})
+    return out
+
+
+def _run_stream(plan, reader, target, out: OutputDir, storage_options, chunk_bytes, progress) -> dict[str, Any]:
+    from .stream import DEFAULT_CHUNK_BYTES, stream_transfer
+    from .writer import BundleWriter
+
+    template = BundleReader(target, storage_options) if plan.target.kind != "signature" else None
+    writer = BundleWriter(out.prefix)
+    out.record(writer.data_loc)
+    out.record(writer.index_loc)
+    try:
+        stats = stream_transfer(plan, reader, template, writer, chunk_bytes or DEFAULT_CHUNK_BYTES, progress)
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    written = BundleReader.at_prefix(out.prefix)
+    return {"tensors": _tensor_checksums(written), "absent": list(stats.absent),
+            "bytes_read": stats.bytes_read, "bytes_written": writer.bytes_written}
+
+
+def _run_tf(strategy, plan, reader, target, out: OutputDir, progress) -> dict[str, Any]:
+    from . import _tf_strategies
+
+    with tempfile.TemporaryDirectory(prefix="warmstart-") as workdir:
+        result = _tf_strategies.run(strategy, plan, target, reader, workdir, progress=progress)
+        local = BundleReader(result.prefix)
+        data_files = sorted(p.name for p in Path(workdir).glob(Path(result.prefix).name + ".data-*"))
+        for name in data_files:
+            out.put_file(str(Path(workdir) / name), name.replace(Path(result.prefix).name, CHECKPOINT_NAME, 1))
+        out.put_file(result.prefix + ".index", CHECKPOINT_NAME + ".index")
+        keras_url = None
+        if result.keras_weights:
+            keras_url = out.put_file(result.keras_weights, "model.weights.h5").url
+        size = sum((Path(workdir) / n).stat().st_size for n in data_files)
+        return {"tensors": _tensor_checksums(local), "absent": [], "bytes_read": result.bytes_read,
+                "bytes_written": size, "keras_weights": keras_url}

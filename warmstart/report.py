@@ -1,0 +1,44 @@
+"""What a transfer did: the plan, where the output is, and what it cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .plan import Plan
+
+__all__ = ["Report"]
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of :func:`warmstart.transfer`, :func:`warmstart.copy_variables` or
+    :func:`warmstart.copy_weights`. ``output`` is ``None`` for live-object copies."""
+
+    plan: Plan
+    strategy: str
+    output: str | None = None
+    checkpoint: str | None = None
+    manifest: str | None = None
+    keras_weights: str | None = None
+    bytes_read: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.plan.ok
+
+    def to_json(self) -> dict[str, Any]:
+        doc = self.plan.to_json()
+        doc.update({
+            "strategy": self.strategy,
+            "output": self.output,
+            "checkpoint": self.checkpoint,
+            "manifest": self.manifest,
+            "keras_weights": self.keras_weights,
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "seconds": round(self.seconds, 3),
+        })
+        return doc

@@ -1,0 +1,156 @@
+"""Writing TF V2 checkpoints (tensor bundles) through fsspec, without TensorFlow.
+
+:class:`BundleWriter` streams tensor bytes into one data file as they come (any chunking), keeps
+only the small index entries in memory, and writes the ``.index`` when :meth:`finish` is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _crc, dtypes
+from ._ordered_code import slice_key
+from ._protos import BundleEntry, BundleHeader, Slice, encode_entry, encode_header
+from ._sstable import TableWriter
+from ._strings import frame_strings, string_entry_crc
+from .bundle import data_file_name
+from .errors import StorageError
+from .storage import Location
+
+__all__ = ["BundleWriter", "WrittenTensor", "encode_array"]
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenTensor:
+    key: str
+    dtype: str
+    shape: tuple[int, ...]
+    size: int
+    crc32c: int  # masked, as in the index
+
+
+def encode_array(value: np.ndarray, dtype: str) -> bytes:
+    """The bundle bytes of ``value`` as dtype ``dtype`` (little-endian, row-major; strings framed)."""
+    dt = dtypes.by_name(dtype)
+    if dt.name == "string":
+        items = [v if isinstance(v, bytes) else str(v).encode() for v in np.asarray(value, dtype=object).ravel()]
+        return frame_strings(items)
+    if dt.numpy is None:
+        raise ValueError(f"cannot encode dtype {dtype}")
+    return np.ascontiguousarray(value, dtype=dt.numpy.newbyteorder("<")).tobytes()
+
+
+class BundleWriter:
+    """Write a single-shard checkpoint at ``prefix`` (a :class:`Location` without suffix).
+
+    Add tensors in any order with :meth:`add_array`, :meth:`add_chunks` or :meth:`add_slices`, then
+    :meth:`finish` writes the index. :meth:`abort` removes what was written. Keys must be unique.
+    """
+
+    def __init__(self, prefix: Location):
+        self.prefix = prefix
+        base = prefix.path.rsplit("/", 1)
+        self.data_loc = Location(prefix.fs, "/".join([*base[:-1], data_file_name(base[-1], 0, 1)]))
+        self.index_loc = prefix.with_suffix(".index")
+        self._entries: dict[bytes, BundleEntry] = {}
+        self._written: list[WrittenTensor] = []
+        self._offset = 0
+        try:
+            prefix.fs.makedirs(prefix.fs._parent(prefix.path), exist_ok=True)
+            self._data = prefix.fs.open(self.data_loc.path, "wb")
+        except OSError as exc:
+            raise StorageError(f"cannot create {self.data_loc.url}: {exc}") from None
+
+    @property
+    def written(self) -> tuple[WrittenTensor, ...]:
+        return tuple(self._written)
+
+    @property
+    def bytes_written(self) -> int:
+        return self._offset
+
+    def _claim(self, key: str) -> bytes:
+        raw = key.encode()
+        if raw in self._entries or not raw or raw.startswith(b"\x00"):
+            raise ValueError(f"tensor key {key!r} is empty, reserved or added twice")
+        return raw
+
+    def _write(self, chunk: bytes | memoryview) -> None:
+        try:
+            self._data.write(chunk)
+        except OSError as exc:
+            raise StorageError(f"writing {self.data_loc.url} failed: {exc}") from None
+        self._offset += len(chunk)
+
+    def add_chunks(self, key: str, dtype: str, shape: tuple[int, ...], chunks: Iterable[bytes | memoryview],
+                   crc32c: int | None = None) -> WrittenTensor:
+        """Stream a tensor's bundle bytes. ``crc32c`` (masked) may be given for string tensors, whose
+        CRC is not a plain CRC of the bytes; otherwise it is computed as the chunks pass."""
+        raw = self._claim(key)
+        start, crc = self._offset, 0
+        for chunk in chunks:
+            crc = _crc.extend(crc, chunk)
+            self._write(chunk)
+        size = self._offset - start
+        if crc32c is None:
+            crc32c = _crc.mask(crc)
+        entry = BundleEntry(dtypes.by_name(dtype).enum, tuple(shape), False, 0, start, size, crc32c)
+        self._entries[raw] = entry
+        written = WrittenTensor(key, dtype, tuple(shape), size, crc32c)
+        self._written.append(written)
+        return written
+
+    def add_array(self, key: str, value: np.ndarray, dtype: str) -> WrittenTensor:
+        data = encode_array(value, dtype)
+        crc = string_entry_crc(data, int(np.prod(value.shape, dtype=np.int64))) if dtype == "string" else None
+        return self.add_chunks(key, dtype, tuple(value.shape), [data], crc32c=crc)
+
+    def add_slices(self, key: str, value: np.ndarray, dtype: str,
+                   extents: Iterable[tuple[tuple[int, int], ...]]) -> WrittenTensor:
+        """Write ``value`` as a partitioned variable with the given slice extents, as TF1 Saver does."""
+        extents = tuple(extents)
+        raw = self._claim(key)
+        size = 0
+        for extent in extents:
+            region = tuple(slice(s, None if n == -1 else s + n) for s, n in extent)
+            part = np.ascontiguousarray(value[region])
+            data = encode_array(part, dtype)
+            crc = string_entry_crc(data, part.size) if dtype == "string" else _crc.mask(_crc.crc32c(data))
+            self._entries[slice_key(key, extent)] = BundleEntry(
+                dtypes.by_name(dtype).enum, tuple(part.shape), False, 0, self._offset, len(data), crc)
+            self._write(data)
+            size += len(data)
+        slices = tuple(Slice(e) for e in extents)
+        self._entries[raw] = BundleEntry(dtypes.by_name(dtype).enum, tuple(value.shape), slices=slices)
+        written = WrittenTensor(key, dtype, tuple(value.shape), size, 0)
+        self._written.append(written)
+        return written
+
+    def finish(self) -> None:
+        """Close the data file, then write the index (header first, keys in bytewise order)."""
+        try:
+            self._data.close()
+            table = TableWriter()
+            table.add(b"", encode_header(BundleHeader(num_shards=1)))
+            for raw in sorted(self._entries):
+                table.add(raw, encode_entry(self._entries[raw]))
+            with self.prefix.fs.open(self.index_loc.path, "wb") as f:
+                f.write(table.finish())
+        except OSError as exc:
+            raise StorageError(f"writing {self.index_loc.url} failed: {exc}") from None
+
+    def abort(self) -> None:
+        """Discard the checkpoint: close and remove whatever was written (best effort, never raises)."""
+        try:
+            self._data.close()
+        except OSError:
+            pass
+        for loc in (self.data_loc, self.index_loc):
+            try:
+                if loc.fs.exists(loc.path):
+                    loc.fs.rm(loc.path)
+            except OSError:
+                pass
