@@ -31,6 +31,7 @@ __all__ = [
     "table_from_meta_graph_bytes",
     "table_from_graph",
     "table_from_trackable",
+    "trackable_variables",
     "table_from_keras_file",
     "table_from_builder",
     "table_from_object",
@@ -213,7 +214,6 @@ def table_from_trackable(obj: Any, origin: str | None = None, kind: TrackableKin
     usable dtype or rank.
     """
     import keras
-    import tensorflow as tf
 
     is_keras = isinstance(obj, keras.Layer)
     if is_keras and not obj.built:
@@ -223,17 +223,31 @@ def table_from_trackable(obj: Any, origin: str | None = None, kind: TrackableKin
         )
     kind = kind or ("keras" if is_keras else "module")
     origin = origin or _live_origin(obj, kind)
+    variables = [_trackable_variable(name, key, variable, origin) for name, key, variable in _walk_trackable(obj)]
+    return VariableTable.of(variables, origin, kind)
+
+
+def trackable_variables(obj: Any) -> dict[str, Any]:
+    """The live variables of a trackable (Keras model or layer, ``tf.Module``) by the names
+    :func:`table_from_trackable` gives them (``model/...``): the same walk, so a plan's target
+    names find their variables. Values are ``tf.Variable`` or Keras variables."""
+    return {name: variable for name, _, variable in _walk_trackable(obj)}
+
+
+def _walk_trackable(obj: Any) -> list[tuple[str, str, Any]]:
+    """(name, checkpoint key, variable) for every variable ``tf.train.Checkpoint(model=obj)`` saves."""
+    import tensorflow as tf
+
     checkpoint = tf.train.Checkpoint(model=obj)
     objects, edges = _live_object_graph(checkpoint)
     root = id(checkpoint)
     keys = _first_found_paths(root, edges)
     names = preferred_paths(root, lambda node: edges[node])
-    variables = [
-        _trackable_variable(name, keys[node] + VALUE_SUFFIX, objects[node], origin)
+    return [
+        (name, keys[node] + VALUE_SUFFIX, objects[node])
         for node, name in names.items()
         if _is_saved_variable(objects[node])
     ]
-    return VariableTable.of(variables, origin, kind)
 
 
 def _live_object_graph(root: Any) -> tuple[dict[int, Any], dict[int, list[tuple[str, int]]]]:

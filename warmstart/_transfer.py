@@ -55,13 +55,16 @@ def transfer(
     chunk_bytes: int | None = None,
     progress=None,
     plan: Plan | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> Report:
     """Copy the planned variables of ``source`` into a checkpoint for ``target`` at ``output``.
 
     Plans first; a plan that fails raises :class:`PlanError` and writes nothing. The output
     directory receives the checkpoint, then its ``checkpoint`` state file and ``warmstart.json``
     (last, so no reader sees a partial output). ``progress(done_bytes, total_bytes, name)`` is
-    called as tensors are written. ``plan`` may pass a plan already made for these inputs.
+    called as tensors are written. ``plan`` may pass a plan already made for these inputs (its
+    source keys must exist in ``source``). ``provenance`` replaces the manifest's ``source`` record
+    (when ``source`` is a local cached copy of the real source).
     """
     started = time.perf_counter()
     reader = BundleReader(str(source), storage_options)
@@ -83,7 +86,8 @@ def transfer(
         else:
             result = _run_tf(chosen, plan, reader, target, out, progress)
         manifest = manifest_document(
-            source={"url": reader.url, "index": object_identity(reader.prefix.with_suffix(".index"))},
+            source=provenance or {"url": reader.url,
+                                  "index": object_identity(reader.prefix.with_suffix(".index"))},
             target={"spec": target if isinstance(target, str) else plan.target.origin,
                     "origin": plan.target.origin, "kind": plan.target.kind},
             rules=rules_model.model_dump(mode="json"),

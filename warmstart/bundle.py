@@ -65,11 +65,18 @@ class BundleReader:
         reader._open(prefix)
         return reader
 
-    def _open(self, prefix: Location) -> None:
+    @classmethod
+    def with_index(cls, prefix: Location, index_bytes: bytes) -> "BundleReader":
+        """Open the checkpoint at ``prefix`` with its index already in hand (say, from a cache)."""
+        reader = cls.__new__(cls)
+        reader._open(prefix, index_bytes)
+        return reader
+
+    def _open(self, prefix: Location, index_bytes: bytes | None = None) -> None:
         self.prefix = prefix
         self.url = prefix.url
         index_loc = self.prefix.with_suffix(".index")
-        self.index_bytes = read_bytes(index_loc)
+        self.index_bytes = read_bytes(index_loc) if index_bytes is None else index_bytes
         self.header, self.records = _parse_index(self.index_bytes, index_loc.url)
 
     def __repr__(self) -> str:

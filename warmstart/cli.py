@@ -53,14 +53,14 @@ def cmd_signature(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         sys.stdout.write(text)
         return EXIT_OK
-    from .storage import resolve
+    from .storage import is_transient, resolve
 
     loc = resolve(args.output)
     try:
         with loc.fs.open(loc.path, "w") as f:
             f.write(text)
     except OSError as exc:
-        raise StorageError(f"cannot write {loc.url}: {exc}") from None
+        raise StorageError(f"cannot write {loc.url}: {exc}", is_transient(exc)) from None
     print(f"wrote the signature of {table.origin} ({len(table)} variables) to {loc.url}", file=sys.stderr)
     return EXIT_OK
 

@@ -62,6 +62,14 @@ class TargetError(InputError, ValueError):
 
 
 class StorageError(WarmStartError, OSError):
-    """Writing or publishing an output failed, or the output location is not allowed."""
+    """Storage failed (reading or writing), or the output location is not allowed.
+
+    ``transient`` is True when the underlying failure is worth retrying (throttling, 5xx,
+    a reset connection, a timeout), as :func:`warmstart.storage.is_transient` judges it.
+    """
 
     exit_code = 4
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient

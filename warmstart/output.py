@@ -16,9 +16,11 @@ from typing import Any
 
 from . import __version__
 from .errors import StorageError
-from .storage import STATE_FILE, Location, resolve
+from pathlib import Path
 
-__all__ = ["OutputDir", "MANIFEST", "CHECKPOINT_NAME", "check_not_inside"]
+from .storage import STATE_FILE, Location, is_transient, resolve, resolve_checkpoint
+
+__all__ = ["OutputDir", "MANIFEST", "CHECKPOINT_NAME", "check_not_inside", "publish_directory"]
 
 MANIFEST = "warmstart.json"
 CHECKPOINT_NAME = "model.ckpt"
@@ -65,7 +67,7 @@ class OutputDir:
                 self._remove_published()
             self.loc.fs.makedirs(self.loc.path, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot prepare output {self.url}: {exc}") from None
+            raise StorageError(f"cannot prepare output {self.url}: {exc}", is_transient(exc)) from None
 
     @property
     def prefix(self) -> Location:
@@ -87,7 +89,7 @@ class OutputDir:
         try:
             self.loc.fs.put_file(local_path, dest.path)
         except OSError as exc:
-            raise StorageError(f"uploading {name} to {dest.url} failed: {exc}") from None
+            raise StorageError(f"uploading {name} to {dest.url} failed: {exc}", is_transient(exc)) from None
         self._written.append(dest)
         return dest
 
@@ -101,7 +103,7 @@ class OutputDir:
             with self.loc.fs.open(dest.path, "w") as f:
                 f.write(text)
         except OSError as exc:
-            raise StorageError(f"writing {dest.url} failed: {exc}") from None
+            raise StorageError(f"writing {dest.url} failed: {exc}", is_transient(exc)) from None
         self._written.append(dest)
         return dest
 
@@ -140,3 +142,30 @@ def manifest_document(*, source: dict[str, Any], target: dict[str, Any], rules: 
         "stats": stats,
         "plan": plan,
     }
+
+
+def publish_directory(staging: str, output: str, storage_options: dict[str, Any] | None = None,
+                      overwrite: bool = False, inputs: Iterable[str] = ()) -> dict[str, Any]:
+    """Upload a finished local output (as :func:`warmstart.transfer` writes it) to ``output``.
+
+    Checkpoint data and index first, then the state file, then the manifest: no reader sees a
+    partial output, and a failure removes what was uploaded. ``inputs`` are checkpoint URLs the
+    output may not be, or lie inside the directory of. Returns ``{"output", "manifest", "files"}``.
+    """
+    staged = Path(staging)
+    if not (staged / MANIFEST).is_file() or not (staged / STATE_FILE).is_file():
+        raise StorageError(f"{staging} is not a finished warmstart output (no {MANIFEST} or {STATE_FILE})")
+    out_loc = resolve(output, storage_options)
+    check_not_inside(out_loc, [resolve_checkpoint(url, storage_options) for url in inputs])
+    out = OutputDir(output, storage_options, overwrite=overwrite)
+    last = (STATE_FILE, MANIFEST)
+    # Data shards before the index: an index never names bytes that are not there yet.
+    first = sorted((p.name for p in staged.iterdir() if p.is_file() and p.name not in last),
+                   key=lambda n: (n.endswith(".index"), n))
+    try:
+        for name in (*first, *last):
+            out.put_file(str(staged / name), name)
+    except BaseException:
+        out.abort()
+        raise
+    return {"output": out.url, "manifest": out.loc.child(MANIFEST).url, "files": [*first, *last]}

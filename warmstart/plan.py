@@ -52,6 +52,8 @@ class PlanEntry:
             "source_shape": None if self.source_shape is None else list(self.source_shape),
             "source_dtype": self.source_dtype,
             "reason": self.reason,
+            "target_key": self.target_key,
+            "source_key": self.source_key,
         }
 
 

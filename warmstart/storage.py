@@ -15,9 +15,12 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from .errors import InputNotFoundError, StorageError, UsageError
+from .errors import InputNotFoundError, StorageError, UsageError, WarmStartError
 
-__all__ = ["Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_identity", "STATE_FILE"]
+__all__ = [
+    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_identity", "is_transient",
+    "STATE_FILE",
+]
 
 STATE_FILE = "checkpoint"
 
@@ -55,14 +58,14 @@ def _exists(loc: Location) -> bool:
     try:
         return loc.fs.exists(loc.path)
     except (OSError, PermissionError) as exc:
-        raise StorageError(f"cannot access {loc.url}: {exc}") from None
+        raise StorageError(f"cannot access {loc.url}: {exc}", is_transient(exc)) from None
 
 
 def _is_dir(loc: Location) -> bool:
     try:
         return loc.fs.isdir(loc.path)
     except (OSError, PermissionError) as exc:
-        raise StorageError(f"cannot access {loc.url}: {exc}") from None
+        raise StorageError(f"cannot access {loc.url}: {exc}", is_transient(exc)) from None
 
 
 _STATE_LINE = re.compile(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"\s*$', re.M)
@@ -129,7 +132,7 @@ def read_bytes(loc: Location) -> bytes:
     except FileNotFoundError:
         raise InputNotFoundError(f"{loc.url} does not exist") from None
     except (OSError, PermissionError) as exc:
-        raise StorageError(f"cannot read {loc.url}: {exc}") from None
+        raise StorageError(f"cannot read {loc.url}: {exc}", is_transient(exc)) from None
 
 
 def read_range(loc: Location, start: int, end: int) -> bytes:
@@ -139,7 +142,7 @@ def read_range(loc: Location, start: int, end: int) -> bytes:
     except FileNotFoundError:
         raise InputNotFoundError(f"{loc.url} does not exist") from None
     except (OSError, PermissionError) as exc:
-        raise StorageError(f"cannot read {loc.url} bytes {start}..{end}: {exc}") from None
+        raise StorageError(f"cannot read {loc.url} bytes {start}..{end}: {exc}", is_transient(exc)) from None
 
 
 def object_identity(loc: Location) -> dict[str, Any]:
@@ -153,3 +156,37 @@ def object_identity(loc: Location) -> dict[str, Any]:
         if info.get(key) is not None:
             identity[key.lower()] = str(info[key])
     return identity
+
+
+# What retrying can fix: throttling, server-side 5xx, dropped or timed-out connections.
+_TRANSIENT_TYPES = {
+    "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
+    "ServerDisconnectedError", "ClientConnectorError", "ClientOSError", "ClientPayloadError",
+    "ServerTimeoutError", "TransportError", "RetryError", "ProtocolError", "IncompleteRead",
+}
+_TRANSIENT_MARKERS = (
+    "SlowDown", "Throttl", "RequestTimeout", "ServiceUnavailable", "InternalError", "Too Many Requests",
+    "Service Unavailable", "Bad Gateway", "Gateway Timeout", "Connection reset", "timed out",
+    " 429", " 500", " 502", " 503", " 504", "(429)", "(500)", "(502)", "(503)", "(504)",
+)
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or what caused it) is a storage failure that a retry may fix.
+
+    Validation, missing inputs, corrupt data and permission problems are never transient.
+    """
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, StorageError):
+            return exc.transient
+        if isinstance(exc, (WarmStartError, FileNotFoundError, PermissionError, ValueError)):
+            return False
+        if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ in _TRANSIENT_TYPES:
+            return True
+        text = f" {exc}"
+        if any(marker in text for marker in _TRANSIENT_MARKERS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False

@@ -20,7 +20,7 @@ from .errors import CorruptCheckpointError, UsageError
 from .plan import Plan, PlanEntry
 from .writer import BundleWriter
 
-__all__ = ["stream_transfer", "StreamStats", "DEFAULT_CHUNK_BYTES"]
+__all__ = ["stream_transfer", "copy_tensor", "StreamStats", "DEFAULT_CHUNK_BYTES"]
 
 DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
 
@@ -54,8 +54,10 @@ def _chunks(reader: BundleReader, key: str, record: TensorRecord, chunk_bytes: i
         raise CorruptCheckpointError(f"{loc.url}: tensor {key!r} fails its CRC32C check (data corrupted)")
 
 
-def _copy_record(reader: BundleReader, key: str, out_key: str, writer: BundleWriter,
-                 target_slices, chunk_bytes: int, stats: StreamStats) -> None:
+def copy_tensor(reader: BundleReader, key: str, out_key: str, writer: BundleWriter,
+                target_slices, chunk_bytes: int, stats: StreamStats) -> None:
+    """Copy tensor ``key`` of ``reader`` into ``writer`` as ``out_key``, CRC-checked; written as slices
+    when ``target_slices`` (extents) are given. Plain tensors are copied chunk by chunk."""
     record = reader.records[key]
     if not record.slices and not target_slices:
         crc = record.entry.crc32c if record.dtype == "string" else None
@@ -100,7 +102,7 @@ def stream_transfer(plan: Plan, source: BundleReader, template: BundleReader | N
     for e in order:
         target_slices = _template_slices(template, e)
         if e.action == "copy":
-            _copy_record(source, e.source_key, e.target_key, writer, target_slices, chunk_bytes, stats)
+            copy_tensor(source, e.source_key, e.target_key, writer, target_slices, chunk_bytes, stats)
             done += source.records[e.source_key].stored_bytes
         elif e.action == "cast":
             record = source.records[e.source_key]
@@ -109,13 +111,13 @@ def stream_transfer(plan: Plan, source: BundleReader, template: BundleReader | N
             _write_value(writer, e.target_key, value, e.dtype, target_slices)
             done += record.stored_bytes
         elif template is not None:
-            _copy_record(template, e.target_key, e.target_key, writer, target_slices, chunk_bytes, stats)
+            copy_tensor(template, e.target_key, e.target_key, writer, target_slices, chunk_bytes, stats)
         else:
             absent.append(e.target)
         if progress is not None:
             progress(done, total, e.target)
     if template is not None and OBJECT_GRAPH_KEY in template.records:
-        _copy_record(template, OBJECT_GRAPH_KEY, OBJECT_GRAPH_KEY, writer, (), chunk_bytes, stats)
+        copy_tensor(template, OBJECT_GRAPH_KEY, OBJECT_GRAPH_KEY, writer, (), chunk_bytes, stats)
     stats.absent = tuple(sorted(absent))
     return stats
 

@@ -18,7 +18,7 @@ from ._sstable import TableWriter
 from ._strings import frame_strings, string_entry_crc
 from .bundle import data_file_name
 from .errors import StorageError
-from .storage import Location
+from .storage import Location, is_transient
 
 __all__ = ["BundleWriter", "WrittenTensor", "encode_array"]
 
@@ -62,7 +62,7 @@ class BundleWriter:
             prefix.fs.makedirs(prefix.fs._parent(prefix.path), exist_ok=True)
             self._data = prefix.fs.open(self.data_loc.path, "wb")
         except OSError as exc:
-            raise StorageError(f"cannot create {self.data_loc.url}: {exc}") from None
+            raise StorageError(f"cannot create {self.data_loc.url}: {exc}", is_transient(exc)) from None
 
     @property
     def written(self) -> tuple[WrittenTensor, ...]:
@@ -82,7 +82,7 @@ class BundleWriter:
         try:
             self._data.write(chunk)
         except OSError as exc:
-            raise StorageError(f"writing {self.data_loc.url} failed: {exc}") from None
+            raise StorageError(f"writing {self.data_loc.url} failed: {exc}", is_transient(exc)) from None
         self._offset += len(chunk)
 
     def add_chunks(self, key: str, dtype: str, shape: tuple[int, ...], chunks: Iterable[bytes | memoryview],
@@ -140,7 +140,7 @@ class BundleWriter:
             with self.prefix.fs.open(self.index_loc.path, "wb") as f:
                 f.write(table.finish())
         except OSError as exc:
-            raise StorageError(f"writing {self.index_loc.url} failed: {exc}") from None
+            raise StorageError(f"writing {self.index_loc.url} failed: {exc}", is_transient(exc)) from None
 
     def abort(self) -> None:
         """Discard the checkpoint: close and remove whatever was written (best effort, never raises)."""

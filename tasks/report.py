@@ -1,0 +1,43 @@
+"""Report task: the run's summary artifacts (markdown summary and a link to the output)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from warmstart._render import human_bytes
+
+__all__ = ["publish_report"]
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def publish_report(summary: dict[str, Any]) -> None:
+    """Markdown summary (counts, coverage, bytes, time, output) and, when published, a link to the output."""
+    counts = summary.get("counts", {})
+    rows = "\n".join(f"| {action} | {counts.get(action, 0)} |" for action in ("copy", "cast", "init", "skip", "error"))
+    lines = [
+        f"# Warm start: {summary['status']}",
+        "",
+        f"- **source**: `{summary['source']}`",
+        f"- **target**: `{summary['target']}`",
+        f"- **output**: `{summary.get('output') or '(dry run: nothing written)'}`",
+        f"- **strategy**: {summary.get('strategy', '-')}",
+        f"- **coverage**: {summary.get('coverage', 0.0):.1%} of target parameters",
+        f"- **bytes copied**: {human_bytes(summary.get('transferred_bytes', 0))}; read "
+        f"{human_bytes(summary.get('bytes_read', 0))}, written {human_bytes(summary.get('bytes_written', 0))}",
+        f"- **time**: {summary.get('seconds', 0.0):.2f} s",
+        f"- **unused source variables**: {summary.get('unused_source_count', 0)}",
+        "",
+        "| action | variables |",
+        "|---|---|",
+        rows,
+    ]
+    if summary.get("errors"):
+        lines += ["", f"**{len(summary['errors'])} problem(s)**, first: {summary['errors'][0]}"]
+    create_markdown_artifact("\n".join(lines), key="warm-start-summary", description="Warm-start summary")
+    if summary.get("manifest"):
+        create_link_artifact(summary["manifest"], link_text="warmstart.json (manifest of the output)",
+                             key="warm-start-output", description=f"Output: {summary.get('output')}")

@@ -1,0 +1,47 @@
+"""Transfer task: execute the plan from the local sparse copy into a local staging directory."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from warmstart.cache import CachedIndex, CachedTensors, CheckpointCache
+
+from ._common import storage_options_from_block
+
+__all__ = ["transfer"]
+
+
+class _ProgressArtifact:
+    """Updates a progress artifact at most every ``interval`` seconds (each update is an API call)."""
+
+    def __init__(self, interval: float = 1.0):
+        self.artifact_id = create_progress_artifact(progress=0.0, key="warm-start-progress",
+                                                    description="bytes copied into the warm-started checkpoint")
+        self.interval = interval
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.interval or done >= total:
+            self.last = now
+            update_progress_artifact(self.artifact_id, 100.0 * done / total if total else 100.0,
+                                     description=f"copied {done:,} of {total:,} bytes (last: {name})")
+
+
+@task(name="transfer", cache_policy=NO_CACHE)
+def transfer(index: dict[str, Any], tensors: dict[str, Any], target: str, staging: str,
+             rules: dict[str, Any] | str | None = None, strategy: str = "auto",
+             credentials_block: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
+    """Run the chosen strategy; TF work happens in this (the flow's) thread. Returns the report JSON."""
+    progress = _ProgressArtifact()
+    report = CheckpointCache(cache_dir).transfer(
+        CachedIndex.from_json(index), CachedTensors.from_json(tensors), target, staging, rules=rules,
+        strategy=strategy, storage_options=storage_options_from_block(credentials_block), progress=progress,
+        overwrite=True)
+    progress(1, 1, "done")
+    return report.to_json()

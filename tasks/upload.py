@@ -1,0 +1,22 @@
+"""Upload task: publish the staged output so that no reader sees a partial checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from warmstart.output import publish_directory
+
+from ._common import IO_RETRY, storage_options_from_block
+
+__all__ = ["upload"]
+
+
+@task(name="upload", cache_policy=NO_CACHE, **IO_RETRY)
+def upload(staging: str, output: str, source: str, credentials_block: str | None = None,
+           overwrite: bool = False) -> dict[str, Any]:
+    """Data and index objects first, then the state file and manifest; refuses an output inside the source."""
+    return publish_directory(staging, output, storage_options_from_block(credentials_block), overwrite=overwrite,
+                             inputs=[source])

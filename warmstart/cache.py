@@ -1,0 +1,180 @@
+"""A local cache of remote checkpoints: the index first, then only the tensors a plan needs.
+
+Entries are keyed by the source's resolved URL and the identity of its ``.index`` object
+(size plus etag/generation/mtime), so a re-run against an unchanged source downloads nothing,
+and a new checkpoint at the same URL is fetched anew. Cached tensor sets are sparse checkpoints
+(real tensor bundles holding only the selected tensors, under their original keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._object_graph import OBJECT_GRAPH_KEY
+from .bundle import BundleReader
+from .errors import InputNotFoundError
+from .storage import Location, object_identity, read_bytes, resolve, resolve_checkpoint
+from .stream import DEFAULT_CHUNK_BYTES, StreamStats, copy_tensor
+from .table import VariableTable, table_from_bundle
+from .writer import BundleWriter
+
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .report import Report
+
+__all__ = ["CachedIndex", "CachedTensors", "CheckpointCache", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("WARMSTART_CACHE_DIR") or Path.home() / ".cache" / "warmstart")
+
+
+@dataclass(frozen=True)
+class CachedIndex:
+    """A source checkpoint whose index is cached locally. Small and JSON-able (for task results)."""
+
+    url: str  # the resolved source prefix URL
+    identity: dict[str, Any]
+    directory: str  # local cache directory of this source version
+    hit: bool
+    bytes_downloaded: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "CachedIndex":
+        return cls(**doc)
+
+    @property
+    def index_path(self) -> str:
+        return str(Path(self.directory) / "source.index")
+
+
+@dataclass(frozen=True)
+class CachedTensors:
+    prefix: str  # local prefix of the sparse checkpoint
+    keys: tuple[str, ...]
+    hit: bool
+    bytes_downloaded: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "keys": list(self.keys)}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "CachedTensors":
+        return cls(doc["prefix"], tuple(doc["keys"]), doc["hit"], doc["bytes_downloaded"])
+
+
+class CheckpointCache:
+    """Cache rooted at ``root`` (default ``$WARMSTART_CACHE_DIR`` or ``~/.cache/warmstart``)."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root else default_cache_dir()
+
+    def _entry_dir(self, url: str, identity: dict[str, Any]) -> Path:
+        digest = hashlib.sha256(json.dumps([url, identity], sort_keys=True).encode()).hexdigest()[:32]
+        return self.root / digest
+
+    def fetch_index(self, url: str, storage_options: dict[str, Any] | None = None) -> CachedIndex:
+        """Resolve ``url`` and cache its ``.index`` (one download per source version)."""
+        prefix = resolve_checkpoint(url, storage_options)
+        index = prefix.with_suffix(".index")
+        identity = object_identity(index)
+        directory = self._entry_dir(prefix.url, identity)
+        target = directory / "source.index"
+        if target.exists():
+            return CachedIndex(prefix.url, identity, str(directory), True, 0)
+        directory.mkdir(parents=True, exist_ok=True)
+        data = read_bytes(index)
+        _atomic_write(target, data)
+        (directory / "source.json").write_text(json.dumps({"url": prefix.url, "identity": identity}))
+        return CachedIndex(prefix.url, identity, str(directory), False, len(data))
+
+    def reader(self, cached: CachedIndex, storage_options: dict[str, Any] | None = None) -> BundleReader:
+        """A reader over the remote source that takes its index from the cache (no index download)."""
+        prefix = resolve(cached.url, storage_options)
+        try:
+            index_bytes = Path(cached.index_path).read_bytes()
+        except FileNotFoundError:
+            raise InputNotFoundError(f"cache entry {cached.directory} was removed: fetch the index again") from None
+        return BundleReader.with_index(prefix, index_bytes)
+
+    def table(self, cached: CachedIndex, storage_options: dict[str, Any] | None = None) -> VariableTable:
+        """The source's variable table from the cached index (TF2: plus its small object-graph tensor)."""
+        return table_from_bundle(self.reader(cached, storage_options))
+
+    def plan(self, cached: CachedIndex, target: Any, rules: Any = None,
+             storage_options: dict[str, Any] | None = None) -> "Plan":
+        """Plan against the cached source index (no tensor data is read)."""
+        from . import plan as make
+
+        return make(self.table(cached, storage_options), target, rules, storage_options)
+
+    def transfer(self, cached: CachedIndex, tensors: CachedTensors, target: Any, output: str, rules: Any = None,
+                 strategy: str = "auto", storage_options: dict[str, Any] | None = None, **kwargs: Any) -> "Report":
+        """Run :func:`warmstart.transfer` from the local sparse copy, planned on the full cached index;
+        the manifest names the real source and its identity."""
+        from ._transfer import transfer
+
+        plan = self.plan(cached, target, rules, storage_options)
+        return transfer(tensors.prefix, target, output, rules=rules, strategy=strategy,  # type: ignore[arg-type]
+                        storage_options=storage_options, plan=plan,
+                        provenance={"url": cached.url, "index": cached.identity}, **kwargs)
+
+    def fetch_tensors(self, cached: CachedIndex, keys: list[str] | tuple[str, ...],
+                      storage_options: dict[str, Any] | None = None,
+                      chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> CachedTensors:
+        """A local sparse checkpoint with only ``keys`` (and a TF2 object graph) of the source."""
+        reader = self.reader(cached, storage_options)
+        wanted = sorted(set(keys) | ({OBJECT_GRAPH_KEY} & set(reader.records)))
+        missing = [k for k in wanted if k not in reader.records]
+        if missing:
+            raise InputNotFoundError(f"{cached.url} has no tensor {missing[0]!r} ({len(missing)} missing)")
+        digest = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
+        final = Path(cached.directory) / f"tensors-{digest}"
+        prefix = final / "model.ckpt"
+        if (final / "complete").exists():
+            return CachedTensors(str(prefix), tuple(wanted), True, 0)
+        staging = Path(cached.directory) / f".tensors-{digest}.partial-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        stats = StreamStats()
+        writer = BundleWriter(Location(_local_fs(), str(staging / "model.ckpt")))
+        try:
+            for key in sorted(wanted, key=lambda k: _file_order(reader, k)):
+                record = reader.records[key]
+                copy_tensor(reader, key, key, writer, tuple(e for e, _ in record.slices), chunk_bytes, stats)
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        (staging / "complete").write_text("")
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)  # readers see a complete entry or none
+        return CachedTensors(str(prefix), tuple(wanted), False, stats.bytes_read)
+
+
+def _file_order(reader: BundleReader, key: str) -> tuple[int, int]:
+    record = reader.records[key]
+    entry = record.slices[0][1] if record.slices else record.entry
+    return entry.shard_id, entry.offset
+
+
+def _local_fs():
+    import fsspec
+
+    return fsspec.filesystem("file")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + f".partial-{os.getpid()}")
+    partial.write_bytes(data)
+    os.replace(partial, path)
