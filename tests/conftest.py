@@ -3,6 +3,14 @@ import os
 # Both must be set before tensorflow / gcsfs are imported anywhere in the test session.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Prefect: a private home and cache for the session, no telemetry, short retry delays.
+import tempfile
+
+_SESSION_DIR = tempfile.mkdtemp(prefix="warmstart-tests-")
+os.environ.setdefault("PREFECT_HOME", os.path.join(_SESSION_DIR, "prefect-home"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("WARMSTART_CACHE_DIR", os.path.join(_SESSION_DIR, "cache"))
+os.environ.setdefault("WARMSTART_RETRY_BASE_SECONDS", "0.2")
 
 import uuid
 
@@ -21,6 +29,15 @@ def pytest_configure(config):
 
 def _bucket_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One temporary Prefect API for the session (flows called in-process report to it)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -304,3 +304,81 @@ class GCSServer:
         """Drop every bucket and object."""
         self._server.wipe()
 
+
+
+class FaultyProxy:
+    """A real HTTP reverse proxy in front of a test server that answers an S3 error (default
+    ``503 SlowDown``, as S3 does when throttling) to the first ``failures`` requests matching
+    ``should_fail(method, headers)``.
+
+    Everything else is forwarded unchanged. ``.endpoint_url``, ``.failed`` (count), ``.requests``.
+    """
+
+    def __init__(self, upstream: str, failures: int = 2, should_fail=None, status: int = 503,
+                 code: str = "SlowDown", message: str = "Please reduce your request rate."):
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlsplit
+
+        up = urlsplit(upstream)
+        proxy = self
+        self.failures, self.failed, self.requests = failures, 0, 0
+        self._lock = threading.Lock()
+        self._should_fail = should_fail or (lambda method, headers: method == "GET" and "Range" in headers)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _relay(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with proxy._lock:
+                    proxy.requests += 1
+                    fail = proxy.failed < proxy.failures and proxy._should_fail(self.command, self.headers)
+                    if fail:
+                        proxy.failed += 1
+                if fail:
+                    payload = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+                               f"<Message>{message}</Message></Error>").encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers["Host"] = f"{up.hostname}:{up.port}"
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status, resp.reason)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def endpoint_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> "FaultyProxy":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -83,19 +84,54 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from ._transfer import transfer
+    if args.no_prefect:
+        from ._transfer import transfer
 
-    report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,
-                      overwrite=args.overwrite)
-    if args.json:
-        _print_json(report.to_json())
+        report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,
+                          overwrite=args.overwrite)
+        doc = report.to_json()
     else:
-        from ._render import render_plan
-
-        render_plan(report.plan)
-        print(f"wrote {report.checkpoint} ({report.bytes_written:,} bytes, strategy {report.strategy}, "
-              f"{report.seconds:.2f} s); manifest {report.manifest}")
+        doc = _transfer_with_flow(args)
+    if args.json:
+        _print_json(doc)
+    else:
+        print(f"{doc['status']}: wrote {doc['output']} (strategy {doc['strategy']}, coverage {doc['coverage']:.1%}, "
+              f"{doc['counts']['copy'] + doc['counts']['cast']} variables copied, {doc['seconds']:.2f} s); "
+              f"manifest {doc['manifest']}")
     return EXIT_OK
+
+
+class _ExpectedFailureFilter(logging.Filter):
+    """Drops console records that carry a traceback of an expected warmstart failure: the command
+    prints that failure as one line itself. Records still reach the Prefect API in full."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, WarmStartError)
+
+
+def _quiet_expected_tracebacks() -> None:
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.addFilter(_ExpectedFailureFilter())
+
+
+def _transfer_with_flow(args: argparse.Namespace) -> dict:
+    """Run the Prefect warm-start flow (an ephemeral API unless PREFECT_API_URL is set); the engine
+    itself never imports Prefect, only this command does."""
+    from flows.warm_start import WarmStartRequest, warm_start
+
+    from .output import read_manifest
+
+    _quiet_expected_tracebacks()
+    request = WarmStartRequest(source=args.source, target=args.target, output=args.output, rules_url=args.rules,
+                               strategy=args.strategy, overwrite=args.overwrite)
+    summary = warm_start(request)
+    manifest = read_manifest(summary["manifest"])
+    return {**manifest["plan"], "output": summary["output"], "manifest": summary["manifest"],
+            "strategy": summary["strategy"], "bytes_read": summary["bytes_read"],
+            "bytes_written": summary["bytes_written"], "seconds": summary["seconds"]}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -130,17 +166,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("transfer", help="plan, copy and publish a checkpoint the target loads")
+    p = sub.add_parser("transfer", help="run the warm-start flow: plan, copy and publish a checkpoint the target loads")
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("target", metavar="TARGET")
     p.add_argument("output", metavar="OUTPUT", help="output directory URL (must be empty, or --overwrite)")
     p.add_argument("--rules", metavar="FILE", help="rules file (YAML or JSON); default: strict rules")
     p.add_argument("--strategy", choices=["auto", "stream", "restore", "assign"], default="auto")
     p.add_argument("--overwrite", action="store_true", help="replace what a previous run published in OUTPUT")
+    p.add_argument("--no-prefect", action="store_true",
+                   help="run the engine directly instead of the Prefect warm-start flow")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_transfer)
 
-    p = sub.add_parser("demo", help="write example checkpoints with TF, then inspect and plan a warm start")
+    p = sub.add_parser("demo", help="the main job on example data: write checkpoints with TF, plan, run the flow")
     p.add_argument("--dir", default="warmstart-demo", help="where to write the example data (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -1,7 +1,14 @@
-"""``warmstart demo``: the main job on an embedded default, with example data it writes itself."""
+"""``warmstart demo``: the main job on an embedded default, with example data it writes itself.
+
+Writes a BERT-style pretrained checkpoint and a renamed model with a grown vocabulary and a new
+head (with TensorFlow), shows the strict plan failing, then runs the Prefect warm-start flow on
+local files with Prefect's ephemeral API (unless PREFECT_API_URL is set) and checks the output
+with TensorFlow.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -15,7 +22,7 @@ __all__ = ["run_demo"]
 
 
 def run_demo(directory: str | Path) -> int:
-    """Write a BERT-style source and a renamed, grown target, then plan the warm start. Returns an exit code."""
+    """Returns an exit code: 0 when the warm start was published and TensorFlow finds it."""
     console = Console() if Console().is_terminal else Console(width=200)
     root = Path(directory).resolve()
     console.rule("1. example data (written by TensorFlow)")
@@ -27,13 +34,31 @@ def run_demo(directory: str | Path) -> int:
     console.print(f"inspect: {len(source)} variables, {source.num_elements:,} parameters in {source.origin}")
 
     console.rule("2. plan without rules: strict, so it fails")
-    strict = plan(examples.source, examples.target)
-    console.print(f"[red]{strict.failure_message()}[/]")
+    console.print(f"[red]{plan(examples.source, examples.target).failure_message()}[/]")
 
-    console.rule("3. plan with the rules")
-    result = plan(examples.source, examples.target, rules=examples.rules)
-    render_plan(result, console)
+    console.rule("3. the plan with the rules")
+    render_plan(plan(examples.source, examples.target, rules=examples.rules), console)
+
+    console.rule("4. the warm-start flow (Prefect)")
+    summary = _run_flow(examples, root / "warm-started")
+    console.print(summary)
+
+    console.rule("5. TensorFlow loads the result")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(str(root / "warm-started"))
+    console.print(f"tf.train.latest_checkpoint -> {latest}")
+    console.print(f"{len(tf.train.list_variables(latest))} variables in the output; manifest {summary['manifest']}")
     console.rule("repeat it yourself")
-    console.print(f"warmstart inspect {examples.source}")
     console.print(f"warmstart plan {examples.source} {examples.target} --rules {examples.rules}")
-    return 0 if result.ok else 1
+    console.print(f"warmstart transfer {examples.source} {examples.target} {root / 'again'} --rules {examples.rules}")
+    return 0 if latest else 1
+
+
+def _run_flow(examples, output: Path) -> dict:
+    from flows.warm_start import WarmStartRequest, warm_start
+
+    request = WarmStartRequest(source=examples.source, target=examples.target, output=str(output),
+                               rules_url=examples.rules, overwrite=True)
+    return warm_start(request)

@@ -119,3 +119,53 @@ def write_example_set(root: str | Path, hidden: int = 32, layers: int = 2) -> Ex
     rules = root / "rules.yaml"
     rules.write_text(yaml.safe_dump(EXAMPLE_RULES, sort_keys=False))
     return ExampleSet(str(root / "pretrained"), str(root / "new-model-init"), str(rules))
+
+
+# --------------------------------------------------------------------------- a small model to retrain
+
+def regression_data(n: int = 512, features: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed nonlinear regression task (the same function for every seed; seeds change the samples)."""
+    weights = np.random.default_rng(1234).standard_normal((features, 1)).astype(np.float32)
+    x = np.random.default_rng(seed).standard_normal((n, features)).astype(np.float32)
+    y = np.tanh(x @ weights) + 0.1 * np.sin(3 * x[:, :1])
+    return x, y.astype(np.float32)
+
+
+def build_regressor(features: int = 8, hidden: int = 32, seed: int = 0):
+    """A small Keras MLP; layer names are stable across processes."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    init = keras.initializers.GlorotUniform(seed=seed)
+    inputs = keras.Input((features,), name="features")
+    x = keras.layers.Dense(hidden, activation="relu", kernel_initializer=init, name="encoder")(inputs)
+    x = keras.layers.Dense(hidden, activation="relu", kernel_initializer=init, name="encoder_2")(x)
+    outputs = keras.layers.Dense(1, kernel_initializer=init, name="head")(x)
+    return keras.Model(inputs, outputs, name="regressor")
+
+
+def train_regressor(model, steps: int, seed: int = 0, learning_rate: float = 0.01) -> list[float]:
+    """Train ``model`` with Adam for ``steps`` full-batch steps; returns the loss before each step and after the last."""
+    import keras
+
+    x, y = regression_data(seed=seed)
+    optimizer = keras.optimizers.Adam(learning_rate)
+    model.compile(optimizer=optimizer, loss="mse")
+    losses = [float(model.evaluate(x, y, verbose=0))]
+    for _ in range(steps):
+        losses.append(float(model.train_on_batch(x, y)))
+    losses[-1] = float(model.evaluate(x, y, verbose=0))
+    return losses
+
+
+def write_pretrained_regressor(directory: str | Path, steps: int = 300, seed: int = 0) -> str:
+    """Train the regressor and save it as a TF2 checkpoint with its optimizer (as a training job
+    would); returns the checkpoint prefix."""
+    import tensorflow as tf
+
+    model = build_regressor(seed=seed)
+    train_regressor(model, steps, seed=seed)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, optimizer=model.optimizer),
+                                         str(directory), max_to_keep=1)
+    return manager.save()

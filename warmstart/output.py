@@ -12,15 +12,14 @@ import datetime as _dt
 import json
 import posixpath
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import StorageError
-from pathlib import Path
+from .errors import CorruptCheckpointError, StorageError
+from .storage import STATE_FILE, Location, is_transient, read_bytes, resolve, resolve_checkpoint
 
-from .storage import STATE_FILE, Location, is_transient, resolve, resolve_checkpoint
-
-__all__ = ["OutputDir", "MANIFEST", "CHECKPOINT_NAME", "check_not_inside", "publish_directory"]
+__all__ = ["OutputDir", "MANIFEST", "CHECKPOINT_NAME", "check_not_inside", "publish_directory", "read_manifest"]
 
 MANIFEST = "warmstart.json"
 CHECKPOINT_NAME = "model.ckpt"
@@ -169,3 +168,14 @@ def publish_directory(staging: str, output: str, storage_options: dict[str, Any]
         out.abort()
         raise
     return {"output": out.url, "manifest": out.loc.child(MANIFEST).url, "files": [*first, *last]}
+
+
+def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``warmstart.json`` at ``url`` (the manifest itself or its output directory)."""
+    loc = resolve(url, storage_options)
+    if not loc.path.endswith(MANIFEST):
+        loc = loc.child(MANIFEST)
+    try:
+        return json.loads(read_bytes(loc))
+    except json.JSONDecodeError as exc:
+        raise CorruptCheckpointError(f"{loc.url}: not a JSON manifest: {exc}") from None

@@ -1,0 +1,206 @@
+"""The warm-start flow, in-process against a real (temporary) Prefect API: local files, S3 through
+moto configured only by the AWS variables, GCS through the emulator, a transient fault, a secret."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+
+import builders
+from servers import FaultyProxy, clear_fs_caches, upload_dir
+from warmstart.examples import EXAMPLE_RULES, write_example_set
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    return write_example_set(tmp_path_factory.mktemp("example"))
+
+
+def request(**fields):
+    from flows.warm_start import WarmStartRequest
+
+    return WarmStartRequest(**{"rules": EXAMPLE_RULES, **fields})
+
+
+def run_flow(**fields):
+    """Run the flow; returns (summary, flow_run_id)."""
+    from flows.warm_start import warm_start
+
+    state = warm_start(request(**fields), return_state=True)
+    return state.result(), state.state_details.flow_run_id
+
+
+def source_values(example):
+    return builders.load_values(next(Path(example.source).glob("*.index")).with_suffix(""))
+
+
+def assert_warm_started(local_dir: Path, example):
+    import tensorflow as tf
+
+    prefix = tf.train.latest_checkpoint(str(local_dir))
+    assert prefix, f"no checkpoint found in {local_dir}"
+    got = builders.load_values(prefix)
+    src = source_values(example)
+    np.testing.assert_array_equal(got["model/encoder/layer_1/output/dense/kernel"],
+                                  src["bert/encoder/layer_1/output/dense/kernel"])
+    return got
+
+
+def read_api(flow_run_id):
+    """Logs, artifacts and the stored parameters of a flow run, read back through the API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return run, logs, artifacts
+
+
+def task_runs(flow_run_id):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
+def test_local_run_publishes_a_checkpoint_tf_loads_and_its_artifacts(prefect_api, example, tmp_path):
+    summary, run_id = run_flow(source=example.source, target=example.target, output=str(tmp_path / "out"))
+    assert summary["status"] == "ok" and summary["strategy"] == "stream"
+    assert_warm_started(tmp_path / "out", example)
+    run, _, artifacts = read_api(run_id)
+    assert run.name == "warm-start pretrained -> out"
+    by_key = {a.key: a for a in artifacts}
+    assert {"warm-start-plan", "warm-start-summary", "warm-start-output", "warm-start-progress"} <= set(by_key)
+    plan_rows = by_key["warm-start-plan"].data
+    plan_rows = json.loads(plan_rows) if isinstance(plan_rows, str) else plan_rows
+    assert any(r["target"] == "model/embeddings/word_embeddings" and r["action"] == "skip" for r in plan_rows)
+    assert "coverage" in by_key["warm-start-summary"].data
+    assert by_key["warm-start-progress"].data == 100.0
+
+
+def test_rerun_uses_the_local_cache(prefect_api, example, tmp_path):
+    run_flow(source=example.source, target=example.target, output=str(tmp_path / "a"))
+    summary, _ = run_flow(source=example.source, target=example.target, output=str(tmp_path / "b"))
+    assert summary["source_index_cached"] and summary["source_tensors_cached"]
+    assert summary["bytes_read"] == 0
+
+
+def test_dry_run_publishes_the_plan_and_writes_nothing(prefect_api, example, tmp_path):
+    from flows.warm_start import warm_start
+
+    out = tmp_path / "out"
+    summary = warm_start(request(source=example.source, target=example.target, output=str(out), rules=None,
+                                 dry_run=True))
+    assert summary["status"] == "dry run (failed)" and summary["errors"]
+    assert not out.exists()
+
+
+def test_failing_plan_fails_the_run_with_the_plans_message(prefect_api, example, tmp_path):
+    from warmstart import PlanError
+
+    with pytest.raises(PlanError, match="does not satisfy the rules: 36 problem"):
+        run_flow(source=example.source, target=example.target, output=str(tmp_path / "out"), rules=None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_on_s3_configured_only_by_the_aws_variables(prefect_api, example, s3_server, s3_bucket, monkeypatch,
+                                                     tmp_path):
+    fs = fsspec.filesystem("s3", **s3_server.storage_options())
+    upload_dir(fs, Path(example.source), f"{s3_bucket}/pretrained")
+    upload_dir(fs, Path(example.target), f"{s3_bucket}/new-model-init")
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    clear_fs_caches()
+    summary, _ = run_flow(source=f"{s3_bucket}/pretrained", target=f"{s3_bucket}/new-model-init",
+                          output=f"{s3_bucket}/warm/1")
+    assert summary["output"] == f"{s3_bucket}/warm/1"
+    local = tmp_path / "dl"
+    fs.get(f"{s3_bucket}/warm/1/", str(local), recursive=True)
+    assert_warm_started(local, example)
+
+
+def test_on_gcs_through_the_emulator(prefect_api, example, gcs_server, gcs_bucket, monkeypatch, tmp_path):
+    for key, value in gcs_server.env().items():
+        monkeypatch.setenv(key, value)
+    clear_fs_caches()
+    fs = fsspec.filesystem("gcs", **gcs_server.storage_options())
+    upload_dir(fs, Path(example.source), f"{gcs_bucket}/pretrained")
+    summary, _ = run_flow(source=f"{gcs_bucket}/pretrained", target=example.target, output=f"{gcs_bucket}/warm")
+    assert summary["status"] == "ok"
+    local = tmp_path / "dl"
+    local.mkdir()
+    for path in fs.ls(f"{gcs_bucket}/warm", detail=False):
+        fs.get_file(path, str(local / Path(path).name))
+    assert_warm_started(local, example)
+
+
+def test_transient_fault_is_retried_and_the_output_is_identical(prefect_api, example, s3_server, s3_bucket,
+                                                                 tmp_path):
+    from prefect.blocks.system import Secret
+
+    fs = fsspec.filesystem("s3", **s3_server.storage_options())
+    upload_dir(fs, Path(example.source), f"{s3_bucket}/pretrained")
+    baseline, _ = run_flow(source=example.source, target=example.target, output=str(tmp_path / "baseline"))
+    secret_key = "SECRET-do-not-leak-7f3a9c"
+    # S3's "500 InternalError, please try again" is transient. s3fs does not retry it and botocore's
+    # retries are off here, so the fetch-tensors task fails once and Prefect's transient-only retry
+    # runs it again. (s3fs absorbs SlowDown itself, in nested retry loops of up to 25 attempts.)
+    with FaultyProxy(s3_server.endpoint_url, failures=1, status=500, code="InternalError",
+                     message="We encountered an internal error. Please try again.") as proxy:
+        options = {"key": "testing", "secret": secret_key,
+                   "client_kwargs": {"endpoint_url": proxy.endpoint_url, "region_name": "us-east-1"},
+                   "config_kwargs": {"retries": {"total_max_attempts": 1}}}
+        Secret(value=json.dumps(options)).save("faulty-s3", overwrite=True)
+        clear_fs_caches()
+        summary, run_id = run_flow(source=f"{s3_bucket}/pretrained", target=example.target,
+                                   output=str(tmp_path / "faulty"), credentials_block="secret/faulty-s3")
+    assert proxy.failed == 1, "the proxy should have failed one ranged read"
+    assert summary["status"] == "ok"
+    # The fetch-tensors task failed, was retried, and the result is byte-identical to the clean run.
+    run, logs, artifacts = read_api(run_id)
+    runs = {t.name.rsplit("-", 1)[0]: t.run_count for t in task_runs(run_id)}
+    assert runs["fetch-tensors"] == 2 and runs["fetch-index"] == 1 and runs["upload"] == 1, runs
+    for name in ("model.ckpt.index", "model.ckpt.data-00000-of-00001"):
+        assert (tmp_path / "faulty" / name).read_bytes() == (tmp_path / "baseline" / name).read_bytes()
+    assert baseline["counts"] == summary["counts"]
+    # The secret is nowhere: not in the stored parameters, logs, artifacts or the manifest.
+    stored = json.dumps(run.parameters, default=str)
+    texts = [stored, *(log.message for log in logs), *(json.dumps(a.data, default=str) for a in artifacts),
+             (tmp_path / "faulty" / "warmstart.json").read_text()]
+    assert not [t for t in texts if secret_key in t]
+    assert "secret/faulty-s3" in stored
+
+
+def test_validation_and_corrupt_data_are_not_retried(prefect_api, example, tmp_path):
+    import shutil
+
+    from warmstart import CorruptCheckpointError
+    from warmstart.bundle import BundleReader
+
+    src = tmp_path / "src"
+    shutil.copytree(example.source, src)
+    entry = BundleReader(str(src)).records["bert/encoder/layer_0/output/dense/kernel"].entry
+    data = next(src.glob("*.data-*"))
+    raw = bytearray(data.read_bytes())
+    raw[entry.offset] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    from flows.warm_start import warm_start
+
+    state = warm_start(request(source=str(src), target=example.target, output=str(tmp_path / "out")),
+                       return_state=True)
+    assert state.is_failed()
+    with pytest.raises(CorruptCheckpointError):
+        state.result()
+    runs = {t.name.rsplit("-", 1)[0]: t.run_count for t in task_runs(state.state_details.flow_run_id)}
+    assert runs["fetch-tensors"] == 1, runs  # corrupt data is not transient: no retry
+    assert not (tmp_path / "out").exists()
