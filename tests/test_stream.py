@@ -232,3 +232,33 @@ def test_stream_from_s3_to_gcs(bert, tmp_path, s3_server, s3_bucket, gcs_server,
     got = builders.load_values(local / "model.ckpt")
     src = builders.load_values(next((bert / "src").glob("*.index")).with_suffix(""))
     np.testing.assert_array_equal(got["model/pooler/dense/kernel"], src["bert/pooler/dense/kernel"])
+
+
+@pytest.mark.integration
+def test_partial_transfer_from_s3_reads_only_selected_bytes_with_merged_requests(tmp_path, s3_server, s3_bucket):
+    from warmstart.bundle import BundleReader
+    from warmstart.stream import StreamStats, copy_tensors, _Copy
+    from warmstart.writer import BundleWriter
+    from warmstart.storage import resolve
+
+    values = {f"layer_{i:03d}/w": np.full((64,), i, np.float32) for i in range(200)}  # 256 B each
+    src = builders.tf1_checkpoint(tmp_path / "src", values)
+    fs = fsspec.filesystem("s3", **s3_server.storage_options())
+    upload_dir(fs, tmp_path / "src", f"{s3_bucket}/src")
+    reader = BundleReader(f"{s3_bucket}/src", s3_server.storage_options())
+    # Every 10th tensor (10%): gaps are too wide to merge, so bytes read == selected bytes.
+    picked = [k for k in sorted(values) if int(k[6:9]) % 10 == 0]
+    stats = StreamStats()
+    writer = BundleWriter(resolve(str(tmp_path / "out" / "model.ckpt")))
+    copy_tensors(reader, [_Copy(k, k, "float32", k) for k in picked], writer, 8 << 20, stats)
+    writer.finish()
+    assert stats.bytes_read == 256 * len(picked) and stats.requests == len(picked)
+    # All of them, adjacent: merged into a single ranged request.
+    stats = StreamStats()
+    writer = BundleWriter(resolve(str(tmp_path / "out2" / "model.ckpt")))
+    copy_tensors(reader, [_Copy(k, k, "float32", k) for k in sorted(values)], writer, 8 << 20, stats)
+    writer.finish()
+    assert stats.requests == 1 and stats.bytes_read == 256 * 200
+    got = builders.load_values(tmp_path / "out2" / "model.ckpt")
+    for k, v in values.items():
+        np.testing.assert_array_equal(got[k], v)

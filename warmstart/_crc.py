@@ -9,13 +9,19 @@ __all__ = ["crc32c", "extend", "mask", "unmask"]
 _MASK_DELTA = 0xA282EAD8
 
 
+def _readonly(data: bytes | bytearray | memoryview) -> bytes:
+    # The C implementation takes bytes only; callers pass whole blocks as bytes, so this copies
+    # only small slices and mutable buffers.
+    return data if isinstance(data, bytes) else bytes(data)
+
+
 def crc32c(data: bytes | memoryview) -> int:
-    return google_crc32c.value(bytes(data) if isinstance(data, memoryview) and not data.contiguous else data)
+    return google_crc32c.value(_readonly(data))
 
 
 def extend(crc: int, data: bytes | memoryview) -> int:
     """CRC32C of (what gave ``crc``) + ``data``: for checking a tensor chunk by chunk."""
-    return google_crc32c.extend(crc, data)
+    return google_crc32c.extend(crc, _readonly(data))
 
 
 def mask(crc: int) -> int:

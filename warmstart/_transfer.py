@@ -84,7 +84,7 @@ def transfer(
         if chosen == "stream":
             result = _run_stream(plan, reader, target, out, storage_options, chunk_bytes, progress)
         else:
-            result = _run_tf(chosen, plan, reader, target, out, progress)
+            result = _run_tf(chosen, plan, reader, target, out, storage_options, progress)
         manifest = manifest_document(
             source=provenance or {"url": reader.url,
                                   "index": object_identity(reader.prefix.with_suffix(".index"))},
@@ -135,11 +135,12 @@ def _run_stream(plan, reader, target, out: OutputDir, storage_options, chunk_byt
             "bytes_read": stats.bytes_read, "bytes_written": writer.bytes_written}
 
 
-def _run_tf(strategy, plan, reader, target, out: OutputDir, progress) -> dict[str, Any]:
+def _run_tf(strategy, plan, reader, target, out: OutputDir, storage_options, progress) -> dict[str, Any]:
     from . import _tf_strategies
 
     with tempfile.TemporaryDirectory(prefix="warmstart-") as workdir:
-        result = _tf_strategies.run(strategy, plan, target, reader, workdir, progress=progress)
+        result = _tf_strategies.run(strategy, plan, target, reader, workdir, progress=progress,
+                                    storage_options=storage_options)
         local = BundleReader(result.prefix)
         data_files = sorted(p.name for p in Path(workdir).glob(Path(result.prefix).name + ".data-*"))
         for name in data_files:

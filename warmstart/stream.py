@@ -1,28 +1,35 @@
 """The ``stream`` strategy: checkpoint to checkpoint without building a model or importing TF.
 
-Each selected tensor's bytes are read (only those byte ranges), checked against the source CRC
-as they pass, and written under the target's key. Variables the plan keeps at their initial
-value are copied from the template checkpoint. Memory is bounded by ``chunk_bytes`` for plain
-copies; casts and partitioned variables hold one tensor at a time.
+Plain tensors (the common case) go through merged range reads (:mod:`warmstart._ranges`):
+neighbouring tensors share a request, large tensors are read in chunks, a bounded number of
+reads run ahead of the writer, each tensor's CRC is checked as its bytes pass, and casts are
+applied chunk by chunk. Memory is bounded by about ``(in_flight + 1) * chunk_bytes``. String
+and partitioned tensors are read whole (one tensor at a time). Variables the plan keeps at
+their initial value are copied from the template checkpoint the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _crc, dtypes
 from ._object_graph import OBJECT_GRAPH_KEY
+from ._ranges import Block, fetch_blocks, plan_blocks
 from .bundle import BundleReader, TensorRecord
 from .errors import CorruptCheckpointError, UsageError
-from .plan import Plan, PlanEntry
+from .plan import Plan
+from .storage import read_range
 from .writer import BundleWriter
 
-__all__ = ["stream_transfer", "copy_tensor", "StreamStats", "DEFAULT_CHUNK_BYTES"]
+__all__ = ["stream_transfer", "copy_tensor", "copy_tensors", "StreamStats", "DEFAULT_CHUNK_BYTES",
+           "DEFAULT_IN_FLIGHT", "DEFAULT_MAX_GAP"]
 
-DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
+DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024  # ranged reads of 8-16 MiB suit object stores (shared/FORMAT.md)
+DEFAULT_IN_FLIGHT = 4
+DEFAULT_MAX_GAP = 4096  # unselected bytes read to save a request; small, so partial reads stay near 1.0x
 
 Progress = Callable[[int, int, str], None]
 
@@ -30,47 +37,95 @@ Progress = Callable[[int, int, str], None]
 @dataclass
 class StreamStats:
     bytes_read: int = 0
+    requests: int = 0
     absent: tuple[str, ...] = ()
 
 
-def _chunks(reader: BundleReader, key: str, record: TensorRecord, chunk_bytes: int,
-            stats: StreamStats) -> Iterator[bytes]:
-    """The stored bytes of an unpartitioned tensor, chunk by chunk, CRC-checked at the end."""
-    entry = record.entry
-    loc = reader.data_location(entry.shard_id)
-    crc, done = 0, 0
-    with loc.fs.open(loc.path, "rb", cache_type="none") as f:
-        f.seek(entry.offset)
-        while done < entry.size:
-            chunk = f.read(min(chunk_bytes, entry.size - done))
-            if not chunk:
-                raise CorruptCheckpointError(
-                    f"{loc.url}: tensor {key!r} is truncated ({done} of {entry.size} bytes present)")
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """One tensor to move: from ``source_key`` of a reader to ``out_key`` (cast to ``out_dtype``)."""
+
+    source_key: str
+    out_key: str
+    out_dtype: str
+    label: str
+
+
+def _is_plain(record: TensorRecord) -> bool:
+    return not record.slices and record.dtype != "string"
+
+
+def _aligned(chunk_bytes: int) -> int:
+    # Multiples of 64 bytes keep every chunk boundary on an element boundary, for chunked casts.
+    return max(64, chunk_bytes - chunk_bytes % 64)
+
+
+def copy_tensors(reader: BundleReader, copies: list[_Copy], writer: BundleWriter, chunk_bytes: int,
+                 stats: StreamStats, in_flight: int = DEFAULT_IN_FLIGHT, max_gap: int = DEFAULT_MAX_GAP,
+                 on_done: Callable[[_Copy, int], None] | None = None) -> None:
+    """Copy plain (unpartitioned, non-string) tensors through merged, bounded, read-ahead range reads."""
+    requests = []
+    for i, c in enumerate(copies):
+        entry = reader.records[c.source_key].entry
+        requests.append((i, entry.shard_id, entry.offset, entry.size))
+    blocks = plan_blocks(requests, max_block=_aligned(chunk_bytes), max_gap=max_gap)
+
+    def read(block: Block) -> bytes:
+        if block.size == 0:
+            return b""
+        loc = reader.data_location(block.shard)
+        data = read_range(loc, block.start, block.end)
+        if len(data) != block.size:
+            raise CorruptCheckpointError(f"{loc.url}: bytes {block.start}..{block.end} are past its end (truncated?)")
+        return data
+
+    crc = 0
+    for block, data in fetch_blocks(blocks, read, in_flight):
+        stats.bytes_read += len(data)
+        stats.requests += 1 if block.size else 0
+        view = memoryview(data)
+        for piece in block.pieces:
+            c = copies[piece.tag]  # type: ignore[index]
+            record = reader.records[c.source_key]
+            if piece.first:
+                writer.begin(c.out_key, c.out_dtype, record.shape)
+                crc = 0
+            whole = piece.start == 0 and piece.size == len(data)
+            chunk = data if whole else view[piece.start : piece.start + piece.size]
             crc = _crc.extend(crc, chunk)
-            done += len(chunk)
-            stats.bytes_read += len(chunk)
-            yield chunk
-    if entry.dtype != dtypes.by_name("string").enum and _crc.mask(crc) != entry.crc32c:
-        raise CorruptCheckpointError(f"{loc.url}: tensor {key!r} fails its CRC32C check (data corrupted)")
+            writer.write(chunk if c.out_dtype == record.dtype else _cast_bytes(chunk, record.dtype, c.out_dtype))
+            if piece.last:
+                if _crc.mask(crc) != record.entry.crc32c:
+                    loc = reader.data_location(record.entry.shard_id)
+                    raise CorruptCheckpointError(
+                        f"{loc.url}: tensor {c.source_key!r} fails its CRC32C check (data corrupted)")
+                writer.end()
+                if on_done is not None:
+                    on_done(c, record.entry.size)
+
+
+def _cast_bytes(chunk: memoryview, src: str, dst: str) -> bytes:
+    src_np = dtypes.by_name(src).numpy.newbyteorder("<")  # type: ignore[union-attr]
+    dst_np = dtypes.by_name(dst).numpy.newbyteorder("<")  # type: ignore[union-attr]
+    return np.frombuffer(chunk, dtype=src_np).astype(dst_np).tobytes()
 
 
 def copy_tensor(reader: BundleReader, key: str, out_key: str, writer: BundleWriter,
                 target_slices, chunk_bytes: int, stats: StreamStats) -> None:
-    """Copy tensor ``key`` of ``reader`` into ``writer`` as ``out_key``, CRC-checked; written as slices
-    when ``target_slices`` (extents) are given. Plain tensors are copied chunk by chunk."""
+    """Copy one tensor of any kind (strings and partitioned ones too), CRC-checked; written as
+    slices when ``target_slices`` (extents) are given."""
     record = reader.records[key]
-    if not record.slices and not target_slices:
-        crc = record.entry.crc32c if record.dtype == "string" else None
-        if record.dtype == "string":  # its CRC is not a plain CRC of the bytes: check it whole
-            data = reader.read_entry_bytes(key, record.entry)
-            stats.bytes_read += len(data)
-            writer.add_chunks(out_key, record.dtype, record.shape, [data], crc32c=crc)
-        else:
-            writer.add_chunks(out_key, record.dtype, record.shape, _chunks(reader, key, record, chunk_bytes, stats))
-        return
-    value = reader.read(key)
-    stats.bytes_read += record.stored_bytes
-    _write_value(writer, out_key, value, record.dtype, target_slices)
+    if _is_plain(record) and not target_slices:
+        copy_tensors(reader, [_Copy(key, out_key, record.dtype, out_key)], writer, chunk_bytes, stats, in_flight=1)
+    elif record.dtype == "string" and not record.slices and not target_slices:
+        data = reader.read_entry_bytes(key, record.entry)  # its CRC is not a plain CRC: checked whole
+        stats.bytes_read += len(data)
+        stats.requests += 1
+        writer.add_chunks(out_key, record.dtype, record.shape, [data], crc32c=record.entry.crc32c)
+    else:
+        _write_value(writer, out_key, reader.read(key), record.dtype, target_slices)
+        stats.bytes_read += record.stored_bytes
+        stats.requests += max(1, len(record.slices))
 
 
 def _write_value(writer: BundleWriter, key: str, value: np.ndarray, dtype: str, target_slices) -> None:
@@ -80,61 +135,62 @@ def _write_value(writer: BundleWriter, key: str, value: np.ndarray, dtype: str, 
         writer.add_array(key, value, dtype)
 
 
-def _cast(value: np.ndarray, dtype: str) -> np.ndarray:
-    dt = dtypes.by_name(dtype)
-    return value.astype(dt.numpy)
-
-
 def stream_transfer(plan: Plan, source: BundleReader, template: BundleReader | None, writer: BundleWriter,
-                    chunk_bytes: int = DEFAULT_CHUNK_BYTES, progress: Progress | None = None) -> StreamStats:
+                    chunk_bytes: int = DEFAULT_CHUNK_BYTES, progress: Progress | None = None,
+                    in_flight: int = DEFAULT_IN_FLIGHT) -> StreamStats:
     """Write every planned tensor into ``writer``. ``template`` supplies initial values (and a TF2
     object graph); without one (a signature target), kept-initial variables are left out and
     listed in ``StreamStats.absent``. Raises :class:`UsageError` for a failed plan."""
     if not plan.ok:
         raise UsageError("refusing to execute a plan that does not satisfy the rules")
     stats = StreamStats()
-    absent: list[str] = []
-    total = sum((source.records[e.source_key].stored_bytes if e.action in ("copy", "cast") else 0)
-                for e in plan.entries)
+    moved = [e for e in plan.entries if e.action in ("copy", "cast")]
+    total = sum(source.records[e.source_key].stored_bytes for e in moved)
     done = 0
-    # Read sources in file order: sequential reads, and neighbours for range merging.
-    order = sorted(plan.entries, key=lambda e: _read_order(e, source, template))
-    for e in order:
-        target_slices = _template_slices(template, e)
-        if e.action == "copy":
-            copy_tensor(source, e.source_key, e.target_key, writer, target_slices, chunk_bytes, stats)
-            done += source.records[e.source_key].stored_bytes
-        elif e.action == "cast":
-            record = source.records[e.source_key]
-            value = _cast(source.read(e.source_key), e.dtype)
-            stats.bytes_read += record.stored_bytes
-            _write_value(writer, e.target_key, value, e.dtype, target_slices)
-            done += record.stored_bytes
-        elif template is not None:
-            copy_tensor(template, e.target_key, e.target_key, writer, target_slices, chunk_bytes, stats)
-        else:
-            absent.append(e.target)
+
+    def finished(label: str, nbytes: int) -> None:
+        nonlocal done
+        done += nbytes
         if progress is not None:
-            progress(done, total, e.target)
-    if template is not None and OBJECT_GRAPH_KEY in template.records:
-        copy_tensor(template, OBJECT_GRAPH_KEY, OBJECT_GRAPH_KEY, writer, (), chunk_bytes, stats)
-    stats.absent = tuple(sorted(absent))
+            progress(done, total, label)
+
+    # 1. From the source: plain tensors through merged range reads; the rest one by one.
+    plain, other = [], []
+    for e in moved:
+        record = source.records[e.source_key]
+        sliced = _template_slices(template, e.target_key)
+        (plain if _is_plain(record) and not sliced else other).append(e)
+    copy_tensors(source, [_Copy(e.source_key, e.target_key, e.dtype, e.target) for e in plain], writer,
+                 chunk_bytes, stats, in_flight, on_done=lambda c, n: finished(c.label, n))
+    for e in other:
+        record = source.records[e.source_key]
+        sliced = _template_slices(template, e.target_key)
+        if e.action == "cast":
+            _write_value(writer, e.target_key, source.read(e.source_key).astype(dtypes.by_name(e.dtype).numpy),
+                         e.dtype, sliced)
+            stats.bytes_read += record.stored_bytes
+        else:
+            copy_tensor(source, e.source_key, e.target_key, writer, sliced, chunk_bytes, stats)
+        finished(e.target, record.stored_bytes)
+
+    # 2. Initial values from the template, and a TF2 template's object graph.
+    kept = [e for e in plan.entries if e.action not in ("copy", "cast")]
+    if template is None:
+        stats.absent = tuple(sorted(e.target for e in kept))
+        return stats
+    keys = [e.target_key for e in kept] + ([OBJECT_GRAPH_KEY] if OBJECT_GRAPH_KEY in template.records else [])
+    plain_keys = [k for k in keys if _is_plain(template.records[k])]
+    copy_tensors(template, [_Copy(k, k, template.records[k].dtype, k) for k in plain_keys], writer, chunk_bytes,
+                 stats, in_flight)
+    for k in keys:
+        if k not in plain_keys:
+            copy_tensor(template, k, k, writer, _template_slices(template, k), chunk_bytes, stats)
     return stats
 
 
-def _read_order(e: PlanEntry, source: BundleReader, template: BundleReader | None) -> tuple:
-    if e.action in ("copy", "cast"):
-        entry = source.records[e.source_key].entry
-        return (0, entry.shard_id, entry.offset)
-    if template is not None and e.target_key in template.records:
-        entry = template.records[e.target_key].entry
-        return (1, entry.shard_id, entry.offset)
-    return (2, 0, 0)
-
-
-def _template_slices(template: BundleReader | None, e: PlanEntry):
-    """The slice extents of the target variable when the template stores it partitioned."""
+def _template_slices(template: BundleReader | None, key: str):
+    """The slice extents of a target variable the template stores partitioned (else ())."""
     if template is None:
         return ()
-    record = template.records.get(e.target_key)
+    record = template.records.get(key)
     return tuple(extent for extent, _ in record.slices) if record is not None else ()

@@ -58,6 +58,7 @@ class BundleWriter:
         self._entries: dict[bytes, BundleEntry] = {}
         self._written: list[WrittenTensor] = []
         self._offset = 0
+        self._open: tuple | None = None  # (key, dtype, shape, start offset, running crc)
         try:
             prefix.fs.makedirs(prefix.fs._parent(prefix.path), exist_ok=True)
             self._data = prefix.fs.open(self.data_loc.path, "wb")
@@ -85,23 +86,38 @@ class BundleWriter:
             raise StorageError(f"writing {self.data_loc.url} failed: {exc}", is_transient(exc)) from None
         self._offset += len(chunk)
 
-    def add_chunks(self, key: str, dtype: str, shape: tuple[int, ...], chunks: Iterable[bytes | memoryview],
-                   crc32c: int | None = None) -> WrittenTensor:
-        """Stream a tensor's bundle bytes. ``crc32c`` (masked) may be given for string tensors, whose
-        CRC is not a plain CRC of the bytes; otherwise it is computed as the chunks pass."""
-        raw = self._claim(key)
-        start, crc = self._offset, 0
-        for chunk in chunks:
-            crc = _crc.extend(crc, chunk)
-            self._write(chunk)
+    def begin(self, key: str, dtype: str, shape: tuple[int, ...]) -> None:
+        """Start a tensor; its bytes follow with :meth:`write` and it ends with :meth:`end`."""
+        if self._open is not None:
+            raise ValueError(f"tensor {self._open[0]!r} is still open")
+        self._claim(key)
+        self._open = (key, dtype, tuple(shape), self._offset, 0)
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        key, dtype, shape, start, crc = self._open  # type: ignore[misc]
+        self._write(chunk)
+        self._open = (key, dtype, shape, start, _crc.extend(crc, chunk))
+
+    def end(self, crc32c: int | None = None) -> WrittenTensor:
+        """Finish the open tensor. ``crc32c`` (masked) is required for string tensors, whose entry
+        CRC is not a plain CRC of their bytes; otherwise the CRC of the written bytes is used."""
+        key, dtype, shape, start, crc = self._open  # type: ignore[misc]
+        self._open = None
         size = self._offset - start
-        if crc32c is None:
-            crc32c = _crc.mask(crc)
-        entry = BundleEntry(dtypes.by_name(dtype).enum, tuple(shape), False, 0, start, size, crc32c)
-        self._entries[raw] = entry
-        written = WrittenTensor(key, dtype, tuple(shape), size, crc32c)
+        masked = _crc.mask(crc) if crc32c is None else crc32c
+        entry = BundleEntry(dtypes.by_name(dtype).enum, shape, False, 0, start, size, masked)
+        self._entries[key.encode()] = entry
+        written = WrittenTensor(key, dtype, shape, size, masked)
         self._written.append(written)
         return written
+
+    def add_chunks(self, key: str, dtype: str, shape: tuple[int, ...], chunks: Iterable[bytes | memoryview],
+                   crc32c: int | None = None) -> WrittenTensor:
+        """Write a whole tensor from an iterable of byte chunks (see :meth:`end` for ``crc32c``)."""
+        self.begin(key, dtype, shape)
+        for chunk in chunks:
+            self.write(chunk)
+        return self.end(crc32c)
 
     def add_array(self, key: str, value: np.ndarray, dtype: str) -> WrittenTensor:
         data = encode_array(value, dtype)
