@@ -204,3 +204,18 @@ def test_validation_and_corrupt_data_are_not_retried(prefect_api, example, tmp_p
     runs = {t.name.rsplit("-", 1)[0]: t.run_count for t in task_runs(state.state_details.flow_run_id)}
     assert runs["fetch-tensors"] == 1, runs  # corrupt data is not transient: no retry
     assert not (tmp_path / "out").exists()
+
+
+def test_aws_credentials_block(prefect_api, example, s3_server, s3_bucket, tmp_path):
+    from prefect_aws import AwsCredentials
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    fs = fsspec.filesystem("s3", **s3_server.storage_options())
+    upload_dir(fs, Path(example.source), f"{s3_bucket}/pretrained")
+    AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1",
+                   aws_client_parameters=AwsClientParameters(endpoint_url=s3_server.endpoint_url)
+                   ).save("moto", overwrite=True)
+    clear_fs_caches()
+    summary, _ = run_flow(source=f"{s3_bucket}/pretrained", target=example.target, output=f"{s3_bucket}/warm",
+                          credentials_block="aws-credentials/moto")
+    assert summary["status"] == "ok" and fs.exists(f"{s3_bucket}/warm/warmstart.json")
