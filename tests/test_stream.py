@@ -242,7 +242,7 @@ def test_partial_transfer_from_s3_reads_only_selected_bytes_with_merged_requests
     from warmstart.storage import resolve
 
     values = {f"layer_{i:03d}/w": np.full((64,), i, np.float32) for i in range(200)}  # 256 B each
-    src = builders.tf1_checkpoint(tmp_path / "src", values)
+    builders.tf1_checkpoint(tmp_path / "src", values)
     fs = fsspec.filesystem("s3", **s3_server.storage_options())
     upload_dir(fs, tmp_path / "src", f"{s3_bucket}/src")
     reader = BundleReader(f"{s3_bucket}/src", s3_server.storage_options())

@@ -529,8 +529,7 @@ def test_local_checkpoint_copy_fetches_only_the_requested_tensors(files, tmp_pat
     local = local_checkpoint_copy(reader, str(tmp_path / "copy"), keys=["model/head/w"])
     values = tf.train.load_checkpoint(local)
     builders.assert_values_equal(values.get_tensor("model/head/w"), files["src_same"]["values"]["model/head/w"])
-    with pytest.raises(Exception, match="(?i)checksum|crc|corrupt|data loss"):  # not fetched: TF notices
-        values.get_tensor("model/enc/w/Adam")
+    assert not values.has_tensor("model/enc/w/Adam")  # not fetched: not in the copy at all
     whole = local_checkpoint_copy(reader, str(tmp_path / "whole"))
     for name, value in builders.load_values(whole).items():
         builders.assert_values_equal(value, files["src_same"]["values"][name], name)

@@ -33,12 +33,13 @@ import numpy as np
 
 from . import _tf_targets, dtypes, storage
 from .bundle import BundleReader
+from .stream import write_subset
+from .writer import BundleWriter
 from .errors import (
     CorruptCheckpointError,
     InputError,
     InputNotFoundError,
     PlanError,
-    StorageError,
     TargetError,
     UsageError,
 )
@@ -61,7 +62,6 @@ __all__ = [
 #: Upper bound of the stored bytes read, restored or fed per batch (one larger tensor is one batch).
 BATCH_BYTES = 256 * 1024 * 1024
 #: Size of one ranged read when copying a remote checkpoint to the work directory.
-DOWNLOAD_CHUNK_BYTES = 16 * 1024 * 1024
 CHECKPOINT_BASENAME = "model.ckpt"
 KERAS_WEIGHTS_NAME = "model.weights.h5"
 
@@ -202,90 +202,23 @@ def _check_built(planned: VariableTable, built: VariableTable, what: str) -> Non
 
 
 def local_checkpoint_copy(reader: BundleReader, dest_dir: str, keys: Iterable[str] | None = None) -> str:
-    """Copy the checkpoint ``reader`` reads (any fsspec URL) into ``dest_dir`` and return the local
-    prefix, which TensorFlow can open (TF 2.21 cannot read ``s3://`` or ``gs://`` itself).
+    """A local copy of ``keys`` (default: every tensor) of the checkpoint ``reader`` reads, which
+    TensorFlow can open (TF 2.21 cannot read ``s3://`` or ``gs://`` itself); returns its prefix.
 
-    The ``.index`` is written as read; ``keys`` limits the download to the byte ranges of those
-    tensors (all slices of a partitioned one): each data file is written sparse, at the original
-    offsets, so the index stays valid for them and TensorFlow verifies their CRC32C as it reads.
-    Other tensors of the copy read back as zeros: restore only ``keys`` from it. Without ``keys``
-    every data file is copied whole. Ranges are fetched with ``fs.cat_ranges`` (concurrently where
-    the filesystem supports it) about :data:`BATCH_BYTES` at a time.
-
-    Raises :class:`InputNotFoundError` when a data file is missing, :class:`StorageError` when
-    reading or writing fails.
+    Only those tensors' byte ranges are read (merged, bounded, CRC-checked: see
+    :func:`warmstart.stream.write_subset`). Raises :class:`InputNotFoundError` for an unknown key,
+    :class:`StorageError` when reading or writing fails.
     """
     os.makedirs(dest_dir, exist_ok=True)
-    base = posixpath.basename(reader.prefix.path)
-    local_prefix = os.path.join(dest_dir, base)
-    with open(local_prefix + ".index", "wb") as f:
-        f.write(reader.index_bytes)
-    wanted = None if keys is None else _ranges_by_shard(reader, keys)
-    for shard in range(reader.header.num_shards):
-        loc = reader.data_location(shard)
-        local = os.path.join(dest_dir, posixpath.basename(loc.path))
-        if wanted is None:
-            ranges = [(0, _remote_size(loc))]
-        else:
-            ranges = wanted.get(shard, [])
-        _download_ranges(loc, ranges, local)
-    return local_prefix
-
-
-def _ranges_by_shard(reader: BundleReader, keys: Iterable[str]) -> dict[int, list[tuple[int, int]]]:
-    """shard -> sorted, merged [start, end) byte ranges holding ``keys``."""
-    found: dict[int, list[tuple[int, int]]] = {}
-    for key in keys:
-        try:
-            record = reader.records[key]
-        except KeyError:
-            raise InputNotFoundError(f"{reader.url} has no tensor {key!r}") from None
-        for entry in [e for _, e in record.slices] if record.slices else [record.entry]:
-            if entry.size:
-                found.setdefault(entry.shard_id, []).append((entry.offset, entry.offset + entry.size))
-    merged: dict[int, list[tuple[int, int]]] = {}
-    for shard, ranges in found.items():
-        out: list[tuple[int, int]] = []
-        for start, end in sorted(ranges):
-            if out and start <= out[-1][1]:
-                out[-1] = (out[-1][0], max(out[-1][1], end))
-            else:
-                out.append((start, end))
-        merged[shard] = out
-    return merged
-
-
-def _remote_size(loc: storage.Location) -> int:
+    prefix = os.path.join(dest_dir, posixpath.basename(reader.prefix.path))
+    writer = BundleWriter(storage.resolve(prefix))
     try:
-        return int(loc.fs.size(loc.path))
-    except FileNotFoundError:
-        raise InputNotFoundError(f"{loc.url} does not exist (a data file of the checkpoint)") from None
-    except OSError as exc:
-        raise StorageError(f"cannot access {loc.url}: {exc}") from None
-
-
-def _download_ranges(loc: storage.Location, ranges: list[tuple[int, int]], local_path: str) -> None:
-    """Write bytes ``ranges`` of ``loc`` at the same offsets of ``local_path`` (sparse elsewhere)."""
-    pieces = [(s, min(s + DOWNLOAD_CHUNK_BYTES, end)) for start, end in ranges
-              for s in range(start, end, DOWNLOAD_CHUNK_BYTES)]
-    with open(local_path, "wb") as out:
-        for batch in _batches(pieces, lambda p: p[1] - p[0]):
-            try:
-                blobs = loc.fs.cat_ranges([loc.path] * len(batch), [s for s, _ in batch], [e for _, e in batch],
-                                          on_error="raise")
-            except FileNotFoundError:
-                raise InputNotFoundError(f"{loc.url} does not exist (a data file of the checkpoint)") from None
-            except OSError as exc:
-                raise StorageError(f"cannot read {loc.url}: {exc}") from None
-            for (start, end), blob in zip(batch, blobs):
-                if isinstance(blob, BaseException):
-                    raise StorageError(f"cannot read {loc.url} bytes {start}..{end}: {blob}")
-                if len(blob) != end - start:
-                    raise StorageError(f"{loc.url}: bytes {start}..{end} requested, {len(blob)} received (truncated?)")
-                out.seek(start)
-                out.write(blob)
-        if ranges:
-            out.truncate(max(end for _, end in ranges))
+        write_subset(reader, sorted(reader.records if keys is None else set(keys)), writer)
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return prefix
 
 
 # =========================================================================== TF1 graphs

@@ -20,7 +20,7 @@ from ._object_graph import OBJECT_GRAPH_KEY
 from .bundle import BundleReader
 from .errors import InputNotFoundError
 from .storage import Location, object_identity, read_bytes, resolve, resolve_checkpoint
-from .stream import DEFAULT_CHUNK_BYTES, StreamStats, copy_tensor
+from .stream import DEFAULT_CHUNK_BYTES, write_subset
 from .table import VariableTable, table_from_bundle
 from .writer import BundleWriter
 
@@ -134,9 +134,6 @@ class CheckpointCache:
         """A local sparse checkpoint with only ``keys`` (and a TF2 object graph) of the source."""
         reader = self.reader(cached, storage_options)
         wanted = sorted(set(keys) | ({OBJECT_GRAPH_KEY} & set(reader.records)))
-        missing = [k for k in wanted if k not in reader.records]
-        if missing:
-            raise InputNotFoundError(f"{cached.url} has no tensor {missing[0]!r} ({len(missing)} missing)")
         digest = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
         final = Path(cached.directory) / f"tensors-{digest}"
         prefix = final / "model.ckpt"
@@ -145,12 +142,9 @@ class CheckpointCache:
         staging = Path(cached.directory) / f".tensors-{digest}.partial-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        stats = StreamStats()
         writer = BundleWriter(Location(_local_fs(), str(staging / "model.ckpt")))
         try:
-            for key in sorted(wanted, key=lambda k: _file_order(reader, k)):
-                record = reader.records[key]
-                copy_tensor(reader, key, key, writer, tuple(e for e, _ in record.slices), chunk_bytes, stats)
+            stats = write_subset(reader, wanted, writer, chunk_bytes)
             writer.finish()
         except BaseException:
             writer.abort()
@@ -160,12 +154,6 @@ class CheckpointCache:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)  # readers see a complete entry or none
         return CachedTensors(str(prefix), tuple(wanted), False, stats.bytes_read)
-
-
-def _file_order(reader: BundleReader, key: str) -> tuple[int, int]:
-    record = reader.records[key]
-    entry = record.slices[0][1] if record.slices else record.entry
-    return entry.shard_id, entry.offset
 
 
 def _local_fs():

@@ -24,7 +24,7 @@ from .plan import Plan
 from .storage import read_range
 from .writer import BundleWriter
 
-__all__ = ["stream_transfer", "copy_tensor", "copy_tensors", "StreamStats", "DEFAULT_CHUNK_BYTES",
+__all__ = ["stream_transfer", "copy_tensor", "copy_tensors", "write_subset", "StreamStats", "DEFAULT_CHUNK_BYTES",
            "DEFAULT_IN_FLIGHT", "DEFAULT_MAX_GAP"]
 
 DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024  # ranged reads of 8-16 MiB suit object stores (shared/FORMAT.md)
@@ -126,6 +126,25 @@ def copy_tensor(reader: BundleReader, key: str, out_key: str, writer: BundleWrit
         _write_value(writer, out_key, reader.read(key), record.dtype, target_slices)
         stats.bytes_read += record.stored_bytes
         stats.requests += max(1, len(record.slices))
+
+
+def write_subset(reader: BundleReader, keys: list[str], writer: BundleWriter,
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES, in_flight: int = DEFAULT_IN_FLIGHT) -> StreamStats:
+    """Copy tensors ``keys`` of ``reader`` under their own keys (partitioned ones as slices): the
+    content of a sparse copy of the checkpoint. Raises :class:`InputNotFoundError` for an unknown key."""
+    from .errors import InputNotFoundError
+
+    missing = [k for k in keys if k not in reader.records]
+    if missing:
+        raise InputNotFoundError(f"{reader.url} has no tensor {missing[0]!r} ({len(missing)} missing)")
+    stats = StreamStats()
+    plain = [k for k in keys if _is_plain(reader.records[k])]
+    copy_tensors(reader, [_Copy(k, k, reader.records[k].dtype, k) for k in plain], writer, chunk_bytes, stats,
+                 in_flight)
+    for k in keys:
+        if k not in plain:
+            copy_tensor(reader, k, k, writer, tuple(e for e, _ in reader.records[k].slices), chunk_bytes, stats)
+    return stats
 
 
 def _write_value(writer: BundleWriter, key: str, value: np.ndarray, dtype: str, target_slices) -> None:
