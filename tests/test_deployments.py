@@ -1,0 +1,402 @@
+"""deployments/prefect.yaml and deployments/serve.py against a real Prefect server, work pool and worker.
+
+One module-scoped stack: ``prefect server start`` (SQLite, temp PREFECT_HOME), the ``process`` work pool
+``warmstart-pool``, ``prefect deploy --all`` of the project file, and ``prefect worker start``; each a
+subprocess in its own process group, killed at the end. No mocks: runs go through the REST API the UI
+uses, ``run_deployment``, and an emitted ``checkpoint.created`` event. Failures show the log tails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import pytest
+
+from warmstart.examples import ExampleSet, write_example_set
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
+POOL = "warmstart-pool"
+FLOW = "warm-start"
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+RUN_TIMEOUT = 180.0  # a run takes ~5-15 s here (process start, TF import); generous for a loaded machine
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return f"--- {path.name}: (no log) ---"
+    return f"--- {path.name} (last {min(lines, len(text))} of {len(text)} lines) ---\n" + "\n".join(text[-lines:])
+
+
+def _poll(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5,
+          context: Callable[[], str] = lambda: "") -> Any:
+    """``check()`` until it returns something truthy; fail after ``timeout`` seconds with ``context()``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{context()}", pytrace=False)
+        time.sleep(interval)
+
+
+@dataclass
+class Stack:
+    api: str
+    env: dict[str, str]
+    data: Path  # WARMSTART_DATA of the deployments: the example set's root
+    results: Path  # PREFECT_LOCAL_STORAGE_PATH of the worker (and of this process)
+    logs: Path
+    http: httpx.Client
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    examples: ExampleSet | None = None  # written under ``data`` while the server starts
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(_tail(p, lines) for p in sorted(self.logs.glob("*.log")))
+
+    def start(self, name: str, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """A long-running child in its own process group (killed with its children in ``stop``)."""
+        with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(args, env=env or self.env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def run(self, name: str, args: list[str], timeout: float = 180) -> str:
+        started = time.monotonic()
+        done = subprocess.run(args, env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        (self.logs / f"{name}.log").write_text(done.stdout + done.stderr)
+        self.timings[name] = time.monotonic() - started
+        if done.returncode != 0:
+            pytest.fail(f"{' '.join(args)} exited with {done.returncode}\n{self.tail()}", pytrace=False)
+        return done.stdout
+
+    def stop(self) -> None:
+        for name, proc in reversed(list(self.procs.items())):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=15)
+                except ProcessLookupError:
+                    pass
+        self.procs.clear()
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        """One API call, retried like Prefect's own client (and the UI) do on 503 "retry later" answers
+        (SQLite busy while the server's services write) and 429."""
+        for delay in (0.2, 0.5, 1, 2, 4, 0):
+            response = self.http.request(method, path, json=body)
+            if response.status_code not in (429, 503) or not delay:
+                return response
+            time.sleep(delay)
+        return response
+
+    def get(self, path: str) -> Any:
+        response = self.call("GET", path)
+        assert response.status_code < 300, f"GET {path}: {response.status_code} {response.text}\n{self.tail()}"
+        return response.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = self.call("POST", path, body)
+        assert response.status_code < 300, f"POST {path}: {response.status_code} {response.text}\n{self.tail()}"
+        return response.json()
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        return self.get(f"/deployments/name/{FLOW}/{name}")
+
+    def wait_terminal(self, flow_run_id: str, timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
+        def state() -> dict[str, Any] | None:
+            run = self.get(f"/flow_runs/{flow_run_id}")
+            return run if run["state_type"] in TERMINAL else None
+
+        return _poll(f"flow run {flow_run_id} to finish", state, timeout,
+                     context=lambda: f"last state: {self.get(f'/flow_runs/{flow_run_id}')['state']}\n{self.tail()}")
+
+    def request(self, output: Path, **overrides: Any) -> dict[str, Any]:
+        """A full request, like the UI's form sends it (a ``request`` replaces the default one entirely)."""
+        assert self.examples is not None
+        return {"source": self.examples.source, "target": self.examples.target, "rules_url": self.examples.rules,
+                "output": str(output), "strategy": "auto", "dry_run": False, "overwrite": False, **overrides}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("prefect-deployments")
+    logs, results = root / "logs", root / "results"
+    logs.mkdir()
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    # Only our settings: an outer PREFECT_API_URL/PROFILE must not point the stack elsewhere.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(root / "prefect-home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_API_LOG_RETRYABLE_ERRORS="true",  # the server logs why it answers 503
+        PREFECT_UI_ENABLED="false",  # the UI's REST calls are made directly; its static build isn't needed
+        PREFECT_CLI_PROMPT="false",
+        PREFECT_WORKER_QUERY_SECONDS="1",
+        PREFECT_RUNNER_POLL_FREQUENCY="1",
+        PREFECT_LOCAL_STORAGE_PATH=str(results),
+        WARMSTART_CACHE_DIR=str(root / "cache"),
+        WARMSTART_DATA=str(root / "data"),
+        WARMSTART_RETRY_BASE_SECONDS="0.1",
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONUNBUFFERED="1",
+    )
+    stack = Stack(api=api, env={**env, "PREFECT_API_URL": api}, data=root / "data", results=results, logs=logs,
+                  http=httpx.Client(base_url=api, timeout=30))
+    try:
+        started = time.monotonic()
+        server = stack.start("server", [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                        "--port", str(port)], cwd=root, env=env)
+        stack.examples = write_example_set(stack.data)  # while the server migrates its database
+
+        def healthy() -> bool:
+            if server.poll() is not None:
+                pytest.fail(f"prefect server exited with {server.returncode}\n{stack.tail()}", pytrace=False)
+            try:
+                return stack.http.get("/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _poll("the Prefect server's /api/health", healthy, timeout=90, context=stack.tail)
+        stack.timings["server healthy"] = time.monotonic() - started
+
+        prefect = [sys.executable, "-m", "prefect"]
+        stack.run("work-pool", prefect + ["work-pool", "create", POOL, "--type", "process"])
+        stack.start("worker", prefect + ["worker", "start", "--pool", POOL], cwd=root)
+        stack.run("deploy", prefect + ["--no-prompt", "deploy", "--all", "--prefect-file",
+                                       str(PREFECT_FILE.relative_to(REPO))])
+        _poll("the worker to come online (work pool READY)",
+              lambda: stack.get(f"/work_pools/{POOL}")["status"] == "READY", timeout=60, context=stack.tail)
+        stack.timings["stack ready"] = time.monotonic() - started
+        yield stack
+    finally:
+        stack.stop()
+        stack.http.close()
+        print("\nprefect stack timings (s):", {k: round(v, 1) for k, v in stack.timings.items()})
+
+
+@pytest.fixture(scope="module")
+def ui_run(stack: Stack) -> dict[str, Any]:
+    """A run created the way the UI's "Custom run" form does it: POST /deployments/{id}/create_flow_run."""
+    deployment = stack.deployment("warm-start-on-demand")
+    output = stack.data / "out" / "from-ui"
+    started = time.monotonic()
+    created = stack.post(f"/deployments/{deployment['id']}/create_flow_run",
+                         {"parameters": {"request": stack.request(output)}})
+    run = stack.wait_terminal(created["id"])
+    stack.timings["ui run"] = time.monotonic() - started
+    return {"run": run, "output": output}
+
+
+def test_deployments_are_registered(stack: Stack):
+    on_demand = stack.deployment("warm-start-on-demand")
+    nightly = stack.deployment("warm-start-nightly")
+    event = stack.deployment("warm-start-on-new-checkpoint")
+
+    for d in (on_demand, nightly, event):
+        assert d["work_pool_name"] == POOL
+        assert d["entrypoint"] == "flows/warm_start.py:warm_start"
+        # the pull step recorded the checkout `prefect deploy` ran in: no clone, local code
+        assert d["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+        assert d["enforce_parameter_schema"] is True
+        assert "request" in d["parameter_openapi_schema"]["properties"]
+        assert d["parameters"]["request"]["target"] == f"{stack.data}/new-model-init"
+
+    assert on_demand["schedules"] == [] and event["schedules"] == []
+    [schedule] = nightly["schedules"]
+    assert schedule["active"] is True
+    assert schedule["schedule"]["cron"] == "0 2 * * *"
+    assert schedule["schedule"]["timezone"] == "UTC"
+    assert nightly["parameters"]["request"]["output"] == f"{stack.data}/warm/nightly"
+    assert nightly["parameters"]["request"]["overwrite"] is True
+
+    automations = stack.post("/automations/filter", {})
+    [automation] = [a for a in automations if any(act.get("deployment_id") == event["id"] for act in a["actions"])]
+    assert automation["enabled"] is True
+    assert automation["trigger"]["expect"] == ["checkpoint.created"]
+    assert automation["trigger"]["match"] == {"prefect.resource.id": "warmstart.checkpoint.*"}
+    [action] = automation["actions"]
+    assert action["type"] == "run-deployment"
+    # the event templates survive `prefect deploy`; $WARMSTART_DATA was filled in at deploy time
+    assert action["parameters"]["request"]["source"] == "{{ event.payload.url }}"
+    assert action["parameters"]["request"]["output"] == (
+        f"{stack.data}/warm/{{{{ event.resource.id.split('.')[-1] }}}}/{{{{ event.id }}}}")
+
+
+def test_scheduler_creates_the_nightly_runs(stack: Stack):
+    nightly = stack.deployment("warm-start-nightly")
+
+    def scheduled() -> list[dict[str, Any]]:
+        if "Can't evaluate bulk DML statement" in (stack.logs / "server.log").read_text(errors="replace"):
+            pytest.fail("the server's scheduler fails to insert flow runs (SQLAlchemy 2.1)\n" + stack.tail(),
+                        pytrace=False)
+        return stack.post("/flow_runs/filter", {"deployments": {"id": {"any_": [nightly["id"]]}},
+                                                "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}})
+
+    runs = _poll("the scheduler to schedule warm-start-nightly", scheduled, timeout=60, context=stack.tail)
+    for run in runs:
+        assert run["expected_start_time"].endswith("T02:00:00Z"), run["expected_start_time"]
+        assert run["parameters"] == nightly["parameters"]
+        assert run["work_pool_name"] == POOL
+
+
+def test_run_created_like_the_ui_completes(stack: Stack, ui_run: dict[str, Any]):
+    run, output = ui_run["run"], ui_run["output"]
+    assert run["state_type"] == "COMPLETED", f"{run['state']}\n{stack.tail()}"
+    assert run["work_pool_name"] == POOL
+    assert run["parameters"]["request"]["output"] == str(output)
+    assert (output / "checkpoint").is_file() and (output / "warmstart.json").is_file(), sorted(os.listdir(output))
+    manifest = json.loads((output / "warmstart.json").read_text())
+    assert manifest, "empty manifest"
+
+
+def test_run_deployment_returns_the_report(stack: Stack):
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    output = stack.data / "out" / "from-run-deployment"
+    started = time.monotonic()
+    with temporary_settings({PREFECT_API_URL: stack.api, PREFECT_LOCAL_STORAGE_PATH: stack.results}):
+        flow_run = run_deployment(f"{FLOW}/warm-start-on-demand", parameters={"request": stack.request(output)},
+                                  timeout=RUN_TIMEOUT, poll_interval=1)
+        assert flow_run.state is not None and flow_run.state.is_completed(), f"{flow_run.state}\n{stack.tail()}"
+        report = flow_run.state.result()
+    stack.timings["run_deployment"] = time.monotonic() - started
+
+    assert isinstance(report, dict), report
+    assert report["status"] == "ok", report
+    assert report["output"] == output.as_uri(), report
+    assert report["manifest"] == f"{output.as_uri()}/warmstart.json", report
+    assert report["counts"]["copy"] > 0 and report["counts"]["error"] == 0, report
+    # persisted by the worker's flow-run process into the shared result storage
+    assert Path(flow_run.state.data.storage_key).parent == stack.results, flow_run.state.data
+    assert (output / "checkpoint").is_file()
+
+
+_EMIT = textwrap.dedent("""
+    import json, sys
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+
+    event = emit_event(event="checkpoint.created", resource={"prefect.resource.id": sys.argv[1]},
+                       payload={"url": sys.argv[2]})
+    EventsWorker.drain_all()  # send before exiting
+    print(json.dumps({"id": str(event.id) if event else None}))
+""")
+
+
+def test_checkpoint_created_event_runs_the_event_deployment(stack: Stack):
+    deployment = stack.deployment("warm-start-on-new-checkpoint")
+    assert stack.examples is not None
+    source = stack.examples.source
+    url = Path(source).as_uri()  # differs from the deployment's default source: must come from the payload
+    started = time.monotonic()
+    # A separate producer process, as in production (the events client is a process-wide singleton).
+    emitted = stack.run("emit", [sys.executable, "-c", _EMIT, "warmstart.checkpoint.demo", url], timeout=60)
+    event_id = json.loads(emitted.strip().splitlines()[-1])["id"]
+    assert event_id, f"emit_event sent nothing (events disabled?): {emitted}"
+
+    def triggered_run() -> dict[str, Any] | None:
+        runs = stack.post("/flow_runs/filter", {"deployments": {"id": {"any_": [deployment["id"]]}}})
+        return runs[0] if runs else None
+
+    run = _poll("the automation to create a run of warm-start-on-new-checkpoint", triggered_run, timeout=60,
+                context=lambda: f"automations: {stack.post('/automations/filter', {})}\n{stack.tail()}")
+    run = stack.wait_terminal(run["id"])
+    stack.timings["event run"] = time.monotonic() - started
+
+    assert run["state_type"] == "COMPLETED", f"{run['state']}\n{stack.tail()}"
+    request = run["parameters"]["request"]
+    assert request["source"] == url
+    output = stack.data / "warm" / "demo" / event_id
+    assert request["output"] == str(output)
+    assert request["target"] == f"{stack.data}/new-model-init"
+    assert (output / "checkpoint").is_file() and (output / "warmstart.json").is_file()
+
+
+def test_artifacts_are_readable_through_the_api(stack: Stack, ui_run: dict[str, Any]):
+    run, output = ui_run["run"], ui_run["output"]
+    artifacts = {a["key"]: a for a in stack.post("/artifacts/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}})
+                 if a["key"]}
+    assert {"warm-start-plan", "warm-start-summary", "warm-start-output", "warm-start-progress"} <= set(artifacts), \
+        sorted(artifacts)
+
+    plan = artifacts["warm-start-plan"]
+    assert plan["type"] == "table"
+    rows = json.loads(plan["data"]) if isinstance(plan["data"], str) else plan["data"]
+    assert {row["action"] for row in rows} >= {"copy", "init"}, rows[:3]
+
+    summary = artifacts["warm-start-summary"]
+    assert summary["type"] == "markdown" and summary["data"].startswith("# Warm start: ok"), summary["data"][:200]
+
+    link = artifacts["warm-start-output"]
+    assert link["type"] in ("link", "markdown")  # Prefect 3.8 stores link artifacts as markdown "[text](url)"
+    assert f"({output.as_uri()}/warmstart.json)" in link["data"], link["data"]
+
+    progress = artifacts["warm-start-progress"]
+    assert progress["type"] == "progress" and float(progress["data"]) == 100.0, progress
+
+    # the keyed artifacts are also readable by key (what the UI's Artifacts page shows)
+    latest = stack.get("/artifacts/warm-start-summary/latest")
+    assert latest["type"] == "markdown"
+
+
+def test_serve_script_serves_the_same_deployments(stack: Stack):
+    """Last: ``serve.py --replace`` swaps the work-pool deployments for served ones of the same names."""
+    started = time.monotonic()
+    stack.start("serve", [sys.executable, str(REPO / "deployments" / "serve.py"), "--replace"], cwd=stack.logs)
+
+    def served() -> dict[str, Any] | None:
+        if stack.procs["serve"].poll() is not None:
+            pytest.fail(f"serve.py exited with {stack.procs['serve'].returncode}\n{stack.tail()}", pytrace=False)
+        response = stack.call("GET", f"/deployments/name/{FLOW}/warm-start-on-new-checkpoint")
+        return response.json() if response.status_code == 200 and not response.json()["work_pool_name"] else None
+
+    _poll("serve.py to register its deployments", served, timeout=90, context=stack.tail)
+    deployment = stack.deployment("warm-start-on-demand")
+    assert deployment["work_pool_name"] is None and deployment["entrypoint"] == "flows/warm_start.py:warm_start"
+    assert deployment["parameters"]["request"]["output"] == f"{stack.data}/warm/on-demand"
+    nightly = stack.deployment("warm-start-nightly")
+    assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in nightly["schedules"]] == [("0 2 * * *", "UTC")]
+    event = stack.deployment("warm-start-on-new-checkpoint")
+    automations = [a for a in stack.post("/automations/filter", {})
+                   if any(act.get("deployment_id") == event["id"] for act in a["actions"])]
+    assert len(automations) == 1, automations
+    assert automations[0]["actions"][0]["parameters"]["request"]["source"] == "{{ event.payload.url }}"
+
+    output = stack.data / "out" / "from-serve"
+    created = stack.post(f"/deployments/{deployment['id']}/create_flow_run",
+                         {"parameters": {"request": stack.request(output)}})
+    run = stack.wait_terminal(created["id"])
+    stack.timings["serve run"] = time.monotonic() - started
+    assert run["state_type"] == "COMPLETED", f"{run['state']}\n{stack.tail()}"
+    assert run["work_pool_name"] is None  # run by serve.py's runner, not the pool's worker
+    assert (output / "checkpoint").is_file() and (output / "warmstart.json").is_file()
