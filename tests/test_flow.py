@@ -135,7 +135,9 @@ def test_on_gcs_through_the_emulator(prefect_api, example, gcs_server, gcs_bucke
     clear_fs_caches()
     fs = fsspec.filesystem("gcs", **gcs_server.storage_options())
     upload_dir(fs, Path(example.source), f"{gcs_bucket}/pretrained")
-    summary, _ = run_flow(source=f"{gcs_bucket}/pretrained", target=example.target, output=f"{gcs_bucket}/warm")
+    upload_dir(fs, Path(example.target), f"{gcs_bucket}/new-model-init")
+    summary, _ = run_flow(source=f"{gcs_bucket}/pretrained", target=f"{gcs_bucket}/new-model-init",
+                          output=f"{gcs_bucket}/warm")
     assert summary["status"] == "ok"
     local = tmp_path / "dl"
     local.mkdir()

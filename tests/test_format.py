@@ -70,3 +70,19 @@ def test_dtype_table_covers_tf_enums():
 ])
 def test_value_preserving_casts(src, dst, exact):
     assert is_value_preserving_cast(src, dst) is exact
+
+
+def test_fast_and_general_entry_decoders_agree():
+    from warmstart._protos import _decode_entry_general
+
+    entries = [
+        BundleEntry(dtype=1, shape=(), offset=0, size=4, crc32c=1),
+        BundleEntry(dtype=9, shape=(1 << 40, 3), shard_id=7, offset=(1 << 45) + 3, size=1 << 33, crc32c=0xFFFFFFFF),
+        BundleEntry(dtype=7, shape=(0,), offset=12, size=0, crc32c=0),
+        BundleEntry(dtype=1, shape=(10, 4), slices=(Slice(((0, 4), (0, -1))),)),
+    ]
+    for entry in entries:
+        data = encode_entry(entry)
+        assert decode_entry(data) == _decode_entry_general(data) == entry
+    with pytest.raises(ValueError):
+        decode_entry(encode_entry(entries[1])[:-2])

@@ -262,3 +262,20 @@ def test_partial_transfer_from_s3_reads_only_selected_bytes_with_merged_requests
     got = builders.load_values(tmp_path / "out2" / "model.ckpt")
     for k, v in values.items():
         np.testing.assert_array_equal(got[k], v)
+
+
+def test_stream_path_never_imports_tensorflow(bert, tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, warmstart\n"
+        "from warmstart.examples import EXAMPLE_RULES\n"
+        f"r = warmstart.transfer({str(bert / 'src')!r}, {str(bert / 'tpl')!r}, {str(tmp_path / 'out')!r},"
+        " rules=EXAMPLE_RULES)\n"
+        "assert r.strategy == 'stream'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'prefect')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
