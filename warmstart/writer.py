@@ -20,7 +20,11 @@ from .bundle import data_file_name
 from .errors import StorageError
 from .storage import Location, is_transient
 
-__all__ = ["BundleWriter", "WrittenTensor", "encode_array"]
+__all__ = ["BundleWriter", "WrittenTensor", "encode_array", "WRITE_BLOCK_BYTES"]
+
+# Object stores upload in parts of this size (multipart on S3, resumable chunks on GCS); it is also
+# what the writer buffers in memory. fsspec's S3 default (50 MiB) would dominate the stream budget.
+WRITE_BLOCK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,7 @@ class BundleWriter:
         self._open: tuple | None = None  # (key, dtype, shape, start offset, running crc)
         try:
             prefix.fs.makedirs(prefix.fs._parent(prefix.path), exist_ok=True)
-            self._data = prefix.fs.open(self.data_loc.path, "wb")
+            self._data = prefix.fs.open(self.data_loc.path, "wb", block_size=WRITE_BLOCK_BYTES)
         except OSError as exc:
             raise StorageError(f"cannot create {self.data_loc.url}: {exc}", is_transient(exc)) from None
 
