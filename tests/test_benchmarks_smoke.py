@@ -1,0 +1,51 @@
+"""Smoke test of the benchmark harness: the smallest run that exercises every method (and the S3 path)
+and must write a results table with a row for each method. Numbers are not judged here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+METHODS = ("floor", "floor-copyfile", "floor-output", "ws-stream", "ws-stream-sig", "ws-restore",
+           "tf-restore-save", "tf-init-from-ckpt")
+
+pytestmark = pytest.mark.slow
+
+
+def test_benchmark_runs_and_writes_every_method_row(tmp_path):
+    out = tmp_path / "R.md"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--size-mib", "16", "--small-count", "200",
+           "--sets", "small", "--selections", "50,100", "--repeat", "1", "--no-profile",
+           "--s3", "--s3-selections", "50", "--work-dir", str(tmp_path / "work"), "--out", str(out)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| small |")]
+    for method in METHODS:
+        assert any(f"| {method} |" in row for row in rows), f"no row for {method}:\n{text}"
+    for heading in ("## Results", "## warmstart stream vs TensorFlow", "## S3", "## Targets"):
+        assert heading in text
+    assert "command: `python benchmarks/run.py" in text
+
+    doc = json.loads((tmp_path / "results.json").read_text())
+    floors = doc["summary"]["small/100"]["methods"]
+    # The floors and the stream involve no TensorFlow and must always work.
+    for method in ("floor", "floor-copyfile", "ws-stream", "ws-stream-sig"):
+        assert floors[method]["status"] == "ok", floors[method]
+        assert floors[method]["tf_imported"] is False
+    for method in ("ws-stream", "ws-stream-sig"):
+        assert floors[method]["verified"] is True
+    s3 = doc["s3"][0]
+    assert s3["result"]["status"] == "ok", s3["result"]
+    assert s3["requests"] > 0 and s3["served_bytes"] >= s3["selected_bytes"]
+    # Scratch outputs are removed; only the (reusable) fixtures stay in the work dir.
+    assert not (tmp_path / "work" / "out").exists()
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["fixtures"]
