@@ -55,12 +55,13 @@ def plan_blocks(requests: Iterable[tuple[Hashable, int, int, int]], max_block: i
     shard_of_current = -1
     useful = waste = 0
 
+    block_end = 0  # end of the open block, kept as we go (recomputing it is quadratic in its pieces)
+
     def flush() -> None:
         if current:
             start = current[0][1]
-            end = max(off + size for _, off, size in current)
             pieces = tuple(Piece(tag, off - start, size, True, True) for tag, off, size in current)
-            blocks.append(Block(shard_of_current, start, end, pieces))
+            blocks.append(Block(shard_of_current, start, block_end, pieces))
             current.clear()
 
     for tag, shard, offset, size in sorted(requests, key=lambda r: (r[1], r[2])):
@@ -74,7 +75,6 @@ def plan_blocks(requests: Iterable[tuple[Hashable, int, int, int]], max_block: i
         gap = 0
         if current:
             block_start = current[0][1]
-            block_end = max(off + n for _, off, n in current)
             gap = max(0, offset - block_end)
             fits = (shard == shard_of_current and gap <= max_gap and waste + gap <= max_waste * (useful + size)
                     and offset + size - block_start <= max_block)
@@ -83,7 +83,9 @@ def plan_blocks(requests: Iterable[tuple[Hashable, int, int, int]], max_block: i
                 gap = 0
         if not current:
             useful = waste = 0
+            block_end = 0
         shard_of_current = shard
+        block_end = max(block_end, offset + size)
         current.append((tag, offset, size))
         useful += size
         waste += gap
