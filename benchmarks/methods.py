@@ -210,6 +210,7 @@ def main() -> int:
     rss_import = _status_kib("VmHWM")
     result: dict = {"method": m, "import_s": round(t1 - T0, 4), "rss_after_import_kib": rss_import}
     io0 = proc_io()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     profiler = None
     if job.get("profile"):
         import cProfile
@@ -228,7 +229,12 @@ def main() -> int:
         result["error"] = f"{type(exc).__name__}: {exc}".strip()[:2000]
         result["traceback"] = traceback.format_exc()[-4000:]
     t2 = time.perf_counter()
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
     io1 = proc_io()
+    # CPU time of the method (all threads) and page faults: user + sys far below wall means waiting.
+    result["cpu"] = {"user_s": round(ru1.ru_utime - ru0.ru_utime, 4), "sys_s": round(ru1.ru_stime - ru0.ru_stime, 4),
+                     "minflt": ru1.ru_minflt - ru0.ru_minflt, "majflt": ru1.ru_majflt - ru0.ru_majflt,
+                     "vol_ctx": ru1.ru_nvcsw - ru0.ru_nvcsw, "invol_ctx": ru1.ru_nivcsw - ru0.ru_nivcsw}
     result["wall_s"] = round(t2 - t1, 4)
     result["peak_rss_kib"] = max(_status_kib("VmHWM"), rss_import)
     result["ru_maxrss_kib"] = _maxrss_kib()  # for reference only (see above)

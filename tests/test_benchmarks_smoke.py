@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def test_benchmark_runs_and_writes_every_method_row(tmp_path):
     out = tmp_path / "R.md"
     cmd = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--size-mib", "16", "--small-count", "200",
-           "--sets", "small", "--selections", "50,100", "--repeat", "1", "--no-profile",
+           "--sets", "small", "--selections", "50,100", "--repeat", "1", "--tf-repeat", "1", "--no-profile",
            "--s3", "--s3-selections", "50", "--work-dir", str(tmp_path / "work"), "--out", str(out)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO, env=env)
