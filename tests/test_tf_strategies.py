@@ -16,8 +16,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import tensorflow as tf  # noqa: E402  (a hard dependency: missing must fail, not skip)
+import keras  # noqa: E402
 
 import builders  # noqa: E402
 import warmstart  # noqa: E402

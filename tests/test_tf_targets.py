@@ -15,8 +15,8 @@ import fsspec
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import tensorflow as tf  # noqa: E402  (a hard dependency: missing must fail, not skip)
+import keras  # noqa: E402
 
 from warmstart._tf_targets import (  # noqa: E402
     table_from_builder,
