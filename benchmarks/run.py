@@ -19,6 +19,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import resource
 import shlex
 import shutil
 import statistics
@@ -163,10 +164,27 @@ def _child_env() -> dict:
     return env
 
 
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (all CPUs; /proc/stat, USER_HZ = 100)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return 0.0
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_child(job: dict, jobs_dir: Path, timeout: float) -> dict:
     jobs_dir.mkdir(parents=True, exist_ok=True)
     job_file = jobs_dir / "job.json"
     job_file.write_text(json.dumps(job))
+    busy0, own0 = _machine_busy_s(), _children_cpu_s()
     t = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, str(HERE / "methods.py"), str(job_file)], capture_output=True,
@@ -180,6 +198,11 @@ def run_child(job: dict, jobs_dir: Path, timeout: float) -> dict:
         return {"method": job["method"], "status": "error", "process_s": round(process_s, 3),
                 "error": f"child exited {proc.returncode} without a result: {proc.stderr.strip()[-1500:]}"}
     result = json.loads(line[len("BENCH-RESULT "):])
+    # CPU that other processes (other users of the machine; in --s3 runs also the moto server and the
+    # proxy in this driver) used while the child ran: a measurement taken on a busy machine is suspect.
+    other = max(0.0, (_machine_busy_s() - busy0) - (_children_cpu_s() - own0))
+    result["other_cpu_s"] = round(other, 2)
+    result["other_cpu_share"] = round(other / (process_s * (os.cpu_count() or 1)), 3)
     result["process_s"] = round(process_s, 3)
     result["startup_and_exit_s"] = round(process_s - result.get("child_s", 0.0), 3)
     return result
@@ -311,6 +334,7 @@ def summarize(runs: list[dict]) -> dict:
         "cpu_user_s": statistics.median(r.get("cpu", {}).get("user_s", 0) for r in ok),
         "cpu_sys_s": statistics.median(r.get("cpu", {}).get("sys_s", 0) for r in ok),
         "minflt": statistics.median(r.get("cpu", {}).get("minflt", 0) for r in ok),
+        "other_cpu_share_max": max(r.get("other_cpu_share", 0) for r in ok),
         "tf_imported": any(r.get("tf_imported") for r in ok),
         "verified": all(r.get("verified") is not False for r in ok),
         "verify_note": ok[0].get("verify_note"),
@@ -454,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.s3:
         doc["s3"] = run_s3(args, work, layouts, args.timeout)
 
+    shares = sorted(r.get("other_cpu_share", 0) for r in doc["runs"])
+    doc["contention"] = {"runs": len(shares), "median": statistics.median(shares) if shares else 0,
+                         "max": shares[-1] if shares else 0, "over_10": sum(1 for x in shares if x > 0.10)}
     doc["targets"] = check_targets(doc, layouts)
     doc["total_seconds"] = round(time.perf_counter() - started, 1)
     text = render(doc)
@@ -591,6 +618,9 @@ def render(doc: dict) -> str:
              "- every number is one fresh process per run, warm page cache (each set's files read once "
              "before its runs), TF/warmstart import time excluded from `wall` and shown separately; "
              "`wall` is the median of the runs (`n`), `peak RSS` the max, whole process, imports included.",
+             f"- other processes' CPU during the measurements: median {doc.get('contention', {}).get('median', 0):.0%}, "
+             f"max {doc.get('contention', {}).get('max', 0):.0%} of the machine "
+             f"({doc.get('contention', {}).get('over_10', 0)} of {doc.get('contention', {}).get('runs', 0)} runs above 10%)",
              "", "## Fixture sets", ""]
     for name, s in doc["sets"].items():
         fx = s["fixture"]
@@ -600,15 +630,17 @@ def render(doc: dict) -> str:
               "`x floor`: wall / the byte-copy floor that writes the same output (see README). "
               "`read`/`written`: the engine's Report (warmstart) or computed from the selection (others); "
               "`rchar`/`wchar`: bytes through read()/write() syscalls (`/proc/self/io`); `user`/`sys`: CPU seconds "
-              "of the method (median; user + sys well below wall means waiting).", ""]
+              "of the method (median; user + sys well below wall means waiting); `others' CPU`: the largest share of the "
+              "machine's CPU that other processes used during a run of this row (the machine is shared: a high value "
+              "marks a suspect measurement).", ""]
     head = ("| set | sel | method | n | wall s | min s | x floor | x floor (min) | import s | peak RSS MiB | RSS after import MiB | "
-            "user s | sys s | read MiB | written MiB | rchar MiB | wchar MiB | check |")
+            "user s | sys s | others' CPU | read MiB | written MiB | rchar MiB | wchar MiB | check |")
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for key, s in doc["summary"].items():
         for meth, r in s["methods"].items():
             sel = f"{s['selection']}% ({s['selected_tensors']}, {s['selected_bytes'] / MIB:.1f} MiB)"
             if r["status"] != "ok":
-                lines.append(f"| {s['set']} | {sel} | {meth} | {r['n']} | n/a | | | | | | | | | | | | | "
+                lines.append(f"| {s['set']} | {sel} | {meth} | {r['n']} | n/a | | | | | | | | | | | | | | "
                              f"{_md(r['error'])[:300]} |")
                 continue
             check = "" if r["verified"] is None else ("ok" if r["verified"] else "MISMATCH: " + str(r.get("verify_note")))
@@ -616,7 +648,7 @@ def render(doc: dict) -> str:
                 f"| {s['set']} | {sel} | {meth} | {r['n']} | {r['wall_s']:.3f} | {r['wall_min_s']:.3f} | "
                 f"{_f(r['x_floor'], '{:.2f}x')} | {_f(r['x_floor_min'], '{:.2f}x')} | "
                 f"{r['import_s']:.2f} | {r['peak_rss_mib']:.0f} | {r['rss_after_import_mib']:.0f} | "
-                f"{r['cpu_user_s']:.2f} | {r['cpu_sys_s']:.2f} | "
+                f"{r['cpu_user_s']:.2f} | {r['cpu_sys_s']:.2f} | {r['other_cpu_share_max']:.0%} | "
                 f"{_f(_mib(r['bytes_read']), '{:.1f}')} | {_f(_mib(r['bytes_written']), '{:.1f}')} | "
                 f"{r['io_rchar'] / MIB:.1f} | {r['io_wchar'] / MIB:.1f} | {check} |")
     lines += ["", "## warmstart stream vs TensorFlow", "",
