@@ -141,8 +141,9 @@ def write_subset(reader: BundleReader, keys: list[str], writer: BundleWriter,
     plain = [k for k in keys if _is_plain(reader.records[k])]
     copy_tensors(reader, [_Copy(k, k, reader.records[k].dtype, k) for k in plain], writer, chunk_bytes, stats,
                  in_flight)
+    plain_set = set(plain)  # membership in the list would be quadratic in the number of tensors
     for k in keys:
-        if k not in plain:
+        if k not in plain_set:
             copy_tensor(reader, k, k, writer, tuple(e for e, _ in reader.records[k].slices), chunk_bytes, stats)
     return stats
 
@@ -201,8 +202,9 @@ def stream_transfer(plan: Plan, source: BundleReader, template: BundleReader | N
     plain_keys = [k for k in keys if _is_plain(template.records[k])]
     copy_tensors(template, [_Copy(k, k, template.records[k].dtype, k) for k in plain_keys], writer, chunk_bytes,
                  stats, in_flight)
+    plain_set = set(plain_keys)  # membership in the list would be quadratic in the number of tensors
     for k in keys:
-        if k not in plain_keys:
+        if k not in plain_set:
             copy_tensor(template, k, k, writer, _template_slices(template, k), chunk_bytes, stats)
     return stats
 
