@@ -1,5 +1,13 @@
 """Prefect tasks of the warm-start flow; each makes one call into the warmstart engine."""
 
+import os
+
+# Prefect's ephemeral API (no PREFECT_API_URL) starts a server in a subprocess and gives up after 20 s by
+# default; on a busy 2-core machine that start has taken longer (CI saw the demo fail with "Timed out while
+# attempting to connect to ephemeral Prefect API server"). Prefect reads its settings when first imported,
+# so the default is set here, before that import; a value the user sets wins.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
 from .fetch import fetch_index, fetch_tensors
 from .report import publish_report
 from .transfer import transfer

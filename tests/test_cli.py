@@ -119,6 +119,21 @@ def test_inspect_on_s3_configured_only_by_aws_variables(s3_server, s3_bucket, ex
     assert len(doc["variables"]) == 106
 
 
+def test_flows_give_the_ephemeral_server_time_to_start_on_a_busy_machine():
+    """Prefect's default (20 s) made CI's demo fail under load; the flow packages raise it before Prefect
+    reads its settings, and keep a value the user set."""
+    code = ("import flows.warm_start\n"
+            "from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as s\n"
+            "print(s.value())")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"}
+    repo = Path(__file__).resolve().parents[1]
+    default = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=repo)
+    assert default.stdout.strip() == "90", default.stderr
+    mine = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo,
+                          env={**env, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "33"})
+    assert mine.stdout.strip() == "33", mine.stderr
+
+
 def test_demo_command_runs_the_example(tmp_path):
     out = run("demo", "--dir", str(tmp_path / "demo"))
     assert out.returncode == 0, out.stderr
