@@ -71,6 +71,18 @@ def test_output_loads_with_tf1_saver_in_the_targets_graph(bert, tmp_path):
     np.testing.assert_array_equal(value, src["bert/pooler/dense/kernel"])
 
 
+def assert_manifest_checksums_match_the_index(out: Path) -> None:
+    """The manifest's per-tensor records (from the writer) are what the written index holds."""
+    manifest = json.loads((out / "warmstart.json").read_text())
+    reader = BundleReader(str(out))
+    expected = []
+    for key, rec in sorted(reader.records.items()):
+        crc = [e.crc32c for _, e in rec.slices] if rec.slices else rec.entry.crc32c
+        expected.append({"key": key, "dtype": rec.dtype, "shape": list(rec.shape), "bytes": rec.stored_bytes,
+                         "crc32c_masked": crc})
+    assert manifest["checkpoint"]["tensors"] == expected
+
+
 def test_tf1_source_into_tf2_object_based_template(tmp_path):
     t = tf()
     tpl_info = builders.tf2_checkpoint(tmp_path / "tpl", seed=1)
@@ -88,6 +100,7 @@ def test_tf1_source_into_tf2_object_based_template(tmp_path):
     status.assert_existing_objects_matched()
     for v in module.variables:
         np.testing.assert_array_equal(v.numpy(), np.full(v.shape, 7, dtype=v.dtype.as_numpy_dtype))
+    assert_manifest_checksums_match_the_index(out)  # the object graph is a string tensor
 
 
 def test_bf16_source_casts_to_float32_when_asked(tmp_path):
@@ -105,6 +118,7 @@ def test_bf16_source_casts_to_float32_when_asked(tmp_path):
     got = builders.load_values(out / "model.ckpt")["w"]
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, value.astype(np.float32))
+    assert_manifest_checksums_match_the_index(out)
 
 
 def test_partitioned_source_into_plain_and_partitioned_targets(tmp_path):
@@ -119,6 +133,7 @@ def test_partitioned_source_into_plain_and_partitioned_targets(tmp_path):
     out2 = tmp_path / "out-part"
     warmstart.transfer(part["prefix"], part["prefix"], str(out2))
     assert warmstart.read_table(str(out2))["emb"].partitions == 3
+    assert_manifest_checksums_match_the_index(out2)
     for k, v in builders.load_values(out2 / "model.ckpt").items():
         builders.assert_values_equal(v, full[k], k)
 
@@ -131,6 +146,7 @@ def test_strings_and_every_dtype_stream_unchanged(tmp_path):
     got = builders.load_values(out / "model.ckpt")
     for k in expected:
         builders.assert_values_equal(got[k], expected[k], k)
+    assert_manifest_checksums_match_the_index(out)
 
 
 def test_small_chunks_copy_large_tensors_exactly(tmp_path):

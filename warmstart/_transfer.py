@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from .report import Report
 from .rules import Rules, load_rules
 from .storage import object_identity, resolve
 from .table import VariableTable, table_from_bundle
-from .targets import signature_of
+from .targets import signature_of, target_kind
 
 __all__ = ["transfer", "choose_strategy", "Strategy"]
 
@@ -69,8 +70,10 @@ def transfer(
     started = time.perf_counter()
     reader = BundleReader(str(source), storage_options)
     rules_model = load_rules(rules, storage_options)
+    template = None  # a template checkpoint's reader, opened once for the plan and the copy
     if plan is None:
-        plan = make_plan(table_from_bundle(reader), signature_of(target, storage_options), rules_model)
+        target_table, template = _target(target, storage_options)
+        plan = make_plan(table_from_bundle(reader), target_table, rules_model)
     if not plan.ok:
         raise PlanError(plan.failure_message(), plan)
     chosen = choose_strategy(strategy, plan.target)
@@ -82,7 +85,7 @@ def transfer(
     out = OutputDir(output, storage_options, overwrite=overwrite)
     try:
         if chosen == "stream":
-            result = _run_stream(plan, reader, target, out, storage_options, chunk_bytes, progress)
+            result = _run_stream(plan, reader, template, target, out, storage_options, chunk_bytes, progress)
         else:
             result = _run_tf(chosen, plan, reader, target, out, storage_options, progress)
         manifest = manifest_document(
@@ -107,20 +110,36 @@ def transfer(
                   bytes_written=result["bytes_written"], seconds=time.perf_counter() - started)
 
 
-def _tensor_checksums(reader: BundleReader) -> list[dict[str, Any]]:
-    out = []
-    for key, rec in sorted(reader.records.items()):
-        crcs = [e.crc32c for _, e in rec.slices] if rec.slices else [rec.entry.crc32c]
-        out.append({"key": key, "dtype": rec.dtype, "shape": list(rec.shape), "bytes": rec.stored_bytes,
-                    "crc32c_masked": crcs if rec.slices else crcs[0]})
-    return out
+def _tensor_checksums(rows) -> list[dict[str, Any]]:
+    """The manifest's ``tensors``: one row per tensor, by key; a partitioned tensor lists a CRC per slice."""
+    return [{"key": key, "dtype": dtype, "shape": list(shape), "bytes": size,
+             "crc32c_masked": list(crc) if isinstance(crc, tuple) else crc}
+            for key, dtype, shape, size, crc in sorted(rows, key=lambda row: row[0])]
 
 
-def _run_stream(plan, reader, target, out: OutputDir, storage_options, chunk_bytes, progress) -> dict[str, Any]:
+def _reader_rows(reader: BundleReader):
+    for key, rec in reader.records.items():
+        crc = tuple(e.crc32c for _, e in rec.slices) if rec.slices else rec.entry.crc32c
+        yield key, rec.dtype, rec.shape, rec.stored_bytes, crc
+
+
+def _target(target: Any, storage_options) -> tuple[VariableTable, BundleReader | None]:
+    """The target's table and, for a template checkpoint, its opened reader (for the stream's initial values)."""
+    if hasattr(target, "__fspath__"):
+        target = os.fspath(target)
+    if isinstance(target, str) and target_kind(target) == "checkpoint":
+        template = BundleReader(target, storage_options)
+        return table_from_bundle(template), template
+    return signature_of(target, storage_options), None
+
+
+def _run_stream(plan, reader, template, target, out: OutputDir, storage_options, chunk_bytes,
+                progress) -> dict[str, Any]:
     from .stream import DEFAULT_CHUNK_BYTES, stream_transfer
     from .writer import BundleWriter
 
-    template = BundleReader(target, storage_options) if plan.target.kind != "signature" else None
+    if template is None and plan.target.kind != "signature":
+        template = BundleReader(target, storage_options)
     writer = BundleWriter(out.prefix)
     out.record(writer.data_loc)
     out.record(writer.index_loc)
@@ -130,8 +149,9 @@ def _run_stream(plan, reader, target, out: OutputDir, storage_options, chunk_byt
     except BaseException:
         writer.abort()
         raise
-    written = BundleReader.at_prefix(out.prefix)
-    return {"tensors": _tensor_checksums(written), "absent": list(stats.absent),
+    # What the writer recorded is what its index holds (no need to parse that index again).
+    rows = ((w.key, w.dtype, w.shape, w.size, w.crc32c) for w in writer.written)
+    return {"tensors": _tensor_checksums(rows), "absent": list(stats.absent),
             "bytes_read": stats.bytes_read, "bytes_written": writer.bytes_written}
 
 
@@ -150,5 +170,5 @@ def _run_tf(strategy, plan, reader, target, out: OutputDir, storage_options, pro
         if result.keras_weights:
             keras_url = out.put_file(result.keras_weights, "model.weights.h5").url
         size = sum((Path(workdir) / n).stat().st_size for n in data_files)
-        return {"tensors": _tensor_checksums(local), "absent": [], "bytes_read": result.bytes_read,
+        return {"tensors": _tensor_checksums(_reader_rows(local)), "absent": [], "bytes_read": result.bytes_read,
                 "bytes_written": size, "keras_weights": keras_url}

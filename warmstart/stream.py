@@ -87,13 +87,16 @@ def copy_tensors(reader: BundleReader, copies: list[_Copy], writer: BundleWriter
         for piece in block.pieces:
             c = copies[piece.tag]  # type: ignore[index]
             record = reader.records[c.source_key]
+            same = c.out_dtype == record.dtype
             if piece.first:
-                writer.begin(c.out_key, c.out_dtype, record.shape)
+                # A plain copy writes exactly the bytes whose CRC is checked below (before end(),
+                # else the whole output is discarded), so the writer reuses the source's CRC.
+                writer.begin(c.out_key, c.out_dtype, record.shape, crc32c=record.entry.crc32c if same else None)
                 crc = 0
             whole = piece.start == 0 and piece.size == len(data)
             chunk = data if whole else view[piece.start : piece.start + piece.size]
             crc = _crc.extend(crc, chunk)
-            writer.write(chunk if c.out_dtype == record.dtype else _cast_bytes(chunk, record.dtype, c.out_dtype))
+            writer.write(chunk if same else _cast_bytes(chunk, record.dtype, c.out_dtype))
             if piece.last:
                 if _crc.mask(crc) != record.entry.crc32c:
                     loc = reader.data_location(record.entry.shard_id)

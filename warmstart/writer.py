@@ -33,7 +33,7 @@ class WrittenTensor:
     dtype: str
     shape: tuple[int, ...]
     size: int
-    crc32c: int  # masked, as in the index
+    crc32c: int | tuple[int, ...]  # masked, as in the index; one per slice for a partitioned tensor
 
 
 def encode_array(value: np.ndarray, dtype: str) -> bytes:
@@ -62,7 +62,7 @@ class BundleWriter:
         self._entries: dict[bytes, BundleEntry] = {}
         self._written: list[WrittenTensor] = []
         self._offset = 0
-        self._open: tuple | None = None  # (key, dtype, shape, start offset, running crc)
+        self._open: tuple | None = None  # (key, dtype, shape, start offset, running crc, known crc)
         try:
             prefix.fs.makedirs(prefix.fs._parent(prefix.path), exist_ok=True)
             self._data = prefix.fs.open(self.data_loc.path, "wb", block_size=WRITE_BLOCK_BYTES)
@@ -90,25 +90,32 @@ class BundleWriter:
             raise StorageError(f"writing {self.data_loc.url} failed: {exc}", is_transient(exc)) from None
         self._offset += len(chunk)
 
-    def begin(self, key: str, dtype: str, shape: tuple[int, ...]) -> None:
-        """Start a tensor; its bytes follow with :meth:`write` and it ends with :meth:`end`."""
+    def begin(self, key: str, dtype: str, shape: tuple[int, ...], crc32c: int | None = None) -> None:
+        """Start a tensor; its bytes follow with :meth:`write` and it ends with :meth:`end`.
+
+        ``crc32c`` (masked) is the CRC of the bytes that will follow when the caller already knows it
+        (a byte-for-byte copy of a source tensor whose CRC the caller verifies before :meth:`end`);
+        the writer then does not compute it again. Otherwise the writer computes it as bytes pass.
+        """
         if self._open is not None:
             raise ValueError(f"tensor {self._open[0]!r} is still open")
         self._claim(key)
-        self._open = (key, dtype, tuple(shape), self._offset, 0)
+        self._open = (key, dtype, tuple(shape), self._offset, 0 if crc32c is None else None, crc32c)
 
     def write(self, chunk: bytes | memoryview) -> None:
-        key, dtype, shape, start, crc = self._open  # type: ignore[misc]
+        key, dtype, shape, start, crc, known = self._open  # type: ignore[misc]
         self._write(chunk)
-        self._open = (key, dtype, shape, start, _crc.extend(crc, chunk))
+        if crc is not None:
+            self._open = (key, dtype, shape, start, _crc.extend(crc, chunk), known)
 
     def end(self, crc32c: int | None = None) -> WrittenTensor:
         """Finish the open tensor. ``crc32c`` (masked) is required for string tensors, whose entry
-        CRC is not a plain CRC of their bytes; otherwise the CRC of the written bytes is used."""
-        key, dtype, shape, start, crc = self._open  # type: ignore[misc]
+        CRC is not a plain CRC of their bytes; otherwise the CRC given to :meth:`begin` or the CRC
+        of the written bytes is used."""
+        key, dtype, shape, start, crc, known = self._open  # type: ignore[misc]
         self._open = None
         size = self._offset - start
-        masked = _crc.mask(crc) if crc32c is None else crc32c
+        masked = crc32c if crc32c is not None else known if known is not None else _crc.mask(crc)
         entry = BundleEntry(dtypes.by_name(dtype).enum, shape, False, 0, start, size, masked)
         self._entries[key.encode()] = entry
         written = WrittenTensor(key, dtype, shape, size, masked)
@@ -134,6 +141,7 @@ class BundleWriter:
         extents = tuple(extents)
         raw = self._claim(key)
         size = 0
+        crcs = []
         for extent in extents:
             region = tuple(slice(s, None if n == -1 else s + n) for s, n in extent)
             part = np.ascontiguousarray(value[region])
@@ -143,9 +151,10 @@ class BundleWriter:
                 dtypes.by_name(dtype).enum, tuple(part.shape), False, 0, self._offset, len(data), crc)
             self._write(data)
             size += len(data)
+            crcs.append(crc)
         slices = tuple(Slice(e) for e in extents)
         self._entries[raw] = BundleEntry(dtypes.by_name(dtype).enum, tuple(value.shape), slices=slices)
-        written = WrittenTensor(key, dtype, tuple(value.shape), size, 0)
+        written = WrittenTensor(key, dtype, tuple(value.shape), size, tuple(crcs))
         self._written.append(written)
         return written
 
