@@ -22,7 +22,7 @@ import keras  # noqa: E402
 import builders  # noqa: E402
 import warmstart  # noqa: E402
 from servers import clear_fs_caches, upload_dir  # noqa: E402
-from warmstart import InputError, PlanError, TargetError, UsageError  # noqa: E402
+from warmstart import InputError, PlanError, TargetError, UsageError, WarmStartError  # noqa: E402
 from warmstart._tf_strategies import (  # noqa: E402
     UninitializedVariableError,
     copy_variables,
@@ -173,6 +173,26 @@ def test_tf1_checkpoint_into_meta_graph_with_the_same_names(files, tmp_path, str
     doc = manifest(out)
     assert doc["strategy"] == strategy and doc["plan"]["status"] == "ok"
     assert {t["key"] for t in doc["checkpoint"]["tensors"]} == set(TARGET_INIT)
+    # TF saved in place: the published files and nothing else (no work copies, no TF temp directories)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint", "model.ckpt.data-00000-of-00001", "model.ckpt.index", "warmstart.json"]
+
+
+@pytest.mark.parametrize("strategy", ["restore", "assign"])
+def test_corrupt_source_fails_and_leaves_the_local_output_empty(files, tmp_path, strategy):
+    src = tmp_path / "src"
+    shutil.copytree(files["src_same"]["dir"], src)
+    prefix = str(src / Path(files["src_same"]["prefix"]).name)
+    entry = BundleReader(prefix).records["model/head/w"].entry  # a tensor the plan copies
+    data = next(src.glob("*.data-*"))
+    raw = bytearray(data.read_bytes())
+    raw[entry.offset + entry.size // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    out = tmp_path / "out"
+    with pytest.raises(WarmStartError, match="(?i)crc|corrupt|checksum") as failure:
+        warmstart.transfer(prefix, files["meta"], str(out), strategy=strategy)
+    assert "most recent call last" not in str(failure.value)  # the cause, not TF's graph-mode stack
+    assert not out.exists() or not any(out.iterdir())
 
 
 # ----------------------------------------------------------------------------- seed case 2: renamed subset

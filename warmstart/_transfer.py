@@ -158,17 +158,43 @@ def _run_stream(plan, reader, template, target, out: OutputDir, storage_options,
 def _run_tf(strategy, plan, reader, target, out: OutputDir, storage_options, progress) -> dict[str, Any]:
     from . import _tf_strategies
 
+    local_out = _tf_strategies._is_local(out.loc)
     with tempfile.TemporaryDirectory(prefix="warmstart-") as workdir:
-        result = _tf_strategies.run(strategy, plan, target, reader, workdir, progress=progress,
-                                    storage_options=storage_options)
-        local = BundleReader(result.prefix)
-        data_files = sorted(p.name for p in Path(workdir).glob(Path(result.prefix).name + ".data-*"))
-        for name in data_files:
-            out.put_file(str(Path(workdir) / name), name.replace(Path(result.prefix).name, CHECKPOINT_NAME, 1))
-        out.put_file(result.prefix + ".index", CHECKPOINT_NAME + ".index")
-        keras_url = None
-        if result.keras_weights:
-            keras_url = out.put_file(result.keras_weights, "model.weights.h5").url
-        size = sum((Path(workdir) / n).stat().st_size for n in data_files)
-        return {"tensors": _tensor_checksums(_reader_rows(local)), "absent": [], "bytes_read": result.bytes_read,
+        # A local output receives TF's save directly (writing to the work directory and copying would
+        # read and write the whole model once more); other outputs are uploaded from the work directory.
+        save_dir = out.loc.path if local_out else workdir
+        try:
+            result = _tf_strategies.run(strategy, plan, target, reader, workdir, progress=progress,
+                                        storage_options=storage_options, out_dir=save_dir)
+        except BaseException:
+            if local_out:
+                _remove_tf_output(out)
+            raise
+        saved = BundleReader(result.prefix)
+        base = Path(result.prefix).name
+        data_files = sorted(p.name for p in Path(save_dir).glob(base + ".data-*"))
+        if local_out:
+            weights = [Path(result.keras_weights).name] if result.keras_weights else []
+            for name in [*data_files, base + ".index", *weights]:
+                out.record(out.loc.child(name))
+            keras_url = out.loc.child(weights[0]).url if weights else None
+        else:
+            for name in data_files:
+                out.put_file(str(Path(workdir) / name), name.replace(base, CHECKPOINT_NAME, 1))
+            out.put_file(result.prefix + ".index", CHECKPOINT_NAME + ".index")
+            keras_url = out.put_file(result.keras_weights, "model.weights.h5").url if result.keras_weights else None
+        size = sum((Path(save_dir) / n).stat().st_size for n in data_files)
+        return {"tensors": _tensor_checksums(_reader_rows(saved)), "absent": [], "bytes_read": result.bytes_read,
                 "bytes_written": size, "keras_weights": keras_url}
+
+
+def _remove_tf_output(out: OutputDir) -> None:
+    """After a failed TF save into a local output: remove what TF left (its files and temp directories)."""
+    import shutil
+
+    for path in Path(out.loc.path).glob(CHECKPOINT_NAME + "*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    Path(out.loc.path, "model.weights.h5").unlink(missing_ok=True)
