@@ -192,6 +192,57 @@ def test_corrupt_source_mid_copy_leaves_no_visible_output(bert, tmp_path):
     assert list(out.iterdir()) == []  # no state file, no manifest, no half checkpoint
 
 
+def test_truncated_local_source_is_refused_before_it_is_mapped(bert, tmp_path):
+    """Local sources are mapped (mmap): touching a mapping past the end of a file would kill the
+    process (SIGBUS), so a data file shorter than its index says must fail first, clearly."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(bert / "src", src)
+    data = next(src.glob("*.data-*"))
+    entry = BundleReader(str(src)).records["bert/encoder/layer_1/output/dense/kernel"].entry  # copied by the plan
+    with open(data, "r+b") as f:
+        f.truncate(entry.offset + entry.size // 2)
+    out = tmp_path / "out"
+    with pytest.raises(CorruptCheckpointError, match=r"data-00000-of-00001: bytes .* past its end .*truncated"):
+        warmstart.transfer(str(src), str(bert / "tpl"), str(out), rules=EXAMPLE_RULES)
+    assert list(out.iterdir()) == []
+
+
+def test_local_source_into_an_object_store_output_writes_the_mapped_bytes(bert, tmp_path):
+    """The kernel copies local-to-local only; into any other filesystem the mapped bytes are written."""
+    mem = fsspec.filesystem("memory")
+    out = "memory://ws-test-local-to-memory/out"
+    try:
+        report = warmstart.transfer(str(bert / "src"), str(bert / "tpl"), out, rules=EXAMPLE_RULES)
+        assert report.ok
+        got = BundleReader(out)
+        src = BundleReader(str(bert / "src"))
+        for e in report.plan.transferred:
+            np.testing.assert_array_equal(got.read(e.target_key), src.read(e.source_key), err_msg=e.target)
+    finally:
+        mem.rm("/ws-test-local-to-memory", recursive=True)
+
+
+def test_kernel_copy_appends_exact_ranges_and_reports_what_it_cannot_copy(tmp_path):
+    from warmstart._localio import kernel_copy
+
+    payload = bytes(range(256)) * 64
+    (tmp_path / "src").write_bytes(payload)
+    src = os.open(tmp_path / "src", os.O_RDONLY)
+    dst = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT)
+    r, w = os.pipe()
+    try:
+        assert kernel_copy(src, dst, 10, 100) == 100
+        assert kernel_copy(src, dst, 5000, 3000) == 3000
+        assert kernel_copy(src, dst, len(payload) - 6, 100) == 6  # the source ends: the caller sees it
+        assert kernel_copy(src, w, 0, 100) == 0  # not a regular file: the caller writes instead
+    finally:
+        for fd in (src, dst, r, w):
+            os.close(fd)
+    assert (tmp_path / "dst").read_bytes() == payload[10:110] + payload[5000:8000] + payload[-6:]
+
+
 def test_output_inside_the_source_is_refused_and_the_source_untouched(bert, tmp_path):
     import shutil
 

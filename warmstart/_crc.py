@@ -1,27 +1,28 @@
-"""CRC32C as TensorFlow and LevelDB use it, with their 'masking'."""
+"""CRC32C as TensorFlow and LevelDB use it, with their 'masking'.
+
+The ``crc32c`` package computes it with the CPU's CRC instructions (SSE4.2 / ARMv8), takes any
+buffer (bytes, memoryview slices, mmap views: no copies) and releases the GIL on large inputs.
+"""
 
 from __future__ import annotations
 
-import google_crc32c
+import crc32c as _impl
 
-__all__ = ["crc32c", "extend", "mask", "unmask"]
+__all__ = ["crc32c", "extend", "mask", "unmask", "HARDWARE"]
 
 _MASK_DELTA = 0xA282EAD8
 
-
-def _readonly(data: bytes | bytearray | memoryview) -> bytes:
-    # The C implementation takes bytes only; callers pass whole blocks as bytes, so this copies
-    # only small slices and mutable buffers.
-    return data if isinstance(data, bytes) else bytes(data)
+#: False when the package fell back to its software CRC (~10x slower; still correct).
+HARDWARE = bool(_impl.hardware_based)
 
 
-def crc32c(data: bytes | memoryview) -> int:
-    return google_crc32c.value(_readonly(data))
+def crc32c(data) -> int:
+    return _impl.crc32c(data)
 
 
-def extend(crc: int, data: bytes | memoryview) -> int:
+def extend(crc: int, data) -> int:
     """CRC32C of (what gave ``crc``) + ``data``: for checking a tensor chunk by chunk."""
-    return google_crc32c.extend(crc, _readonly(data))
+    return _impl.crc32c(data, crc)
 
 
 def mask(crc: int) -> int:

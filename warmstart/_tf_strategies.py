@@ -171,14 +171,9 @@ def _cast(value: np.ndarray, entry: PlanEntry) -> np.ndarray:
     return np.asarray(value).astype(target.numpy)
 
 
-def _is_local(loc: storage.Location) -> bool:
-    protocol = loc.fs.protocol
-    return bool({"file", "local"} & set((protocol,) if isinstance(protocol, str) else protocol))
-
-
 def _source_prefix_for_tf(source: BundleReader, keys: Iterable[str], workdir: str) -> str:
     """A local prefix TensorFlow can open for ``keys`` of ``source``: its own, or a partial local copy."""
-    if _is_local(source.prefix):
+    if source.prefix.is_local:
         return source.prefix.path
     return local_checkpoint_copy(source, os.path.join(workdir, "source"), keys=keys)
 
@@ -561,7 +556,7 @@ def _set_initial_values(plan: Plan, built: _Tf1Target, variables: dict[str, _Gra
         template = built.template
         assert template is not None
         keys = [e.target_key for e in kept]
-        local = template.prefix.path if _is_local(template.prefix) else local_checkpoint_copy(
+        local = template.prefix.path if template.prefix.is_local else local_checkpoint_copy(
             template, os.path.join(workdir, "template"), keys=keys)
         # Saver.restore outside its graph's context rebuilds itself eagerly and fails: stay inside.
         with built.graph.as_default():

@@ -158,7 +158,7 @@ def _run_stream(plan, reader, template, target, out: OutputDir, storage_options,
 def _run_tf(strategy, plan, reader, target, out: OutputDir, storage_options, progress) -> dict[str, Any]:
     from . import _tf_strategies
 
-    local_out = _tf_strategies._is_local(out.loc)
+    local_out = out.loc.is_local
     with tempfile.TemporaryDirectory(prefix="warmstart-") as workdir:
         # A local output receives TF's save directly (writing to the work directory and copying would
         # read and write the whole model once more); other outputs are uploaded from the work directory.

@@ -36,6 +36,12 @@ class Location:
     def url(self) -> str:
         return self.fs.unstrip_protocol(self.path)
 
+    @property
+    def is_local(self) -> bool:
+        """On this machine's filesystem (``path`` is then an OS path)."""
+        protocol = self.fs.protocol
+        return bool({"file", "local"} & set((protocol,) if isinstance(protocol, str) else protocol))
+
     def child(self, name: str) -> "Location":
         return Location(self.fs, posixpath.join(self.path, name) if self.path else name)
 

@@ -10,8 +10,11 @@ their initial value are copied from the template checkpoint the same way.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -63,48 +66,123 @@ def _aligned(chunk_bytes: int) -> int:
 def copy_tensors(reader: BundleReader, copies: list[_Copy], writer: BundleWriter, chunk_bytes: int,
                  stats: StreamStats, in_flight: int = DEFAULT_IN_FLIGHT, max_gap: int = DEFAULT_MAX_GAP,
                  on_done: Callable[[_Copy, int], None] | None = None) -> None:
-    """Copy plain (unpartitioned, non-string) tensors through merged, bounded, read-ahead range reads."""
+    """Copy plain (unpartitioned, non-string) tensors through merged, bounded, read-ahead range reads.
+
+    From a local checkpoint the blocks are mapped rather than read, and bytes copied unchanged go
+    from file to file in the kernel (:mod:`warmstart._localio`); every CRC is checked either way.
+    """
+    if not copies:
+        return
     requests = []
     for i, c in enumerate(copies):
         entry = reader.records[c.source_key].entry
         requests.append((i, entry.shard_id, entry.offset, entry.size))
     blocks = plan_blocks(requests, max_block=_aligned(chunk_bytes), max_gap=max_gap)
+    if reader.prefix.is_local:
+        from ._localio import MappedSource
 
-    def read(block: Block) -> bytes:
-        if block.size == 0:
-            return b""
-        loc = reader.data_location(block.shard)
-        data = read_range(loc, block.start, block.end)
-        if len(data) != block.size:
-            raise CorruptCheckpointError(f"{loc.url}: bytes {block.start}..{block.end} are past its end (truncated?)")
-        return data
+        with MappedSource() as mapped:
+            _copy_blocks(reader, copies, writer, blocks, stats, in_flight, on_done,
+                         lambda block: mapped.block(reader.data_location(block.shard), block.start, block.end))
+    else:
+        _copy_blocks(reader, copies, writer, blocks, stats, in_flight, on_done, lambda block: _read_block(reader, block))
 
-    crc = 0
-    for block, data in fetch_blocks(blocks, read, in_flight):
-        stats.bytes_read += len(data)
-        stats.requests += 1 if block.size else 0
-        view = memoryview(data)
+
+def _read_block(reader: BundleReader, block: Block) -> bytes:
+    loc = reader.data_location(block.shard)
+    data = read_range(loc, block.start, block.end)
+    if len(data) != block.size:
+        raise CorruptCheckpointError(f"{loc.url}: bytes {block.start}..{block.end} are past its end (truncated?)")
+    return data
+
+
+def _copy_blocks(reader, copies, writer, blocks, stats, in_flight, on_done, read) -> None:
+    """Write the blocks' pieces in order while one thread checks their CRCs, also in order.
+
+    Writing (a kernel copy, or a write into the output's buffer) and checking the CRC take about
+    0.3 s and 0.1 s per GiB here: done one after the other they add up, on two threads they
+    overlap (both release the GIL). A tensor is written with the CRC its index records; its bytes
+    are checked at most two blocks later, and a mismatch fails the transfer (so the output is
+    discarded) before anything is committed.
+    """
+    checker = _CrcChecker(reader, copies)
+    pending: deque[tuple[Block, Any, Future[None]]] = deque()
+
+    def settle() -> None:
+        block, data, checked = pending.popleft()
+        checked.result()  # raises CorruptCheckpointError for a tensor whose bytes do not match
+        if on_done is not None:
+            for piece in block.pieces:
+                if piece.last:
+                    c = copies[piece.tag]  # type: ignore[index]
+                    on_done(c, reader.records[c.source_key].entry.size)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warmstart-crc") as crc_pool:
+        try:
+            for block, data in fetch_blocks(blocks, lambda block: read(block) if block.size else b"", in_flight):
+                stats.bytes_read += len(data)
+                stats.requests += 1 if block.size else 0
+                mapped = not isinstance(data, bytes)
+                view = data.view if mapped else memoryview(data)
+                pending.append((block, data, crc_pool.submit(checker.check, block, view)))
+                for piece in block.pieces:
+                    c = copies[piece.tag]  # type: ignore[index]
+                    record = reader.records[c.source_key]
+                    same = c.out_dtype == record.dtype
+                    if piece.first:
+                        # An unchanged copy is written with the source's CRC (checked by the checker);
+                        # a cast's CRC is computed by the writer over the cast bytes.
+                        writer.begin(c.out_key, c.out_dtype, record.shape,
+                                     crc32c=record.entry.crc32c if same else None)
+                    with view[piece.start : piece.start + piece.size] as chunk:
+                        if not same:
+                            writer.write(_cast_bytes(chunk, record.dtype, c.out_dtype))
+                        elif mapped:
+                            writer.copy_from(data.fd, block.start + piece.start, piece.size, chunk)
+                        else:
+                            writer.write(chunk)
+                    if piece.last:
+                        writer.end()
+                if mapped:  # unmapping takes time too: on the checker's thread, after its check
+                    crc_pool.submit(_close, data)
+                while len(pending) > 1:
+                    settle()
+            while pending:
+                settle()
+        finally:
+            for _, data, checked in pending:
+                checked.cancel()
+            crc_pool.shutdown(wait=True)
+            for _, data, _ in pending:
+                _close(data)
+
+
+class _CrcChecker:
+    """Checks the CRC32C of tensors block by block; blocks must come in order (one thread)."""
+
+    def __init__(self, reader: BundleReader, copies: list[_Copy]):
+        self.reader = reader
+        self.copies = copies
+        self.crc = 0
+
+    def check(self, block: Block, view: memoryview) -> None:
         for piece in block.pieces:
-            c = copies[piece.tag]  # type: ignore[index]
-            record = reader.records[c.source_key]
-            same = c.out_dtype == record.dtype
             if piece.first:
-                # A plain copy writes exactly the bytes whose CRC is checked below (before end(),
-                # else the whole output is discarded), so the writer reuses the source's CRC.
-                writer.begin(c.out_key, c.out_dtype, record.shape, crc32c=record.entry.crc32c if same else None)
-                crc = 0
-            whole = piece.start == 0 and piece.size == len(data)
-            chunk = data if whole else view[piece.start : piece.start + piece.size]
-            crc = _crc.extend(crc, chunk)
-            writer.write(chunk if same else _cast_bytes(chunk, record.dtype, c.out_dtype))
+                self.crc = 0
+            with view[piece.start : piece.start + piece.size] as chunk:
+                self.crc = _crc.extend(self.crc, chunk)
             if piece.last:
-                if _crc.mask(crc) != record.entry.crc32c:
-                    loc = reader.data_location(record.entry.shard_id)
+                c = self.copies[piece.tag]  # type: ignore[index]
+                entry = self.reader.records[c.source_key].entry
+                if _crc.mask(self.crc) != entry.crc32c:
+                    loc = self.reader.data_location(entry.shard_id)
                     raise CorruptCheckpointError(
                         f"{loc.url}: tensor {c.source_key!r} fails its CRC32C check (data corrupted)")
-                writer.end()
-                if on_done is not None:
-                    on_done(c, record.entry.size)
+
+
+def _close(data) -> None:
+    if not isinstance(data, bytes):
+        data.close()
 
 
 def _cast_bytes(chunk: memoryview, src: str, dst: str) -> bytes:

@@ -66,6 +66,8 @@ class BundleWriter:
         try:
             prefix.fs.makedirs(prefix.fs._parent(prefix.path), exist_ok=True)
             self._data = prefix.fs.open(self.data_loc.path, "wb", block_size=WRITE_BLOCK_BYTES)
+            # A local data file can receive bytes copied by the kernel (see copy_from).
+            self._fd: int | None = self._data.fileno() if prefix.is_local else None
         except OSError as exc:
             raise StorageError(f"cannot create {self.data_loc.url}: {exc}", is_transient(exc)) from None
 
@@ -107,6 +109,29 @@ class BundleWriter:
         self._write(chunk)
         if crc is not None:
             self._open = (key, dtype, shape, start, _crc.extend(crc, chunk), known)
+
+    def copy_from(self, fd: int, offset: int, size: int, view: memoryview) -> None:
+        """Append to the open tensor the ``size`` bytes at ``offset`` of the local file ``fd``, which
+        are also ``view`` (a mapping of them): the kernel copies them (``copy_file_range``) when the
+        output is a local file too, else ``view`` is written. The CRC must have been given to
+        :meth:`begin` (nothing here looks at the bytes)."""
+        key, dtype, shape, start, crc, known = self._open  # type: ignore[misc]
+        if crc is not None:
+            raise ValueError("copy_from needs the tensor's CRC at begin()")
+        done = 0
+        if self._fd is not None and size:
+            from ._localio import kernel_copy
+
+            try:
+                self._data.flush()
+                done = kernel_copy(fd, self._fd, offset, size)
+            except OSError as exc:
+                raise StorageError(f"writing {self.data_loc.url} failed: {exc}", is_transient(exc)) from None
+            if done == 0:
+                self._fd = None  # the kernel cannot copy between these files: write from now on
+            self._offset += done
+        if done < size:
+            self._write(view[done:size])
 
     def end(self, crc32c: int | None = None) -> WrittenTensor:
         """Finish the open tensor. ``crc32c`` (masked) is required for string tensors, whose entry
