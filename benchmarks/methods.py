@@ -32,8 +32,8 @@ from _common import build_tf1_graph, proc_io, source_name, tree_size  # noqa: E4
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-TF_METHODS = ("ws-restore", "tf-restore-save", "tf-init-from-ckpt")
-WS_METHODS = ("ws-stream", "ws-stream-sig", "ws-restore")
+TF_METHODS = ("ws-restore", "ws-assign", "tf-restore-save", "tf-init-from-ckpt")
+WS_METHODS = ("ws-stream", "ws-stream-sig", "ws-restore", "ws-assign")
 
 
 def _maxrss_kib() -> int:
@@ -187,6 +187,8 @@ def run(job: dict) -> dict:
         return ws_transfer(job, job["signature"], "stream")
     if m == "ws-restore":
         return ws_transfer(job, job["meta"], "restore")
+    if m == "ws-assign":
+        return ws_transfer(job, job["meta"], "assign")
     if m == "tf-restore-save":
         return tf_restore_save(job)
     if m == "tf-init-from-ckpt":

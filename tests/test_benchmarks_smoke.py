@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-METHODS = ("floor", "floor-copyfile", "floor-output", "ws-stream", "ws-stream-sig", "ws-restore",
+METHODS = ("floor", "floor-copyfile", "floor-output", "ws-stream", "ws-stream-sig", "ws-restore", "ws-assign",
            "tf-restore-save", "tf-init-from-ckpt")
 
 pytestmark = pytest.mark.slow

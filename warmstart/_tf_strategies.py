@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 #: Upper bound of the stored bytes read, restored or fed per batch (one larger tensor is one batch).
-BATCH_BYTES = 256 * 1024 * 1024
+BATCH_BYTES = 64 * 1024 * 1024
 #: Size of one ranged read when copying a remote checkpoint to the work directory.
 CHECKPOINT_BASENAME = "model.ckpt"
 KERAS_WEIGHTS_NAME = "model.weights.h5"
