@@ -20,7 +20,7 @@ import errno
 import mmap
 import os
 
-from .errors import CorruptCheckpointError, StorageError
+from .errors import CorruptCheckpointError, InputNotFoundError, StorageError
 from .storage import Location
 
 __all__ = ["MappedSource", "MappedBlock", "kernel_copy"]
@@ -76,8 +76,6 @@ class MappedSource:
             try:
                 fd = os.open(loc.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             except FileNotFoundError:
-                from .errors import InputNotFoundError
-
                 raise InputNotFoundError(f"{loc.url} does not exist") from None
             except OSError as exc:
                 raise StorageError(f"cannot open {loc.url}: {exc}") from None

@@ -43,6 +43,7 @@ from .errors import (
     TargetError,
     UsageError,
 )
+from .output import CHECKPOINT_NAME
 from .plan import TRANSFERRED, Plan, PlanEntry, make_plan
 from .report import Report
 from .rules import Rules, load_rules
@@ -62,7 +63,7 @@ __all__ = [
 #: Upper bound of the stored bytes read, restored or fed per batch (one larger tensor is one batch).
 BATCH_BYTES = 64 * 1024 * 1024
 #: Size of one ranged read when copying a remote checkpoint to the work directory.
-CHECKPOINT_BASENAME = "model.ckpt"
+CHECKPOINT_BASENAME = CHECKPOINT_NAME  # TF saves straight into local outputs under the published name
 KERAS_WEIGHTS_NAME = "model.weights.h5"
 
 Progress = Callable[[int, int, str], None]
