@@ -119,11 +119,22 @@ def test_missing_checkpoint_names_the_path(tmp_path):
         read_table(str(tmp_path / "nothing"))
 
 
-def test_directory_without_state_file_suggests_a_prefix(tmp_path, zoo):
+def test_directory_with_one_checkpoint_and_no_state_file_uses_it_and_says_so(tmp_path, zoo, caplog):
     d = tmp_path / "copy"
     shutil.copytree(Path(zoo["prefix"]).parent, d)
     (d / "checkpoint").unlink()
-    with pytest.raises(InputNotFoundError, match="without a 'checkpoint' state file.*pass a prefix"):
+    table = read_table(d)  # a pathlib.Path, as users pass it
+    assert set(table) == set(read_table(zoo["prefix"]))
+    assert "no 'checkpoint' state file; using its only checkpoint" in caplog.text
+
+
+def test_directory_with_several_checkpoints_and_no_state_file_lists_them(tmp_path, zoo):
+    d = tmp_path / "copy"
+    shutil.copytree(Path(zoo["prefix"]).parent, d)
+    (d / "checkpoint").unlink()
+    for f in list(d.glob("model.ckpt*")):
+        shutil.copy(f, d / f.name.replace("model.ckpt", "other.ckpt"))
+    with pytest.raises(InputNotFoundError, match="no 'checkpoint' state file and 2 checkpoints .*model.ckpt.*other.ckpt"):
         read_table(str(d))
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
 
-from ._protos import _fields  # the wire-format walker
+from ._protos import ObjectGraphNode, decode_object_graph
 
-__all__ = ["ObjectNode", "decode_object_graph", "preferred_paths", "escape", "VALUE_SUFFIX", "OBJECT_GRAPH_KEY"]
+__all__ = ["ObjectGraphNode", "decode_object_graph", "preferred_paths", "escape", "VALUE_SUFFIX", "OBJECT_GRAPH_KEY"]
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -30,42 +29,6 @@ def escape(local_name: str) -> str:
 
 def _is_demoted(local_name: str) -> bool:
     return local_name == "optimizer" or local_name.endswith("_optimizer")
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectNode:
-    """One node of a TrackableObjectGraph: its children and its saved attributes."""
-
-    children: tuple[tuple[int, str], ...]  # (node id, local name)
-    attributes: tuple[tuple[str, str], ...]  # (attribute name, checkpoint key)
-
-
-def decode_object_graph(data: bytes) -> list[ObjectNode]:
-    """Decode a serialized ``TrackableObjectGraph`` (fields: nodes=1; children=1, attributes=2)."""
-    nodes = []
-    for number, _, node_bytes in _fields(data):
-        if number != 1:
-            continue
-        children, attributes = [], []
-        for fnum, _, value in _fields(node_bytes):
-            if fnum == 1:
-                node_id, local = 0, ""
-                for rnum, _, rval in _fields(value):
-                    if rnum == 1:
-                        node_id = rval
-                    elif rnum == 2:
-                        local = bytes(rval).decode()
-                children.append((node_id, local))
-            elif fnum == 2:
-                name, key = "", ""
-                for snum, _, sval in _fields(value):
-                    if snum == 1:
-                        name = bytes(sval).decode()
-                    elif snum == 3:
-                        key = bytes(sval).decode()
-                attributes.append((name, key))
-        nodes.append(ObjectNode(tuple(children), tuple(attributes)))
-    return nodes
 
 
 def preferred_paths(

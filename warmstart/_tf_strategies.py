@@ -379,8 +379,6 @@ class _Tf1Target:
 
 def _run_tf1(strategy, plan: Plan, target: Any, source: BundleReader, workdir: str,
              progress: Progress | None, storage_options, out_dir: str) -> TFResult:
-    import tensorflow as tf
-
     built = _build_tf1_target(plan, target, storage_options)
     try:
         graph, session = built.graph, built.session
@@ -388,37 +386,79 @@ def _run_tf1(strategy, plan: Plan, target: Any, source: BundleReader, workdir: s
         variables = _graph_variables(graph)
         _set_initial_values(plan, built, variables, workdir)
         sizes = _source_sizes(source)
-        tracker = _Progress(plan, sizes, progress)
-        assigner = _GraphAssigner(graph, session)
+        fill = _Tf1Fill(built, variables, sizes, _Progress(plan, sizes, progress), _GraphAssigner(graph, session))
         copies = [e for e in plan.transferred if e.action == "copy"]
         casts = [e for e in plan.transferred if e.action == "cast"]
         if strategy == "restore":
-            prefix = _source_prefix_for_tf(source, [e.source_key for e in copies], workdir) if copies else ""
-            for batch in _batches(copies, sizes):
-                with graph.as_default():
-                    saver = _saver(graph, {e.source_key: variables[e.target].saveable for e in batch})
-                    _tf_call(f"restoring from {source.url}", saver.restore, session, prefix)
-                for e in batch:
-                    tracker.advance(e)
+            fill.restore(source, copies, workdir)
             pending = casts
         else:
             pending = copies + casts
-        for batch in _batches(pending, sizes):
-            pairs = []
-            for e in batch:
-                pairs.extend(variables[e.target].split(_target_value(source, e)))
-            _tf_call(f"assigning into {built.what}", assigner.assign, pairs)
-            for e in batch:
-                tracker.advance(e)
+        fill.assign(pending, lambda batch: (source.read(e.source_key) for e in batch))  # type: ignore[arg-type]
         prefix_out = os.path.join(out_dir, CHECKPOINT_BASENAME)
         with graph.as_default():
             saver = _saver(graph, _all_global_variables(graph))
             _tf_call(f"saving {built.what}", saver.save, session, prefix_out, write_meta_graph=False,
                      write_state=False)
-        return TFResult(prefix_out, None, tracker.total)
+        return TFResult(prefix_out, None, fill.tracker.total)
     finally:
         if built.owned:
             built.session.close()
+
+
+def _by_source(entries: Iterable[PlanEntry]) -> dict[str, list[PlanEntry]]:
+    """``entries`` grouped by source key, in order of first use: with ``allow_shared_source`` several
+    targets read one key, so anything keyed by source key must hold a list of targets, not one."""
+    groups: dict[str, list[PlanEntry]] = {}
+    for e in entries:
+        groups.setdefault(e.source_key, []).append(e)  # type: ignore[arg-type]
+    return groups
+
+
+@dataclass
+class _Tf1Fill:
+    """Fills the variables of a built TF1 target, in batches, advancing the progress per entry."""
+
+    built: _Tf1Target
+    variables: dict[str, _GraphVar]
+    sizes: Callable[[PlanEntry], int]
+    tracker: _Progress
+    assigner: _GraphAssigner
+
+    def restore(self, source: BundleReader, copies: list[PlanEntry], workdir: str) -> None:
+        """TF restores every source key of ``copies`` once, into its first target (a ``Saver``'s
+        ``var_list`` holds one variable per key); the other targets of a shared key get that value."""
+        if not copies:
+            return
+        groups = _by_source(copies)
+        firsts = [group[0] for group in groups.values()]
+        prefix = _source_prefix_for_tf(source, groups, workdir)
+        graph = self.built.graph
+        for batch in _batches(firsts, self.sizes):
+            with graph.as_default():
+                saver = _saver(graph, {e.source_key: self.variables[e.target].saveable for e in batch})
+                _tf_call(f"restoring from {source.url}", saver.restore, self.built.session, prefix)
+            self._advance(batch)
+        shared = [e for group in groups.values() for e in group[1:]]
+        self.assign(shared, lambda batch: self.read([groups[e.source_key][0] for e in batch]))  # type: ignore[index]
+
+    def read(self, entries: list[PlanEntry]) -> list[np.ndarray]:
+        """The values the targets of ``entries`` hold now (partitioned ones as one full value)."""
+        return _read_graph_values(self.built.session, [self.variables[e.target] for e in entries],
+                                  [e.source_shape for e in entries])  # type: ignore[misc]
+
+    def assign(self, entries: list[PlanEntry], values: Callable[[list[PlanEntry]], Iterable[np.ndarray]]) -> None:
+        """Assign to the targets of ``entries`` their ``values(batch)`` (cast for ``cast`` entries)."""
+        for batch in _batches(entries, self.sizes):
+            pairs = []
+            for e, value in zip(batch, values(batch)):
+                pairs.extend(self.variables[e.target].split(_cast(value, e)))
+            _tf_call(f"assigning into {self.built.what}", self.assigner.assign, pairs)
+            self._advance(batch)
+
+    def _advance(self, batch: list[PlanEntry]) -> None:
+        for e in batch:
+            self.tracker.advance(e)
 
 
 def _saver(graph: Any, var_list: Any) -> Any:
@@ -591,19 +631,21 @@ def _run_tf2(strategy, plan: Plan, target: Any, source: BundleReader, workdir: s
     copies = [e for e in plan.transferred if e.action == "copy"]
     pending = list(plan.transferred)
     if strategy == "restore" and copies:
-        prefix = _source_prefix_for_tf(source, [e.source_key for e in copies], workdir)
-        for batch in _batches(copies, sizes):
+        groups = _by_source(copies)  # each source key is restored once, for all the targets sharing it
+        prefix = _source_prefix_for_tf(source, groups, workdir)
+        for batch in _batches(list(groups.values()), lambda group: sizes(group[0])):
             with tf.device("/cpu:0"):
                 values = _tf_call(
                     f"restoring from {source.url}", tf.raw_ops.RestoreV2,
                     prefix=prefix,
-                    tensor_names=[e.source_key for e in batch],
+                    tensor_names=[group[0].source_key for group in batch],
                     shape_and_slices=[""] * len(batch),
-                    dtypes=[tf.as_dtype(e.dtype) for e in batch],
+                    dtypes=[tf.as_dtype(group[0].dtype) for group in batch],
                 )
-            for e, value in zip(batch, values):
-                variables[e.target].assign(value)
-                tracker.advance(e)
+            for group, value in zip(batch, values):
+                for e in group:
+                    variables[e.target].assign(value)
+                    tracker.advance(e)
             del values
         pending = [e for e in plan.transferred if e.action == "cast"]
     for e in pending:

@@ -10,11 +10,12 @@ from typing import Any, Literal
 
 from .bundle import BundleReader
 from .errors import PlanError, UsageError
-from .output import CHECKPOINT_NAME, OutputDir, check_not_inside, manifest_document
+from .output import (CHECKPOINT_NAME, OutputDir, check_output, check_output_location, checkpoint_files,
+                     manifest_document)
 from .plan import Plan, make_plan
 from .report import Report
 from .rules import Rules, load_rules
-from .storage import object_identity, resolve
+from .storage import Location, object_identity, resolve, resolve_checkpoint
 from .table import VariableTable, table_from_bundle
 from .targets import signature_of, target_kind
 
@@ -68,7 +69,12 @@ def transfer(
     (when ``source`` is a local cached copy of the real source).
     """
     started = time.perf_counter()
-    reader = BundleReader(str(source), storage_options)
+    reader = BundleReader(source, storage_options)  # its index only
+    out_loc = resolve(output, storage_options)
+    # Checked before any tensor byte is read or anything is created: a refused output leaves no
+    # trace, and no spelling of a path (.., symlinks) lets the output reach an input.
+    check_output_location(out_loc, *_inputs(reader, target, rules, storage_options))
+    check_output(out_loc, overwrite)
     rules_model = load_rules(rules, storage_options)
     template = None  # a template checkpoint's reader, opened once for the plan and the copy
     if plan is None:
@@ -77,12 +83,7 @@ def transfer(
     if not plan.ok:
         raise PlanError(plan.failure_message(), plan)
     chosen = choose_strategy(strategy, plan.target)
-    # Checked before anything is created: a refused output must leave no trace in an input.
-    inputs = [reader.prefix]
-    if plan.target.kind in ("tf1-checkpoint", "tf2-checkpoint"):
-        inputs.append(resolve(plan.target.origin, storage_options))
-    check_not_inside(resolve(output, storage_options), inputs)
-    out = OutputDir(output, storage_options, overwrite=overwrite)
+    out = OutputDir(out_loc.url, storage_options, overwrite=overwrite)
     try:
         if chosen == "stream":
             result = _run_stream(plan, reader, template, target, out, storage_options, chunk_bytes, progress)
@@ -121,6 +122,23 @@ def _reader_rows(reader: BundleReader):
     for key, rec in reader.records.items():
         crc = tuple(e.crc32c for _, e in rec.slices) if rec.slices else rec.entry.crc32c
         yield key, rec.dtype, rec.shape, rec.stored_bytes, crc
+
+
+def _inputs(reader: BundleReader, target: Any, rules: Any,
+            storage_options) -> tuple[list[Location], list[Location]]:
+    """The directories and files a transfer reads: the source and a template checkpoint (their
+    directories and files), a target file, a rules file."""
+    dirs, files = [reader.prefix.parent], checkpoint_files(reader)
+    kind = target_kind(os.fspath(target)) if isinstance(target, (str, os.PathLike)) else "live"
+    if kind == "checkpoint":
+        prefix = resolve_checkpoint(target, storage_options)
+        dirs.append(prefix.parent)
+        files.append(prefix.with_suffix(".index"))
+    elif kind not in ("builder", "live"):
+        files.append(resolve(target, storage_options))
+    if isinstance(rules, (str, os.PathLike)):
+        files.append(resolve(rules, storage_options))
+    return dirs, files
 
 
 def _target(target: Any, storage_options) -> tuple[VariableTable, BundleReader | None]:

@@ -6,7 +6,9 @@ tensors asked for, verifying each tensor's CRC32C.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,7 @@ from ._protos import BundleEntry, BundleHeader, decode_entry, decode_header
 from ._sstable import TableFormatError, read_table
 from ._strings import string_entry_crc, string_lengths
 from .errors import CorruptCheckpointError, InputNotFoundError
-from .storage import Location, read_bytes, read_range, resolve_checkpoint
+from .storage import Location, object_size, read_bytes, read_range, resolve_checkpoint
 
 __all__ = ["BundleReader", "TensorRecord", "data_file_name"]
 
@@ -39,7 +41,7 @@ class TensorRecord:
 
     @property
     def num_elements(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)
 
     @property
     def stored_bytes(self) -> int:
@@ -75,6 +77,7 @@ class BundleReader:
     def _open(self, prefix: Location, index_bytes: bytes | None = None) -> None:
         self.prefix = prefix
         self.url = prefix.url
+        self._shard_sizes: dict[int, int] = {}
         index_loc = self.prefix.with_suffix(".index")
         self.index_bytes = read_bytes(index_loc) if index_bytes is None else index_bytes
         self.header, self.records = _parse_index(self.index_bytes, index_loc.url)
@@ -87,8 +90,30 @@ class BundleReader:
         name = data_file_name(base[-1], shard, self.header.num_shards)
         return Location(self.prefix.fs, f"{base[0]}/{name}" if len(base) == 2 else name)
 
+    def shard_size(self, shard: int) -> int:
+        """The size of data file ``shard`` in bytes (asked once per reader)."""
+        size = self._shard_sizes.get(shard)
+        if size is None:
+            size = self._shard_sizes[shard] = object_size(self.data_location(shard))
+        return size
+
+    def check_in_files(self, key: str, entries: Iterable[BundleEntry]) -> None:
+        """Raise :class:`CorruptCheckpointError` unless every entry's bytes lie inside its data file.
+
+        Called before anything is read or allocated for the tensor, so a few bytes of index can
+        never make warmstart read, allocate or write more than the data files hold.
+        """
+        for entry in entries:
+            if entry.size and entry.offset + entry.size > self.shard_size(entry.shard_id):
+                loc = self.data_location(entry.shard_id)
+                raise CorruptCheckpointError(
+                    f"{loc.url}: tensor {key!r} needs bytes {entry.offset}..{entry.offset + entry.size}, but the "
+                    f"file has {self.shard_size(entry.shard_id)} bytes (truncated, or a damaged index)"
+                )
+
     def read_entry_bytes(self, key: str, entry: BundleEntry) -> bytes:
         """The stored bytes of one (unpartitioned) entry, CRC-checked."""
+        self.check_in_files(key, [entry])
         loc = self.data_location(entry.shard_id)
         data = read_range(loc, entry.offset, entry.offset + entry.size) if entry.size else b""
         if len(data) != entry.size:
@@ -108,6 +133,7 @@ class BundleReader:
             raise InputNotFoundError(f"{self.url} has no tensor {key!r}") from None
         if not record.slices:
             return _decode(self.read_entry_bytes(key, record.entry), record, key, self.url)
+        self.check_in_files(key, [entry for _, entry in record.slices])  # before the whole is allocated
         dt = dtypes.by_enum(record.entry.dtype)
         out = np.empty(record.shape, dtype=dt.numpy if dt.numpy is not None else object)
         for extent, entry in record.slices:
@@ -121,7 +147,7 @@ def _string_crc_ok(data: bytes, entry: BundleEntry) -> bool:
     if entry.dtype != 7:
         return False
     try:
-        return string_entry_crc(data, int(np.prod(entry.shape, dtype=np.int64)) if entry.shape else 1) == entry.crc32c
+        return string_entry_crc(data, math.prod(entry.shape)) == entry.crc32c
     except ValueError:
         return False
 
@@ -129,7 +155,7 @@ def _string_crc_ok(data: bytes, entry: BundleEntry) -> bool:
 def _decode(data: bytes, record: TensorRecord, key: str, url: str) -> np.ndarray:
     dt = dtypes.by_enum(record.entry.dtype)
     shape = record.entry.shape
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)
     if dt.name == "string":
         try:
             lengths, pos = string_lengths(data, count)
@@ -152,20 +178,7 @@ def _decode(data: bytes, record: TensorRecord, key: str, url: str) -> np.ndarray
 
 
 def _parse_index(data: bytes, url: str) -> tuple[BundleHeader, dict[str, TensorRecord]]:
-    header: BundleHeader | None = None
-    entries: dict[bytes, BundleEntry] = {}
-    try:
-        for key, value in read_table(data):
-            if key == b"":
-                header = decode_header(value)
-            else:
-                entries[key] = decode_entry(value)
-    except TableFormatError as exc:
-        raise CorruptCheckpointError(f"{url}: not a valid checkpoint index: {exc}") from None
-    except ValueError as exc:
-        raise CorruptCheckpointError(f"{url}: malformed index entry: {exc}") from None
-    if header is None:
-        raise CorruptCheckpointError(f"{url}: the index has no bundle header (empty or not a checkpoint index)")
+    header, entries = _decode_index(data, url)
     if header.endianness != 0:
         raise CorruptCheckpointError(f"{url}: big-endian checkpoints are not supported")
     if header.num_shards < 1:
@@ -179,13 +192,36 @@ def _parse_index(data: bytes, url: str) -> tuple[BundleHeader, dict[str, TensorR
     return header, records
 
 
-def _record(key: str, entry: BundleEntry, entries: dict[bytes, BundleEntry], header: BundleHeader, url: str):
+def _decode_index(data: bytes, url: str) -> tuple[BundleHeader, dict[bytes, BundleEntry]]:
+    header: BundleHeader | None = None
+    entries: dict[bytes, BundleEntry] = {}
+    previous = None
     try:
-        dtype = dtypes.by_enum(entry.dtype).name
-    except KeyError:
-        raise CorruptCheckpointError(f"{url}: tensor {key!r} has unknown dtype enum {entry.dtype}") from None
+        for key, value in read_table(data):
+            if previous is not None and key <= previous:
+                raise CorruptCheckpointError(f"{url}: index keys out of order at {key[:80]!r}")
+            previous = key
+            if key == b"":
+                header = decode_header(value)
+            else:
+                entries[key] = decode_entry(value)
+    except TableFormatError as exc:
+        raise CorruptCheckpointError(f"{url}: not a valid checkpoint index: {exc}") from None
+    except ValueError as exc:
+        raise CorruptCheckpointError(f"{url}: malformed index entry: {exc}") from None
+    if header is None:
+        raise CorruptCheckpointError(f"{url}: the index has no bundle header (empty or not a checkpoint index)")
+    return header, entries
+
+
+def _record(key: str, entry: BundleEntry, entries: dict[bytes, BundleEntry], header: BundleHeader, url: str):
+    where = f"{url}: tensor {key!r}"
+    dtype = _dtype_name(entry, where)
     if entry.unknown_rank or any(d < 0 for d in entry.shape):
-        raise CorruptCheckpointError(f"{url}: tensor {key!r} has an unknown shape {list(entry.shape)}")
+        raise CorruptCheckpointError(f"{where} has an unknown shape {list(entry.shape)}")
+    if not entry.slices:
+        _check_entry(entry, entry.shape, header, where)
+        return TensorRecord(key, dtype, tuple(entry.shape), entry)
     slices = []
     for s in entry.slices:
         extent = tuple((start, length) for start, length in s.extent)
@@ -193,9 +229,65 @@ def _record(key: str, entry: BundleEntry, entries: dict[bytes, BundleEntry], hea
             extent += ((0, -1),) * (len(entry.shape) - len(extent))
         part = entries.get(slice_key(key, extent))
         if part is None:
-            raise CorruptCheckpointError(f"{url}: partitioned tensor {key!r} lacks its slice {list(extent)}")
+            raise CorruptCheckpointError(f"{where} lacks its slice {list(extent)}")
         slices.append((extent, part))
-    for e in [entry] if not slices else [p for _, p in slices]:
-        if e.shard_id >= header.num_shards:
-            raise CorruptCheckpointError(f"{url}: tensor {key!r} is in shard {e.shard_id} of {header.num_shards}")
+    _check_slices(entry, slices, header, where)
     return TensorRecord(key, dtype, tuple(entry.shape), entry, tuple(slices))
+
+
+def _dtype_name(entry: BundleEntry, where: str) -> str:
+    try:
+        return dtypes.by_enum(entry.dtype).name
+    except KeyError:
+        raise CorruptCheckpointError(f"{where} has unknown dtype enum {entry.dtype}") from None
+
+
+def _check_entry(entry: BundleEntry, shape: tuple[int, ...], header: BundleHeader, where: str) -> None:
+    """An entry's size must be what its shape and dtype take, at a place a data file can hold."""
+    if not 0 <= entry.shard_id < header.num_shards:
+        raise CorruptCheckpointError(f"{where} is in shard {entry.shard_id} of {header.num_shards}")
+    if entry.offset < 0 or entry.size < 0:
+        raise CorruptCheckpointError(f"{where} has offset {entry.offset} and size {entry.size}")
+    if tuple(entry.shape) != tuple(shape):
+        raise CorruptCheckpointError(f"{where}: a slice of shape {list(entry.shape)} is stored for extent {list(shape)}")
+    count, itemsize = math.prod(shape), dtypes.by_enum(entry.dtype).itemsize
+    if itemsize is not None and count * itemsize != entry.size:
+        raise CorruptCheckpointError(
+            f"{where}: shape {list(shape)} of {dtypes.by_enum(entry.dtype).name} takes {count * itemsize} bytes, "
+            f"but the index says {entry.size}"
+        )
+    if itemsize is None and count > entry.size:  # a string needs at least its length's byte
+        raise CorruptCheckpointError(f"{where}: {count} strings cannot fit in {entry.size} bytes")
+
+
+def _check_slices(entry: BundleEntry, slices, header: BundleHeader, where: str) -> None:
+    """The slices of a partitioned tensor must tile its shape exactly: inside it, no overlaps, no gaps."""
+    shape = entry.shape
+    boxes = []
+    for extent, part in slices:
+        if len(extent) != len(shape) or part.slices or part.dtype != entry.dtype:
+            raise CorruptCheckpointError(f"{where}: slice {list(extent)} does not fit its shape {list(shape)}")
+        box = tuple((0, dim) if length == -1 else (start, start + length)
+                    for (start, length), dim in zip(extent, shape))
+        if any(lo < 0 or hi < lo or hi > dim for (lo, hi), dim in zip(box, shape)):
+            raise CorruptCheckpointError(f"{where}: slice {list(extent)} lies outside its shape {list(shape)}")
+        if any(length == -1 and start != 0 for start, length in extent):
+            raise CorruptCheckpointError(f"{where}: slice {list(extent)} is malformed")
+        _check_entry(part, tuple(hi - lo for lo, hi in box), header, where)
+        boxes.append(box)
+    if sum(math.prod(hi - lo for lo, hi in box) for box in boxes) != math.prod(shape) or _overlapping(boxes):
+        raise CorruptCheckpointError(
+            f"{where}: its {len(boxes)} slices do not tile its shape {list(shape)} (gaps or overlaps)")
+
+
+def _overlapping(boxes: list[tuple[tuple[int, int], ...]]) -> bool:
+    """True when two boxes share an element (with the volumes adding up, no overlap means no gap)."""
+    if len(boxes) < 2 or not boxes[0]:
+        return len(boxes) > 1
+    lo = np.array([[a for a, _ in box] for box in boxes], dtype=object)
+    hi = np.array([[b for _, b in box] for box in boxes], dtype=object)
+    for i in range(len(boxes) - 1):
+        apart = (lo[i + 1 :] >= hi[i]) | (hi[i + 1 :] <= lo[i])
+        if not apart.any(axis=1).all():
+            return True
+    return False

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
+import os
 import posixpath
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,77 +21,157 @@ from . import __version__
 from .errors import CorruptCheckpointError, StorageError
 from .storage import STATE_FILE, Location, is_transient, read_bytes, resolve, resolve_checkpoint
 
-__all__ = ["OutputDir", "MANIFEST", "CHECKPOINT_NAME", "check_not_inside", "publish_directory", "read_manifest"]
+__all__ = ["OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "check_output",
+           "check_output_location", "checkpoint_files", "publish_directory", "read_manifest"]
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "warmstart.json"
 CHECKPOINT_NAME = "model.ckpt"
+KERAS_WEIGHTS = "model.weights.h5"
+# Written before anything else and removed after the manifest: a directory that holds it (and only
+# files a run writes) is what an interrupted run left, and the next run may clear it.
+INCOMPLETE_MARKER = ".warmstart-incomplete"
 
 
-def _same_fs(a: Location, b: Location) -> bool:
-    pa, pb = a.fs.protocol, b.fs.protocol
-    return (pa if isinstance(pa, str) else pa[0]) == (pb if isinstance(pb, str) else pb[0])
+def canonical_path(loc: Location) -> str:
+    """Where ``loc`` really is: symlinks and ``..`` resolved locally; protocol + normalized key remotely."""
+    if loc.is_local:
+        return os.path.realpath(loc.path)
+    protocol = loc.fs.protocol if isinstance(loc.fs.protocol, str) else loc.fs.protocol[0]
+    return f"{protocol}://" + posixpath.normpath("/" + loc.path).lstrip("/")
 
 
-def check_not_inside(output: Location, inputs: Iterable[Location]) -> None:
-    """Raise :class:`StorageError` if ``output`` equals or lies inside the directory of an input
-    checkpoint (given by its prefix)."""
-    for loc in inputs:
-        if not _same_fs(output, loc):
-            continue
-        # Inputs are checkpoint prefixes: their directory holds the state file a run would clobber.
-        directory = posixpath.dirname(loc.path)
-        out = output.path.rstrip("/")
-        if out == directory.rstrip("/") or out.startswith(directory.rstrip("/") + "/"):
+def _contains(directory: str, path: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def checkpoint_files(reader: Any) -> list[Location]:
+    """The files a checkpoint reader reads: its index and the data shards its entries use."""
+    shards = {e.shard_id for r in reader.records.values() for e in ([r.entry] if not r.slices else
+                                                                       [p for _, p in r.slices])}
+    return [reader.prefix.with_suffix(".index"), *(reader.data_location(s) for s in sorted(shards))]
+
+
+def check_output_location(output: Location, input_dirs: Iterable[Location] = (),
+                          input_files: Iterable[Location] = ()) -> None:
+    """Raise :class:`StorageError` if ``output`` is, lies inside or contains the directory of an input
+    checkpoint, or contains an input file. Real locations are compared (symlinks and ``..`` resolved
+    locally, normalized keys remotely), so no spelling of a path lets an output reach an input."""
+    out = canonical_path(output)
+    for loc in input_dirs:
+        directory = canonical_path(loc)
+        if _contains(directory, out) or _contains(out, directory):
             raise StorageError(
-                f"output {output.url} is or lies inside the directory of input {loc.url}: "
+                f"output {output.url} is or lies inside the directory of input {loc.url}, or contains it: "
                 "choose an output outside it (inputs are never modified)"
+            )
+    for loc in input_files:
+        if _contains(out, canonical_path(loc)):
+            raise StorageError(
+                f"output {output.url} contains the input {loc.url}: choose an output that holds no input "
+                "(inputs are never modified)"
             )
 
 
-class OutputDir:
-    """An output directory being written. Use :meth:`prefix` for the checkpoint, then :meth:`commit`."""
+def _entries(loc: Location) -> list[str]:
+    """Names in the output directory ([] when it does not exist); :class:`StorageError` for a file."""
+    if loc.fs.isdir(loc.path):
+        return sorted(posixpath.basename(p.rstrip("/")) for p in loc.fs.ls(loc.path, detail=False))
+    if loc.fs.isfile(loc.path):
+        raise StorageError(f"output {loc.url} is a file, not a directory")
+    return []
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None, overwrite: bool = False):
+
+def _ours(name: str) -> bool:
+    return name.startswith(CHECKPOINT_NAME) or name in (KERAS_WEIGHTS, INCOMPLETE_MARKER)
+
+
+def _is_leftover(names: list[str]) -> bool:
+    """What an interrupted run left: its marker and nothing a run does not write."""
+    return INCOMPLETE_MARKER in names and all(_ours(n) for n in names)
+
+
+def check_output(output: Location, overwrite: bool = False) -> list[str]:
+    """Raise :class:`StorageError` unless a run can publish at ``output``: a directory that is empty, holds
+    an interrupted run's leftovers, or (with ``overwrite``) anything; whose bucket exists; writable.
+    Returns the names it holds. Reads no tensor and creates nothing."""
+    try:
+        names = _entries(output)
+        if names and not overwrite and not _is_leftover(names):
+            raise StorageError(
+                f"output {output.url} is not empty ({len(names)} entries, e.g. {names[0]!r}): choose a new "
+                "directory, or pass overwrite=True (--overwrite) to replace a previous warm start"
+            )
+        if not names:
+            _check_writable(output)
+    except OSError as exc:
+        raise StorageError(f"cannot use output {output.url}: {exc}", is_transient(exc)) from None
+    return names
+
+
+def _check_writable(output: Location) -> None:
+    if output.is_local:
+        existing = output.path
+        while not os.path.isdir(existing):
+            parent = os.path.dirname(existing)
+            if os.path.exists(existing) or parent == existing:
+                raise StorageError(f"output {output.url}: {existing} is not a directory")
+            existing = parent
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise StorageError(f"output {output.url}: {existing} is not writable")
+    elif output.fs.protocol not in ("memory", ("memory",)):
+        bucket = output.path.split("/", 1)[0]
+        if not output.fs.exists(bucket):
+            raise StorageError(f"output {output.url}: bucket {bucket!r} does not exist (warmstart creates no buckets)")
+
+
+class OutputDir:
+    """An output directory being written. Use :meth:`prefix` for the checkpoint, then :meth:`commit`.
+
+    Opening it checks the output (:func:`check_output`), withdraws a previous output (``overwrite``:
+    state file and manifest first) or an interrupted run's leftovers, and marks the directory as
+    being written. :meth:`abort` leaves the location as it was found (less a withdrawn output).
+    """
+
+    def __init__(self, url: str | os.PathLike, storage_options: dict[str, Any] | None = None,
+                 overwrite: bool = False):
         self.loc = resolve(url, storage_options)
         self.url = self.loc.url
         self._written: list[Location] = []
+        self._created: str | None = None  # the highest local directory this run created
+        names = check_output(self.loc, overwrite)
         try:
-            existing = self.loc.fs.ls(self.loc.path, detail=False) if self.loc.fs.isdir(self.loc.path) else []
-            if not existing and self.loc.fs.isfile(self.loc.path):
-                raise StorageError(f"output {self.url} is a file, not a directory")
-            if existing and not overwrite:
-                raise StorageError(
-                    f"output {self.url} is not empty ({len(existing)} entries): choose a new directory, "
-                    "or pass overwrite=True (--overwrite)"
-                )
-            if existing and overwrite:
-                self._remove_published()
-            self.loc.fs.makedirs(self.loc.path, exist_ok=True)
+            if names:
+                if _is_leftover(names):
+                    log.warning("output %s holds what an interrupted run left (%s): removing it", self.url,
+                                INCOMPLETE_MARKER)
+                self._withdraw(names)
+            elif self.loc.is_local:
+                self._created = _makedirs(self.loc.path)
+            self._write_text(INCOMPLETE_MARKER, "a warmstart run is writing this directory\n")
         except OSError as exc:
+            self.abort()
             raise StorageError(f"cannot prepare output {self.url}: {exc}", is_transient(exc)) from None
 
     @property
     def prefix(self) -> Location:
         return self.loc.child(CHECKPOINT_NAME)
 
-    def _remove_published(self) -> None:
+    def _withdraw(self, names: list[str]) -> None:
         # The state file and manifest go first so that no reader sees the old checkpoint half-replaced.
-        for name in (MANIFEST, STATE_FILE):
-            loc = self.loc.child(name)
-            if self.loc.fs.exists(loc.path):
-                self.loc.fs.rm(loc.path)
-        for path in self.loc.fs.ls(self.loc.path, detail=False):
-            if posixpath.basename(path).startswith(CHECKPOINT_NAME + "."):
-                self.loc.fs.rm(path)
+        for name in sorted(names, key=lambda n: n not in (STATE_FILE, MANIFEST)):
+            if name in (STATE_FILE, MANIFEST) or _ours(name):
+                self.loc.fs.rm(self.loc.child(name).path, recursive=True)
 
     def put_file(self, local_path: str, name: str) -> Location:
         """Upload a local file into the output directory (multipart/resumable as fsspec does)."""
         dest = self.loc.child(name)
+        self._written.append(dest)
         try:
             self.loc.fs.put_file(local_path, dest.path)
         except OSError as exc:
             raise StorageError(f"uploading {name} to {dest.url} failed: {exc}", is_transient(exc)) from None
-        self._written.append(dest)
         return dest
 
     def record(self, loc: Location) -> None:
@@ -98,23 +180,35 @@ class OutputDir:
 
     def _write_text(self, name: str, text: str) -> Location:
         dest = self.loc.child(name)
+        self._written.append(dest)
         try:
             with self.loc.fs.open(dest.path, "w") as f:
                 f.write(text)
         except OSError as exc:
             raise StorageError(f"writing {dest.url} failed: {exc}", is_transient(exc)) from None
-        self._written.append(dest)
         return dest
 
     def commit(self, manifest: dict[str, Any]) -> str:
-        """Write the state file, then the manifest; returns the manifest URL."""
+        """Write the state file, then the manifest, then drop the marker; returns the manifest URL."""
         state = f'model_checkpoint_path: "{CHECKPOINT_NAME}"\nall_model_checkpoint_paths: "{CHECKPOINT_NAME}"\n'
         self._write_text(STATE_FILE, state)
         # Compact: with indent, json uses its pure-Python encoder (seconds for a 20k-variable plan).
-        return self._write_text(MANIFEST, json.dumps(manifest, separators=(",", ":")) + "\n").url
+        url = self._write_text(MANIFEST, json.dumps(manifest, separators=(",", ":")) + "\n").url
+        self.finish()
+        return url
+
+    def finish(self) -> None:
+        """The output is published (state file and manifest written): drop the marker."""
+        marker = self.loc.child(INCOMPLETE_MARKER)
+        try:
+            self.loc.fs.rm(marker.path)
+        except OSError as exc:  # published all the same; the next run sees a complete output
+            log.warning("could not remove %s: %s", marker.url, exc)
+        self._written.clear()
 
     def abort(self) -> None:
-        """Remove everything this run wrote (best effort; the original error is what matters)."""
+        """Remove everything this run wrote, and the directories it created (best effort: the
+        original error is what matters)."""
         for loc in reversed(self._written):
             try:
                 if loc.fs.exists(loc.path):
@@ -122,6 +216,32 @@ class OutputDir:
             except OSError:
                 pass
         self._written.clear()
+        if self._created is not None:
+            _remove_empty_dirs(self.loc.path, self._created)
+            self._created = None
+
+
+def _makedirs(path: str) -> str | None:
+    """Create local directory ``path`` with its parents; return the highest one created (None if it existed)."""
+    highest = None
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        highest, probe = probe, os.path.dirname(probe)
+    os.makedirs(path, exist_ok=True)
+    return highest
+
+
+def _remove_empty_dirs(path: str, highest: str) -> None:
+    """Remove ``path`` and its parents up to ``highest`` while they are empty."""
+    current = os.path.abspath(path)
+    while True:
+        try:
+            os.rmdir(current)  # only an empty directory: anything someone else put there stays
+        except OSError:
+            return
+        if current == highest:
+            return
+        current = os.path.dirname(current)
 
 
 def manifest_document(*, source: dict[str, Any], target: dict[str, Any], rules: dict[str, Any],
@@ -150,13 +270,14 @@ def publish_directory(staging: str, output: str, storage_options: dict[str, Any]
 
     Checkpoint data and index first, then the state file, then the manifest: no reader sees a
     partial output, and a failure removes what was uploaded. ``inputs`` are checkpoint URLs the
-    output may not be, or lie inside the directory of. Returns ``{"output", "manifest", "files"}``.
+    output may not reach (:func:`check_output_location`). Returns ``{"output", "manifest", "files"}``.
     """
     staged = Path(staging)
     if not (staged / MANIFEST).is_file() or not (staged / STATE_FILE).is_file():
         raise StorageError(f"{staging} is not a finished warmstart output (no {MANIFEST} or {STATE_FILE})")
-    out_loc = resolve(output, storage_options)
-    check_not_inside(out_loc, [resolve_checkpoint(url, storage_options) for url in inputs])
+    prefixes = [resolve_checkpoint(url, storage_options) for url in inputs]
+    check_output_location(resolve(output, storage_options), [p.parent for p in prefixes],
+                          [p.with_suffix(".index") for p in prefixes])
     out = OutputDir(output, storage_options, overwrite=overwrite)
     last = (STATE_FILE, MANIFEST)
     # Data shards before the index: an index never names bytes that are not there yet.
@@ -165,6 +286,7 @@ def publish_directory(staging: str, output: str, storage_options: dict[str, Any]
     try:
         for name in (*first, *last):
             out.put_file(str(staged / name), name)
+        out.finish()
     except BaseException:
         out.abort()
         raise

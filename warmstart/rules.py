@@ -90,14 +90,18 @@ def _compile(pattern: str) -> re.Pattern[str]:
 
 
 def _check_template(compiled: re.Pattern[str], template: str) -> None:
-    refs = [int(g) for g in re.findall(r"\\(\d+)", template)]
-    refs += [int(g) for g in re.findall(r"\\g<(\d+)>", template)]
+    """Expand ``template`` against an empty match with the pattern's groups: ``re`` then checks every
+    escape and group reference exactly as it will when the rule is applied (raises ``re.error``)."""
+    refs = [int(g) for g in re.findall(r"\\(?:g<)?(\d+)", template)]
     if refs and max(refs) > compiled.groups:
         raise re.error(f"refers to group {max(refs)}, but the pattern has {compiled.groups} group(s)")
-    names = re.findall(r"\\g<([A-Za-z_]\w*)>", template)
-    for name in names:
-        if name not in compiled.groupindex:
-            raise re.error(f"refers to unknown group name {name!r}")
+    names = {index: name for name, index in compiled.groupindex.items()}
+    groups = "".join(f"(?P<{names[i]}>)" if i in names else "()" for i in range(1, compiled.groups + 1))
+    match = re.compile(groups).match("")  # empty groups always match ""
+    try:
+        match.expand(template)  # type: ignore[union-attr]
+    except IndexError as exc:  # an unknown group name
+        raise re.error(str(exc)) from None
 
 
 def load_rules(rules: Rules | dict[str, Any] | str | Path | None, storage_options: dict[str, Any] | None = None) -> Rules:
@@ -112,11 +116,14 @@ def load_rules(rules: Rules | dict[str, Any] | str | Path | None, storage_option
     origin = "rules"
     if isinstance(rules, (str, Path)):
         origin = str(rules)
-        text = read_bytes(resolve(origin, storage_options)).decode("utf-8")
+        try:
+            text = read_bytes(resolve(origin, storage_options)).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{origin}: not a text file ({exc.reason} at byte {exc.start})") from None
         try:
             rules = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise UsageError(f"{origin}: not valid YAML/JSON: {exc}") from None
+            raise UsageError(f"{origin}: not valid YAML/JSON: {_yaml_problem(exc)}") from None
     if not isinstance(rules, dict):
         raise UsageError(f"{origin}: rules must be a mapping of fields, received: {type(rules).__name__}")
     try:
@@ -126,3 +133,10 @@ def load_rules(rules: Rules | dict[str, Any] | str | Path | None, storage_option
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
         )
         raise UsageError(f"{origin}: invalid rules ({exc.error_count()} problem(s)): {problems}") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what the YAML parser found and where (its own message spans several lines)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem

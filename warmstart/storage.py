@@ -7,6 +7,8 @@ Every path a user gives goes through :func:`resolve` once; the rest of the engin
 
 from __future__ import annotations
 
+import logging
+import os
 import posixpath
 import re
 from dataclasses import dataclass
@@ -15,14 +17,18 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from .errors import InputNotFoundError, StorageError, UsageError, WarmStartError
+from .errors import CorruptCheckpointError, InputNotFoundError, StorageError, UsageError, WarmStartError
 
 __all__ = [
-    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_identity", "is_transient",
+    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_size", "object_identity", "is_transient",
     "STATE_FILE",
 ]
 
 STATE_FILE = "checkpoint"
+
+MAX_STATE_FILE_BYTES = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,12 +51,19 @@ class Location:
     def child(self, name: str) -> "Location":
         return Location(self.fs, posixpath.join(self.path, name) if self.path else name)
 
+    @property
+    def parent(self) -> "Location":
+        return Location(self.fs, posixpath.dirname(self.path))
+
     def with_suffix(self, suffix: str) -> "Location":
         return Location(self.fs, self.path + suffix)
 
 
-def resolve(url: str, storage_options: dict[str, Any] | None = None) -> Location:
-    """Turn a URL or local path into a :class:`Location`; raises :class:`UsageError` for unknown protocols."""
+def resolve(url: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> Location:
+    """Turn a URL or local path (``str`` or ``os.PathLike``) into a :class:`Location`; raises
+    :class:`UsageError` for unknown protocols."""
+    if isinstance(url, os.PathLike):
+        url = os.fspath(url)
     if not isinstance(url, str) or not url:
         raise UsageError(f"expected a URL or path, received: {url!r}")
     try:
@@ -103,7 +116,7 @@ def _state_file_prefix(directory: Location, text: str) -> Location:
     return directory.child(normalized)
 
 
-def resolve_checkpoint(url: str, storage_options: dict[str, Any] | None = None) -> Location:
+def resolve_checkpoint(url: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> Location:
     """Resolve a checkpoint URL to its prefix (``.../model.ckpt-1000``, without ``.index``).
 
     Accepts a prefix, a ``.index`` path, or a directory with a ``checkpoint`` state file.
@@ -117,18 +130,30 @@ def resolve_checkpoint(url: str, storage_options: dict[str, Any] | None = None) 
     if _is_dir(loc):
         state = loc.child(STATE_FILE)
         if _exists(state):
+            if object_size(state) > MAX_STATE_FILE_BYTES:  # TF writes a few lines; never read a huge one
+                raise CorruptCheckpointError(f"{state.url} is {object_size(state)} bytes: not a checkpoint state file")
             prefix = _state_file_prefix(loc, read_bytes(state).decode("utf-8", "replace"))
             if not _exists(prefix.with_suffix(".index")):
                 raise InputNotFoundError(f"{state.url} names {prefix.url}, but {prefix.url}.index does not exist")
             return prefix
-        found = sorted(p for p in loc.fs.ls(loc.path, detail=False) if p.endswith(".index"))
-        hint = (
-            f" It holds {len(found)} index file(s), e.g. {loc.fs.unstrip_protocol(found[0])}: pass a prefix."
-            if found
-            else ""
-        )
-        raise InputNotFoundError(f"{loc.url} is a directory without a '{STATE_FILE}' state file.{hint}")
+        return _only_checkpoint(loc)
     raise InputNotFoundError(f"no checkpoint at {loc.url}: neither {loc.url}.index nor a directory exists")
+
+
+def _only_checkpoint(directory: Location) -> Location:
+    """A directory without a state file (what ``tf.train.Checkpoint.write`` leaves): its one checkpoint."""
+    found = sorted(p for p in directory.fs.ls(directory.path, detail=False) if p.endswith(".index"))
+    if len(found) == 1:
+        prefix = Location(directory.fs, found[0][: -len(".index")])
+        log.warning("%s has no '%s' state file; using its only checkpoint %s", directory.url, STATE_FILE, prefix.url)
+        return prefix
+    if not found:
+        raise InputNotFoundError(f"{directory.url} holds no checkpoint (no '{STATE_FILE}' state file, no .index file)")
+    names = ", ".join(posixpath.basename(p)[: -len(".index")] for p in found[:10])
+    raise InputNotFoundError(
+        f"{directory.url} has no '{STATE_FILE}' state file and {len(found)} checkpoints ({names}"
+        f"{', ...' if len(found) > 10 else ''}): pass the prefix of the one to use"
+    )
 
 
 def read_bytes(loc: Location) -> bytes:
@@ -149,6 +174,16 @@ def read_range(loc: Location, start: int, end: int) -> bytes:
         raise InputNotFoundError(f"{loc.url} does not exist") from None
     except (OSError, PermissionError) as exc:
         raise StorageError(f"cannot read {loc.url} bytes {start}..{end}: {exc}", is_transient(exc)) from None
+
+
+def object_size(loc: Location) -> int:
+    """The object's size in bytes; raises :class:`InputNotFoundError` or :class:`StorageError`."""
+    try:
+        return int(loc.fs.size(loc.path))
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{loc.url} does not exist") from None
+    except (OSError, PermissionError, TypeError) as exc:
+        raise StorageError(f"cannot read the size of {loc.url}: {exc}", is_transient(exc)) from None
 
 
 def object_identity(loc: Location) -> dict[str, Any]:

@@ -82,6 +82,7 @@ def copy_tensors(reader: BundleReader, copies: list[_Copy], writer: BundleWriter
     requests = []
     for i, c in enumerate(copies):
         entry = reader.records[c.source_key].entry
+        reader.check_in_files(c.source_key, [entry])  # before any block is planned, mapped or read
         requests.append((i, entry.shard_id, entry.offset, entry.size))
     blocks = plan_blocks(requests, max_block=_aligned(chunk_bytes), max_gap=max_gap)
     if in_flight is None:
