@@ -99,7 +99,8 @@ def warm_start(request: WarmStartRequest) -> dict[str, Any]:
     started = time.perf_counter()
     creds, rules = request.credentials_block, request.rules_argument()
     index = fetch_index(request.source, creds)
-    plan = validate(index, request.target, rules, creds, dry_run=request.dry_run)
+    plan = validate(index, request.target, rules, creds, dry_run=request.dry_run, output=request.output,
+                    overwrite=request.overwrite)
     summary: dict[str, Any] = {
         "status": plan["status"] if not request.dry_run else f"dry run ({plan['status']})",
         "source": index["url"], "target": request.target, "output": None, "manifest": None,
@@ -113,7 +114,8 @@ def warm_start(request: WarmStartRequest) -> dict[str, Any]:
         staging = tempfile.mkdtemp(prefix="warm-start-")
         try:
             report = transfer(index, tensors, request.target, staging, rules, request.strategy, creds)
-            published = upload(staging, request.output, index["url"], creds, overwrite=request.overwrite)
+            published = upload(staging, request.output, index["url"], request.target, rules, creds,
+                               overwrite=request.overwrite)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         summary.update(output=published["output"], manifest=published["manifest"], strategy=report["strategy"],

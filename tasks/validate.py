@@ -8,6 +8,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from warmstart._transfer import check_output_for
 from warmstart.cache import CachedIndex, CheckpointCache
 from warmstart.errors import PlanError
 
@@ -19,11 +20,16 @@ __all__ = ["validate"]
 @task(name="validate", cache_policy=NO_CACHE)
 def validate(index: dict[str, Any], target: str, rules: dict[str, Any] | str | None = None,
              credentials_block: str | None = None, dry_run: bool = False,
-             cache_dir: str | None = None) -> dict[str, Any]:
+             cache_dir: str | None = None, output: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     """The plan as JSON, also published as a table artifact. Raises :class:`PlanError` when the plan
-    fails, unless ``dry_run`` (then the failed plan is returned for the report)."""
-    plan = CheckpointCache(cache_dir).plan(CachedIndex.from_json(index), target, rules,
-                                           storage_options_from_block(credentials_block))
+    fails, unless ``dry_run`` (then the failed plan is returned for the report), and
+    :class:`StorageError` when ``output`` cannot take the result (not empty, not writable, an
+    input's place), before any tensor is fetched."""
+    options, cache = storage_options_from_block(credentials_block), CheckpointCache(cache_dir)
+    if output is not None and not dry_run:
+        check_output_for(cache.reader(CachedIndex.from_json(index), options), target, output, rules, options,
+                         overwrite)
+    plan = cache.plan(CachedIndex.from_json(index), target, rules, options)
     doc = plan.to_json()
     create_table_artifact(
         key="warm-start-plan",

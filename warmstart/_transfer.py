@@ -11,7 +11,7 @@ from typing import Any, Literal
 from .bundle import BundleReader
 from .errors import PlanError, UsageError
 from .output import (CHECKPOINT_NAME, OutputDir, check_output, check_output_location, checkpoint_files,
-                     manifest_document)
+                     manifest_document, publish_directory)
 from .plan import Plan, make_plan
 from .report import Report
 from .rules import Rules, load_rules
@@ -19,7 +19,7 @@ from .storage import Location, object_identity, resolve, resolve_checkpoint
 from .table import VariableTable, table_from_bundle
 from .targets import signature_of, target_kind
 
-__all__ = ["transfer", "choose_strategy", "Strategy"]
+__all__ = ["transfer", "choose_strategy", "check_output_for", "publish_output", "Strategy"]
 
 Strategy = Literal["auto", "stream", "restore", "assign"]
 STRATEGIES = ("auto", "stream", "restore", "assign")
@@ -70,11 +70,9 @@ def transfer(
     """
     started = time.perf_counter()
     reader = BundleReader(source, storage_options)  # its index only
-    out_loc = resolve(output, storage_options)
     # Checked before any tensor byte is read or anything is created: a refused output leaves no
     # trace, and no spelling of a path (.., symlinks) lets the output reach an input.
-    check_output_location(out_loc, *_inputs(reader, target, rules, storage_options))
-    check_output(out_loc, overwrite)
+    out_loc = check_output_for(reader, target, output, rules, storage_options, overwrite)
     rules_model = load_rules(rules, storage_options)
     template = None  # a template checkpoint's reader, opened once for the plan and the copy
     if plan is None:
@@ -124,11 +122,34 @@ def _reader_rows(reader: BundleReader):
         yield key, rec.dtype, rec.shape, rec.stored_bytes, crc
 
 
-def _inputs(reader: BundleReader, target: Any, rules: Any,
+def check_output_for(source: BundleReader | str, target: Any, output: str | Location, rules: Any = None,
+                     storage_options: dict[str, Any] | None = None, overwrite: bool = False) -> Location:
+    """Raise :class:`StorageError` unless a transfer from ``source`` for ``target`` may publish at
+    ``output``: not an input's place (:func:`check_output_location`), empty or ``overwrite``, writable
+    (:func:`check_output`). Reads no tensor and creates nothing; returns the output's location."""
+    out_loc = output if isinstance(output, Location) else resolve(output, storage_options)
+    check_output_location(out_loc, *_inputs(source, target, rules, storage_options))
+    check_output(out_loc, overwrite)
+    return out_loc
+
+
+def publish_output(staging: str, output: str, source: str, target: Any, rules: Any = None,
+                   storage_options: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Publish a finished local output (:func:`publish_directory`) for a transfer from ``source`` for
+    ``target``: refused, before anything is written, where it could reach an input."""
+    dirs, files = _inputs(source, target, rules, storage_options)
+    return publish_directory(staging, output, storage_options, overwrite, dirs, files)
+
+
+def _inputs(source: BundleReader | str, target: Any, rules: Any,
             storage_options) -> tuple[list[Location], list[Location]]:
     """The directories and files a transfer reads: the source and a template checkpoint (their
     directories and files), a target file, a rules file."""
-    dirs, files = [reader.prefix.parent], checkpoint_files(reader)
+    if isinstance(source, BundleReader):
+        dirs, files = [source.prefix.parent], checkpoint_files(source)
+    else:
+        prefix = resolve_checkpoint(source, storage_options)
+        dirs, files = [prefix.parent], [prefix.with_suffix(".index")]
     kind = target_kind(os.fspath(target)) if isinstance(target, (str, os.PathLike)) else "live"
     if kind == "checkpoint":
         prefix = resolve_checkpoint(target, storage_options)

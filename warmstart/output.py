@@ -19,7 +19,7 @@ from typing import Any
 
 from . import __version__
 from .errors import CorruptCheckpointError, StorageError
-from .storage import STATE_FILE, Location, is_transient, read_bytes, resolve, resolve_checkpoint
+from .storage import STATE_FILE, Location, is_transient, read_bytes, resolve
 
 __all__ = ["OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "check_output",
            "check_output_location", "checkpoint_files", "publish_directory", "read_manifest"]
@@ -265,19 +265,18 @@ def manifest_document(*, source: dict[str, Any], target: dict[str, Any], rules: 
 
 
 def publish_directory(staging: str, output: str, storage_options: dict[str, Any] | None = None,
-                      overwrite: bool = False, inputs: Iterable[str] = ()) -> dict[str, Any]:
+                      overwrite: bool = False, input_dirs: Iterable[Location] = (),
+                      input_files: Iterable[Location] = ()) -> dict[str, Any]:
     """Upload a finished local output (as :func:`warmstart.transfer` writes it) to ``output``.
 
     Checkpoint data and index first, then the state file, then the manifest: no reader sees a
-    partial output, and a failure removes what was uploaded. ``inputs`` are checkpoint URLs the
-    output may not reach (:func:`check_output_location`). Returns ``{"output", "manifest", "files"}``.
+    partial output, and a failure removes what was uploaded. ``input_dirs`` and ``input_files`` are
+    what the output may not reach (:func:`check_output_location`). Returns ``{"output", "manifest", "files"}``.
     """
     staged = Path(staging)
     if not (staged / MANIFEST).is_file() or not (staged / STATE_FILE).is_file():
         raise StorageError(f"{staging} is not a finished warmstart output (no {MANIFEST} or {STATE_FILE})")
-    prefixes = [resolve_checkpoint(url, storage_options) for url in inputs]
-    check_output_location(resolve(output, storage_options), [p.parent for p in prefixes],
-                          [p.with_suffix(".index") for p in prefixes])
+    check_output_location(resolve(output, storage_options), input_dirs, input_files)
     out = OutputDir(output, storage_options, overwrite=overwrite)
     last = (STATE_FILE, MANIFEST)
     # Data shards before the index: an index never names bytes that are not there yet.
