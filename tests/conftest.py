@@ -80,3 +80,15 @@ def gcs_bucket(gcs_server):
     yield url
     clear_fs_caches()
     gcs_server.delete_bucket(name)
+
+
+@pytest.fixture(scope="session")
+def bert_dirs(tmp_path_factory):
+    """The BERT-like example written by TF once per session: ``src/`` (pretrained) and ``tpl/`` (the renamed,
+    grown model's template); transfer it with ``warmstart.examples.EXAMPLE_RULES``. Tests must not modify it."""
+    from warmstart.examples import write_bert_like_source, write_renamed_template
+
+    root = tmp_path_factory.mktemp("bert")
+    write_bert_like_source(root / "src")
+    write_renamed_template(root / "tpl")
+    return root

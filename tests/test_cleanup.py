@@ -4,6 +4,8 @@ warmstart writes. In the flow, an unusable output fails validation before any te
 
 from __future__ import annotations
 
+import json
+
 import fsspec
 import pytest
 
@@ -12,16 +14,13 @@ import warmstart
 from servers import clear_fs_caches, upload_dir
 from warmstart import CorruptCheckpointError, StorageError
 from warmstart.bundle import BundleReader
-from warmstart.examples import EXAMPLE_RULES, write_bert_like_source, write_renamed_template
+from warmstart.examples import EXAMPLE_RULES
 from warmstart.output import INCOMPLETE_MARKER
 
 
-@pytest.fixture(scope="module")
-def example(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cleanup")
-    write_bert_like_source(root / "src")
-    write_renamed_template(root / "tpl")
-    return root
+@pytest.fixture
+def example(bert_dirs):
+    return bert_dirs
 
 
 @pytest.fixture
@@ -77,10 +76,11 @@ def test_overwrite_replaces_only_what_warmstart_wrote(example, tmp_path):
     out = tmp_path / "out"
     warmstart.transfer(example / "src", example / "tpl", out, rules=EXAMPLE_RULES)
     (out / "notes.txt").write_text("mine")
-    first = (out / "warmstart.json").read_text()
+    (out / "warmstart.json").write_text('{"stale": true}')  # so that the replacement shows
     warmstart.transfer(example / "src", example / "tpl", out, rules=EXAMPLE_RULES, overwrite=True)
     assert (out / "notes.txt").read_text() == "mine"
-    assert (out / "warmstart.json").read_text() != first and not (out / INCOMPLETE_MARKER).exists()
+    assert json.loads((out / "warmstart.json").read_text())["format"] == "warmstart.manifest"
+    assert not (out / INCOMPLETE_MARKER).exists()
 
 
 @pytest.mark.integration

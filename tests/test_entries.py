@@ -150,3 +150,13 @@ def test_a_tiny_checkpoint_declaring_a_huge_partitioned_tensor_publishes_nothing
     with pytest.raises(CorruptCheckpointError, match=r"needs bytes .* but the file has \d+ bytes"):
         warmstart.transfer(d, d, out)
     assert not out.exists()
+
+
+def test_a_signature_with_a_negative_dimension_is_refused(tmp_path):
+    import json
+
+    sig = tmp_path / "sig.json"
+    sig.write_text(json.dumps({"format": "warmstart.signature", "variables": [
+        {"name": "a", "dtype": "float32", "shape": [4, -5]}]}))
+    with pytest.raises(CorruptCheckpointError, match=r"'a' has a negative dimension \[4, -5\]"):
+        warmstart.signature_of(sig)

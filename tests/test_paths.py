@@ -17,15 +17,12 @@ import hostile
 import warmstart
 from servers import upload_dir
 from warmstart import StorageError
-from warmstart.examples import EXAMPLE_RULES, write_bert_like_source, write_renamed_template
+from warmstart.examples import EXAMPLE_RULES
 
 
-@pytest.fixture(scope="module")
-def example(tmp_path_factory):
-    root = tmp_path_factory.mktemp("paths")
-    write_bert_like_source(root / "src")
-    write_renamed_template(root / "tpl")
-    return root
+@pytest.fixture
+def example(bert_dirs):
+    return bert_dirs
 
 
 @pytest.fixture
@@ -131,3 +128,14 @@ def test_cli_transfer_into_another_spelling_of_the_source_exits_4_and_keeps_the_
     assert out.returncode == 4, out.stderr[-2000:]
     assert "inside the directory of input" in out.stderr
     assert hostile.tree_digest(earlier_output) == before
+
+
+def test_signature_is_never_written_over_its_own_target(tmp_path):
+    sig = tmp_path / "sig.json"
+    sig.write_text(json.dumps({"format": "warmstart.signature", "variables": [
+        {"name": "a", "dtype": "float32", "shape": [5]}]}))
+    before = sig.read_bytes()
+    out = subprocess.run([sys.executable, "-m", "warmstart.cli", "signature", str(sig), "-o",
+                          str(tmp_path / "x" / ".." / "sig.json")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 4 and "over its own target" in out.stderr, out.stderr
+    assert sig.read_bytes() == before

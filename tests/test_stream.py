@@ -15,15 +15,12 @@ import warmstart
 from servers import upload_dir
 from warmstart import CorruptCheckpointError, PlanError, StorageError, UsageError
 from warmstart.bundle import BundleReader
-from warmstart.examples import EXAMPLE_RULES, write_bert_like_source, write_renamed_template
+from warmstart.examples import EXAMPLE_RULES
 
 
-@pytest.fixture(scope="module")
-def bert(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bert")
-    write_bert_like_source(root / "src")
-    write_renamed_template(root / "tpl")
-    return root
+@pytest.fixture
+def bert(bert_dirs):
+    return bert_dirs
 
 
 def tf():

@@ -46,6 +46,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _same_place(a, b) -> bool:
+    from .output import canonical_path
+
+    return canonical_path(a) == canonical_path(b)
+
+
 def cmd_signature(args: argparse.Namespace) -> int:
     from .targets import signature_of
 
@@ -57,6 +63,8 @@ def cmd_signature(args: argparse.Namespace) -> int:
     from .storage import is_transient, resolve
 
     loc = resolve(args.output)
+    if isinstance(args.target, str) and _same_place(loc, resolve(args.target)):
+        raise StorageError(f"refusing to write the signature over its own target {loc.url}: choose another -o")
     try:
         with loc.fs.open(loc.path, "w") as f:
             f.write(text)

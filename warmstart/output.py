@@ -84,12 +84,13 @@ def _entries(loc: Location) -> list[str]:
 
 
 def _ours(name: str) -> bool:
-    return name.startswith(CHECKPOINT_NAME) or name in (KERAS_WEIGHTS, INCOMPLETE_MARKER)
+    return name.startswith((CHECKPOINT_NAME, ".warmstart-")) or name == KERAS_WEIGHTS
 
 
 def _is_leftover(names: list[str]) -> bool:
-    """What an interrupted run left: its marker and nothing a run does not write."""
-    return INCOMPLETE_MARKER in names and all(_ours(n) for n in names)
+    """What an interrupted run left: its marker, no manifest (so it never finished), and nothing a run
+    does not write (a state file included: a run killed before its manifest has written one)."""
+    return INCOMPLETE_MARKER in names and MANIFEST not in names and all(_ours(n) or n == STATE_FILE for n in names)
 
 
 def check_output(output: Location, overwrite: bool = False) -> list[str]:
@@ -105,6 +106,8 @@ def check_output(output: Location, overwrite: bool = False) -> list[str]:
             )
         if not names:
             _check_writable(output)
+    except StorageError:
+        raise
     except OSError as exc:
         raise StorageError(f"cannot use output {output.url}: {exc}", is_transient(exc)) from None
     return names
@@ -181,9 +184,14 @@ class OutputDir:
     def _write_text(self, name: str, text: str) -> Location:
         dest = self.loc.child(name)
         self._written.append(dest)
+        # Locally, written aside and renamed into place: a reader (TF's latest_checkpoint) never sees a
+        # half-written state file. An object store shows an object only once its upload completes.
+        part = self.loc.child(f".warmstart-{name}.partial") if self.loc.is_local else dest
         try:
-            with self.loc.fs.open(dest.path, "w") as f:
+            with self.loc.fs.open(part.path, "w") as f:
                 f.write(text)
+            if part is not dest:
+                os.replace(part.path, dest.path)
         except OSError as exc:
             raise StorageError(f"writing {dest.url} failed: {exc}", is_transient(exc)) from None
         return dest

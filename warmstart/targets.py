@@ -93,4 +93,6 @@ def read_signature_file(url: str, storage_options: dict[str, Any] | None = None)
             by_name(v.dtype)
         except KeyError:
             raise CorruptCheckpointError(f"{loc.url}: variable {v.name!r} has unknown dtype {v.dtype!r}") from None
+        if any(d is not None and d < 0 for d in v.shape):
+            raise CorruptCheckpointError(f"{loc.url}: variable {v.name!r} has a negative dimension {list(v.shape)}")
     return VariableTable.of(variables, loc.url, "signature")
