@@ -25,11 +25,11 @@ def validate(index: dict[str, Any], target: str, rules: dict[str, Any] | str | N
     fails, unless ``dry_run`` (then the failed plan is returned for the report), and
     :class:`StorageError` when ``output`` cannot take the result (not empty, not writable, an
     input's place), before any tensor is fetched."""
-    options, cache = storage_options_from_block(credentials_block), CheckpointCache(cache_dir)
+    options = storage_options_from_block(credentials_block)
+    cache, cached = CheckpointCache(cache_dir), CachedIndex.from_json(index)
     if output is not None and not dry_run:
-        check_output_for(cache.reader(CachedIndex.from_json(index), options), target, output, rules, options,
-                         overwrite)
-    plan = cache.plan(CachedIndex.from_json(index), target, rules, options)
+        check_output_for(cache.reader(cached, options), target, output, rules, options, overwrite)
+    plan = cache.plan(cached, target, rules, options)
     doc = plan.to_json()
     create_table_artifact(
         key="warm-start-plan",

@@ -179,3 +179,33 @@ def test_invalid_yaml_rules_are_one_line(checkpoints, tmp_path):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "not valid YAML/JSON" in lines[0] and "line 2" in lines[0], out.stderr
+
+
+def test_index_keys_out_of_order_are_corrupt(checkpoints, tmp_path):
+    """TF writes keys sorted; a table whose keys are not (a hand-made or damaged index) is refused."""
+    from warmstart._sstable import TableWriter
+
+    d = hostile.copy_checkpoint(checkpoints["tf1"], tmp_path / "ckpt")
+    items = hostile.raw_index(d)
+    writer = TableWriter()
+    for key, value in [*items[:2], items[3], items[2], *items[4:]]:
+        writer._last_key = None  # let the swapped pair through: the reader is what is tested
+        writer.add(key, value)
+    next(d.glob("*.index")).write_bytes(writer.finish())
+    with pytest.raises(CorruptCheckpointError, match="index keys out of order"):
+        warmstart.read_table(d)
+
+
+def test_a_huge_state_file_is_refused_unread(checkpoints, tmp_path):
+    d = hostile.copy_checkpoint(checkpoints["tf1"], tmp_path / "ckpt")
+    with open(d / "checkpoint", "r+b") as f:
+        f.truncate(2 << 20)  # sparse: 2 MiB of zeros after TF's lines
+    with pytest.raises(CorruptCheckpointError, match="bytes: not a checkpoint state file"):
+        warmstart.read_table(d)
+
+
+def test_rules_that_are_not_text_are_a_usage_error(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_bytes(b"include: ['\xff\xfe']\n")
+    with pytest.raises(UsageError, match="not a text file"):
+        load_rules(rules)

@@ -14,9 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 
-from ._protos import ObjectGraphNode, decode_object_graph
-
-__all__ = ["ObjectGraphNode", "decode_object_graph", "preferred_paths", "escape", "VALUE_SUFFIX", "OBJECT_GRAPH_KEY"]
+__all__ = ["preferred_paths", "escape", "VALUE_SUFFIX", "OBJECT_GRAPH_KEY"]
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"

@@ -7,8 +7,8 @@ tensors asked for, verifying each tensor's CRC32C.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -250,10 +250,11 @@ def _check_entry(entry: BundleEntry, shape: tuple[int, ...], header: BundleHeade
         raise CorruptCheckpointError(f"{where} has offset {entry.offset} and size {entry.size}")
     if tuple(entry.shape) != tuple(shape):
         raise CorruptCheckpointError(f"{where}: a slice of shape {list(entry.shape)} is stored for extent {list(shape)}")
-    count, itemsize = math.prod(shape), dtypes.by_enum(entry.dtype).itemsize
+    count, dt = math.prod(shape), dtypes.by_enum(entry.dtype)
+    itemsize = dt.itemsize
     if itemsize is not None and count * itemsize != entry.size:
         raise CorruptCheckpointError(
-            f"{where}: shape {list(shape)} of {dtypes.by_enum(entry.dtype).name} takes {count * itemsize} bytes, "
+            f"{where}: shape {list(shape)} of {dt.name} takes {count * itemsize} bytes, "
             f"but the index says {entry.size}"
         )
     if itemsize is None and count > entry.size:  # a string needs at least its length's byte

@@ -63,7 +63,7 @@ def cmd_signature(args: argparse.Namespace) -> int:
     from .storage import is_transient, resolve
 
     loc = resolve(args.output)
-    if isinstance(args.target, str) and _same_place(loc, resolve(args.target)):
+    if _same_place(loc, resolve(args.target)):
         raise StorageError(f"refusing to write the signature over its own target {loc.url}: choose another -o")
     try:
         with loc.fs.open(loc.path, "w") as f:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import dtypes
-from ._object_graph import OBJECT_GRAPH_KEY, VALUE_SUFFIX, decode_object_graph, preferred_paths
+from ._object_graph import OBJECT_GRAPH_KEY, VALUE_SUFFIX, preferred_paths
+from ._protos import decode_object_graph
 from .bundle import BundleReader
 from .errors import CorruptCheckpointError
 
