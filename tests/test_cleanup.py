@@ -15,7 +15,7 @@ from servers import clear_fs_caches, upload_dir
 from warmstart import CorruptCheckpointError, StorageError
 from warmstart.bundle import BundleReader
 from warmstart.examples import EXAMPLE_RULES
-from warmstart.output import INCOMPLETE_MARKER
+from warmstart.storage.publish import INCOMPLETE_MARKER
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ import json, os, signal, sys, time
 
 args = json.loads(sys.argv[1])
 import warmstart
-import warmstart._localio, warmstart._transfer, warmstart.output, warmstart.stream, warmstart.writer
+import warmstart.storage.localio, warmstart._transfer, warmstart.storage.publish, warmstart.stream, warmstart.writer
 if args["remote"]:
     import s3fs  # configured by the AWS_* variables only
 
@@ -87,12 +87,12 @@ step = args["kill_at"]
 if step in ("before-marker", "before-state-file", "before-manifest"):
     name = {"before-marker": ".warmstart-incomplete", "before-state-file": "checkpoint",
             "before-manifest": "warmstart.json"}[step]
-    write_text = warmstart.output.OutputDir._write_text
+    write_text = warmstart.storage.publish.OutputDir._write_text
     def _write_text(self, filename, text):
         if filename == name:
             die()
         return write_text(self, filename, text)
-    warmstart.output.OutputDir._write_text = _write_text
+    warmstart.storage.publish.OutputDir._write_text = _write_text
 elif step == "before-data-close":  # every tensor handed to the data file, which is not closed yet
     warmstart.writer.BundleWriter.finish = die
 elif step == "before-index":  # data file closed; the index is opened but not written
@@ -101,7 +101,7 @@ elif step == "before-index":  # data file closed; the index is opened but not wr
             die()
     warmstart.writer.TableWriter = _TableWriter
 elif step == "during-state-file":  # the state file is created (opened), its bytes are not written yet
-    write_text = warmstart.output.OutputDir._write_text
+    write_text = warmstart.storage.publish.OutputDir._write_text
     class Dying:
         def __init__(self, f):
             self.f = f
@@ -120,9 +120,9 @@ elif step == "during-state-file":  # the state file is created (opened), its byt
                 return Dying(real_open(*a, **k))
             fs.open = opener
         return write_text(self, filename, text)
-    warmstart.output.OutputDir._write_text = _write_text
+    warmstart.storage.publish.OutputDir._write_text = _write_text
 elif step == "before-marker-removal":  # state file and manifest written, marker still there
-    warmstart.output.OutputDir.finish = die
+    warmstart.storage.publish.OutputDir.finish = die
 else:
     assert step is None, step
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from warmstart._ranges import fetch_blocks, plan_blocks
+from warmstart.storage import fetch_blocks, plan_blocks
 
 
 def test_neighbours_merge_within_gap_and_block_size():

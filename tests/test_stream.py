@@ -222,7 +222,7 @@ def test_local_source_into_an_object_store_output_writes_the_mapped_bytes(bert, 
 
 
 def test_kernel_copy_appends_exact_ranges_and_reports_what_it_cannot_copy(tmp_path):
-    from warmstart._localio import kernel_copy
+    from warmstart.storage.localio import kernel_copy
 
     payload = bytes(range(256)) * 64
     (tmp_path / "src").write_bytes(payload)

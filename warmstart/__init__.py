@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._version import __version__
 from .errors import (
     CorruptCheckpointError,
     InputError,
@@ -24,8 +25,6 @@ from .report import Report
 from .rules import DEFAULT_EXCLUDE, Rules, load_rules
 from .table import Variable, VariableTable, read_table
 from .targets import signature_of
-
-__version__ = "0.1.0"
 
 __all__ = [
     "read_table",

@@ -43,7 +43,7 @@ from .errors import (
     TargetError,
     UsageError,
 )
-from .output import CHECKPOINT_NAME
+from .storage import CHECKPOINT_NAME
 from .plan import TRANSFERRED, Plan, PlanEntry, make_plan
 from .report import Report
 from .rules import Rules, load_rules

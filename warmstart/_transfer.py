@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from .bundle import BundleReader
 from .errors import PlanError, UsageError
-from .output import (CHECKPOINT_NAME, OutputDir, check_output, check_output_location, checkpoint_files,
+from .storage import (CHECKPOINT_NAME, OutputDir, check_output, check_output_location, checkpoint_files,
                      manifest_document, publish_directory)
 from .plan import Plan, make_plan
 from .report import Report

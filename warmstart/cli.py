@@ -47,7 +47,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _same_place(a, b) -> bool:
-    from .output import canonical_path
+    from .storage import canonical_path
 
     return canonical_path(a) == canonical_path(b)
 
@@ -130,7 +130,7 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
     itself never imports Prefect, only this command does."""
     from flows.warm_start import WarmStartRequest, warm_start
 
-    from .output import read_manifest
+    from .storage import read_manifest
 
     _quiet_expected_tracebacks()
     request = WarmStartRequest(source=args.source, target=args.target, output=args.output, rules_url=args.rules,

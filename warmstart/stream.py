@@ -5,7 +5,7 @@ neighbouring tensors share a request, large tensors are read in chunks, a bounde
 reads run ahead of the writer, each tensor's CRC is checked on a second thread as its bytes
 pass, and casts are applied chunk by chunk. Memory is bounded by about
 ``(in_flight + 2) * chunk_bytes``. From local files, blocks are mapped rather than read and
-unchanged bytes are copied file to file by the kernel (:mod:`warmstart._localio`). String and
+unchanged bytes are copied file to file by the kernel (:mod:`warmstart.storage.localio`). String and
 partitioned tensors are read whole (one tensor at a time). Variables the plan keeps at their
 initial value are copied from the template checkpoint the same way.
 """
@@ -22,7 +22,7 @@ import numpy as np
 
 from . import _crc, dtypes
 from ._object_graph import OBJECT_GRAPH_KEY
-from ._ranges import Block, fetch_blocks, plan_blocks
+from .storage import Block, fetch_blocks, plan_blocks
 from .bundle import BundleReader, TensorRecord
 from .errors import CorruptCheckpointError, UsageError
 from .plan import Plan
@@ -75,7 +75,7 @@ def copy_tensors(reader: BundleReader, copies: list[_Copy], writer: BundleWriter
     """Copy plain (unpartitioned, non-string) tensors through merged, bounded, read-ahead range reads.
 
     From a local checkpoint the blocks are mapped rather than read, and bytes copied unchanged go
-    from file to file in the kernel (:mod:`warmstart._localio`); every CRC is checked either way.
+    from file to file in the kernel (:mod:`warmstart.storage.localio`); every CRC is checked either way.
     """
     if not copies:
         return
@@ -88,7 +88,7 @@ def copy_tensors(reader: BundleReader, copies: list[_Copy], writer: BundleWriter
     if in_flight is None:
         in_flight = DEFAULT_IN_FLIGHT if reader.prefix.is_local else DEFAULT_REMOTE_IN_FLIGHT
     if reader.prefix.is_local:
-        from ._localio import MappedSource
+        from .storage import MappedSource
 
         with MappedSource() as mapped:
             _copy_blocks(reader, copies, writer, blocks, stats, in_flight, on_done,

@@ -120,7 +120,7 @@ class BundleWriter:
             raise ValueError("copy_from needs the tensor's CRC at begin()")
         done = 0
         if self._fd is not None and size:
-            from ._localio import kernel_copy
+            from .storage import kernel_copy
 
             try:
                 self._data.flush()

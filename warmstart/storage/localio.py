@@ -20,8 +20,8 @@ import errno
 import mmap
 import os
 
-from .errors import CorruptCheckpointError, InputNotFoundError, StorageError
-from .storage import Location
+from ..errors import CorruptCheckpointError, InputNotFoundError, StorageError
+from .locations import Location
 
 __all__ = ["MappedSource", "MappedBlock", "kernel_copy"]
 

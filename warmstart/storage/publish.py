@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import CorruptCheckpointError, StorageError
-from .storage import STATE_FILE, Location, is_transient, read_bytes, resolve
+from .._version import __version__
+from ..errors import CorruptCheckpointError, StorageError
+from .locations import STATE_FILE, Location, is_transient, read_bytes, resolve
 
 __all__ = ["OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "check_output",
            "check_output_location", "checkpoint_files", "publish_directory", "read_manifest"]

@@ -1,0 +1,43 @@
+"""Storage: URLs through fsspec, byte ranges, local zero-copy I/O, and publishing outputs.
+
+The lowest wing: it knows bytes and objects, not checkpoints. Every other wing reaches storage
+through the names below.
+"""
+
+from .localio import MappedBlock, MappedSource, kernel_copy
+from .locations import (
+    STATE_FILE,
+    Location,
+    is_transient,
+    object_identity,
+    object_size,
+    read_bytes,
+    read_range,
+    resolve,
+    resolve_checkpoint,
+)
+from .publish import (
+    CHECKPOINT_NAME,
+    INCOMPLETE_MARKER,
+    KERAS_WEIGHTS,
+    MANIFEST,
+    OutputDir,
+    canonical_path,
+    check_output,
+    check_output_location,
+    checkpoint_files,
+    manifest_document,
+    publish_directory,
+    read_manifest,
+)
+from .ranges import Block, Piece, fetch_blocks, plan_blocks
+
+__all__ = [
+    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_size", "object_identity",
+    "is_transient", "STATE_FILE",
+    "Piece", "Block", "plan_blocks", "fetch_blocks",
+    "MappedSource", "MappedBlock", "kernel_copy",
+    "OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "canonical_path",
+    "check_output", "check_output_location", "checkpoint_files", "manifest_document", "publish_directory",
+    "read_manifest",
+]
