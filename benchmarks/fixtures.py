@@ -25,7 +25,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-
 from _common import DST_PREFIX, SRC_PREFIX, build_tf1_graph, set_tensors, tensor_name  # noqa: E402
 
 

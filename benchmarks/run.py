@@ -33,6 +33,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from _common import MIB, SELECTIONS, rules_for, selected, set_tensors, source_name  # noqa: E402
+
 import warmstart.stream as _stream  # noqa: E402  (no TensorFlow import)
 
 GIB = 1024 * MIB
@@ -111,7 +112,7 @@ class Layout:
     """Where each tensor's bytes are in the source and the template (from their indexes)."""
 
     def __init__(self, set_dir: Path, spec: dict):
-        from warmstart.bundle import BundleReader
+        from warmstart.formats.bundle import BundleReader
 
         self.dir = set_dir
         self.src_prefix = str(set_dir / "src" / "model.ckpt")
@@ -214,7 +215,7 @@ def verify_output(layout: Layout, method: str, output: Path, chosen: list[str]) 
     bytes (same CRC32C); for warmstart's template target, the others the template's."""
     if method.startswith("floor"):
         return None, "no index (raw bytes)"
-    from warmstart.bundle import BundleReader
+    from warmstart.formats.bundle import BundleReader
 
     try:
         out = BundleReader(str(output))

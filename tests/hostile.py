@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from warmstart._protos import BundleEntry, decode_entry, encode_entry
-from warmstart._sstable import TableWriter, read_table
+from warmstart.formats.bundle._protos import BundleEntry, decode_entry, encode_entry
+from warmstart.formats.bundle._sstable import TableWriter, read_table
 
 __all__ = ["copy_checkpoint", "edit_entries", "entries", "replace", "raw_index", "write_raw_index", "tree_digest",
            "fuzz_directory"]
@@ -75,7 +75,7 @@ def tree_digest(directory) -> dict[str, str]:
 
 
 def _mutate_value(rng, value: bytes) -> bytes:
-    from warmstart._protos import write_varint
+    from warmstart.formats.bundle._protos import write_varint
 
     data = bytearray(value)
     choice = rng.integers(6)
@@ -105,7 +105,7 @@ def fuzz_directory(src_dir, work_dir, cases: int, seed: int) -> dict[str, int]:
     Returns outcome counts; raises whatever is not a ``WarmStartError`` (a crash).
     """
     from warmstart import WarmStartError
-    from warmstart.bundle import BundleReader
+    from warmstart.formats.bundle import BundleReader
 
     rng = np.random.default_rng(seed)
     work = copy_checkpoint(src_dir, Path(work_dir) / f"fuzz-{Path(src_dir).name}-{seed}")

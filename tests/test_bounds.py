@@ -12,16 +12,16 @@ import sys
 import textwrap
 from pathlib import Path
 
+import builders
+import hostile
 import numpy as np
 import pytest
 
-import builders
-import hostile
 import warmstart
 from warmstart import CorruptCheckpointError, UsageError
-from warmstart._object_graph import OBJECT_GRAPH_KEY
-from warmstart._protos import write_varint
-from warmstart._strings import frame_strings, string_entry_crc
+from warmstart.formats.bundle._protos import write_varint
+from warmstart.formats.bundle._strings import frame_strings, string_entry_crc
+from warmstart.formats.bundle.object_graph import OBJECT_GRAPH_KEY
 from warmstart.rules import load_rules
 
 TESTS = Path(__file__).parent
@@ -156,7 +156,7 @@ def test_a_field_of_the_wrong_wire_type_is_an_unknown_field_as_protobuf_says(che
     real shape and offset (and would be refused by the size checks if it did not)."""
     d = hostile.copy_checkpoint(checkpoints["tf1"], tmp_path / "ckpt")
     hostile.write_raw_index(d, [(k, v + field if k == b"w" else v) for k, v in hostile.raw_index(d)])
-    np.testing.assert_array_equal(warmstart.bundle.BundleReader(str(d)).read("w"), np.arange(40, dtype=np.float32))
+    np.testing.assert_array_equal(warmstart.formats.bundle.BundleReader(str(d)).read("w"), np.arange(40, dtype=np.float32))
 
 
 def test_a_rename_template_with_a_bad_escape_is_a_usage_error_when_rules_load(checkpoints, tmp_path):
@@ -183,7 +183,7 @@ def test_invalid_yaml_rules_are_one_line(checkpoints, tmp_path):
 
 def test_index_keys_out_of_order_are_corrupt(checkpoints, tmp_path):
     """TF writes keys sorted; a table whose keys are not (a hand-made or damaged index) is refused."""
-    from warmstart._sstable import TableWriter
+    from warmstart.formats.bundle._sstable import TableWriter
 
     d = hostile.copy_checkpoint(checkpoints["tf1"], tmp_path / "ckpt")
     items = hostile.raw_index(d)

@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 
 import fsspec
-import pytest
-
 import hostile
-import warmstart
+import pytest
 from servers import clear_fs_caches, upload_dir
+
+import warmstart
 from warmstart import CorruptCheckpointError, StorageError
-from warmstart.bundle import BundleReader
 from warmstart.examples import EXAMPLE_RULES
+from warmstart.formats.bundle import BundleReader
 from warmstart.storage.publish import INCOMPLETE_MARKER
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import fsspec
 import pytest
-
 from servers import upload_dir
+
 from warmstart.examples import write_example_set
 
 

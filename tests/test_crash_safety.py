@@ -36,12 +36,12 @@ import sys
 import time
 from pathlib import Path
 
+import builders
 import numpy as np
 import pytest
-
-import builders
-import warmstart
 from servers import clear_fs_caches, upload_dir
+
+import warmstart
 from warmstart import StorageError
 
 pytestmark = pytest.mark.slow
@@ -76,7 +76,7 @@ import json, os, signal, sys, time
 
 args = json.loads(sys.argv[1])
 import warmstart
-import warmstart.storage.localio, warmstart._transfer, warmstart.storage.publish, warmstart.stream, warmstart.writer
+import warmstart.storage.localio, warmstart._transfer, warmstart.storage.publish, warmstart.stream, warmstart.formats.bundle.writer
 if args["remote"]:
     import s3fs  # configured by the AWS_* variables only
 
@@ -94,12 +94,12 @@ if step in ("before-marker", "before-state-file", "before-manifest"):
         return write_text(self, filename, text)
     warmstart.storage.publish.OutputDir._write_text = _write_text
 elif step == "before-data-close":  # every tensor handed to the data file, which is not closed yet
-    warmstart.writer.BundleWriter.finish = die
+    warmstart.formats.bundle.writer.BundleWriter.finish = die
 elif step == "before-index":  # data file closed; the index is opened but not written
-    class _TableWriter(warmstart.writer.TableWriter):
+    class _TableWriter(warmstart.formats.bundle.writer.TableWriter):
         def finish(self):
             die()
-    warmstart.writer.TableWriter = _TableWriter
+    warmstart.formats.bundle.writer.TableWriter = _TableWriter
 elif step == "during-state-file":  # the state file is created (opened), its bytes are not written yet
     write_text = warmstart.storage.publish.OutputDir._write_text
     class Dying:

@@ -280,7 +280,11 @@ def test_run_created_like_the_ui_completes(stack: Stack, ui_run: dict[str, Any])
 
 def test_run_deployment_returns_the_report(stack: Stack):
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_LOCAL_STORAGE_PATH,
+        temporary_settings,
+    )
 
     output = stack.data / "out" / "from-run-deployment"
     started = time.monotonic()

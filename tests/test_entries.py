@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import builders
+import hostile
 import numpy as np
 import pytest
 
-import builders
-import hostile
 import warmstart
 from warmstart import CorruptCheckpointError
-from warmstart._ordered_code import slice_key
-from warmstart._protos import Slice
+from warmstart.formats.bundle._ordered_code import slice_key
+from warmstart.formats.bundle._protos import Slice
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_an_entry_past_the_end_of_its_data_file_is_refused_before_it_is_read(pla
     with pytest.raises(CorruptCheckpointError, match=r"tensor 'w' needs bytes .* but the file has \d+ bytes"):
         warmstart.transfer(d, plain["prefix"], out)
     assert not out.exists()
-    reader = warmstart.bundle.BundleReader(str(d))
+    reader = warmstart.formats.bundle.BundleReader(str(d))
     with pytest.raises(CorruptCheckpointError, match="needs bytes"):
         reader.read("w")
 
@@ -129,7 +129,7 @@ def test_slices_that_tile_in_another_layout_are_read_exactly(partitioned, tmp_pa
     emb = partitioned["values"]["emb"]
     blob = b"".join(np.ascontiguousarray(emb[r:r + 5, c:c + 2]).tobytes() for (r, _), (c, _) in layout)
     # Put the blocks' bytes where the re-sliced index says they are, with their CRCs.
-    from warmstart import _crc
+    from warmstart.formats.bundle import _crc
 
     def fix(found):
         for extent in layout:
@@ -139,7 +139,7 @@ def test_slices_that_tile_in_another_layout_are_read_exactly(partitioned, tmp_pa
             found[key] = hostile.replace(found[key], crc32c=_crc.mask(_crc.crc32c(part)))
     hostile.edit_entries(d, fix)
     data.write_bytes(blob)
-    np.testing.assert_array_equal(warmstart.bundle.BundleReader(str(d)).read("emb"), emb)
+    np.testing.assert_array_equal(warmstart.formats.bundle.BundleReader(str(d)).read("emb"), emb)
 
 
 def test_a_tiny_checkpoint_declaring_a_huge_partitioned_tensor_publishes_nothing(partitioned, tmp_path):

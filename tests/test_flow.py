@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import builders
 import fsspec
 import numpy as np
 import pytest
-
-import builders
 from servers import FaultyProxy, clear_fs_caches, upload_dir
+
 from warmstart.examples import EXAMPLE_RULES, write_example_set
 
 pytestmark = [pytest.mark.integration]
@@ -55,7 +55,12 @@ def assert_warm_started(local_dir: Path, example):
 def read_api(flow_run_id):
     """Logs, artifacts and the stored parameters of a flow run, read back through the API."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(flow_run_id)
@@ -187,7 +192,7 @@ def test_validation_and_corrupt_data_are_not_retried(prefect_api, example, tmp_p
     import shutil
 
     from warmstart import CorruptCheckpointError
-    from warmstart.bundle import BundleReader
+    from warmstart.formats.bundle import BundleReader
 
     src = tmp_path / "src"
     shutil.copytree(example.source, src)

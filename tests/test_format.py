@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from warmstart import _crc
-from warmstart._protos import BundleEntry, BundleHeader, Slice, decode_entry, decode_header, encode_entry, encode_header
-from warmstart._sstable import TableFormatError, TableWriter, read_table
-from warmstart.dtypes import by_enum, by_name, is_value_preserving_cast
+from warmstart.formats.bundle import _crc
+from warmstart.formats.bundle._protos import (
+    BundleEntry,
+    BundleHeader,
+    Slice,
+    decode_entry,
+    decode_header,
+    encode_entry,
+    encode_header,
+)
+from warmstart.formats.bundle._sstable import TableFormatError, TableWriter, read_table
+from warmstart.formats.dtypes import by_enum, by_name, is_value_preserving_cast
 
 
 def test_sstable_round_trips_many_keys_across_blocks():

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import fsspec
-import pytest
-
 import hostile
-import warmstart
+import pytest
 from servers import upload_dir
+
+import warmstart
 from warmstart import StorageError
 from warmstart.examples import EXAMPLE_RULES
 

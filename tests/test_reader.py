@@ -6,14 +6,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import builders
 import fsspec
 import numpy as np
 import pytest
-
-import builders
 from servers import upload_dir
+
 from warmstart import CorruptCheckpointError, InputNotFoundError, read_table
-from warmstart.bundle import BundleReader
+from warmstart.formats.bundle import BundleReader
 
 
 def assert_reads_like_tf(url: str, prefix: str, storage_options=None) -> BundleReader:

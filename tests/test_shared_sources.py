@@ -8,14 +8,19 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import builders  # noqa: E402
 import numpy as np
 import pytest
-
 import tensorflow as tf  # noqa: E402
+from test_tf_strategies import (  # noqa: E402
+    assert_published,
+    build_graph,
+    dst_values,
+    load_with_tf1_saver,
+    write_meta,
+)
 
-import builders  # noqa: E402
 import warmstart  # noqa: E402
-from test_tf_strategies import assert_published, build_graph, dst_values, load_with_tf1_saver, write_meta  # noqa: E402
 from warmstart._tf_strategies import copy_variables, copy_weights  # noqa: E402
 
 SHARED = {"allow_shared_source": True, "rename": [["^(a|b)$", "src"]]}

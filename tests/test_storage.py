@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from warmstart import CorruptCheckpointError, InputNotFoundError, PlanError, StorageError
+from warmstart import (
+    CorruptCheckpointError,
+    InputNotFoundError,
+    PlanError,
+    StorageError,
+)
 from warmstart.storage import is_transient
 
 

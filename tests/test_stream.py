@@ -6,16 +6,16 @@ import json
 import os
 from pathlib import Path
 
+import builders
 import fsspec
 import numpy as np
 import pytest
-
-import builders
-import warmstart
 from servers import upload_dir
+
+import warmstart
 from warmstart import CorruptCheckpointError, PlanError, StorageError, UsageError
-from warmstart.bundle import BundleReader
 from warmstart.examples import EXAMPLE_RULES
+from warmstart.formats.bundle import BundleReader
 
 
 @pytest.fixture
@@ -300,10 +300,10 @@ def test_stream_from_s3_to_gcs(bert, tmp_path, s3_server, s3_bucket, gcs_server,
 
 @pytest.mark.integration
 def test_partial_transfer_from_s3_reads_only_selected_bytes_with_merged_requests(tmp_path, s3_server, s3_bucket):
-    from warmstart.bundle import BundleReader
-    from warmstart.stream import StreamStats, copy_tensors, _Copy
-    from warmstart.writer import BundleWriter
+    from warmstart.formats.bundle import BundleReader
+    from warmstart.formats.bundle.writer import BundleWriter
     from warmstart.storage import resolve
+    from warmstart.stream import StreamStats, _Copy, copy_tensors
 
     values = {f"layer_{i:03d}/w": np.full((64,), i, np.float32) for i in range(200)}  # 256 B each
     builders.tf1_checkpoint(tmp_path / "src", values)

@@ -11,17 +11,16 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import builders  # noqa: E402
 import fsspec
+import keras  # noqa: E402
 import ml_dtypes
 import numpy as np
 import pytest
-
 import tensorflow as tf  # noqa: E402  (a hard dependency: missing must fail, not skip)
-import keras  # noqa: E402
-
-import builders  # noqa: E402
-import warmstart  # noqa: E402
 from servers import clear_fs_caches, upload_dir  # noqa: E402
+
+import warmstart  # noqa: E402
 from warmstart import InputError, PlanError, TargetError, UsageError, WarmStartError  # noqa: E402
 from warmstart._tf_strategies import (  # noqa: E402
     UninitializedVariableError,
@@ -29,7 +28,7 @@ from warmstart._tf_strategies import (  # noqa: E402
     copy_weights,
     local_checkpoint_copy,
 )
-from warmstart.bundle import BundleReader  # noqa: E402
+from warmstart.formats.bundle import BundleReader  # noqa: E402
 
 RNG = np.random.default_rng(42)
 

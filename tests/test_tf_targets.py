@@ -12,11 +12,10 @@ import sys
 import textwrap
 
 import fsspec
+import keras  # noqa: E402
 import numpy as np
 import pytest
-
 import tensorflow as tf  # noqa: E402  (a hard dependency: missing must fail, not skip)
-import keras  # noqa: E402
 
 from warmstart._tf_targets import (  # noqa: E402
     table_from_builder,

@@ -31,10 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _tf_targets, dtypes, storage
-from .bundle import BundleReader
-from .stream import write_subset
-from .writer import BundleWriter
+from . import _tf_targets, storage
 from .errors import (
     CorruptCheckpointError,
     InputError,
@@ -43,10 +40,13 @@ from .errors import (
     TargetError,
     UsageError,
 )
-from .storage import CHECKPOINT_NAME
+from .formats import dtypes
+from .formats.bundle import BundleReader, BundleWriter
 from .plan import TRANSFERRED, Plan, PlanEntry, make_plan
 from .report import Report
 from .rules import Rules, load_rules
+from .storage import CHECKPOINT_NAME
+from .stream import write_subset
 from .table import VariableTable
 from .targets import target_kind
 

@@ -21,9 +21,10 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from . import dtypes, storage
-from ._object_graph import VALUE_SUFFIX, escape, preferred_paths
+from . import storage
 from .errors import InputNotFoundError, TargetError, UsageError
+from .formats import dtypes
+from .formats.bundle import VALUE_SUFFIX, escape, preferred_paths
 from .table import Variable, VariableTable
 
 __all__ = [

@@ -8,14 +8,24 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from .bundle import BundleReader
 from .errors import PlanError, UsageError
-from .storage import (CHECKPOINT_NAME, OutputDir, check_output, check_output_location, checkpoint_files,
-                     manifest_document, publish_directory)
+from .formats.bundle import BundleReader
 from .plan import Plan, make_plan
 from .report import Report
 from .rules import Rules, load_rules
-from .storage import Location, object_identity, resolve, resolve_checkpoint
+from .storage import (
+    CHECKPOINT_NAME,
+    Location,
+    OutputDir,
+    check_output,
+    check_output_location,
+    checkpoint_files,
+    manifest_document,
+    object_identity,
+    publish_directory,
+    resolve,
+    resolve_checkpoint,
+)
 from .table import VariableTable, table_from_bundle
 from .targets import signature_of, target_kind
 
@@ -174,8 +184,8 @@ def _target(target: Any, storage_options) -> tuple[VariableTable, BundleReader |
 
 def _run_stream(plan, reader, template, target, out: OutputDir, storage_options, chunk_bytes,
                 progress) -> dict[str, Any]:
+    from .formats.bundle import BundleWriter
     from .stream import DEFAULT_CHUNK_BYTES, stream_transfer
-    from .writer import BundleWriter
 
     if template is None and plan.target.kind != "signature":
         template = BundleReader(target, storage_options)

@@ -16,13 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._object_graph import OBJECT_GRAPH_KEY
-from .bundle import BundleReader
 from .errors import InputNotFoundError
+from .formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter
 from .storage import Location, object_identity, read_bytes, resolve, resolve_checkpoint
 from .stream import DEFAULT_CHUNK_BYTES, write_subset
 from .table import VariableTable, table_from_bundle
-from .writer import BundleWriter
 
 if TYPE_CHECKING:
     from .plan import Plan

@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from .dtypes import is_value_preserving_cast
+from .formats.dtypes import is_value_preserving_cast
 from .rules import Rules
 from .table import Variable, VariableTable
 

@@ -20,14 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from . import _crc, dtypes
-from ._object_graph import OBJECT_GRAPH_KEY
-from .storage import Block, fetch_blocks, plan_blocks
-from .bundle import BundleReader, TensorRecord
 from .errors import CorruptCheckpointError, UsageError
+from .formats import dtypes
+from .formats.bundle import (
+    OBJECT_GRAPH_KEY,
+    BundleReader,
+    BundleWriter,
+    TensorRecord,
+    _crc,
+)
 from .plan import Plan
-from .storage import read_range
-from .writer import BundleWriter
+from .storage import Block, fetch_blocks, plan_blocks, read_range
 
 __all__ = ["stream_transfer", "copy_tensor", "copy_tensors", "write_subset", "StreamStats", "DEFAULT_CHUNK_BYTES",
            "DEFAULT_IN_FLIGHT", "DEFAULT_REMOTE_IN_FLIGHT", "DEFAULT_MAX_GAP"]

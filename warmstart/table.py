@@ -7,11 +7,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import dtypes
-from ._object_graph import OBJECT_GRAPH_KEY, VALUE_SUFFIX, preferred_paths
-from ._protos import decode_object_graph
-from .bundle import BundleReader
 from .errors import CorruptCheckpointError
+from .formats import dtypes
+from .formats.bundle import (
+    OBJECT_GRAPH_KEY,
+    VALUE_SUFFIX,
+    BundleReader,
+    decode_object_graph,
+    preferred_paths,
+)
 
 __all__ = ["Variable", "VariableTable", "TableKind", "read_table", "table_from_bundle"]
 

@@ -86,7 +86,7 @@ def read_signature_file(url: str, storage_options: dict[str, Any] | None = None)
         ]
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptCheckpointError(f"{loc.url}: malformed variable entry in signature: {exc!r}") from None
-    from .dtypes import by_name
+    from .formats.dtypes import by_name
 
     for v in variables:
         try:

@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from . import _crc, dtypes
+from ...errors import CorruptCheckpointError, InputNotFoundError
+from ...storage import Location, object_size, read_bytes, read_range, resolve_checkpoint
+from .. import dtypes
+from . import _crc
 from ._ordered_code import slice_key
 from ._protos import BundleEntry, BundleHeader, decode_entry, decode_header
 from ._sstable import TableFormatError, read_table
 from ._strings import string_entry_crc, string_lengths
-from .errors import CorruptCheckpointError, InputNotFoundError
-from .storage import Location, object_size, read_bytes, read_range, resolve_checkpoint
 
 __all__ = ["BundleReader", "TensorRecord", "data_file_name"]
 

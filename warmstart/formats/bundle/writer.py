@@ -11,14 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _crc, dtypes
+from ...errors import StorageError
+from ...storage import Location, is_transient
+from .. import dtypes
+from . import _crc
 from ._ordered_code import slice_key
 from ._protos import BundleEntry, BundleHeader, Slice, encode_entry, encode_header
 from ._sstable import TableWriter
 from ._strings import frame_strings, string_entry_crc
-from .bundle import data_file_name
-from .errors import StorageError
-from .storage import Location, is_transient
+from .reader import data_file_name
 
 __all__ = ["BundleWriter", "WrittenTensor", "encode_array", "WRITE_BLOCK_BYTES"]
 
@@ -120,7 +121,7 @@ class BundleWriter:
             raise ValueError("copy_from needs the tensor's CRC at begin()")
         done = 0
         if self._fd is not None and size:
-            from .storage import kernel_copy
+            from ...storage import kernel_copy
 
             try:
                 self._data.flush()

@@ -1,0 +1,18 @@
+"""The TensorFlow tensor bundle (``.index`` + ``.data-NNNNN-of-NNNNN``), read and written without TF.
+
+The index is an SSTable (``_sstable``) of ``BundleEntryProto`` messages (``_protos``) keyed by
+variable key (slices by ordered code, ``_ordered_code``); tensors are checked with masked CRC32C
+(``_crc``); string tensors carry varint lengths (``_strings``); a TF2 checkpoint adds an object graph
+(``object_graph``). Layout and measured costs: ../shared/FORMAT.md.
+"""
+
+from ._protos import decode_object_graph
+from .object_graph import OBJECT_GRAPH_KEY, VALUE_SUFFIX, escape, preferred_paths
+from .reader import BundleReader, TensorRecord, data_file_name
+from .writer import WRITE_BLOCK_BYTES, BundleWriter, WrittenTensor, encode_array
+
+__all__ = [
+    "BundleReader", "TensorRecord", "data_file_name",
+    "BundleWriter", "WrittenTensor", "encode_array", "WRITE_BLOCK_BYTES",
+    "OBJECT_GRAPH_KEY", "VALUE_SUFFIX", "escape", "preferred_paths", "decode_object_graph",
+]
