@@ -127,7 +127,7 @@ def fuzz_directory(src_dir, work_dir, cases: int, seed: int) -> dict[str, int]:
             write_raw_index(work, mutated)
         try:
             reader = BundleReader(str(work))
-            from warmstart.table import table_from_bundle
+            from warmstart.tables import table_from_bundle
 
             table_from_bundle(reader)
             for key in reader.records:

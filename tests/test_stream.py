@@ -265,7 +265,7 @@ def test_non_empty_output_needs_overwrite(bert, tmp_path):
 
 def test_stream_refuses_targets_it_cannot_serve(tmp_path):
     from warmstart._transfer import choose_strategy
-    from warmstart.table import VariableTable
+    from warmstart.tables import VariableTable
 
     keras_table = VariableTable.of([], "keras:m", "keras")
     with pytest.raises(UsageError, match="stream strategy needs a template"):

@@ -419,7 +419,7 @@ def test_tf1_source_into_live_tf_module_with_a_cast(tmp_path, strategy):
 
 
 def _trackables(obj):
-    from warmstart._tf_targets import trackable_variables
+    from warmstart.tables import trackable_variables
 
     return trackable_variables(obj)
 

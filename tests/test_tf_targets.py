@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 import tensorflow as tf  # noqa: E402  (a hard dependency: missing must fail, not skip)
 
-from warmstart._tf_targets import (  # noqa: E402
+from warmstart.errors import InputNotFoundError, TargetError, UsageError  # noqa: E402
+from warmstart.tables import (  # noqa: E402
+    read_table,  # noqa: E402
     table_from_builder,
     table_from_graph,
     table_from_keras_file,
@@ -26,8 +28,6 @@ from warmstart._tf_targets import (  # noqa: E402
     table_from_object,
     table_from_trackable,
 )
-from warmstart.errors import InputNotFoundError, TargetError, UsageError  # noqa: E402
-from warmstart.table import read_table  # noqa: E402
 
 
 def signature(table):
@@ -397,7 +397,7 @@ def test_malformed_builder_spec_is_a_usage_error(spec):
 
 
 def test_importing_the_module_does_not_import_tensorflow():
-    code = "import sys, warmstart._tf_targets; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = "import sys, warmstart.tables; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(__file__)))
     assert out.stdout.split() == ["False", "False"]

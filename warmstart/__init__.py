@@ -23,8 +23,7 @@ from .errors import (
 from .plan import Plan, PlanEntry
 from .report import Report
 from .rules import DEFAULT_EXCLUDE, Rules, load_rules
-from .table import Variable, VariableTable, read_table
-from .targets import signature_of
+from .tables import Variable, VariableTable, read_table, signature_of
 
 __all__ = [
     "read_table",

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .plan import Plan
-from .table import VariableTable
+from .tables import VariableTable
 
 __all__ = ["render_table", "render_plan", "human_bytes"]
 

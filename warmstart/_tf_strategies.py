@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _tf_targets, storage
+from . import storage
 from .errors import (
     CorruptCheckpointError,
     InputError,
@@ -47,8 +47,17 @@ from .report import Report
 from .rules import Rules, load_rules
 from .storage import CHECKPOINT_NAME
 from .stream import write_subset
-from .table import VariableTable
-from .targets import target_kind
+from .tables import (
+    VariableTable,
+    load_keras_model,
+    local_file,
+    parse_meta_graph,
+    run_builder,
+    table_from_graph,
+    table_from_trackable,
+    target_kind,
+    trackable_variables,
+)
 
 __all__ = [
     "TFResult",
@@ -263,7 +272,7 @@ class _GraphVar:
 
 
 def _graph_variables(graph: Any) -> dict[str, _GraphVar]:
-    """The global variables of ``graph`` by the names :func:`_tf_targets.table_from_graph` gives them:
+    """The global variables of ``graph`` by the names :func:`table_from_graph` gives them:
     op names, and full names for partitioned variables (whose parts carry a ``save_slice_info_def``
     in their public ``to_proto()``; no private ``_get_save_slice_info`` needed)."""
     import tensorflow as tf
@@ -382,7 +391,7 @@ def _run_tf1(strategy, plan: Plan, target: Any, source: BundleReader, workdir: s
     built = _build_tf1_target(plan, target, storage_options)
     try:
         graph, session = built.graph, built.session
-        _check_built(plan.target, _tf_targets.table_from_graph(graph, built.what), built.what)
+        _check_built(plan.target, table_from_graph(graph, built.what), built.what)
         variables = _graph_variables(graph)
         _set_initial_values(plan, built, variables, workdir)
         sizes = _source_sizes(source)
@@ -554,8 +563,7 @@ def _build_tf1_target(plan: Plan, target: Any, storage_options) -> _Tf1Target:
 
 def _call_builder(spec: str) -> Any:
     """Import and call the builder ``py:module:function`` again (as planning did), with the same errors."""
-    module_name, function_name = _tf_targets._parse_builder_spec(spec)
-    return _tf_targets._call_builder(spec, _tf_targets._import_builder(spec, module_name, function_name))
+    return run_builder(spec)
 
 
 def _live_session(session: Any, what: str) -> _Tf1Target:
@@ -568,7 +576,7 @@ def _import_meta_graph(data: bytes, url: str) -> Any:
     """A fresh ``tf.Graph`` holding the MetaGraph in ``data`` (binary or text format, devices cleared)."""
     import tensorflow as tf
 
-    meta_graph = _tf_targets._parse_meta_graph(data, url)
+    meta_graph = parse_meta_graph(data, url)
     graph = tf.Graph()
     with graph.as_default():
         try:
@@ -624,8 +632,8 @@ def _run_tf2(strategy, plan: Plan, target: Any, source: BundleReader, workdir: s
     import tensorflow as tf
 
     obj, what = _build_tf2_target(plan, target, storage_options)
-    _check_built(plan.target, _tf_targets.table_from_trackable(obj, origin=what), what)
-    variables = _tf_targets.trackable_variables(obj)
+    _check_built(plan.target, table_from_trackable(obj, origin=what), what)
+    variables = trackable_variables(obj)
     sizes = _source_sizes(source)
     tracker = _Progress(plan, sizes, progress)
     copies = [e for e in plan.transferred if e.action == "copy"]
@@ -681,8 +689,8 @@ def _build_tf2_target(plan: Plan, target: Any, storage_options) -> tuple[Any, st
     kind = target_kind(target)
     if kind == "keras":
         loc = storage.resolve(target, storage_options)
-        with _tf_targets._local_file(loc) as path:
-            return _tf_targets._load_keras_model(path, loc.url), loc.url
+        with local_file(loc) as path:
+            return load_keras_model(path, loc.url), loc.url
     if kind == "builder":
         built = _call_builder(target)
         if not isinstance(built, (keras.Layer, tf.Module)):
@@ -730,7 +738,6 @@ def copy_variables(src_session: Any, dst_session: Any, rules: Rules | dict[str, 
     source variable that has no value, :class:`UsageError` for a closed session, a session of
     another graph, or a finalized destination graph.
     """
-    from ._tf_targets import table_from_graph
 
     src_graph, src = _session_arg(src_session, "src_session")
     dst_graph, dst = _session_arg(dst_session, "dst_session")
@@ -806,7 +813,6 @@ def copy_weights(src_model: Any, dst_model: Any, rules: Rules | dict[str, Any] |
     Both may be Keras models (or layers) or ``tf.Module``s. A failing plan raises :class:`PlanError`
     before anything is touched; unbuilt Keras models raise :class:`TargetError`.
     """
-    from ._tf_targets import table_from_trackable, trackable_variables
 
     plan = make_plan(table_from_trackable(src_model), table_from_trackable(dst_model), load_rules(rules))
     if not plan.ok:

@@ -26,8 +26,7 @@ from .storage import (
     resolve,
     resolve_checkpoint,
 )
-from .table import VariableTable, table_from_bundle
-from .targets import signature_of, target_kind
+from .tables import VariableTable, signature_of, table_from_bundle, target_kind
 
 __all__ = ["transfer", "choose_strategy", "check_output_for", "publish_output", "Strategy"]
 

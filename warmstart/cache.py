@@ -20,7 +20,7 @@ from .errors import InputNotFoundError
 from .formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter
 from .storage import Location, object_identity, read_bytes, resolve, resolve_checkpoint
 from .stream import DEFAULT_CHUNK_BYTES, write_subset
-from .table import VariableTable, table_from_bundle
+from .tables import VariableTable, table_from_bundle
 
 if TYPE_CHECKING:
     from .plan import Plan

@@ -27,7 +27,7 @@ def _print_json(doc: dict) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .table import read_table
+    from .tables import read_table
 
     table = read_table(args.source)
     if args.json:
@@ -53,7 +53,7 @@ def _same_place(a, b) -> bool:
 
 
 def cmd_signature(args: argparse.Namespace) -> int:
-    from .targets import signature_of
+    from .tables import signature_of
 
     table = signature_of(args.target)
     text = json.dumps(table.to_json(), indent=2) + "\n"

@@ -16,7 +16,7 @@ from rich.console import Console
 from . import plan
 from ._render import render_plan
 from .examples import write_example_set
-from .table import read_table
+from .tables import read_table
 
 __all__ = ["run_demo"]
 

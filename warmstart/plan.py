@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from .formats.dtypes import is_value_preserving_cast
 from .rules import Rules
-from .table import Variable, VariableTable
+from .tables import Variable, VariableTable
 
 __all__ = ["Action", "PlanEntry", "Plan", "make_plan", "TRANSFERRED"]
 

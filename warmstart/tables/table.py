@@ -7,9 +7,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import CorruptCheckpointError
-from .formats import dtypes
-from .formats.bundle import (
+from ..errors import CorruptCheckpointError
+from ..formats import dtypes
+from ..formats.bundle import (
     OBJECT_GRAPH_KEY,
     VALUE_SUFFIX,
     BundleReader,

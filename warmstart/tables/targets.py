@@ -1,0 +1,59 @@
+"""``signature_of``: the variable table of any target kind.
+
+URL targets are told apart by their form: ``py:module:function`` builders, ``*.meta`` MetaGraphs,
+``*.keras`` Keras files, ``*.json`` signature files; anything else is a template checkpoint.
+Live objects (a ``tf.Graph``, ``Session``, Keras model, ``tf.Module``) are accepted too.
+TensorFlow is imported only for targets that need it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UsageError
+from . import builders, keras_files, tf_graphs
+from .signature import read_signature_file
+from .table import VariableTable, read_table
+
+__all__ = ["target_kind", "signature_of"]
+
+
+def target_kind(target: str) -> str:
+    """'builder', 'meta-graph', 'keras', 'signature' or 'checkpoint', from the form of the URL."""
+    if target.startswith("py:"):
+        return "builder"
+    path = target.split("?", 1)[0].rstrip("/")
+    if path.endswith(".meta"):
+        return "meta-graph"
+    if path.endswith(".keras"):
+        return "keras"
+    if path.endswith(".json"):
+        return "signature"
+    return "checkpoint"
+
+
+def signature_of(target: Any, storage_options: dict[str, Any] | None = None) -> VariableTable:
+    """The :class:`VariableTable` of ``target``: a URL/path of any target kind, or a live TF object.
+
+    Raises :class:`~warmstart.errors.InputError` subclasses when the target is missing or unreadable,
+    :class:`UsageError` when it is of no known kind.
+    """
+    if isinstance(target, VariableTable):
+        return target
+    if hasattr(target, "__fspath__"):
+        target = str(target)
+    if not isinstance(target, str):
+        return builders.table_from_object(target)
+    kind = target_kind(target)
+    if kind == "checkpoint":
+        return read_table(target, storage_options)
+    if kind == "signature":
+        return read_signature_file(target, storage_options)
+    if kind == "builder":
+        return builders.table_from_builder(target)
+    if kind == "meta-graph":
+        return tf_graphs.table_from_meta_graph(target, storage_options)
+    if kind == "keras":
+        return keras_files.table_from_keras_file(target, storage_options)
+    raise UsageError(f"unknown target kind {kind!r} for {target!r}")
+

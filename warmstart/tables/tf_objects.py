@@ -1,0 +1,131 @@
+"""Variable tables of live trackables (Keras 3 models, ``tf.Module``): what ``tf.train.Checkpoint(model=obj)``
+would save, named by the walk :func:`warmstart.tables.read_table` runs over a checkpoint's object graph
+and keyed by the checkpoint key TF itself would write. TensorFlow is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Literal
+
+from ..errors import TargetError
+from ..formats.bundle import VALUE_SUFFIX, escape, preferred_paths
+from .table import Variable, VariableTable
+from .tf_graphs import dtype_name
+
+__all__ = ["TrackableKind", "table_from_trackable", "trackable_variables"]
+
+
+TrackableKind = Literal["keras", "module"]
+
+
+def table_from_trackable(obj: Any, origin: str | None = None, kind: TrackableKind | None = None) -> VariableTable:
+    """The variables ``tf.train.Checkpoint(model=obj).save(...)`` would write, named as
+    :func:`warmstart.table.read_table` names them in that checkpoint (``model/...``).
+
+    ``kind`` defaults to ``"keras"`` for Keras layers and models, ``"module"`` otherwise.
+    Raises :class:`TargetError` when ``obj`` is an unbuilt Keras model or a variable has no
+    usable dtype or rank.
+    """
+    import keras
+
+    is_keras = isinstance(obj, keras.Layer)
+    if is_keras and not obj.built:
+        raise TargetError(
+            f"Keras model {obj.name!r} is not built and has no variables yet: start it with keras.Input(...) "
+            "or call it once on data before using it as a target"
+        )
+    kind = kind or ("keras" if is_keras else "module")
+    origin = origin or _live_origin(obj, kind)
+    variables = [_trackable_variable(name, key, variable, origin) for name, key, variable in _walk_trackable(obj)]
+    return VariableTable.of(variables, origin, kind)
+
+
+def trackable_variables(obj: Any) -> dict[str, Any]:
+    """The live variables of a trackable (Keras model or layer, ``tf.Module``) by the names
+    :func:`table_from_trackable` gives them (``model/...``): the same walk, so a plan's target
+    names find their variables. Values are ``tf.Variable`` or Keras variables."""
+    return {name: variable for name, _, variable in _walk_trackable(obj)}
+
+
+def _walk_trackable(obj: Any) -> list[tuple[str, str, Any]]:
+    """(name, checkpoint key, variable) for every variable ``tf.train.Checkpoint(model=obj)`` saves."""
+    import tensorflow as tf
+
+    checkpoint = tf.train.Checkpoint(model=obj)
+    objects, edges = _live_object_graph(checkpoint)
+    root = id(checkpoint)
+    keys = _first_found_paths(root, edges)
+    names = preferred_paths(root, lambda node: edges[node])
+    return [
+        (name, keys[node] + VALUE_SUFFIX, objects[node])
+        for node, name in names.items()
+        if _is_saved_variable(objects[node])
+    ]
+
+
+def _live_object_graph(root: Any) -> tuple[dict[int, Any], dict[int, list[tuple[str, int]]]]:
+    """Every object reachable from ``root`` (by ``id``) and its children in TF's serialization order.
+
+    Objects are keyed by ``id`` because variables are unhashable; ``objects`` keeps them alive.
+    The Checkpoint's own ``save_counter`` is left out: it belongs to the checkpoint, not the model.
+    """
+    import tensorflow as tf
+
+    view = tf.train.TrackableView(root)
+    objects: dict[int, Any] = {id(root): root}
+    edges: dict[int, list[tuple[str, int]]] = {}
+    queue = deque([id(root)])
+    while queue:
+        node = queue.popleft()
+        edges[node] = []
+        for local, child in view.children(objects[node]).items():
+            if node == id(root) and local == "save_counter":
+                continue
+            edges[node].append((local, id(child)))
+            if id(child) not in objects:
+                objects[id(child)] = child
+                queue.append(id(child))
+    return objects, edges
+
+
+def _first_found_paths(root: int, edges: dict[int, list[tuple[str, int]]]) -> dict[int, str]:
+    """Each object's path in a plain breadth-first walk: the prefix of the checkpoint key TF writes."""
+    paths = {root: ""}
+    queue = deque([root])
+    while queue:
+        node = queue.popleft()
+        for local, child in edges[node]:
+            if child not in paths:
+                paths[child] = f"{paths[node]}/{escape(local)}" if paths[node] else escape(local)
+                queue.append(child)
+    return paths
+
+
+def _is_saved_variable(obj: Any) -> bool:
+    """True for the objects a checkpoint saves a VARIABLE_VALUE for: ``tf.Variable`` and Keras 3
+    variables (which are not ``tf.Variable`` subclasses; they wrap one and serialize its value)."""
+    import keras
+    import tensorflow as tf
+
+    return isinstance(obj, (tf.Variable, keras.Variable))
+
+
+def _trackable_variable(name: str, key: str, variable: Any, origin: str) -> Variable:
+    """A table entry for a live ``tf.Variable`` or Keras variable; raises :class:`TargetError` for an
+    unknown dtype or a shape of unknown rank."""
+    import tensorflow as tf
+
+    what = f"{origin}: variable {name!r}"
+    dtype = dtype_name(tf.as_dtype(variable.dtype).as_datatype_enum, what)
+    shape = tf.TensorShape(variable.shape)
+    if shape.rank is None:
+        raise TargetError(f"{what} has a shape of unknown rank: give the variable a shape (at least its rank)")
+    return Variable(name, tuple(shape.as_list()), dtype, key=key, initial=f"current value in {origin}")
+
+
+def _live_origin(obj: Any, kind: str) -> str:
+    if kind == "keras":
+        return f"keras:{obj.name}"
+    return f"module:{type(obj).__name__}"
+
