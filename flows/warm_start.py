@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks import fetch_index, fetch_tensors, publish_report, transfer, upload, validate
-from warmstart.rules import Rules
+from warmstart.planning import Rules
 
 __all__ = ["WarmStartRequest", "warm_start"]
 

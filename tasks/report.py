@@ -8,7 +8,7 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from warmstart._render import human_bytes
+from warmstart.planning.render import human_bytes
 
 __all__ = ["publish_report"]
 

@@ -22,7 +22,7 @@ from warmstart import CorruptCheckpointError, UsageError
 from warmstart.formats.bundle._protos import write_varint
 from warmstart.formats.bundle._strings import frame_strings, string_entry_crc
 from warmstart.formats.bundle.object_graph import OBJECT_GRAPH_KEY
-from warmstart.rules import load_rules
+from warmstart.planning import load_rules
 
 TESTS = Path(__file__).parent
 MEMORY_CAP = 1 << 30  # address space for the child processes below; the parser needs ~200 MiB

@@ -391,8 +391,14 @@ def test_serve_script_serves_the_same_deployments(stack: Stack):
     nightly = stack.deployment("warm-start-nightly")
     assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in nightly["schedules"]] == [("0 2 * * *", "UTC")]
     event = stack.deployment("warm-start-on-new-checkpoint")
-    automations = [a for a in stack.post("/automations/filter", {})
-                   if any(act.get("deployment_id") == event["id"] for act in a["actions"])]
+
+    def event_automations() -> list[dict[str, Any]]:
+        return [a for a in stack.post("/automations/filter", {})
+                if any(act.get("deployment_id") == event["id"] for act in a["actions"])]
+
+    # serve.py registers the deployment first and its trigger's automation just after: wait for it
+    automations = _poll("serve.py to create the trigger's automation", event_automations, timeout=30,
+                        context=stack.tail)
     assert len(automations) == 1, automations
     assert automations[0]["actions"][0]["parameters"]["request"]["source"] == "{{ event.payload.url }}"
 

@@ -6,7 +6,7 @@ import pytest
 
 import warmstart
 from warmstart import Rules, UsageError, Variable, VariableTable, load_rules
-from warmstart.plan import make_plan
+from warmstart.planning import make_plan
 
 
 def table(*specs, kind="tf1-checkpoint", origin="mem"):

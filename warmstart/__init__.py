@@ -20,9 +20,7 @@ from .errors import (
     UsageError,
     WarmStartError,
 )
-from .plan import Plan, PlanEntry
-from .report import Report
-from .rules import DEFAULT_EXCLUDE, Rules, load_rules
+from .planning import DEFAULT_EXCLUDE, Plan, PlanEntry, Report, Rules, load_rules
 from .tables import Variable, VariableTable, read_table, signature_of
 
 __all__ = [
@@ -64,7 +62,7 @@ def plan(
     :func:`signature_of` accepts. Reads only index files. The plan may fail (``Plan.ok`` is
     False, ``Plan.problems()`` says why); inputs that cannot be read raise :class:`InputError`.
     """
-    from .plan import make_plan
+    from .planning import make_plan
 
     source_table = source if isinstance(source, VariableTable) else read_table(str(source), storage_options)
     target_table = signature_of(target, storage_options)

@@ -42,9 +42,7 @@ from .errors import (
 )
 from .formats import dtypes
 from .formats.bundle import BundleReader, BundleWriter
-from .plan import TRANSFERRED, Plan, PlanEntry, make_plan
-from .report import Report
-from .rules import Rules, load_rules
+from .planning import TRANSFERRED, Plan, PlanEntry, Report, Rules, load_rules, make_plan
 from .storage import CHECKPOINT_NAME
 from .stream import write_subset
 from .tables import (

@@ -10,9 +10,7 @@ from typing import Any, Literal
 
 from .errors import PlanError, UsageError
 from .formats.bundle import BundleReader
-from .plan import Plan, make_plan
-from .report import Report
-from .rules import Rules, load_rules
+from .planning import Plan, Report, Rules, load_rules, make_plan
 from .storage import (
     CHECKPOINT_NAME,
     Location,

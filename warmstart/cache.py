@@ -23,8 +23,7 @@ from .stream import DEFAULT_CHUNK_BYTES, write_subset
 from .tables import VariableTable, table_from_bundle
 
 if TYPE_CHECKING:
-    from .plan import Plan
-    from .report import Report
+    from .planning import Plan, Report
 
 __all__ = ["CachedIndex", "CachedTensors", "CheckpointCache", "default_cache_dir"]
 

@@ -40,7 +40,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             ],
         })
     else:
-        from ._render import render_table
+        from .planning.render import render_table
 
         render_table(table)
     return EXIT_OK
@@ -81,7 +81,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result.to_json())
     else:
-        from ._render import render_plan
+        from .planning.render import render_plan
 
         render_plan(result)
     if not result.ok:

@@ -14,8 +14,8 @@ from pathlib import Path
 from rich.console import Console
 
 from . import plan
-from ._render import render_plan
 from .examples import write_example_set
+from .planning.render import render_plan
 from .tables import read_table
 
 __all__ = ["run_demo"]

@@ -27,7 +27,7 @@ class WarmStartError(Exception):
 class PlanError(WarmStartError, ValueError):
     """The plan does not satisfy the rules; nothing was written.
 
-    ``plan`` holds the failed :class:`warmstart.plan.Plan` when there is one.
+    ``plan`` holds the failed :class:`warmstart.planning.Plan` when there is one.
     """
 
     exit_code = 1

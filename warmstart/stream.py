@@ -29,7 +29,7 @@ from .formats.bundle import (
     TensorRecord,
     _crc,
 )
-from .plan import Plan
+from .planning import Plan
 from .storage import Block, fetch_blocks, plan_blocks, read_range
 
 __all__ = ["stream_transfer", "copy_tensor", "copy_tensors", "write_subset", "StreamStats", "DEFAULT_CHUNK_BYTES",

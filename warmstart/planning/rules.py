@@ -13,8 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import UsageError
-from .storage import read_bytes, resolve
+from ..errors import UsageError
+from ..storage import read_bytes, resolve
 
 __all__ = ["Rules", "DEFAULT_EXCLUDE", "load_rules"]
 

@@ -10,9 +10,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from .formats.dtypes import is_value_preserving_cast
+from ..formats.dtypes import is_value_preserving_cast
+from ..tables import Variable, VariableTable
 from .rules import Rules
-from .tables import Variable, VariableTable
 
 __all__ = ["Action", "PlanEntry", "Plan", "make_plan", "TRANSFERRED"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from ..tables import VariableTable
 from .plan import Plan
-from .tables import VariableTable
 
 __all__ = ["render_table", "render_plan", "human_bytes"]
 

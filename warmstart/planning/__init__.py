@@ -1,0 +1,13 @@
+"""Planning: rules, the plan, and the report. Pure: nothing here reads tensor data or writes output.
+
+``make_plan(source_table, target_table, rules)`` decides what every target variable gets (copy,
+cast, init, skip, error) and why; strategies only execute that decision. ``render`` draws tables and
+plans for a terminal (rich is imported only there).
+"""
+
+from .plan import TRANSFERRED, Action, Plan, PlanEntry, make_plan
+from .report import Report
+from .rules import DEFAULT_EXCLUDE, Rules, load_rules
+
+__all__ = ["Rules", "DEFAULT_EXCLUDE", "load_rules", "Plan", "PlanEntry", "Action", "make_plan", "TRANSFERRED",
+           "Report"]
