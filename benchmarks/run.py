@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 
 from _common import MIB, SELECTIONS, rules_for, selected, set_tensors, source_name  # noqa: E402
 
-import warmstart.stream as _stream  # noqa: E402  (no TensorFlow import)
+import warmstart.strategies.stream as _stream  # noqa: E402  (no TensorFlow import)
 
 GIB = 1024 * MIB
 CHUNK_MIB = _stream.DEFAULT_CHUNK_BYTES // MIB  # the 'large' tensor must be larger than this
@@ -519,7 +519,7 @@ def _ws_vs_tf(s: dict, tf_method: str, which: str, best: bool = True) -> float |
 
 
 def _tf_batch_bytes() -> int:
-    from warmstart._tf_strategies import BATCH_BYTES  # imports no TensorFlow until used
+    from warmstart.strategies import BATCH_BYTES  # imports no TensorFlow until used
 
     return BATCH_BYTES
 

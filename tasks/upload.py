@@ -7,7 +7,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from warmstart._transfer import publish_output
+from warmstart.pipeline import publish_output
 
 from ._common import IO_RETRY, storage_options_from_block
 

@@ -8,9 +8,9 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from warmstart._transfer import check_output_for
 from warmstart.cache import CachedIndex, CheckpointCache
 from warmstart.errors import PlanError
+from warmstart.pipeline import check_output_for
 
 from ._common import storage_options_from_block
 

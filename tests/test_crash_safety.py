@@ -18,7 +18,7 @@ and between creating the state file and writing its line). After each kill:
 Locally and on S3 (moto server; TF reads a downloaded copy of the output). TF is imported only in
 this (the parent) process; the children import warmstart only.
 
-The fixed-point kills pinned two bugs, now fixed in ``warmstart/output.py``: a kill after the state
+The fixed-point kills pinned two bugs, now fixed in ``warmstart/storage/publish.py``: a kill after the state
 file and before the manifest left an output the next run refused as "not empty"; a local kill while
 the state file was being written left it empty, and TF then raised on the directory.
 """
@@ -76,7 +76,7 @@ import json, os, signal, sys, time
 
 args = json.loads(sys.argv[1])
 import warmstart
-import warmstart.storage.localio, warmstart._transfer, warmstart.storage.publish, warmstart.stream, warmstart.formats.bundle.writer
+import warmstart.storage.localio, warmstart.pipeline, warmstart.storage.publish, warmstart.strategies.stream, warmstart.formats.bundle.writer
 if args["remote"]:
     import s3fs  # configured by the AWS_* variables only
 

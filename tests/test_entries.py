@@ -129,14 +129,14 @@ def test_slices_that_tile_in_another_layout_are_read_exactly(partitioned, tmp_pa
     emb = partitioned["values"]["emb"]
     blob = b"".join(np.ascontiguousarray(emb[r:r + 5, c:c + 2]).tobytes() for (r, _), (c, _) in layout)
     # Put the blocks' bytes where the re-sliced index says they are, with their CRCs.
-    from warmstart.formats.bundle import _crc
+    from warmstart.formats.bundle import checksums
 
     def fix(found):
         for extent in layout:
             key = slice_key("emb", extent)
             (r, _), (c, _) = extent
             part = np.ascontiguousarray(emb[r:r + 5, c:c + 2]).tobytes()
-            found[key] = hostile.replace(found[key], crc32c=_crc.mask(_crc.crc32c(part)))
+            found[key] = hostile.replace(found[key], crc32c=checksums.mask(checksums.crc32c(part)))
     hostile.edit_entries(d, fix)
     data.write_bytes(blob)
     np.testing.assert_array_equal(warmstart.formats.bundle.BundleReader(str(d)).read("emb"), emb)

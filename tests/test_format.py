@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from warmstart.formats.bundle import _crc
+from warmstart.formats.bundle import checksums
 from warmstart.formats.bundle._protos import (
     BundleEntry,
     BundleHeader,
@@ -59,9 +59,9 @@ def test_bundle_protos_round_trip():
 
 
 def test_crc_mask_round_trips():
-    crc = _crc.crc32c(b"hello")
-    assert _crc.unmask(_crc.mask(crc)) == crc
-    assert _crc.extend(_crc.crc32c(b"hel"), b"lo") == crc
+    crc = checksums.crc32c(b"hello")
+    assert checksums.unmask(checksums.mask(crc)) == crc
+    assert checksums.extend(checksums.crc32c(b"hel"), b"lo") == crc
 
 
 def test_dtype_table_covers_tf_enums():

@@ -21,7 +21,7 @@ from test_tf_strategies import (  # noqa: E402
 )
 
 import warmstart  # noqa: E402
-from warmstart._tf_strategies import copy_variables, copy_weights  # noqa: E402
+from warmstart.strategies import copy_variables, copy_weights  # noqa: E402
 
 SHARED = {"allow_shared_source": True, "rename": [["^(a|b)$", "src"]]}
 SRC = np.arange(12, dtype=np.float32).reshape(4, 3) * 0.25 + 1

@@ -264,7 +264,7 @@ def test_non_empty_output_needs_overwrite(bert, tmp_path):
 
 
 def test_stream_refuses_targets_it_cannot_serve(tmp_path):
-    from warmstart._transfer import choose_strategy
+    from warmstart.pipeline import choose_strategy
     from warmstart.tables import VariableTable
 
     keras_table = VariableTable.of([], "keras:m", "keras")
@@ -303,7 +303,7 @@ def test_partial_transfer_from_s3_reads_only_selected_bytes_with_merged_requests
     from warmstart.formats.bundle import BundleReader
     from warmstart.formats.bundle.writer import BundleWriter
     from warmstart.storage import resolve
-    from warmstart.stream import StreamStats, _Copy, copy_tensors
+    from warmstart.strategies.stream import StreamStats, _Copy, copy_tensors
 
     values = {f"layer_{i:03d}/w": np.full((64,), i, np.float32) for i in range(200)}  # 256 B each
     builders.tf1_checkpoint(tmp_path / "src", values)

@@ -22,7 +22,7 @@ from servers import clear_fs_caches, upload_dir  # noqa: E402
 
 import warmstart  # noqa: E402
 from warmstart import InputError, PlanError, TargetError, UsageError, WarmStartError  # noqa: E402
-from warmstart._tf_strategies import (  # noqa: E402
+from warmstart.strategies import (  # noqa: E402
     UninitializedVariableError,
     copy_variables,
     copy_weights,

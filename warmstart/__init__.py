@@ -72,9 +72,9 @@ def plan(
 def transfer(source: str, target: Any, output: str, rules: Rules | dict[str, Any] | str | None = None,
              strategy: str = "auto", storage_options: dict[str, Any] | None = None, **kwargs: Any) -> Report:
     """Plan, then write a checkpoint for ``target`` at the ``output`` directory URL; see
-    :func:`warmstart._transfer.transfer` for the keyword arguments (overwrite, chunk_bytes, progress).
+    :func:`warmstart.pipeline.transfer` for the keyword arguments (overwrite, chunk_bytes, progress).
     Raises :class:`PlanError` (nothing written) when the plan does not satisfy the rules."""
-    from ._transfer import transfer as _transfer
+    from .pipeline import transfer as _transfer
 
     return _transfer(source, target, output, rules=rules, strategy=strategy,  # type: ignore[arg-type]
                      storage_options=storage_options, **kwargs)
@@ -82,13 +82,13 @@ def transfer(source: str, target: Any, output: str, rules: Rules | dict[str, Any
 
 def copy_variables(src_session: Any, dst_session: Any, rules: Rules | dict[str, Any] | str | None = None) -> Report:
     """TF1: copy variables between two live graphs, each through its own session, by the plan."""
-    from ._tf_strategies import copy_variables as _copy
+    from .strategies import copy_variables as _copy
 
     return _copy(src_session, dst_session, rules)
 
 
 def copy_weights(src_model: Any, dst_model: Any, rules: Rules | dict[str, Any] | str | None = None) -> Report:
     """TF2/Keras: copy weights between two live models, matched by variable path, not position."""
-    from ._tf_strategies import copy_weights as _copy
+    from .strategies import copy_weights as _copy
 
     return _copy(src_model, dst_model, rules)

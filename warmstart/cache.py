@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InputNotFoundError
 from .formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter
 from .storage import Location, object_identity, read_bytes, resolve, resolve_checkpoint
-from .stream import DEFAULT_CHUNK_BYTES, write_subset
+from .strategies import DEFAULT_CHUNK_BYTES, write_subset
 from .tables import VariableTable, table_from_bundle
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class CheckpointCache:
                  strategy: str = "auto", storage_options: dict[str, Any] | None = None, **kwargs: Any) -> "Report":
         """Run :func:`warmstart.transfer` from the local sparse copy, planned on the full cached index;
         the manifest names the real source and its identity."""
-        from ._transfer import transfer
+        from .pipeline import transfer
 
         plan = self.plan(cached, target, rules, storage_options)
         return transfer(tensors.prefix, target, output, rules=rules, strategy=strategy,  # type: ignore[arg-type]

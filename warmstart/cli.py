@@ -93,7 +93,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     if args.no_prefect:
-        from ._transfer import transfer
+        from .pipeline import transfer
 
         report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,
                           overwrite=args.overwrite)

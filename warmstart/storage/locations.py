@@ -17,13 +17,7 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from ..errors import (
-    CorruptCheckpointError,
-    InputNotFoundError,
-    StorageError,
-    UsageError,
-    WarmStartError,
-)
+from ..errors import CorruptCheckpointError, InputNotFoundError, StorageError, UsageError, WarmStartError
 
 __all__ = [
     "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_size", "object_identity", "is_transient",

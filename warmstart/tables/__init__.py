@@ -11,12 +11,7 @@ from .keras_files import load_keras_model, local_file, table_from_keras_file
 from .signature import read_signature_file
 from .table import Variable, VariableTable, read_table, table_from_bundle
 from .targets import signature_of, target_kind
-from .tf_graphs import (
-    parse_meta_graph,
-    table_from_graph,
-    table_from_meta_graph,
-    table_from_meta_graph_bytes,
-)
+from .tf_graphs import parse_meta_graph, table_from_graph, table_from_meta_graph, table_from_meta_graph_bytes
 from .tf_objects import table_from_trackable, trackable_variables
 
 __all__ = [

@@ -9,13 +9,7 @@ from typing import Any, Literal
 
 from ..errors import CorruptCheckpointError
 from ..formats import dtypes
-from ..formats.bundle import (
-    OBJECT_GRAPH_KEY,
-    VALUE_SUFFIX,
-    BundleReader,
-    decode_object_graph,
-    preferred_paths,
-)
+from ..formats.bundle import OBJECT_GRAPH_KEY, VALUE_SUFFIX, BundleReader, decode_object_graph, preferred_paths
 
 __all__ = ["Variable", "VariableTable", "TableKind", "read_table", "table_from_bundle"]
 

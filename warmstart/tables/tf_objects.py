@@ -21,7 +21,7 @@ TrackableKind = Literal["keras", "module"]
 
 def table_from_trackable(obj: Any, origin: str | None = None, kind: TrackableKind | None = None) -> VariableTable:
     """The variables ``tf.train.Checkpoint(model=obj).save(...)`` would write, named as
-    :func:`warmstart.table.read_table` names them in that checkpoint (``model/...``).
+    :func:`warmstart.tables.read_table` names them in that checkpoint (``model/...``).
 
     ``kind`` defaults to ``"keras"`` for Keras layers and models, ``"module"`` otherwise.
     Raises :class:`TargetError` when ``obj`` is an unbuilt Keras model or a variable has no

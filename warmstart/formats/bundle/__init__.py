@@ -2,7 +2,7 @@
 
 The index is an SSTable (``_sstable``) of ``BundleEntryProto`` messages (``_protos``) keyed by
 variable key (slices by ordered code, ``_ordered_code``); tensors are checked with masked CRC32C
-(``_crc``); string tensors carry varint lengths (``_strings``); a TF2 checkpoint adds an object graph
+(``crc``); string tensors carry varint lengths (``_strings``); a TF2 checkpoint adds an object graph
 (``object_graph``). Layout and measured costs: ../shared/FORMAT.md.
 """
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from . import _crc
+from . import checksums
 from ._protos import read_varint, write_varint
 
 __all__ = ["read_table", "TableWriter", "TableFormatError"]
@@ -37,7 +37,7 @@ def _read_block(data: memoryview, offset: int, size: int, what: str) -> memoryvi
     block = data[offset : offset + size]
     block_type = data[offset + size]
     (stored,) = struct.unpack_from("<I", data, offset + size + 1)
-    actual = _crc.mask(_crc.crc32c(bytes(data[offset : offset + size + 1])))
+    actual = checksums.mask(checksums.crc32c(bytes(data[offset : offset + size + 1])))
     if stored != actual:
         raise TableFormatError(f"{what} at byte {offset}: checksum mismatch (stored {stored:#010x}, computed {actual:#010x})")
     if block_type != 0:
@@ -111,7 +111,7 @@ class TableWriter:
     def _write_block(self, contents: bytes) -> bytes:
         handle = write_varint(len(self._out)) + write_varint(len(contents))
         trailer = b"\x00"
-        crc = _crc.mask(_crc.crc32c(contents + trailer))
+        crc = checksums.mask(checksums.crc32c(contents + trailer))
         self._out += contents + trailer + struct.pack("<I", crc)
         return handle
 

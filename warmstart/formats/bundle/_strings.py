@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 
-from . import _crc
+from . import checksums
 from ._protos import read_varint, write_varint
 
 __all__ = ["frame_strings", "string_lengths", "string_entry_crc"]
@@ -21,9 +21,9 @@ def _length_bytes(n: int) -> bytes:
 def frame_strings(items: list[bytes]) -> bytes:
     lengths_crc = 0
     for s in items:
-        lengths_crc = _crc.extend(lengths_crc, _length_bytes(len(s)))
+        lengths_crc = checksums.extend(lengths_crc, _length_bytes(len(s)))
     lengths = b"".join(write_varint(len(s)) for s in items)
-    return lengths + struct.pack("<I", _crc.mask(lengths_crc)) + b"".join(items)
+    return lengths + struct.pack("<I", checksums.mask(lengths_crc)) + b"".join(items)
 
 
 def string_lengths(data: bytes, count: int) -> tuple[list[int], int]:
@@ -42,5 +42,5 @@ def string_entry_crc(data: bytes, count: int) -> int:
     lengths, pos = string_lengths(data, count)
     crc = 0
     for n in lengths:
-        crc = _crc.extend(crc, _length_bytes(n))
-    return _crc.mask(_crc.extend(crc, data[pos:]))
+        crc = checksums.extend(crc, _length_bytes(n))
+    return checksums.mask(checksums.extend(crc, data[pos:]))

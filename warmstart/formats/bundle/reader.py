@@ -16,7 +16,7 @@ import numpy as np
 from ...errors import CorruptCheckpointError, InputNotFoundError
 from ...storage import Location, object_size, read_bytes, read_range, resolve_checkpoint
 from .. import dtypes
-from . import _crc
+from . import checksums
 from ._ordered_code import slice_key
 from ._protos import BundleEntry, BundleHeader, decode_entry, decode_header
 from ._sstable import TableFormatError, read_table
@@ -122,7 +122,7 @@ class BundleReader:
                 f"{loc.url}: tensor {key!r} needs bytes {entry.offset}..{entry.offset + entry.size}, "
                 f"but the file ends after {entry.offset + len(data)} (truncated?)"
             )
-        if _crc.mask(_crc.crc32c(data)) != entry.crc32c and not _string_crc_ok(data, entry):
+        if checksums.mask(checksums.crc32c(data)) != entry.crc32c and not _string_crc_ok(data, entry):
             raise CorruptCheckpointError(f"{loc.url}: tensor {key!r} fails its CRC32C check (data corrupted)")
         return data
 

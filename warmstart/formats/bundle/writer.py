@@ -14,7 +14,7 @@ import numpy as np
 from ...errors import StorageError
 from ...storage import Location, is_transient
 from .. import dtypes
-from . import _crc
+from . import checksums
 from ._ordered_code import slice_key
 from ._protos import BundleEntry, BundleHeader, Slice, encode_entry, encode_header
 from ._sstable import TableWriter
@@ -109,7 +109,7 @@ class BundleWriter:
         key, dtype, shape, start, crc, known = self._open  # type: ignore[misc]
         self._write(chunk)
         if crc is not None:
-            self._open = (key, dtype, shape, start, _crc.extend(crc, chunk), known)
+            self._open = (key, dtype, shape, start, checksums.extend(crc, chunk), known)
 
     def copy_from(self, fd: int, offset: int, size: int, view: memoryview) -> None:
         """Append to the open tensor the ``size`` bytes at ``offset`` of the local file ``fd``, which
@@ -141,7 +141,7 @@ class BundleWriter:
         key, dtype, shape, start, crc, known = self._open  # type: ignore[misc]
         self._open = None
         size = self._offset - start
-        masked = crc32c if crc32c is not None else known if known is not None else _crc.mask(crc)
+        masked = crc32c if crc32c is not None else known if known is not None else checksums.mask(crc)
         entry = BundleEntry(dtypes.by_name(dtype).enum, shape, False, 0, start, size, masked)
         self._entries[key.encode()] = entry
         written = WrittenTensor(key, dtype, shape, size, masked)
@@ -172,7 +172,7 @@ class BundleWriter:
             region = tuple(slice(s, None if n == -1 else s + n) for s, n in extent)
             part = np.ascontiguousarray(value[region])
             data = encode_array(part, dtype)
-            crc = string_entry_crc(data, part.size) if dtype == "string" else _crc.mask(_crc.crc32c(data))
+            crc = string_entry_crc(data, part.size) if dtype == "string" else checksums.mask(checksums.crc32c(data))
             self._entries[slice_key(key, extent)] = BundleEntry(
                 dtypes.by_name(dtype).enum, tuple(part.shape), False, 0, self._offset, len(data), crc)
             self._write(data)

@@ -1,4 +1,10 @@
-"""``transfer``: plan, execute with a strategy, publish the output with its manifest."""
+"""The engine's pipeline: plan, execute with a strategy, publish the output with its manifest.
+
+``transfer`` runs it all; the steps are public too, one call each for the Prefect tasks:
+``check_output_for`` (validate: the output is usable and overlaps no input, before any tensor is
+read), ``choose_strategy``, and ``publish_output`` (upload a staged result). The top of the engine:
+it imports every wing below it (tables, planning, strategies, formats, storage).
+"""
 
 from __future__ import annotations
 
@@ -182,7 +188,7 @@ def _target(target: Any, storage_options) -> tuple[VariableTable, BundleReader |
 def _run_stream(plan, reader, template, target, out: OutputDir, storage_options, chunk_bytes,
                 progress) -> dict[str, Any]:
     from .formats.bundle import BundleWriter
-    from .stream import DEFAULT_CHUNK_BYTES, stream_transfer
+    from .strategies import DEFAULT_CHUNK_BYTES, stream_transfer
 
     if template is None and plan.target.kind != "signature":
         template = BundleReader(target, storage_options)
@@ -202,7 +208,7 @@ def _run_stream(plan, reader, template, target, out: OutputDir, storage_options,
 
 
 def _run_tf(strategy, plan, reader, target, out: OutputDir, storage_options, progress) -> dict[str, Any]:
-    from . import _tf_strategies
+    from .strategies import restore_or_assign
 
     local_out = out.loc.is_local
     with tempfile.TemporaryDirectory(prefix="warmstart-") as workdir:
@@ -210,7 +216,7 @@ def _run_tf(strategy, plan, reader, target, out: OutputDir, storage_options, pro
         # read and write the whole model once more); other outputs are uploaded from the work directory.
         save_dir = out.loc.path if local_out else workdir
         try:
-            result = _tf_strategies.run(strategy, plan, target, reader, workdir, progress=progress,
+            result = restore_or_assign(strategy, plan, target, reader, workdir, progress=progress,
                                         storage_options=storage_options, out_dir=save_dir)
         except BaseException:
             if local_out:

@@ -1,6 +1,6 @@
 """The ``stream`` strategy: checkpoint to checkpoint without building a model or importing TF.
 
-Plain tensors (the common case) go through merged range reads (:mod:`warmstart._ranges`):
+Plain tensors (the common case) go through merged range reads (:mod:`warmstart.storage.ranges`):
 neighbouring tensors share a request, large tensors are read in chunks, a bounded number of
 reads run ahead of the writer, each tensor's CRC is checked on a second thread as its bytes
 pass, and casts are applied chunk by chunk. Memory is bounded by about
@@ -20,17 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CorruptCheckpointError, UsageError
-from .formats import dtypes
-from .formats.bundle import (
-    OBJECT_GRAPH_KEY,
-    BundleReader,
-    BundleWriter,
-    TensorRecord,
-    _crc,
-)
-from .planning import Plan
-from .storage import Block, fetch_blocks, plan_blocks, read_range
+from ..errors import CorruptCheckpointError, UsageError
+from ..formats import dtypes
+from ..formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter, TensorRecord, checksums
+from ..planning import Plan
+from ..storage import Block, fetch_blocks, plan_blocks, read_range
 
 __all__ = ["stream_transfer", "copy_tensor", "copy_tensors", "write_subset", "StreamStats", "DEFAULT_CHUNK_BYTES",
            "DEFAULT_IN_FLIGHT", "DEFAULT_REMOTE_IN_FLIGHT", "DEFAULT_MAX_GAP"]
@@ -91,7 +85,7 @@ def copy_tensors(reader: BundleReader, copies: list[_Copy], writer: BundleWriter
     if in_flight is None:
         in_flight = DEFAULT_IN_FLIGHT if reader.prefix.is_local else DEFAULT_REMOTE_IN_FLIGHT
     if reader.prefix.is_local:
-        from .storage import MappedSource
+        from ..storage import MappedSource
 
         with MappedSource() as mapped:
             _copy_blocks(reader, copies, writer, blocks, stats, in_flight, on_done,
@@ -182,11 +176,11 @@ class _CrcChecker:
             if piece.first:
                 self.crc = 0
             with view[piece.start : piece.start + piece.size] as chunk:
-                self.crc = _crc.extend(self.crc, chunk)
+                self.crc = checksums.extend(self.crc, chunk)
             if piece.last:
                 c = self.copies[piece.tag]  # type: ignore[index]
                 entry = self.reader.records[c.source_key].entry
-                if _crc.mask(self.crc) != entry.crc32c:
+                if checksums.mask(self.crc) != entry.crc32c:
                     loc = self.reader.data_location(entry.shard_id)
                     raise CorruptCheckpointError(
                         f"{loc.url}: tensor {c.source_key!r} fails its CRC32C check (data corrupted)")
@@ -225,7 +219,7 @@ def write_subset(reader: BundleReader, keys: list[str], writer: BundleWriter,
                  chunk_bytes: int = DEFAULT_CHUNK_BYTES, in_flight: int | None = None) -> StreamStats:
     """Copy tensors ``keys`` of ``reader`` under their own keys (partitioned ones as slices): the
     content of a sparse copy of the checkpoint. Raises :class:`InputNotFoundError` for an unknown key."""
-    from .errors import InputNotFoundError
+    from ..errors import InputNotFoundError
 
     missing = [k for k in keys if k not in reader.records]
     if missing:
