@@ -186,7 +186,10 @@ class OutputDir:
         self._written.append(dest)
         # Locally, written aside and renamed into place: a reader (TF's latest_checkpoint) never sees a
         # half-written state file. An object store shows an object only once its upload completes.
-        part = self.loc.child(f".warmstart-{name}.partial") if self.loc.is_local else dest
+        # The marker is the exception: what counts is that it exists, from its creation on (a run
+        # killed while writing it aside would leave only an unrecognised ".partial" behind).
+        aside = self.loc.is_local and name != INCOMPLETE_MARKER
+        part = self.loc.child(f".warmstart-{name}.partial") if aside else dest
         try:
             with self.loc.fs.open(part.path, "w") as f:
                 f.write(text)
