@@ -38,14 +38,8 @@ __all__ = [
     "load_rules",
     "Variable",
     "VariableTable",
-    "WarmStartError",
-    "PlanError",
-    "UsageError",
-    "InputError",
-    "InputNotFoundError",
-    "CorruptCheckpointError",
-    "TargetError",
-    "StorageError",
+    "WarmStartError", "PlanError", "UsageError", "InputError", "InputNotFoundError", "CorruptCheckpointError",
+    "TargetError", "StorageError",
     "__version__",
 ]
 

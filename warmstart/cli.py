@@ -148,6 +148,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.dir)
 
 
+def _source_target(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The SOURCE and TARGET positionals and ``--rules`` that ``plan`` and ``transfer`` share."""
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("--rules", metavar="FILE", help="rules file (YAML or JSON); default: strict rules")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="warmstart",
@@ -167,18 +175,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="where to write it (default: stdout)")
     p.set_defaults(func=cmd_signature)
 
-    p = sub.add_parser("plan", help="validate SOURCE against TARGET and show the plan; reads no tensor data")
-    p.add_argument("source", metavar="SOURCE")
-    p.add_argument("target", metavar="TARGET")
-    p.add_argument("--rules", metavar="FILE", help="rules file (YAML or JSON); default: strict rules")
+    p = _source_target(sub.add_parser("plan", help="validate SOURCE against TARGET and show the plan; reads no "
+                                                   "tensor data"))
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("transfer", help="run the warm-start flow: plan, copy and publish a checkpoint the target loads")
-    p.add_argument("source", metavar="SOURCE")
-    p.add_argument("target", metavar="TARGET")
+    p = _source_target(sub.add_parser("transfer", help="run the warm-start flow: plan, copy and publish a "
+                                                       "checkpoint the target loads"))
     p.add_argument("output", metavar="OUTPUT", help="output directory URL (must be empty, or --overwrite)")
-    p.add_argument("--rules", metavar="FILE", help="rules file (YAML or JSON); default: strict rules")
     p.add_argument("--strategy", choices=["auto", "stream", "restore", "assign"], default="auto")
     p.add_argument("--overwrite", action="store_true", help="replace what a previous run published in OUTPUT")
     p.add_argument("--no-prefect", action="store_true",

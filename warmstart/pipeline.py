@@ -12,13 +12,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import PlanError, UsageError
 from .formats.bundle import BundleReader
 from .planning import Plan, Report, Rules, load_rules, make_plan
 from .storage import (
     CHECKPOINT_NAME,
+    KERAS_WEIGHTS,
     Location,
     OutputDir,
     check_output,
@@ -31,6 +32,9 @@ from .storage import (
     resolve_checkpoint,
 )
 from .tables import VariableTable, signature_of, table_from_bundle, target_kind
+
+if TYPE_CHECKING:
+    from .strategies import TFResult
 
 __all__ = ["transfer", "choose_strategy", "check_output_for", "publish_output", "Strategy"]
 
@@ -87,12 +91,7 @@ def transfer(
     # trace, and no spelling of a path (.., symlinks) lets the output reach an input.
     out_loc = check_output_for(reader, target, output, rules, storage_options, overwrite)
     rules_model = load_rules(rules, storage_options)
-    template = None  # a template checkpoint's reader, opened once for the plan and the copy
-    if plan is None:
-        target_table, template = _target(target, storage_options)
-        plan = make_plan(table_from_bundle(reader), target_table, rules_model)
-    if not plan.ok:
-        raise PlanError(plan.failure_message(), plan)
+    plan, template = _ok_plan(plan, reader, target, rules_model, storage_options)
     chosen = choose_strategy(strategy, plan.target)
     out = OutputDir(out_loc.url, storage_options, overwrite=overwrite)
     try:
@@ -100,26 +99,42 @@ def transfer(
             result = _run_stream(plan, reader, template, target, out, storage_options, chunk_bytes, progress)
         else:
             result = _run_tf(chosen, plan, reader, target, out, storage_options, progress)
-        manifest = manifest_document(
-            source=provenance or {"url": reader.url,
-                                  "index": object_identity(reader.prefix.with_suffix(".index"))},
-            target={"spec": target if isinstance(target, str) else plan.target.origin,
-                    "origin": plan.target.origin, "kind": plan.target.kind},
-            rules=rules_model.model_dump(mode="json"),
-            strategy=chosen,
-            plan=plan.to_json(),
-            tensors=result["tensors"],
-            absent=result["absent"],
-            stats={"bytes_read": result["bytes_read"], "bytes_written": result["bytes_written"],
-                   "seconds": round(time.perf_counter() - started, 3)},
-        )
-        manifest_url = out.commit(manifest)
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        manifest_url = out.commit(_manifest(plan, reader, target, rules_model, chosen, result, provenance))
     except BaseException:
         out.abort()
         raise
     return Report(plan=plan, strategy=chosen, output=out.url, checkpoint=out.prefix.url, manifest=manifest_url,
                   keras_weights=result.get("keras_weights"), bytes_read=result["bytes_read"],
                   bytes_written=result["bytes_written"], seconds=time.perf_counter() - started)
+
+
+def _ok_plan(plan: Plan | None, reader: BundleReader, target: Any, rules: Rules,
+             storage_options) -> tuple[Plan, BundleReader | None]:
+    """The plan (made here unless given) and a template checkpoint's reader, opened once for the plan
+    and the copy; raises :class:`PlanError` when the plan fails."""
+    template = None
+    if plan is None:
+        target_table, template = _target(target, storage_options)
+        plan = make_plan(table_from_bundle(reader), target_table, rules)
+    if not plan.ok:
+        raise PlanError(plan.failure_message(), plan)
+    return plan, template
+
+
+def _manifest(plan: Plan, reader: BundleReader, target: Any, rules: Rules, strategy: str,
+              result: dict[str, Any], provenance: dict[str, Any] | None) -> dict[str, Any]:
+    return manifest_document(
+        source=provenance or {"url": reader.url, "index": object_identity(reader.prefix.with_suffix(".index"))},
+        target={"spec": target if isinstance(target, str) else plan.target.origin,
+                "origin": plan.target.origin, "kind": plan.target.kind},
+        rules=rules.model_dump(mode="json"),
+        strategy=strategy,
+        plan=plan.to_json(),
+        tensors=result["tensors"],
+        absent=result["absent"],
+        stats={k: result[k] for k in ("bytes_read", "bytes_written", "seconds")},
+    )
 
 
 def _tensor_checksums(rows) -> list[dict[str, Any]]:
@@ -222,22 +237,27 @@ def _run_tf(strategy, plan, reader, target, out: OutputDir, storage_options, pro
             if local_out:
                 _remove_tf_output(out)
             raise
-        saved = BundleReader(result.prefix)
-        base = Path(result.prefix).name
-        data_files = sorted(p.name for p in Path(save_dir).glob(base + ".data-*"))
-        if local_out:
-            weights = [Path(result.keras_weights).name] if result.keras_weights else []
-            for name in [*data_files, base + ".index", *weights]:
-                out.record(out.loc.child(name))
-            keras_url = out.loc.child(weights[0]).url if weights else None
-        else:
-            for name in data_files:
-                out.put_file(str(Path(workdir) / name), name.replace(base, CHECKPOINT_NAME, 1))
-            out.put_file(result.prefix + ".index", CHECKPOINT_NAME + ".index")
-            keras_url = out.put_file(result.keras_weights, "model.weights.h5").url if result.keras_weights else None
-        size = sum((Path(save_dir) / n).stat().st_size for n in data_files)
-        return {"tensors": _tensor_checksums(_reader_rows(saved)), "absent": [], "bytes_read": result.bytes_read,
-                "bytes_written": size, "keras_weights": keras_url}
+        keras_url, size = _collect_tf_output(out, result, save_dir, workdir)
+        return {"tensors": _tensor_checksums(_reader_rows(BundleReader(result.prefix))), "absent": [],
+                "bytes_read": result.bytes_read, "bytes_written": size, "keras_weights": keras_url}
+
+
+def _collect_tf_output(out: OutputDir, result: TFResult, save_dir: str, workdir: str) -> tuple[str | None, int]:
+    """Record (local output) or upload (object store) what TF saved; returns the Keras weights' URL and
+    the data files' size."""
+    base = Path(result.prefix).name
+    data_files = sorted(p.name for p in Path(save_dir).glob(base + ".data-*"))
+    weights = [Path(result.keras_weights).name] if result.keras_weights else []
+    if out.loc.is_local:
+        for name in [*data_files, base + ".index", *weights]:
+            out.record(out.loc.child(name))
+        keras_url = out.loc.child(weights[0]).url if weights else None
+    else:
+        for name in data_files:
+            out.put_file(str(Path(workdir) / name), name.replace(base, CHECKPOINT_NAME, 1))
+        out.put_file(result.prefix + ".index", CHECKPOINT_NAME + ".index")
+        keras_url = out.put_file(result.keras_weights, KERAS_WEIGHTS).url if result.keras_weights else None
+    return keras_url, sum((Path(save_dir) / n).stat().st_size for n in data_files)
 
 
 def _remove_tf_output(out: OutputDir) -> None:

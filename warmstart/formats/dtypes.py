@@ -38,35 +38,18 @@ class DType:
         return "float"
 
 
-_TABLE = [
-    DType(1, "float32", np.dtype(np.float32)),
-    DType(2, "float64", np.dtype(np.float64)),
-    DType(3, "int32", np.dtype(np.int32)),
-    DType(4, "uint8", np.dtype(np.uint8)),
-    DType(5, "int16", np.dtype(np.int16)),
-    DType(6, "int8", np.dtype(np.int8)),
-    DType(7, "string", None),
-    DType(8, "complex64", np.dtype(np.complex64)),
-    DType(9, "int64", np.dtype(np.int64)),
-    DType(10, "bool", np.dtype(np.bool_)),
-    DType(11, "qint8", np.dtype(np.int8)),
-    DType(12, "quint8", np.dtype(np.uint8)),
-    DType(13, "qint32", np.dtype(np.int32)),
-    DType(14, "bfloat16", np.dtype(ml_dtypes.bfloat16)),
-    DType(15, "qint16", np.dtype(np.int16)),
-    DType(16, "quint16", np.dtype(np.uint16)),
-    DType(17, "uint16", np.dtype(np.uint16)),
-    DType(18, "complex128", np.dtype(np.complex128)),
-    DType(19, "float16", np.dtype(np.float16)),
-    DType(20, "resource", None),
-    DType(21, "variant", None),
-    DType(22, "uint32", np.dtype(np.uint32)),
-    DType(23, "uint64", np.dtype(np.uint64)),
-    DType(24, "float8_e5m2", np.dtype(ml_dtypes.float8_e5m2)),
-    DType(25, "float8_e4m3fn", np.dtype(ml_dtypes.float8_e4m3fn)),
-    DType(29, "int4", np.dtype(ml_dtypes.int4)),
-    DType(30, "uint4", np.dtype(ml_dtypes.uint4)),
-]
+# TF's DataType enum values (tensorflow/core/framework/types.proto), their names, and the NumPy type of
+# their little-endian bytes (None: not fixed-width). Quantized types store plain integers.
+_TABLE = [DType(enum, name, None if numpy is None else np.dtype(numpy)) for enum, name, numpy in (
+    (1, "float32", np.float32), (2, "float64", np.float64), (3, "int32", np.int32), (4, "uint8", np.uint8),
+    (5, "int16", np.int16), (6, "int8", np.int8), (7, "string", None), (8, "complex64", np.complex64),
+    (9, "int64", np.int64), (10, "bool", np.bool_), (11, "qint8", np.int8), (12, "quint8", np.uint8),
+    (13, "qint32", np.int32), (14, "bfloat16", ml_dtypes.bfloat16), (15, "qint16", np.int16),
+    (16, "quint16", np.uint16), (17, "uint16", np.uint16), (18, "complex128", np.complex128),
+    (19, "float16", np.float16), (20, "resource", None), (21, "variant", None), (22, "uint32", np.uint32),
+    (23, "uint64", np.uint64), (24, "float8_e5m2", ml_dtypes.float8_e5m2),
+    (25, "float8_e4m3fn", ml_dtypes.float8_e4m3fn), (29, "int4", ml_dtypes.int4), (30, "uint4", ml_dtypes.uint4),
+)]
 _BY_ENUM = {d.enum: d for d in _TABLE}
 _BY_NAME = {d.name: d for d in _TABLE}
 # Names TF and NumPy also use for the same types.

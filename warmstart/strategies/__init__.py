@@ -3,7 +3,7 @@
 ``stream`` copies checkpoint bytes to checkpoint bytes without TensorFlow (ranged reads, CRCs
 checked, memory bounded by a chunk). ``restore_assign`` builds the target with TensorFlow and fills
 it: TF1 graphs in ``tf1`` (over the graph primitives of ``tf1_graphs``), Keras models and
-``tf.Module``\\s in ``tf2``, both over ``tf_common``. ``live`` copies between live sessions or models.
+``tf.Module`` objects in ``tf2``, both over ``tf_common``. ``live`` copies between live sessions or models.
 """
 
 from .live import copy_variables, copy_weights

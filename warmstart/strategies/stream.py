@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import CorruptCheckpointError, UsageError
 from ..formats import dtypes
 from ..formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter, TensorRecord, checksums
-from ..planning import Plan
+from ..planning import Plan, PlanEntry
 from ..storage import Block, fetch_blocks, plan_blocks, read_range
 
 __all__ = ["stream_transfer", "copy_tensor", "copy_tensors", "write_subset", "StreamStats", "DEFAULT_CHUNK_BYTES",
@@ -131,24 +131,7 @@ def _copy_blocks(reader, copies, writer, blocks, stats, in_flight, on_done, read
                 mapped = not isinstance(data, bytes)
                 view = data.view if mapped else memoryview(data)
                 pending.append((block, data, crc_pool.submit(checker.check, block, view)))
-                for piece in block.pieces:
-                    c = copies[piece.tag]  # type: ignore[index]
-                    record = reader.records[c.source_key]
-                    same = c.out_dtype == record.dtype
-                    if piece.first:
-                        # An unchanged copy is written with the source's CRC (checked by the checker);
-                        # a cast's CRC is computed by the writer over the cast bytes.
-                        writer.begin(c.out_key, c.out_dtype, record.shape,
-                                     crc32c=record.entry.crc32c if same else None)
-                    with view[piece.start : piece.start + piece.size] as chunk:
-                        if not same:
-                            writer.write(_cast_bytes(chunk, record.dtype, c.out_dtype))
-                        elif mapped:
-                            writer.copy_from(data.fd, block.start + piece.start, piece.size, chunk)
-                        else:
-                            writer.write(chunk)
-                    if piece.last:
-                        writer.end()
+                _write_pieces(block, data, view, reader, copies, writer)
                 if mapped:  # unmapping takes time too: on the checker's thread, after its check
                     crc_pool.submit(_close, data)
                 while len(pending) > 1:
@@ -161,6 +144,29 @@ def _copy_blocks(reader, copies, writer, blocks, stats, in_flight, on_done, read
             crc_pool.shutdown(wait=True)
             for _, data, _ in pending:
                 _close(data)
+
+
+def _write_pieces(block: Block, data, view: memoryview, reader: BundleReader, copies: list[_Copy],
+                  writer: BundleWriter) -> None:
+    """Write the pieces of one block: a mapped block by kernel copy, a cast converted, others as is."""
+    mapped = not isinstance(data, bytes)
+    for piece in block.pieces:
+        c = copies[piece.tag]  # type: ignore[index]
+        record = reader.records[c.source_key]
+        same = c.out_dtype == record.dtype
+        if piece.first:
+            # An unchanged copy is written with the source's CRC (checked by the checker);
+            # a cast's CRC is computed by the writer over the cast bytes.
+            writer.begin(c.out_key, c.out_dtype, record.shape, crc32c=record.entry.crc32c if same else None)
+        with view[piece.start : piece.start + piece.size] as chunk:
+            if not same:
+                writer.write(_cast_bytes(chunk, record.dtype, c.out_dtype))
+            elif mapped:
+                writer.copy_from(data.fd, block.start + piece.start, piece.size, chunk)
+            else:
+                writer.write(chunk)
+        if piece.last:
+            writer.end()
 
 
 class _CrcChecker:
@@ -262,6 +268,23 @@ def stream_transfer(plan: Plan, source: BundleReader, template: BundleReader | N
             progress(done, total, label)
 
     # 1. From the source: plain tensors through merged range reads; the rest one by one.
+    _copy_planned(moved, source, template, writer, chunk_bytes, stats, in_flight, finished)
+    # 2. Initial values from the template, and a TF2 template's object graph.
+    kept = [e for e in plan.entries if e.action not in ("copy", "cast")]
+    if template is None:
+        stats.absent = tuple(sorted(e.target for e in kept))
+        return stats
+    keys = [e.target_key for e in kept] + ([OBJECT_GRAPH_KEY] if OBJECT_GRAPH_KEY in template.records else [])
+    from_template = write_subset(template, keys, writer, chunk_bytes, in_flight)
+    stats.bytes_read += from_template.bytes_read
+    stats.requests += from_template.requests
+    return stats
+
+
+def _copy_planned(moved: list[PlanEntry], source: BundleReader, template: BundleReader | None,
+                  writer: BundleWriter, chunk_bytes: int, stats: StreamStats, in_flight: int | None,
+                  finished: Callable[[str, int], None]) -> None:
+    """Write the copy and cast entries from ``source``, laid out as the template stores them."""
     plain, other = [], []
     for e in moved:
         record = source.records[e.source_key]
@@ -279,21 +302,6 @@ def stream_transfer(plan: Plan, source: BundleReader, template: BundleReader | N
         else:
             copy_tensor(source, e.source_key, e.target_key, writer, sliced, chunk_bytes, stats)
         finished(e.target, record.stored_bytes)
-
-    # 2. Initial values from the template, and a TF2 template's object graph.
-    kept = [e for e in plan.entries if e.action not in ("copy", "cast")]
-    if template is None:
-        stats.absent = tuple(sorted(e.target for e in kept))
-        return stats
-    keys = [e.target_key for e in kept] + ([OBJECT_GRAPH_KEY] if OBJECT_GRAPH_KEY in template.records else [])
-    plain_keys = [k for k in keys if _is_plain(template.records[k])]
-    copy_tensors(template, [_Copy(k, k, template.records[k].dtype, k) for k in plain_keys], writer, chunk_bytes,
-                 stats, in_flight)
-    plain_set = set(plain_keys)  # membership in the list would be quadratic in the number of tensors
-    for k in keys:
-        if k not in plain_set:
-            copy_tensor(template, k, k, writer, _template_slices(template, k), chunk_bytes, stats)
-    return stats
 
 
 def _template_slices(template: BundleReader | None, key: str):

@@ -41,6 +41,7 @@ from .tf_common import (
     local_checkpoint_copy,
     local_source_prefix,
     source_sizes,
+    target_url,
     tf_call,
 )
 
@@ -141,13 +142,7 @@ def _build_tf1_target(plan: Plan, target: Any, storage_options) -> _Tf1Target:
     if isinstance(target, tf.Graph):
         check_not_finalized(target, "the target graph")
         return _Tf1Target(target, tf.compat.v1.Session(graph=target), True, "initializers", what="the target graph")
-    if hasattr(target, "__fspath__"):
-        target = str(target)
-    if not isinstance(target, str):
-        raise UsageError(
-            f"a {plan.target.kind} plan needs a .meta, template checkpoint or py: builder target, or a live tf.Graph "
-            f"or Session; received a {type(target).__name__}"
-        )
+    target = target_url(target, plan, "a .meta, template checkpoint or py: builder target, or a live tf.Graph or Session")
     kind = target_kind(target)
     if kind == "meta-graph":
         loc = storage.resolve(target, storage_options)

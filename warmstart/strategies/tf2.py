@@ -22,6 +22,7 @@ from .tf_common import (
     check_built,
     local_source_prefix,
     source_sizes,
+    target_url,
     target_value,
     tf_call,
 )
@@ -82,13 +83,7 @@ def _build_tf2_target(plan: Plan, target: Any, storage_options) -> tuple[Any, st
 
     if isinstance(target, (keras.Layer, tf.Module)):
         return target, plan.target.origin
-    if hasattr(target, "__fspath__"):
-        target = str(target)
-    if not isinstance(target, str):
-        raise UsageError(
-            f"a {plan.target.kind} plan needs a .keras or py: builder target, or a live Keras model or tf.Module; "
-            f"received a {type(target).__name__}"
-        )
+    target = target_url(target, plan, "a .keras or py: builder target, or a live Keras model or tf.Module")
     kind = target_kind(target)
     if kind == "keras":
         loc = storage.resolve(target, storage_options)

@@ -192,3 +192,11 @@ def value_nbytes(value: np.ndarray) -> int:
         return sum(len(x) for x in value.flat)
     return int(value.nbytes)
 
+
+def target_url(target: Any, plan: Plan, accepted: str) -> str:
+    """``target`` as a URL string (paths too); raises :class:`UsageError` naming what ``plan`` accepts."""
+    if hasattr(target, "__fspath__"):
+        target = str(target)
+    if not isinstance(target, str):
+        raise UsageError(f"a {plan.target.kind} plan needs {accepted}; received a {type(target).__name__}")
+    return target

@@ -1,4 +1,4 @@
-"""Variable tables of TF1 graphs: MetaGraph files (``*.meta``, binary or text) and live ``tf.Graph``\s.
+"""Variable tables of TF1 graphs: MetaGraph files (``*.meta``, binary or text) and live ``tf.Graph`` objects.
 
 The variables a default ``tf.compat.v1.train.Saver()`` saves (the ``variables`` collection), named
 and keyed as the Saver stores them; a partitioned variable is one logical variable with its full

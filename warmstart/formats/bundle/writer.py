@@ -30,6 +30,9 @@ WRITE_BLOCK_BYTES = 16 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class WrittenTensor:
+    """What the writer put in its data file for one key (the manifest's per-tensor row): ``size`` stored
+    bytes and the masked CRC32C the index records."""
+
     key: str
     dtype: str
     shape: tuple[int, ...]
