@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -49,6 +50,35 @@ def test_fetch_yields_in_order_with_bounded_reads_in_flight():
     got = [data[0] for _, data in fetch_blocks(blocks, read, in_flight=3)]
     assert got == list(range(20))
     assert peak <= 3
+
+
+def _tracking_reader(sizes_in_flight: list[int]):
+    """A read() that records the bytes outstanding each time one starts; it waits a little so that
+    reads really overlap."""
+    active, lock = [], threading.Lock()
+
+    def read(block):
+        with lock:
+            active.append(block.size)
+            sizes_in_flight.append(sum(active))
+        time.sleep(0.002)
+        with lock:
+            active.remove(block.size)
+        return b"\0" * block.size
+
+    return read
+
+
+def test_fetch_reads_many_small_blocks_at_once_within_a_byte_budget():
+    # 200 small blocks and 4 large ones: small ones go 32 at a time, large ones one by one, and the
+    # bytes outstanding never exceed the budget (one read always goes, even a larger one).
+    requests = [(i, 0, i * 10_000, 100) for i in range(200)] + [(1000 + i, 1, i * 1000, 1000) for i in range(4)]
+    blocks = plan_blocks(requests, max_block=1000, max_gap=0)
+    seen: list[int] = []
+    got = list(fetch_blocks(blocks, _tracking_reader(seen), in_flight=32, max_bytes=1000))
+    assert [b.start for b, _ in got] == [b.start for b in blocks]
+    assert max(seen) <= 1000
+    assert max(seen) >= 500  # several small reads were outstanding together
 
 
 def test_fetch_raises_the_first_read_error():

@@ -27,7 +27,7 @@ from ..planning import Plan, PlanEntry
 from ..storage import Block, fetch_blocks, plan_blocks, read_range
 
 __all__ = ["stream_transfer", "copy_tensor", "copy_tensors", "write_subset", "StreamStats", "DEFAULT_CHUNK_BYTES",
-           "DEFAULT_IN_FLIGHT", "DEFAULT_REMOTE_IN_FLIGHT", "DEFAULT_MAX_GAP"]
+           "DEFAULT_IN_FLIGHT", "DEFAULT_REMOTE_IN_FLIGHT", "MAX_REMOTE_REQUESTS", "DEFAULT_MAX_GAP"]
 
 DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024  # ranged reads of 8-16 MiB suit object stores (shared/FORMAT.md)
 DEFAULT_IN_FLIGHT = 4  # local sources: blocks are mapped (MAP_POPULATE) ahead of the copy
@@ -35,6 +35,10 @@ DEFAULT_IN_FLIGHT = 4  # local sources: blocks are mapped (MAP_POPULATE) ahead o
 # body's chunks). 10% of 1 GiB from the moto server, 8 MiB blocks: peak RSS 153 MiB with 4 in flight,
 # 129 MiB with 3, 121 MiB with 2, same wall time (74 MiB is the process after importing s3fs).
 DEFAULT_REMOTE_IN_FLIGHT = 3
+# ... counted in bytes (3 blocks' worth), so that many small blocks may be read at once: each request
+# is a round trip, and a sparse selection of small tensors is all requests (measured against fsspec's
+# cat_ranges in benchmarks/RANGES.md).
+MAX_REMOTE_REQUESTS = 32
 DEFAULT_MAX_GAP = 4096  # unselected bytes read to save a request; small, so partial reads stay near 1.0x
 
 Progress = Callable[[int, int, str], None]
@@ -82,16 +86,16 @@ def copy_tensors(reader: BundleReader, copies: list[_Copy], writer: BundleWriter
         reader.check_in_files(c.source_key, [entry])  # before any block is planned, mapped or read
         requests.append((i, entry.shard_id, entry.offset, entry.size))
     blocks = plan_blocks(requests, max_block=_aligned(chunk_bytes), max_gap=max_gap)
-    if in_flight is None:
-        in_flight = DEFAULT_IN_FLIGHT if reader.prefix.is_local else DEFAULT_REMOTE_IN_FLIGHT
     if reader.prefix.is_local:
         from ..storage import MappedSource
 
         with MappedSource() as mapped:
-            _copy_blocks(reader, copies, writer, blocks, stats, in_flight, on_done,
+            _copy_blocks(reader, copies, writer, blocks, stats, (in_flight or DEFAULT_IN_FLIGHT, None), on_done,
                          lambda block: mapped.block(reader.data_location(block.shard), block.start, block.end))
     else:
-        _copy_blocks(reader, copies, writer, blocks, stats, in_flight, on_done, lambda block: _read_block(reader, block))
+        budget = (in_flight or DEFAULT_REMOTE_IN_FLIGHT) * _aligned(chunk_bytes)
+        _copy_blocks(reader, copies, writer, blocks, stats, (MAX_REMOTE_REQUESTS, budget), on_done,
+                     lambda block: _read_block(reader, block))
 
 
 def _read_block(reader: BundleReader, block: Block) -> bytes:
@@ -102,8 +106,9 @@ def _read_block(reader: BundleReader, block: Block) -> bytes:
     return data
 
 
-def _copy_blocks(reader, copies, writer, blocks, stats, in_flight, on_done, read) -> None:
-    """Write the blocks' pieces in order while one thread checks their CRCs, also in order.
+def _copy_blocks(reader, copies, writer, blocks, stats, read_ahead: tuple[int, int | None], on_done, read) -> None:
+    """Write the blocks' pieces in order while one thread checks their CRCs, also in order;
+    ``read_ahead`` bounds the reads outstanding (count, bytes: :func:`fetch_blocks`).
 
     Writing (a kernel copy, or a write into the output's buffer) and checking the CRC take about
     0.3 s and 0.1 s per GiB here: done one after the other they add up, on two threads they
@@ -125,7 +130,7 @@ def _copy_blocks(reader, copies, writer, blocks, stats, in_flight, on_done, read
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warmstart-crc") as crc_pool:
         try:
-            for block, data in fetch_blocks(blocks, lambda block: read(block) if block.size else b"", in_flight):
+            for block, data in fetch_blocks(blocks, lambda block: read(block) if block.size else b"", *read_ahead):
                 stats.bytes_read += len(data)
                 stats.requests += 1 if block.size else 0
                 mapped = not isinstance(data, bytes)
