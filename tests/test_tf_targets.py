@@ -21,6 +21,7 @@ from warmstart.errors import InputNotFoundError, TargetError, UsageError  # noqa
 from warmstart.tables import (  # noqa: E402
     read_table,  # noqa: E402
     table_from_builder,
+    trackable_variables,
     table_from_graph,
     table_from_keras_file,
     table_from_meta_graph,
@@ -164,11 +165,17 @@ def sequential_model():
     )
 
 
+def by_object_path(table):
+    """A Keras table's variables by their object path (``alias``): what a TF2 checkpoint names them."""
+    return {v.alias or v.name: v for v in table.variables}
+
+
 def assert_matches_checkpoint(table, saved):
-    """Same names, shapes, dtypes and the checkpoint's real keys."""
-    assert set(table) == set(saved)
+    """The same variables as the checkpoint (by object path), with its shapes, dtypes and real keys."""
+    mine = by_object_path(table)
+    assert set(mine) == set(saved)
     for name, v in saved.items():
-        assert (table[name].shape, table[name].dtype, table[name].key) == (v.shape, v.dtype, v.key), name
+        assert (mine[name].shape, mine[name].dtype, mine[name].key) == (v.shape, v.dtype, v.key), name
 
 
 @pytest.mark.parametrize("build", [functional_model, sequential_model])
@@ -177,8 +184,11 @@ def test_keras_model_names_and_keys_match_its_checkpoint(build, tmp_path):
     table = table_from_trackable(model)
     assert table.kind == "keras" and table.origin == f"keras:{model.name}"
     assert_matches_checkpoint(table, checkpoint_table(tmp_path / "ckpt", model=model))
-    # Without an optimizer the first-found path TF keys by is also the preferred name.
-    assert all(v.key == v.name + "/.ATTRIBUTES/VARIABLE_VALUE" for v in table.variables)
+    # Names are Keras' own variable paths (layer names), never list positions; without an optimizer
+    # the first-found path TF keys by is also the object path kept as alias.
+    # (a Sequential's or subclassed model's paths begin with the model's own name, which is left out)
+    assert all(variable.path in (name, f"{model.name}/{name}") for name, variable in trackable_variables(model).items())
+    assert all(v.key == v.alias + "/.ATTRIBUTES/VARIABLE_VALUE" for v in table.variables)
 
 
 @pytest.fixture(scope="module")
@@ -197,13 +207,13 @@ def test_fresh_model_names_match_a_checkpoint_saved_with_adam(trained):
     model_part = {n: v for n, v in saved.items() if n.startswith("model/")}
     # TF's own keys put the trainable weights under the optimizer; the names do not.
     assert any(v.key.startswith("optimizer/") for v in model_part.values())
-    table = table_from_trackable(functional_model())
+    table = by_object_path(table_from_trackable(functional_model()))
     assert {n: (v.shape, v.dtype) for n, v in table.items()} == {n: (v.shape, v.dtype) for n, v in model_part.items()}
 
 
 def test_trained_model_names_the_same_weights_as_its_checkpoint(trained):
     model, saved = trained
-    table = table_from_trackable(model)
+    table = by_object_path(table_from_trackable(model))
     weights = {n: (v.shape, v.dtype) for n, v in table.items() if not n.startswith("model/optimizer/")}
     assert weights == {n: (v.shape, v.dtype) for n, v in saved.items() if n.startswith("model/")}
 
@@ -364,7 +374,10 @@ def test_builder_returning_each_accepted_kind(builders_module):
     graph = table_from_builder(f"py:{builders_module}:graph")
     assert (graph.kind, list(graph), graph.origin) == ("tf1-graph", ["w"], f"py:{builders_module}:graph")
     model = table_from_builder(f"py:{builders_module}:model")
-    assert model.kind == "keras" and set(model) == {"model/_operations/1/_kernel", "model/_operations/1/bias"}
+    # an unnamed Dense: Keras counts its name (dense, dense_1, ...), so the names are flagged positional
+    assert model.kind == "keras" and {v.alias for v in model.variables} == {"model/_operations/1/_kernel",
+                                                                             "model/_operations/1/bias"}
+    assert all(v.positional and v.name.startswith("dense") for v in model.variables)
     module = table_from_builder(f"py:{builders_module}:module")
     assert (module.kind, list(module)) == ("module", ["model/v"])
 

@@ -17,6 +17,7 @@ from .errors import (
     PlanError,
     StorageError,
     TargetError,
+    UnsupportedFormatError,
     UsageError,
     WarmStartError,
 )
@@ -39,7 +40,7 @@ __all__ = [
     "Variable",
     "VariableTable",
     "WarmStartError", "PlanError", "UsageError", "InputError", "InputNotFoundError", "CorruptCheckpointError",
-    "TargetError", "StorageError",
+    "TargetError", "StorageError", "UnsupportedFormatError",
     "__version__",
 ]
 

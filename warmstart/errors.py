@@ -15,6 +15,7 @@ __all__ = [
     "CorruptCheckpointError",
     "TargetError",
     "StorageError",
+    "UnsupportedFormatError",
 ]
 
 
@@ -55,6 +56,11 @@ class InputNotFoundError(InputError, FileNotFoundError):
 
 class CorruptCheckpointError(InputError, ValueError):
     """A checkpoint file exists but its contents are not a valid tensor bundle."""
+
+
+class UnsupportedFormatError(InputError, ValueError):
+    """An input exists but is a kind of file warmstart cannot read there (a Keras file given as a
+    source, a MetaGraph given as a source); the message says what it is and what is supported."""
 
 
 class TargetError(InputError, ValueError):

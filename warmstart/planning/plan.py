@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..formats.dtypes import is_value_preserving_cast
-from ..tables import Variable, VariableTable
+from ..tables import Variable, VariableTable, has_list_index
 from .rules import Rules
 
 __all__ = ["Action", "PlanEntry", "Plan", "make_plan", "TRANSFERRED"]
@@ -41,9 +41,10 @@ class PlanEntry:
     target_key: str = ""
     source_key: str | None = None
     num_elements: int = 0
+    positional: bool = False  # the match rests on position in the source or the target (see Variable)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "target": self.target,
             "source": self.source,
             "action": self.action,
@@ -55,6 +56,9 @@ class PlanEntry:
             "target_key": self.target_key,
             "source_key": self.source_key,
         }
+        if self.positional:
+            out["positional"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,12 @@ class Plan:
             total += src.nbytes or 0
         return total
 
+    @property
+    def positional(self) -> tuple[PlanEntry, ...]:
+        """Transferred entries whose match rests on position: right only if no layer was inserted or
+        removed before them. Name the layers (or give the source's structure) to match by name."""
+        return tuple(e for e in self.transferred if e.positional)
+
     def problems(self) -> list[str]:
         """Every reason the plan fails, one line each."""
         out = [f"target {e.target!r}: {e.reason}" for e in self.entries if e.action == "error"]
@@ -102,7 +112,8 @@ class Plan:
         return (
             f"{len(self.entries)} target variables: {c['copy']} copy, {c['cast']} cast, {c['init']} init, "
             f"{c['skip']} skip, {c['error']} error; {len(self.unused_source)} source variables unused; "
-            f"coverage {self.coverage:.1%}"
+            f"coverage {self.coverage:.1%}" + (f"; {len(self.positional)} matched by position, not by name"
+                                               if self.positional else "")
         )
 
     def failure_message(self) -> str:
@@ -122,6 +133,7 @@ class Plan:
             "unused_source": list(self.unused_source),
             "errors": self.problems(),
             "counts": dict(self.counts),
+            "positional": len(self.positional),
             "coverage": self.coverage,
             "transferred_bytes": self.transferred_bytes,
             "rules": self.rules.model_dump(mode="json"),
@@ -170,12 +182,13 @@ class _Matcher:
                 hit = True
         return hit
 
-    def source_name(self, name: str) -> tuple[str | None, int | None]:
-        """(source name or None, index of the rename rule used or None)."""
+    def source_name(self, name: str, record: bool = True) -> tuple[str | None, int | None]:
+        """(source name or None, index of the rename rule used or None); ``record``: count the rule as used."""
         for i, (_, rx, template) in enumerate(self.rename):
             m = rx.fullmatch(name)
             if m:
-                self.used.add(("rename", i))
+                if record:
+                    self.used.add(("rename", i))
                 return (None if template is None else m.expand(template)), i
         return name, None
 
@@ -208,10 +221,15 @@ def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matche
     via = "" if rule is None else f" (via rename[{rule}])"
     if source_name is None:
         return PlanEntry(source=None, action="init", reason=f"rename[{rule}] maps it to null", **base)
-    s = source.get(source_name)
+    s = source.find(source_name)
+    if s is None and t.alias is not None:
+        source_name, rule, s = _by_alias(t, source, matcher, source_name, rule)
+        if s is not None:
+            via = f" (via its object path {t.alias!r}" + ("" if rule is None else f" and rename[{rule}]") + ")"
     if s is None:
         return _missing(t, source_name, via, source, rules, base)
-    found = dict(source=source_name, source_shape=s.shape, source_dtype=s.dtype, source_key=s.key)
+    found = dict(source=s.name, source_shape=s.shape, source_dtype=s.dtype, source_key=s.key,
+                 positional=s.positional or t.positional or (s.name != source_name and has_list_index(source_name)))
     if not _shapes_compatible(s.shape, t.shape):
         action = "skip" if rules.on_shape_mismatch == "skip" else "error"
         reason = f"shape {list(s.shape)} in the source{via}, {list(t.shape)} in the target"
@@ -219,9 +237,31 @@ def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matche
             reason += " (on_shape_mismatch: skip keeps the initial value)"
         return PlanEntry(action=action, reason=reason, **found, **base)
     if s.dtype == t.dtype:
-        reason = "same name" if rule is None else f"renamed by rename[{rule}]"
+        reason = _copy_reason(t, s, source_name, rule, found["positional"])
         return PlanEntry(action="copy", reason=reason, num_elements=s.num_elements or 0, **found, **base)
     return _dtype_mismatch(t, s, via, rules, found, base)
+
+
+def _copy_reason(t: Variable, s: Variable, looked_up: str, rule: int | None, positional: bool) -> str:
+    by_path = looked_up != s.name or (t.alias is not None and looked_up == t.alias)
+    reason = ("same name" if rule is None else f"renamed by rename[{rule}]") if not by_path else (
+        "same object path" if rule is None else f"object path renamed by rename[{rule}]")
+    return reason + (" (by position: a list index or a counted layer name)" if positional else "")
+
+
+def _by_alias(t: Variable, source: VariableTable, matcher: _Matcher, name: str, rule: int | None):
+    """(source name, rename rule, source variable) through the target's object path: how a Keras
+    variable named by its layers finds its value in a TF2 checkpoint, which has object paths only.
+    Without a match, the layer-path lookup stands (and is what the error names)."""
+    alias_name, alias_rule = matcher.source_name(t.alias, record=False)  # type: ignore[arg-type]
+    # The same object path in a source that has layer names too is a match by position, and never
+    # made (a layer inserted before it would shift it); a rename rule written for object paths is.
+    lookup = source.get if alias_rule is None else source.find
+    s = None if alias_name is None else lookup(alias_name)
+    if s is None:
+        return name, rule, None
+    matcher.source_name(t.alias)  # type: ignore[arg-type]  # now the rule counts as used
+    return alias_name, alias_rule, s
 
 
 def _missing(t, source_name, via, source, rules, base) -> PlanEntry:

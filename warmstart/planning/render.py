@@ -67,5 +67,10 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
         console.print(f"unused source variables ({len(plan.unused_source)}): {shown}{more}")
     for problem in plan.rule_errors:
         console.print(f"[bold red]rule error:[/] {problem}")
+    if plan.positional:
+        console.print(f"[yellow]warning:[/] {len(plan.positional)} variable(s) matched by position, not by name "
+                      f"(e.g. {plan.positional[0].target!r} <- {plan.positional[0].source!r}): right only if no "
+                      "layer was inserted or removed before them. Name the layers, or plan from a source that has "
+                      "layer names (its .keras file or builder)")
     status = "[green]ok[/]" if plan.ok else "[bold red]failed[/]"
     console.print(f"{plan.summary()}; {human_bytes(plan.transferred_bytes)} to copy; status {status}")

@@ -12,7 +12,7 @@ from ..errors import PlanError, UsageError
 from ..planning import Report, Rules, load_rules, make_plan
 from ..tables import table_from_graph, table_from_trackable, trackable_variables
 from .tf1_graphs import GraphAssigner, check_not_finalized, check_open, graph_variables, read_graph_values
-from .tf_common import BATCH_BYTES, batches, cast_value, overlaps, tf_call, value_nbytes
+from .tf_common import BATCH_BYTES, batches, cast_value, finalize_derived_state, overlaps, tf_call, value_nbytes
 
 __all__ = ['copy_variables', 'copy_weights']
 
@@ -99,5 +99,6 @@ def copy_weights(src_model: Any, dst_model: Any, rules: Rules | dict[str, Any] |
     for e, value in zip(entries, values):
         bytes_read += value_nbytes(value)
         dst_vars[e.target].assign(cast_value(value, e))
+    finalize_derived_state(dst_model)
     return Report(plan=plan, strategy="assign", bytes_read=bytes_read)
 

@@ -20,6 +20,7 @@ from .tf_common import (
     batches,
     by_source,
     check_built,
+    finalize_derived_state,
     local_source_prefix,
     source_sizes,
     target_url,
@@ -63,6 +64,7 @@ def run_tf2(strategy, plan: Plan, target: Any, source: BundleReader, workdir: st
     for e in pending:
         variables[e.target].assign(target_value(source, e))
         tracker.advance(e)
+    finalize_derived_state(obj)  # a live target is used as it is afterwards
     prefix_out = os.path.join(out_dir, CHECKPOINT_NAME)
     checkpoint = tf.train.Checkpoint(model=obj)
     # write() alone leaves save_counter out, and Checkpoint(model=m).restore(...) then reports it

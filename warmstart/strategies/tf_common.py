@@ -17,7 +17,7 @@ from ..errors import CorruptCheckpointError, InputError, InputNotFoundError, Tar
 from ..formats import dtypes
 from ..formats.bundle import BundleReader, BundleWriter
 from ..planning import Plan, PlanEntry
-from ..tables import VariableTable
+from ..tables import VariableTable, stateful_layers
 from .stream import write_subset
 
 __all__ = ["BATCH_BYTES", "Progress", "TFResult", "UninitializedVariableError", "ProgressTracker", "batches", "target_value", "cast_value", "local_source_prefix", "check_built", "local_checkpoint_copy", "by_source", "source_sizes", "tf_call", "overlaps", "value_nbytes"]
@@ -200,3 +200,11 @@ def target_url(target: Any, plan: Plan, accepted: str) -> str:
     if not isinstance(target, str):
         raise UsageError(f"a {plan.target.kind} plan needs {accepted}; received a {type(target).__name__}")
     return target
+
+
+def finalize_derived_state(obj: Any) -> None:
+    """After variables of a Keras model were assigned: let layers recompute what they derive from
+    them (Normalization's mean and variance), as ``model.load_weights`` does; else the model keeps
+    computing with the old values."""
+    for layer in stateful_layers(obj):
+        layer.finalize_state()

@@ -32,6 +32,8 @@ def read_signature_file(url: str, storage_options: dict[str, Any] | None = None)
                 shape=tuple(None if d is None else int(d) for d in v["shape"]),
                 dtype=str(v["dtype"]),
                 key=str(v.get("key", v["name"])),
+                alias=None if v.get("alias") is None else str(v["alias"]),
+                positional=bool(v.get("positional", False)),
             )
             for v in doc["variables"]
         ]

@@ -5,15 +5,18 @@ and keyed by the checkpoint key TF itself would write. TensorFlow is imported in
 
 from __future__ import annotations
 
+import re
 from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import TargetError
 from ..formats.bundle import VALUE_SUFFIX, escape, preferred_paths
-from .table import Variable, VariableTable
+from .table import Variable, VariableTable, has_list_index
 from .tf_graphs import dtype_name
 
-__all__ = ["TrackableKind", "table_from_trackable", "trackable_variables"]
+__all__ = ["TrackableKind", "table_from_trackable", "trackable_variables", "stateful_layers"]
 
 
 TrackableKind = Literal["keras", "module"]
@@ -37,31 +40,97 @@ def table_from_trackable(obj: Any, origin: str | None = None, kind: TrackableKin
         )
     kind = kind or ("keras" if is_keras else "module")
     origin = origin or _live_origin(obj, kind)
-    variables = [_trackable_variable(name, key, variable, origin) for name, key, variable in _walk_trackable(obj)]
+    variables = [_trackable_variable(found, origin) for found in _walk_trackable(obj)]
     return VariableTable.of(variables, origin, kind)
 
 
 def trackable_variables(obj: Any) -> dict[str, Any]:
     """The live variables of a trackable (Keras model or layer, ``tf.Module``) by the names
-    :func:`table_from_trackable` gives them (``model/...``): the same walk, so a plan's target
-    names find their variables. Values are ``tf.Variable`` or Keras variables."""
-    return {name: variable for name, _, variable in _walk_trackable(obj)}
+    :func:`table_from_trackable` gives them: the same walk, so a plan's target names find their
+    variables. Values are ``tf.Variable`` or Keras variables."""
+    return {found.name: found.variable for found in _walk_trackable(obj)}
 
 
-def _walk_trackable(obj: Any) -> list[tuple[str, str, Any]]:
-    """(name, checkpoint key, variable) for every variable ``tf.train.Checkpoint(model=obj)`` saves."""
+def stateful_layers(obj: Any) -> list[Any]:
+    """The layers below (and including) ``obj`` that derive state from their variables: those with
+    Keras' ``finalize_state`` hook (``Normalization`` computes its mean and variance tensors there).
+    Keras runs the hook only in its own loading path; whoever assigns variables must run it too."""
+    import tensorflow as tf
+
+    objects, _ = _live_object_graph(tf.train.Checkpoint(model=obj))
+    return [o for o in objects.values() if callable(getattr(o, "finalize_state", None))]
+
+
+@dataclass(frozen=True)
+class _Found:
+    name: str
+    key: str  # the checkpoint key tf.train.Checkpoint(model=obj) writes
+    variable: Any
+    alias: str | None  # the object path, when the name is the Keras path
+    positional: bool
+
+
+def _walk_trackable(obj: Any) -> list[_Found]:
+    """Every variable ``tf.train.Checkpoint(model=obj)`` saves. Keras variables are named by their
+    layer names (``variable.path``: ``encoder/dense/kernel``), with the object path as alias; other
+    variables (``tf.Module``, or Keras paths that are not unique) by object path (``model/...``)."""
     import tensorflow as tf
 
     checkpoint = tf.train.Checkpoint(model=obj)
     objects, edges = _live_object_graph(checkpoint)
     root = id(checkpoint)
     keys = _first_found_paths(root, edges)
-    names = preferred_paths(root, lambda node: edges[node])
-    return [
-        (name, keys[node] + VALUE_SUFFIX, objects[node])
-        for node, name in names.items()
-        if _is_saved_variable(objects[node])
-    ]
+    found = [(name, keys[node] + VALUE_SUFFIX, objects[node])
+             for node, name in preferred_paths(root, lambda node: edges[node]).items()
+             if _is_saved_variable(objects[node])]
+    paths = _keras_paths(obj, [variable for _, _, variable in found])
+    if paths is None:
+        return [_Found(name, key, variable, None, has_list_index(name)) for name, key, variable in found]
+    counted = _in_counted_layers(objects.values(), obj)
+    return [_Found(path, key, variable, name, id(variable) in counted) if path is not None
+            else _Found(name, key, variable, None, has_list_index(name))
+            for path, (name, key, variable) in zip(paths, found)]
+
+
+def _keras_paths(root: Any, variables: list[Any]) -> list[str | None] | None:
+    """Keras' ``variable.path`` of each of the model's own weights (None for the rest: optimizer
+    state and the like keep their object paths, which the default excludes know), without the root
+    model's name (a subclassed model's paths begin with it, and it is often counted: ``my_model_1``).
+    None when ``root`` is no Keras layer or the paths are not distinct."""
+    weights = {id(w) for w in getattr(root, "weights", ())}
+    paths = [getattr(v, "path", None) if id(v) in weights else None for v in variables]
+    named = [p for p in paths if p is not None]
+    if not named or len(set(named)) != len(named):
+        return None
+    own = f"{getattr(root, 'name', '')}/"
+    if all(p.startswith(own) for p in named):
+        paths = [None if p is None else p[len(own):] for p in paths]
+    return paths
+
+
+def _in_counted_layers(objects: Iterable[Any], root: Any) -> set[int]:
+    """``id`` of every variable of a layer (below ``root``) whose name Keras made up by counting
+    (``dense``, ``dense_3``): such a name depends on how many layers of that class were created before."""
+    import keras
+
+    counted: set[int] = set()
+    for named in objects:
+        if named is root or not _counted_name(named):
+            continue
+        if isinstance(named, keras.Layer):
+            counted.update(id(v) for v in named.weights)
+        elif isinstance(named, keras.random.SeedGenerator):  # a Dropout's seed state
+            counted.add(id(named.state))
+    return counted
+
+
+def _counted_name(obj: Any) -> bool:
+    """True when ``obj.name`` is its class name in snake case, possibly with a count (``conv2d_3``)."""
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str):
+        return False
+    snake = re.sub(r"([a-z])([A-Z])", r"\1_\2", re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", type(obj).__name__)).lower()
+    return re.fullmatch(re.escape(snake) + r"(_\d+)?", name) is not None
 
 
 def _live_object_graph(root: Any) -> tuple[dict[int, Any], dict[int, list[tuple[str, int]]]]:
@@ -111,17 +180,18 @@ def _is_saved_variable(obj: Any) -> bool:
     return isinstance(obj, (tf.Variable, keras.Variable))
 
 
-def _trackable_variable(name: str, key: str, variable: Any, origin: str) -> Variable:
+def _trackable_variable(found: _Found, origin: str) -> Variable:
     """A table entry for a live ``tf.Variable`` or Keras variable; raises :class:`TargetError` for an
     unknown dtype or a shape of unknown rank."""
     import tensorflow as tf
 
-    what = f"{origin}: variable {name!r}"
-    dtype = dtype_name(tf.as_dtype(variable.dtype).as_datatype_enum, what)
-    shape = tf.TensorShape(variable.shape)
+    what = f"{origin}: variable {found.name!r}"
+    dtype = dtype_name(tf.as_dtype(found.variable.dtype).as_datatype_enum, what)
+    shape = tf.TensorShape(found.variable.shape)
     if shape.rank is None:
         raise TargetError(f"{what} has a shape of unknown rank: give the variable a shape (at least its rank)")
-    return Variable(name, tuple(shape.as_list()), dtype, key=key, initial=f"current value in {origin}")
+    return Variable(found.name, tuple(shape.as_list()), dtype, key=found.key, initial=f"current value in {origin}",
+                    alias=found.alias, positional=found.positional)
 
 
 def _live_origin(obj: Any, kind: str) -> str:

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import CorruptCheckpointError, InputNotFoundError
-from ...storage import Location, object_size, read_bytes, read_range, resolve_checkpoint
+from ...errors import CorruptCheckpointError, InputNotFoundError, UnsupportedFormatError
+from ...storage import Location, object_size, read_bytes, read_range, resolve, resolve_checkpoint
 from .. import dtypes
+from ..sniff import describe_file
 from . import checksums
 from ._ordered_code import slice_key
 from ._protos import BundleEntry, BundleHeader, decode_entry, decode_header
@@ -59,7 +60,12 @@ class BundleReader:
     """
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
-        self._open(resolve_checkpoint(url, storage_options))
+        try:
+            prefix = resolve_checkpoint(url, storage_options)
+        except InputNotFoundError:
+            _refuse_other_kinds(url, storage_options)
+            raise
+        self._open(prefix)
 
     @classmethod
     def at_prefix(cls, prefix: Location) -> "BundleReader":
@@ -142,6 +148,19 @@ class BundleReader:
             part = TensorRecord(key, record.dtype, entry.shape, entry)
             out[region] = _decode(self.read_entry_bytes(key, entry), part, key, self.url)
         return out
+
+
+def _refuse_other_kinds(url: str, storage_options: dict[str, Any] | None) -> None:
+    """Raise :class:`UnsupportedFormatError` when ``url`` is a file of a kind recognised but not a
+    checkpoint (a Keras file, a MetaGraph, one data file): better than "no checkpoint there"."""
+    loc = resolve(url, storage_options)
+    what = describe_file(loc)
+    if what is None:
+        return
+    hint = ("pass the checkpoint's prefix (the path without .data-...)" if what.startswith("a data file")
+            else "give a TF checkpoint (prefix or directory) as the source; Keras files are not read as sources "
+                 "yet, and are accepted as targets (.keras)")
+    raise UnsupportedFormatError(f"{loc.url} is {what}, not a TensorFlow checkpoint: {hint}")
 
 
 def _string_crc_ok(data: bytes, entry: BundleEntry) -> bool:

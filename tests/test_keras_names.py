@@ -1,0 +1,195 @@
+"""Keras variables are named by their layer names (Keras 3's ``variable.path``), never by position.
+
+A layer inserted into a functional model used to shift every later layer's object path
+(``model/_operations/N/...``): with the error's own advice (``on_missing: init``) every later layer
+silently received the weights of the layer before it. Matches that can only rest on position (a TF2
+checkpoint's list indices, names Keras made up by counting) are flagged, and derived layer state
+(Normalization) follows copied variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import warmstart  # noqa: E402
+from warmstart.tables import table_from_trackable  # noqa: E402
+
+RNG = np.random.default_rng(7)
+
+
+def encoder(inserted: bool = False) -> keras.Model:
+    """Every layer 16 -> 16: a shifted match would fit every shape, so nothing but names can tell."""
+    inputs = keras.Input((16,), name="x")
+    h = keras.layers.Dense(16, name="enc1")(inputs)
+    if inserted:
+        h = keras.layers.Dense(16, name="adapter")(h)
+    h = keras.layers.Dense(16, name="enc2")(h)
+    outputs = keras.layers.Dense(16, name="head")(h)
+    return keras.Model(inputs, outputs)
+
+
+def randomize(model: keras.Model) -> None:
+    for v in model.weights:
+        v.assign(RNG.normal(size=v.shape).astype("float32"))
+
+
+def layer_weights(model: keras.Model) -> dict[str, list[np.ndarray]]:
+    return {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers if layer.weights}
+
+
+def test_an_inserted_layer_shifts_nothing_in_copy_weights():
+    source, target = encoder(), encoder(inserted=True)
+    randomize(source)
+    adapter_before = layer_weights(target)["adapter"]
+    report = warmstart.copy_weights(source, target, rules={"on_missing": "init"})
+    assert not report.plan.positional
+    assert {e.target: e.action for e in report.plan.entries} == {
+        "enc1/kernel": "copy", "enc1/bias": "copy", "enc2/kernel": "copy", "enc2/bias": "copy",
+        "head/kernel": "copy", "head/bias": "copy", "adapter/kernel": "init", "adapter/bias": "init"}
+    got, want = layer_weights(target), layer_weights(source)
+    for name in ("enc1", "enc2", "head"):
+        for g, w in zip(got[name], want[name]):
+            np.testing.assert_array_equal(g, w)
+    for g, w in zip(got["adapter"], adapter_before):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_a_keras_file_target_is_named_by_its_layer_names(tmp_path):
+    target = encoder(inserted=True)
+    target.save(tmp_path / "target.keras")
+    table = warmstart.signature_of(str(tmp_path / "target.keras"))
+    assert set(table) == {f"{layer}/{w}" for layer in ("enc1", "adapter", "enc2", "head") for w in ("kernel", "bias")}
+    assert not any(v.positional for v in table.variables)
+    assert all(v.alias.startswith("model/_operations/") for v in table.variables)
+
+
+@pytest.fixture
+def tf2_checkpoint(tmp_path):
+    source = encoder()
+    randomize(source)
+    prefix = str(tmp_path / "src" / "ckpt")
+    tf.train.Checkpoint(model=source).write(prefix)
+    return source, prefix
+
+
+def test_a_tf2_checkpoint_of_a_functional_model_matches_by_position_and_says_so(tf2_checkpoint, tmp_path):
+    source, prefix = tf2_checkpoint
+    same = warmstart.plan(prefix, encoder())
+    assert same.ok and len(same.positional) == 6  # right here (same architecture), but only by position
+    assert "6 matched by position" in same.summary()
+    doc = same.to_json()
+    assert doc["positional"] == 6 and all(v.get("positional") for v in doc["variables"])
+    assert doc["variables"][0]["reason"].startswith("same object path")
+    grown = warmstart.plan(prefix, encoder(inserted=True), rules={"on_missing": "init"})
+    # the object path of 'adapter' is the source's enc2: flagged, never presented as a match by name
+    adapter = next(e for e in grown.entries if e.target == "adapter/kernel")
+    assert adapter.positional and adapter.source == "model/_operations/2/_kernel"
+
+
+def test_the_cli_plan_warns_about_positional_matches(tf2_checkpoint, tmp_path):
+    _, prefix = tf2_checkpoint
+    encoder().save(tmp_path / "target.keras")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "200"}
+    out = subprocess.run([sys.executable, "-m", "warmstart.cli", "plan", prefix, str(tmp_path / "target.keras")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "6 variable(s) matched by position, not by name" in " ".join(out.stdout.split())
+    js = subprocess.run([sys.executable, "-m", "warmstart.cli", "plan", prefix, str(tmp_path / "target.keras"),
+                         "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert json.loads(js.stdout)["positional"] == 6
+
+
+def test_layer_names_keras_made_up_by_counting_are_flagged():
+    def unnamed() -> keras.Model:
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(4), keras.layers.Dense(4)])
+
+    source, target = unnamed(), unnamed()  # dense_N counts every Dense created in this process
+    table = table_from_trackable(target)
+    assert all(v.positional for v in table.variables)
+    report = warmstart.copy_weights(source, target, rules={"on_missing": "init"})
+    assert all(e.positional for e in report.plan.transferred) or not report.plan.transferred
+
+
+def normalized() -> tuple[keras.Model, keras.layers.Normalization]:
+    inputs = keras.Input((3,))
+    norm = keras.layers.Normalization(name="norm")
+    return keras.Model(inputs, keras.layers.Dense(2, name="d")(norm(inputs))), norm
+
+
+def test_copied_normalization_statistics_take_effect():
+    source, norm = normalized()
+    norm.adapt(RNG.normal(5.0, 3.0, (200, 3)).astype("float32"))
+    target, _ = normalized()
+    x = RNG.normal(size=(4, 3)).astype("float32")
+    warmstart.copy_weights(source, target)
+    np.testing.assert_allclose(target(x).numpy(), source(x).numpy(), rtol=1e-6)
+
+
+def test_a_live_target_filled_from_a_checkpoint_uses_its_new_statistics(tmp_path):
+    source, norm = normalized()
+    norm.adapt(RNG.normal(5.0, 3.0, (200, 3)).astype("float32"))
+    prefix = str(tmp_path / "src" / "ckpt")
+    tf.train.Checkpoint(model=source).write(prefix)
+    target, _ = normalized()
+    warmstart.transfer(prefix, target, str(tmp_path / "out"), strategy="assign")
+    x = RNG.normal(size=(4, 3)).astype("float32")
+    np.testing.assert_allclose(target(x).numpy(), source(x).numpy(), rtol=1e-6)
+
+
+def test_a_real_backbone_keeps_every_weight_under_a_new_head():
+    def mobilenet(classes: int) -> keras.Model:
+        return keras.applications.MobileNetV2(weights=None, input_shape=(64, 64, 3), alpha=0.35, classes=classes)
+
+    source, target = mobilenet(1000), mobilenet(10)
+    randomize(source)
+    report = warmstart.copy_weights(source, target, rules={"on_shape_mismatch": "skip"})
+    skipped = {e.target for e in report.plan.entries if e.action == "skip"}
+    assert skipped == {"predictions/kernel", "predictions/bias"} and not report.plan.positional
+    want = {v.path: np.asarray(v) for v in source.weights}
+    for v in target.weights:
+        if v.path not in skipped:
+            np.testing.assert_array_equal(np.asarray(v), want[v.path], err_msg=v.path)
+
+
+@pytest.fixture(scope="module")
+def keras_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keras-files")
+    model = encoder()
+    model.save(d / "model.keras")
+    model.save_weights(d / "model.weights.h5")
+    model.save(d / "legacy.h5")  # Keras 2's HDF5 format, which Keras 3 still writes
+    return d
+
+
+@pytest.mark.parametrize("name, what", [
+    ("model.keras", "is a Keras 3 .keras archive, not a TensorFlow checkpoint"),
+    ("model.weights.h5", "is a Keras 3 weights file (.weights.h5), not a TensorFlow checkpoint"),
+    ("legacy.h5", "is an HDF5 file (a Keras .h5 model or weights file), not a TensorFlow checkpoint"),
+])
+def test_a_keras_file_as_source_is_named_for_what_it_is(keras_files, name, what):
+    with pytest.raises(warmstart.UnsupportedFormatError, match=re.escape(what)):
+        warmstart.read_table(str(keras_files / name))
+    fs = __import__("fsspec").filesystem("memory")
+    fs.pipe(f"/keras-sources/{name}", (keras_files / name).read_bytes())
+    with pytest.raises(warmstart.UnsupportedFormatError, match=re.escape(what)):
+        warmstart.plan(f"memory://keras-sources/{name}", str(keras_files / "model.keras"))
+
+
+def test_the_cli_says_what_a_keras_source_is_with_exit_code_3(keras_files):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-m", "warmstart.cli", "inspect", str(keras_files / "model.keras")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 3, out.stderr
+    assert "is a Keras 3 .keras archive, not a TensorFlow checkpoint" in out.stderr
+    assert "Traceback" not in out.stderr and "does not exist" not in out.stderr
