@@ -106,6 +106,7 @@ def warm_start(request: WarmStartRequest) -> dict[str, Any]:
         "source": index["url"], "target": request.target, "output": None, "manifest": None,
         "counts": plan["counts"], "coverage": plan["coverage"], "transferred_bytes": plan["transferred_bytes"],
         "unused_source_count": len(plan["unused_source"]), "errors": plan["errors"],
+        "positional": plan.get("positional", 0),
         "source_index_cached": index["hit"],
     }
     if not request.dry_run:

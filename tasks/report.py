@@ -35,6 +35,10 @@ def publish_report(summary: dict[str, Any]) -> None:
         "|---|---|",
         rows,
     ]
+    if summary.get("positional"):
+        lines += ["", f"**warning**: {summary['positional']} variable(s) matched by position, not by name (a list "
+                      "index or a layer name Keras counted): right only if no layer was inserted or removed before "
+                      "them. Name the layers, or use a source that has layer names."]
     if summary.get("errors"):
         lines += ["", f"**{len(summary['errors'])} problem(s)**, first: {summary['errors'][0]}"]
     create_markdown_artifact("\n".join(lines), key="warm-start-summary", description="Warm-start summary")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -37,6 +37,10 @@ def validate(index: dict[str, Any], target: str, rules: dict[str, Any] | str | N
                for row in doc["variables"]],
         description=f"Warm-start plan ({doc['status']}): {plan.summary()}",
     )
+    if plan.positional:
+        get_run_logger().warning("%d variable(s) matched by position, not by name, e.g. %r <- %r: right only if "
+                                 "no layer was inserted or removed before them", len(plan.positional),
+                                 plan.positional[0].target, plan.positional[0].source)
     if not plan.ok and not dry_run:
         raise PlanError(plan.failure_message(), plan)
     return doc

@@ -226,3 +226,26 @@ def test_aws_credentials_block(prefect_api, example, s3_server, s3_bucket, tmp_p
     summary, _ = run_flow(source=f"{s3_bucket}/pretrained", target=example.target, output=f"{s3_bucket}/warm",
                           credentials_block="aws-credentials/moto")
     assert summary["status"] == "ok" and fs.exists(f"{s3_bucket}/warm/warmstart.json")
+
+
+def test_positional_matches_are_warned_in_the_logs_and_the_summary(prefect_api, tmp_path):
+    """A TF2 checkpoint of a functional Keras model into a .keras target: matched through list indices."""
+    import keras
+    import tensorflow as tf
+
+    def model():
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.Dense(3, name="hidden")(inputs)))
+
+    tf.train.Checkpoint(model=model()).write(str(tmp_path / "src" / "ckpt"))
+    model().save(tmp_path / "target.keras")
+    summary, run_id = run_flow(source=str(tmp_path / "src"), target=str(tmp_path / "target.keras"),
+                               output=str(tmp_path / "out"), rules=None, dry_run=True)
+    assert summary["positional"] == 4
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # run logs reach the API in batches
+    _, logs, artifacts = read_api(run_id)
+    assert any("4 variable(s) matched by position" in log.message for log in logs), [log.message for log in logs]
+    report = next(a for a in artifacts if a.key == "warm-start-summary")
+    assert "matched by position, not by name" in report.data

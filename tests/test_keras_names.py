@@ -193,3 +193,19 @@ def test_the_cli_says_what_a_keras_source_is_with_exit_code_3(keras_files):
     assert out.returncode == 3, out.stderr
     assert "is a Keras 3 .keras archive, not a TensorFlow checkpoint" in out.stderr
     assert "Traceback" not in out.stderr and "does not exist" not in out.stderr
+
+
+def test_tables_and_plans_list_variables_in_model_order(tmp_path):
+    inputs = keras.Input((2,))
+    h = inputs
+    for i in range(12):  # text order would be l0, l1, l10, l11, l2, ...
+        h = keras.layers.Dense(2, name=f"l{i}")(h)
+    model = keras.Model(inputs, h)
+    layers = list(dict.fromkeys(name.split("/")[0] for name in table_from_trackable(model)))
+    assert layers == [f"l{i}" for i in range(12)]
+    prefix = str(tmp_path / "ckpt")
+    tf.train.Checkpoint(model=model).write(prefix)
+    indices = [int(name.split("/")[2]) for name in warmstart.read_table(prefix)]
+    assert indices == sorted(indices) and indices[-1] == 12
+    plan = warmstart.plan(prefix, model)
+    assert list(dict.fromkeys(e.target.split("/")[0] for e in plan.entries)) == layers

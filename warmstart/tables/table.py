@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -65,7 +66,7 @@ class Variable:
 
 @dataclass(frozen=True)
 class VariableTable(Mapping[str, Variable]):
-    """An immutable, name-sorted table of variables, with where it came from."""
+    """An immutable table of variables in model order (see :func:`_model_order`), with where it came from."""
 
     variables: tuple[Variable, ...]
     origin: str
@@ -79,7 +80,7 @@ class VariableTable(Mapping[str, Variable]):
             if v.name in by_name:
                 raise CorruptCheckpointError(f"{self.origin}: two variables are named {v.name!r}")
             by_name[v.name] = v
-        object.__setattr__(self, "variables", tuple(sorted(self.variables, key=lambda v: v.name)))
+        object.__setattr__(self, "variables", tuple(sorted(self.variables, key=_model_order)))
         object.__setattr__(self, "_by_name", by_name)
         object.__setattr__(self, "_by_alias", {v.alias: v for v in self.variables if v.alias is not None})
 
@@ -113,6 +114,12 @@ class VariableTable(Mapping[str, Variable]):
             "kind": self.kind,
             "variables": [v.to_json() for v in self.variables],
         }
+
+
+def _model_order(v: Variable) -> tuple:
+    """Sort key: the object path where there is one (the order of a Keras model's layers), numbers
+    compared as numbers (``_operations/2`` before ``_operations/10``), then the name."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", v.alias or v.name)), v.name
 
 
 def has_list_index(path: str) -> bool:
