@@ -209,3 +209,23 @@ def test_tables_and_plans_list_variables_in_model_order(tmp_path):
     assert indices == sorted(indices) and indices[-1] == 12
     plan = warmstart.plan(prefix, model)
     assert list(dict.fromkeys(e.target.split("/")[0] for e in plan.entries)) == layers
+
+
+def test_a_signature_keeps_layer_names_object_paths_and_the_positional_flag(tf2_checkpoint, tmp_path):
+    _, prefix = tf2_checkpoint
+    encoder().save(tmp_path / "target.keras")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    sig = tmp_path / "target.json"
+    done = subprocess.run([sys.executable, "-m", "warmstart.cli", "signature", str(tmp_path / "target.keras"),
+                           "-o", str(sig)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(sig.read_text())
+    assert {v["name"]: v["alias"] for v in doc["variables"]}["enc1/kernel"] == "model/_operations/1/_kernel"
+    plan = warmstart.plan(prefix, str(sig))  # planned without TensorFlow building anything
+    assert plan.ok and len(plan.positional) == 6
+    # A stream output from it would hold no object graph, so tf.train.Checkpoint would restore nothing
+    # from it (silently, unless asserted): refused before anything is written.
+    out = tmp_path / "out"
+    with pytest.raises(warmstart.UsageError, match="describes a keras target"):
+        warmstart.transfer(prefix, str(sig), str(out))
+    assert not out.exists()

@@ -41,6 +41,8 @@ __all__ = ["transfer", "choose_strategy", "check_output_for", "publish_output", 
 Strategy = Literal["auto", "stream", "restore", "assign"]
 STRATEGIES = ("auto", "stream", "restore", "assign")
 _STREAMABLE = ("tf1-checkpoint", "tf2-checkpoint", "signature")
+# TF reads checkpoints of these by their object graph, which a signature does not hold.
+_OBJECT_BASED = ("tf2-checkpoint", "keras", "module")
 
 
 def choose_strategy(strategy: str, target_table: VariableTable) -> str:
@@ -48,6 +50,13 @@ def choose_strategy(strategy: str, target_table: VariableTable) -> str:
     Raises :class:`UsageError` for a strategy that cannot serve the target."""
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if target_table.kind == "signature" and target_table.describes in _OBJECT_BASED:
+        raise UsageError(
+            f"{target_table.origin} describes a {target_table.describes} target, whose checkpoints TensorFlow reads "
+            "through an object graph that a signature does not hold: tf.train.Checkpoint would restore nothing "
+            "from the output. Plan against the signature, but transfer into the target itself (its .keras file "
+            "or builder) or into a template checkpoint of it (tf.train.Checkpoint(model=new_model).write(...))"
+        )
     if strategy == "auto":
         return "stream" if target_table.kind in _STREAMABLE else "restore"
     if strategy == "stream" and target_table.kind not in _STREAMABLE:

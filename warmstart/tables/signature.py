@@ -48,5 +48,6 @@ def read_signature_file(url: str, storage_options: dict[str, Any] | None = None)
             raise CorruptCheckpointError(f"{loc.url}: variable {v.name!r} has unknown dtype {v.dtype!r}") from None
         if any(d is not None and d < 0 for d in v.shape):
             raise CorruptCheckpointError(f"{loc.url}: variable {v.name!r} has a negative dimension {list(v.shape)}")
-    return VariableTable.of(variables, loc.url, "signature")
+    described = doc.get("kind")
+    return VariableTable.of(variables, loc.url, "signature", None if described is None else str(described))
 

@@ -71,6 +71,7 @@ class VariableTable(Mapping[str, Variable]):
     variables: tuple[Variable, ...]
     origin: str
     kind: TableKind
+    describes: str | None = None  # for a signature: the kind of target it was written from
     _by_name: dict[str, Variable] = field(init=False, repr=False, compare=False)
     _by_alias: dict[str, Variable] = field(init=False, repr=False, compare=False)
 
@@ -85,8 +86,9 @@ class VariableTable(Mapping[str, Variable]):
         object.__setattr__(self, "_by_alias", {v.alias: v for v in self.variables if v.alias is not None})
 
     @classmethod
-    def of(cls, variables: Iterable[Variable], origin: str, kind: TableKind) -> "VariableTable":
-        return cls(tuple(variables), origin, kind)
+    def of(cls, variables: Iterable[Variable], origin: str, kind: TableKind,
+           describes: str | None = None) -> "VariableTable":
+        return cls(tuple(variables), origin, kind, describes)
 
     def __getitem__(self, name: str) -> Variable:
         return self._by_name[name]
@@ -111,7 +113,7 @@ class VariableTable(Mapping[str, Variable]):
             "format": "warmstart.signature",
             "version": 1,
             "origin": self.origin,
-            "kind": self.kind,
+            "kind": self.describes or self.kind,
             "variables": [v.to_json() for v in self.variables],
         }
 
