@@ -71,7 +71,7 @@ def test_a_keras_file_target_is_named_by_its_layer_names(tmp_path):
     table = warmstart.signature_of(str(tmp_path / "target.keras"))
     assert set(table) == {f"{layer}/{w}" for layer in ("enc1", "adapter", "enc2", "head") for w in ("kernel", "bias")}
     assert not any(v.positional for v in table.variables)
-    assert all(v.alias.startswith("model/_operations/") for v in table.variables)
+    assert all(v.object_path.startswith("model/_operations/") for v in table.variables)
 
 
 @pytest.fixture
@@ -173,11 +173,9 @@ def keras_files(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name, what", [
-    ("model.keras", "is a Keras 3 .keras archive, not a TensorFlow checkpoint"),
-    ("model.weights.h5", "is a Keras 3 weights file (.weights.h5), not a TensorFlow checkpoint"),
     ("legacy.h5", "is an HDF5 file (a Keras .h5 model or weights file), not a TensorFlow checkpoint"),
 ])
-def test_a_keras_file_as_source_is_named_for_what_it_is(keras_files, name, what):
+def test_a_file_of_another_kind_as_source_is_named_for_what_it_is(keras_files, name, what):
     with pytest.raises(warmstart.UnsupportedFormatError, match=re.escape(what)):
         warmstart.read_table(str(keras_files / name))
     fs = __import__("fsspec").filesystem("memory")
@@ -186,12 +184,13 @@ def test_a_keras_file_as_source_is_named_for_what_it_is(keras_files, name, what)
         warmstart.plan(f"memory://keras-sources/{name}", str(keras_files / "model.keras"))
 
 
-def test_the_cli_says_what_a_keras_source_is_with_exit_code_3(keras_files):
+def test_the_cli_says_what_a_legacy_keras_source_is_with_exit_code_3(keras_files):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-m", "warmstart.cli", "inspect", str(keras_files / "model.keras")],
+    out = subprocess.run([sys.executable, "-m", "warmstart.cli", "inspect", str(keras_files / "legacy.h5")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 3, out.stderr
-    assert "is a Keras 3 .keras archive, not a TensorFlow checkpoint" in out.stderr
+    assert "is an HDF5 file (a Keras .h5 model or weights file), not a TensorFlow checkpoint" in out.stderr
+    assert "model.save_weights('model.weights.h5')" in out.stderr
     assert "Traceback" not in out.stderr and "does not exist" not in out.stderr
 
 
@@ -220,7 +219,7 @@ def test_a_signature_keeps_layer_names_object_paths_and_the_positional_flag(tf2_
                            "-o", str(sig)], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     doc = json.loads(sig.read_text())
-    assert {v["name"]: v["alias"] for v in doc["variables"]}["enc1/kernel"] == "model/_operations/1/_kernel"
+    assert {v["name"]: v["object_path"] for v in doc["variables"]}["enc1/kernel"] == "model/_operations/1/_kernel"
     plan = warmstart.plan(prefix, str(sig))  # planned without TensorFlow building anything
     assert plan.ok and len(plan.positional) == 6
     # A stream output from it would hold no object graph, so tf.train.Checkpoint would restore nothing

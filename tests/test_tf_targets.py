@@ -167,7 +167,7 @@ def sequential_model():
 
 def by_object_path(table):
     """A Keras table's variables by their object path (``alias``): what a TF2 checkpoint names them."""
-    return {v.alias or v.name: v for v in table.variables}
+    return {v.object_path or v.name: v for v in table.variables}
 
 
 def assert_matches_checkpoint(table, saved):
@@ -188,7 +188,7 @@ def test_keras_model_names_and_keys_match_its_checkpoint(build, tmp_path):
     # the first-found path TF keys by is also the object path kept as alias.
     # (a Sequential's or subclassed model's paths begin with the model's own name, which is left out)
     assert all(variable.path in (name, f"{model.name}/{name}") for name, variable in trackable_variables(model).items())
-    assert all(v.key == v.alias + "/.ATTRIBUTES/VARIABLE_VALUE" for v in table.variables)
+    assert all(v.key == v.object_path + "/.ATTRIBUTES/VARIABLE_VALUE" for v in table.variables)
 
 
 @pytest.fixture(scope="module")
@@ -375,7 +375,7 @@ def test_builder_returning_each_accepted_kind(builders_module):
     assert (graph.kind, list(graph), graph.origin) == ("tf1-graph", ["w"], f"py:{builders_module}:graph")
     model = table_from_builder(f"py:{builders_module}:model")
     # an unnamed Dense: Keras counts its name (dense, dense_1, ...), so the names are flagged positional
-    assert model.kind == "keras" and {v.alias for v in model.variables} == {"model/_operations/1/_kernel",
+    assert model.kind == "keras" and {v.object_path for v in model.variables} == {"model/_operations/1/_kernel",
                                                                              "model/_operations/1/bias"}
     assert all(v.positional and v.name.startswith("dense") for v in model.variables)
     module = table_from_builder(f"py:{builders_module}:module")

@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputNotFoundError
+from .errors import InputNotFoundError, UnsupportedFormatError
 from .formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter
+from .formats.keras import is_keras_file
 from .storage import Location, object_identity, read_bytes, resolve, resolve_checkpoint
 from .strategies import DEFAULT_CHUNK_BYTES, write_subset
 from .tables import VariableTable, table_from_bundle
@@ -81,6 +82,10 @@ class CheckpointCache:
 
     def fetch_index(self, url: str, storage_options: dict[str, Any] | None = None) -> CachedIndex:
         """Resolve ``url`` and cache its ``.index`` (one download per source version)."""
+        if is_keras_file(str(url)):
+            raise UnsupportedFormatError(
+                f"{url} is a Keras weights file: the warm-start flow reads TF checkpoints; transfer from Keras "
+                "files with the engine: warmstart.transfer(...) or `warmstart transfer` (which runs it directly)")
         prefix = resolve_checkpoint(url, storage_options)
         index = prefix.with_suffix(".index")
         identity = object_identity(index)

@@ -92,7 +92,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    if args.no_prefect:
+    from .formats.keras import is_keras_file
+
+    if not args.no_prefect and is_keras_file(args.source):
+        print("warmstart: a Keras weights file as source: running the engine directly (the warm-start flow "
+              "reads TF checkpoints)", file=sys.stderr)
+    if args.no_prefect or is_keras_file(args.source):
         from .pipeline import transfer
 
         report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,
@@ -165,7 +170,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="list a checkpoint's variables: name, dtype, shape, bytes")
-    p.add_argument("source", metavar="SOURCE", help="checkpoint prefix or directory (path, file://, s3://, gs://)")
+    p.add_argument("source", metavar="SOURCE", help="checkpoint prefix or directory, or a Keras 3 .weights.h5 / "
+                   ".keras file (path, file://, s3://, gs://)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_inspect)
 

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import PlanError, UsageError
+from .formats import KerasWeightsReader, open_source
 from .formats.bundle import BundleReader
+from .formats.keras import is_keras_file
 from .planning import Plan, Report, Rules, load_rules, make_plan
 from .storage import (
     CHECKPOINT_NAME,
@@ -24,14 +26,12 @@ from .storage import (
     OutputDir,
     check_output,
     check_output_location,
-    checkpoint_files,
     manifest_document,
-    object_identity,
     publish_directory,
     resolve,
     resolve_checkpoint,
 )
-from .tables import VariableTable, signature_of, table_from_bundle, target_kind
+from .tables import VariableTable, signature_of, table_from_bundle, table_from_reader, target_kind
 
 if TYPE_CHECKING:
     from .strategies import TFResult
@@ -39,15 +39,29 @@ if TYPE_CHECKING:
 __all__ = ["transfer", "choose_strategy", "check_output_for", "publish_output", "Strategy"]
 
 Strategy = Literal["auto", "stream", "restore", "assign"]
+SourceReader = BundleReader | KerasWeightsReader
 STRATEGIES = ("auto", "stream", "restore", "assign")
 _STREAMABLE = ("tf1-checkpoint", "tf2-checkpoint", "signature")
 # TF reads checkpoints of these by their object graph, which a signature does not hold.
 _OBJECT_BASED = ("tf2-checkpoint", "keras", "module")
 
 
-def choose_strategy(strategy: str, target_table: VariableTable) -> str:
-    """``auto`` is ``stream`` for template-checkpoint and signature targets, ``restore`` otherwise.
-    Raises :class:`UsageError` for a strategy that cannot serve the target."""
+def choose_strategy(strategy: str, target_table: VariableTable, source_kind: str = "tf-checkpoint") -> str:
+    """``auto`` is ``stream`` for template-checkpoint and signature targets, ``restore`` otherwise
+    (``assign`` from a Keras weights file, which TF cannot restore from). Raises :class:`UsageError`
+    for a strategy that cannot serve the target or the source."""
+    chosen = _for_target(strategy, target_table)
+    if source_kind != "keras-weights" or chosen == "assign":
+        return chosen
+    if strategy == "auto" and chosen == "restore":
+        return "assign"
+    raise UsageError(
+        f"the {chosen} strategy reads TF checkpoints; from a Keras weights file only assign works, into a target "
+        "that is built (.keras, .meta, py: builder, live model): give such a target, and --strategy auto or assign"
+    )
+
+
+def _for_target(strategy: str, target_table: VariableTable) -> str:
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
     if target_table.kind == "signature" and target_table.describes in _OBJECT_BASED:
@@ -95,13 +109,15 @@ def transfer(
     (when ``source`` is a local cached copy of the real source).
     """
     started = time.perf_counter()
-    reader = BundleReader(source, storage_options)  # its index only
+    reader = open_source(source, storage_options)  # its index (HDF5 structure) only
     # Checked before any tensor byte is read or anything is created: a refused output leaves no
     # trace, and no spelling of a path (.., symlinks) lets the output reach an input.
     out_loc = check_output_for(reader, target, output, rules, storage_options, overwrite)
     rules_model = load_rules(rules, storage_options)
-    plan, template = _ok_plan(plan, reader, target, rules_model, storage_options)
-    chosen = choose_strategy(strategy, plan.target)
+    plan, template = _planned(plan, reader, target, rules_model, storage_options)
+    chosen = choose_strategy(strategy, plan.target, plan.source.kind)  # what cannot work at all is said first
+    if not plan.ok:
+        raise PlanError(plan.failure_message(), plan)
     out = OutputDir(out_loc.url, storage_options, overwrite=overwrite)
     try:
         if chosen == "stream":
@@ -118,23 +134,21 @@ def transfer(
                   bytes_written=result["bytes_written"], seconds=time.perf_counter() - started)
 
 
-def _ok_plan(plan: Plan | None, reader: BundleReader, target: Any, rules: Rules,
+def _planned(plan: Plan | None, reader: SourceReader, target: Any, rules: Rules,
              storage_options) -> tuple[Plan, BundleReader | None]:
     """The plan (made here unless given) and a template checkpoint's reader, opened once for the plan
-    and the copy; raises :class:`PlanError` when the plan fails."""
+    and the copy."""
     template = None
     if plan is None:
         target_table, template = _target(target, storage_options)
-        plan = make_plan(table_from_bundle(reader), target_table, rules)
-    if not plan.ok:
-        raise PlanError(plan.failure_message(), plan)
+        plan = make_plan(table_from_reader(reader), target_table, rules)
     return plan, template
 
 
-def _manifest(plan: Plan, reader: BundleReader, target: Any, rules: Rules, strategy: str,
+def _manifest(plan: Plan, reader: SourceReader, target: Any, rules: Rules, strategy: str,
               result: dict[str, Any], provenance: dict[str, Any] | None) -> dict[str, Any]:
     return manifest_document(
-        source=provenance or {"url": reader.url, "index": object_identity(reader.prefix.with_suffix(".index"))},
+        source=provenance or {"url": reader.url, "index": reader.identity()},
         target={"spec": target if isinstance(target, str) else plan.target.origin,
                 "origin": plan.target.origin, "kind": plan.target.kind},
         rules=rules.model_dump(mode="json"),
@@ -159,7 +173,7 @@ def _reader_rows(reader: BundleReader):
         yield key, rec.dtype, rec.shape, rec.stored_bytes, crc
 
 
-def check_output_for(source: BundleReader | str, target: Any, output: str | Location, rules: Any = None,
+def check_output_for(source: SourceReader | str, target: Any, output: str | Location, rules: Any = None,
                      storage_options: dict[str, Any] | None = None, overwrite: bool = False) -> Location:
     """Raise :class:`StorageError` unless a transfer from ``source`` for ``target`` may publish at
     ``output``: not an input's place (:func:`check_output_location`), empty or ``overwrite``, writable
@@ -178,12 +192,14 @@ def publish_output(staging: str, output: str, source: str, target: Any, rules: A
     return publish_directory(staging, output, storage_options, overwrite, dirs, files)
 
 
-def _inputs(source: BundleReader | str, target: Any, rules: Any,
+def _inputs(source: SourceReader | str, target: Any, rules: Any,
             storage_options) -> tuple[list[Location], list[Location]]:
-    """The directories and files a transfer reads: the source and a template checkpoint (their
-    directories and files), a target file, a rules file."""
-    if isinstance(source, BundleReader):
-        dirs, files = [source.prefix.parent], checkpoint_files(source)
+    """The directories and files a transfer reads: a source or template checkpoint (its directory and
+    files), a Keras source file, a target file, a rules file."""
+    if isinstance(source, KerasWeightsReader) or (isinstance(source, str) and is_keras_file(source)):
+        dirs, files = [], [source.prefix if not isinstance(source, str) else resolve(source, storage_options)]
+    elif not isinstance(source, str):
+        dirs, files = [source.prefix.parent], source.files()
     else:
         prefix = resolve_checkpoint(source, storage_options)
         dirs, files = [prefix.parent], [prefix.with_suffix(".index")]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import ml_dtypes
 import numpy as np
 
-__all__ = ["DType", "by_enum", "by_name", "is_value_preserving_cast"]
+__all__ = ["DType", "by_enum", "by_name", "by_numpy", "is_value_preserving_cast"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,15 @@ def by_enum(value: int) -> DType:
 def by_name(name: str) -> DType:
     """The dtype called ``name`` (TF names, plus half/float/double); raises ``KeyError``."""
     return _BY_NAME[_ALIASES.get(name, name)]
+
+
+# The plain (non-quantized) type of each NumPy dtype, for files that store NumPy types (HDF5).
+_BY_NUMPY = {d.numpy: d for d in reversed(_TABLE) if d.numpy is not None and not d.name.startswith("q")}
+
+
+def by_numpy(value: Any) -> DType:
+    """The dtype stored as NumPy dtype ``value`` (little- or big-endian); raises ``KeyError``."""
+    return _BY_NUMPY[np.dtype(value).newbyteorder("=")]
 
 
 # Casts that keep every value exactly (widening). Anything else between numeric types is lossy.

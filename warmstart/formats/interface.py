@@ -9,11 +9,21 @@ the format's own reader and writer.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-__all__ = ["TensorInfo", "TensorReader"]
+__all__ = ["StoredTensor", "TensorInfo", "TensorReader"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTensor:
+    """One tensor in a file, as every format's reader records it: its key, dtype name and shape."""
+
+    key: str
+    dtype: str
+    shape: tuple[int, ...]
 
 
 class TensorInfo(Protocol):

@@ -221,15 +221,19 @@ def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matche
     via = "" if rule is None else f" (via rename[{rule}])"
     if source_name is None:
         return PlanEntry(source=None, action="init", reason=f"rename[{rule}] maps it to null", **base)
-    s = source.find(source_name)
-    if s is None and t.alias is not None:
-        source_name, rule, s = _by_alias(t, source, matcher, source_name, rule)
-        if s is not None:
-            via = f" (via its object path {t.alias!r}" + ("" if rule is None else f" and rename[{rule}]") + ")"
+    s, via_alias = source.get(source_name), None
+    if s is None:
+        for via_alias in t.aliases:
+            found_name, found_rule, s = _by_alias(via_alias, source, matcher)
+            if s is not None:
+                source_name, rule = found_name, found_rule
+                via = f" (via {via_alias!r}" + ("" if rule is None else f" and rename[{rule}]") + ")"
+                break
     if s is None:
         return _missing(t, source_name, via, source, rules, base)
+    by_position = via_alias == t.object_path and has_list_index(source_name)
     found = dict(source=s.name, source_shape=s.shape, source_dtype=s.dtype, source_key=s.key,
-                 positional=s.positional or t.positional or (s.name != source_name and has_list_index(source_name)))
+                 positional=s.positional or t.positional or by_position)
     if not _shapes_compatible(s.shape, t.shape):
         action = "skip" if rules.on_shape_mismatch == "skip" else "error"
         reason = f"shape {list(s.shape)} in the source{via}, {list(t.shape)} in the target"
@@ -237,31 +241,32 @@ def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matche
             reason += " (on_shape_mismatch: skip keeps the initial value)"
         return PlanEntry(action=action, reason=reason, **found, **base)
     if s.dtype == t.dtype:
-        reason = _copy_reason(t, s, source_name, rule, found["positional"])
+        reason = _copy_reason(t, via_alias if s is not None and source_name != t.name else None, rule,
+                              found["positional"])
         return PlanEntry(action="copy", reason=reason, num_elements=s.num_elements or 0, **found, **base)
     return _dtype_mismatch(t, s, via, rules, found, base)
 
 
-def _copy_reason(t: Variable, s: Variable, looked_up: str, rule: int | None, positional: bool) -> str:
-    by_path = looked_up != s.name or (t.alias is not None and looked_up == t.alias)
-    reason = ("same name" if rule is None else f"renamed by rename[{rule}]") if not by_path else (
-        "same object path" if rule is None else f"object path renamed by rename[{rule}]")
+def _copy_reason(t: Variable, via_alias: str | None, rule: int | None, positional: bool) -> str:
+    if via_alias is None:
+        reason = "same name" if rule is None else f"renamed by rename[{rule}]"
+    else:
+        what = "object path" if via_alias == t.object_path else "place in the weights file (layer names)"
+        reason = f"same {what}" if rule is None else f"{what} renamed by rename[{rule}]"
     return reason + (" (by position: a list index or a counted layer name)" if positional else "")
 
 
-def _by_alias(t: Variable, source: VariableTable, matcher: _Matcher, name: str, rule: int | None):
-    """(source name, rename rule, source variable) through the target's object path: how a Keras
-    variable named by its layers finds its value in a TF2 checkpoint, which has object paths only.
-    Without a match, the layer-path lookup stands (and is what the error names)."""
-    alias_name, alias_rule = matcher.source_name(t.alias, record=False)  # type: ignore[arg-type]
-    # The same object path in a source that has layer names too is a match by position, and never
-    # made (a layer inserted before it would shift it); a rename rule written for object paths is.
-    lookup = source.get if alias_rule is None else source.find
-    s = None if alias_name is None else lookup(alias_name)
-    if s is None:
-        return name, rule, None
-    matcher.source_name(t.alias)  # type: ignore[arg-type]  # now the rule counts as used
-    return alias_name, alias_rule, s
+def _by_alias(alias: str, source: VariableTable, matcher: _Matcher):
+    """(source name, rename rule, source variable) through one of the target's other names: how a
+    Keras variable named by its layers finds its value in a TF2 checkpoint (object paths only) or a
+    Keras weights file. The same other name in a source that has layer names too would be a match
+    by position, and is never made; a rename rule written for such names is followed."""
+    name, rule = matcher.source_name(alias, record=False)
+    lookup = source.get if rule is None else source.find
+    s = None if name is None else lookup(name)
+    if s is not None:
+        matcher.source_name(alias)  # now the rule counts as used
+    return name, rule, s
 
 
 def _missing(t, source_name, via, source, rules, base) -> PlanEntry:

@@ -32,7 +32,8 @@ def read_signature_file(url: str, storage_options: dict[str, Any] | None = None)
                 shape=tuple(None if d is None else int(d) for d in v["shape"]),
                 dtype=str(v["dtype"]),
                 key=str(v.get("key", v["name"])),
-                alias=None if v.get("alias") is None else str(v["alias"]),
+                object_path=_optional(v, "object_path"),
+                weights_path=_optional(v, "weights_path"),
                 positional=bool(v.get("positional", False)),
             )
             for v in doc["variables"]
@@ -51,3 +52,6 @@ def read_signature_file(url: str, storage_options: dict[str, Any] | None = None)
     described = doc.get("kind")
     return VariableTable.of(variables, loc.url, "signature", None if described is None else str(described))
 
+
+def _optional(doc: dict[str, Any], key: str) -> str | None:
+    return None if doc.get(key) is None else str(doc[key])

@@ -66,8 +66,9 @@ class _Found:
     name: str
     key: str  # the checkpoint key tf.train.Checkpoint(model=obj) writes
     variable: Any
-    alias: str | None  # the object path, when the name is the Keras path
+    object_path: str | None  # when the name is the Keras path
     positional: bool
+    weights_path: str | None = None
 
 
 def _walk_trackable(obj: Any) -> list[_Found]:
@@ -87,9 +88,32 @@ def _walk_trackable(obj: Any) -> list[_Found]:
     if paths is None:
         return [_Found(name, key, variable, None, has_list_index(name)) for name, key, variable in found]
     counted = _in_counted_layers(objects.values(), obj)
-    return [_Found(path, key, variable, name, id(variable) in counted) if path is not None
-            else _Found(name, key, variable, None, has_list_index(name))
+    places = _places_in_layers(objects.values())
+    return [_Found(path, key, variable, name, id(variable) in counted, _weights_path(path, places.get(id(variable))))
+            if path is not None else _Found(name, key, variable, None, has_list_index(name))
             for path, (name, key, variable) in zip(paths, found)]
+
+
+def _places_in_layers(objects: Iterable[Any]) -> dict[int, int]:
+    """``id`` of each variable -> its index among its layer's own variables, as the layer saves them
+    into a Keras weights file (``<layer>/vars/<index>``), asked through the public
+    ``save_own_variables`` hook with a recording store (no value is copied)."""
+    import keras
+
+    places: dict[int, int] = {}
+    for layer in objects:
+        if isinstance(layer, keras.Layer):
+            store: dict[str, Any] = {}
+            layer.save_own_variables(store)
+            places.update((id(v), int(k)) for k, v in store.items() if k.isdigit())
+    return places
+
+
+def _weights_path(path: str, index: int | None) -> str | None:
+    """``enc1/kernel`` with index 0 -> ``enc1/vars/0``: where a Keras weights file keeps it, by layer names."""
+    if index is None or "/" not in path:
+        return None
+    return f"{path.rsplit('/', 1)[0]}/vars/{index}"
 
 
 def _keras_paths(root: Any, variables: list[Any]) -> list[str | None] | None:
@@ -191,7 +215,8 @@ def _trackable_variable(found: _Found, origin: str) -> Variable:
     if shape.rank is None:
         raise TargetError(f"{what} has a shape of unknown rank: give the variable a shape (at least its rank)")
     return Variable(found.name, tuple(shape.as_list()), dtype, key=found.key, initial=f"current value in {origin}",
-                    alias=found.alias, positional=found.positional)
+                    object_path=found.object_path, weights_path=found.weights_path,
+                    positional=found.positional)
 
 
 def _live_origin(obj: Any, kind: str) -> str:

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from ...errors import CorruptCheckpointError, InputNotFoundError, UnsupportedFormatError
-from ...storage import Location, object_size, read_bytes, read_range, resolve, resolve_checkpoint
+from ...storage import Location, object_identity, object_size, read_bytes, read_range, resolve, resolve_checkpoint
 from .. import dtypes
+from ..interface import StoredTensor
 from ..sniff import describe_file
 from . import checksums
 from ._ordered_code import slice_key
@@ -31,12 +32,9 @@ def data_file_name(prefix_base: str, shard: int, num_shards: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class TensorRecord:
+class TensorRecord(StoredTensor):
     """One logical tensor in a bundle: its key, dtype name, shape and where its bytes are."""
 
-    key: str
-    dtype: str
-    shape: tuple[int, ...]
     entry: BundleEntry
     # For partitioned variables: (extent, entry of that slice) per slice; empty otherwise.
     slices: tuple[tuple[tuple[tuple[int, int], ...], BundleEntry], ...] = ()
@@ -91,6 +89,16 @@ class BundleReader:
 
     def __repr__(self) -> str:
         return f"BundleReader({self.url!r}, {len(self.records)} tensors)"
+
+    def files(self) -> list[Location]:
+        """The files a transfer from it reads: the index and the data shards its entries use."""
+        shards = {e.shard_id for r in self.records.values() for e in ([r.entry] if not r.slices else
+                                                                       [p for _, p in r.slices])}
+        return [self.prefix.with_suffix(".index"), *(self.data_location(s) for s in sorted(shards))]
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies this version of the checkpoint: its index object's size, etag or mtime."""
+        return object_identity(self.prefix.with_suffix(".index"))
 
     def data_location(self, shard: int) -> Location:
         base = self.prefix.path.rsplit("/", 1)
@@ -157,9 +165,14 @@ def _refuse_other_kinds(url: str, storage_options: dict[str, Any] | None) -> Non
     what = describe_file(loc)
     if what is None:
         return
-    hint = ("pass the checkpoint's prefix (the path without .data-...)" if what.startswith("a data file")
-            else "give a TF checkpoint (prefix or directory) as the source; Keras files are not read as sources "
-                 "yet, and are accepted as targets (.keras)")
+    if what.startswith("a data file"):
+        hint = "pass the checkpoint's prefix (the path without .data-...)"
+    elif what.startswith("an HDF5"):
+        hint = ("legacy Keras .h5 files are not read yet: load the model and save its weights with "
+                "model.save_weights('model.weights.h5'), which warmstart reads")
+    else:
+        hint = ("give a TF checkpoint (prefix or directory) here; Keras 3 .keras and .weights.h5 files are read "
+                "as sources by warmstart plan/transfer/inspect and the Python API, not by the warm-start flow yet")
     raise UnsupportedFormatError(f"{loc.url} is {what}, not a TensorFlow checkpoint: {hint}")
 
 

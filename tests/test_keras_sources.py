@@ -1,0 +1,176 @@
+"""Keras 3 weights files (``.weights.h5``, ``.keras``) as sources, named by layer names.
+
+Keras' own ``load_weights`` matches by the file's class-counted paths (``layers/dense_1``): a layer
+inserted before others shifts them. warmstart names a file's variables by the layer names Keras
+records in it (``enc2/vars/0``) and matches them to the target's layers by name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import fsspec  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import warmstart  # noqa: E402
+
+RNG = np.random.default_rng(11)
+
+
+def encoder(inserted: bool = False, named: bool = True) -> keras.Model:
+    def name(n):
+        return n if named else None
+
+    inputs = keras.Input((16,), name="x")
+    h = keras.layers.Dense(16, name=name("enc1"))(inputs)
+    if inserted:
+        h = keras.layers.Dense(16, name=name("adapter"))(h)
+    h = keras.layers.Dense(16, name=name("enc2"))(h)
+    return keras.Model(inputs, keras.layers.Dense(16, name=name("head"))(h))
+
+
+def randomized(model: keras.Model) -> keras.Model:
+    for v in model.weights:
+        v.assign(RNG.normal(size=v.shape).astype("float32"))
+    return model
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keras-sources")
+    source = randomized(encoder())
+    source.save_weights(d / "src.weights.h5")
+    source.save(d / "src.keras")
+    encoder(inserted=True).save(d / "grown.keras")
+    return d, source
+
+
+def test_a_weights_file_is_read_by_layer_names_without_keras(files):
+    d, _ = files
+    table = warmstart.read_table(str(d / "src.weights.h5"))
+    assert table.kind == "keras-weights"
+    assert [(v.name, v.key) for v in table.variables][:3] == [
+        ("enc1/vars/0", "layers/dense/vars/0"), ("enc1/vars/1", "layers/dense/vars/1"),
+        ("enc2/vars/0", "layers/dense_1/vars/0")]
+    assert not any(v.positional for v in table.variables)
+    assert {v.name: (v.shape, v.dtype) for v in table.variables}["enc2/vars/0"] == ((16, 16), "float32")
+    archive = warmstart.read_table(str(d / "src.keras"))
+    assert [(v.name, v.key, v.shape) for v in archive.variables] == [(v.name, v.key, v.shape) for v in table.variables]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:keras")  # Keras' own load_weights, shown for contrast
+@pytest.mark.parametrize("source_file", ["src.weights.h5", "src.keras"])
+def test_a_grown_model_gets_each_layer_its_own_weights_where_keras_would_shift_them(files, tmp_path, source_file):
+    d, source = files
+    out = tmp_path / "out"
+    report = warmstart.transfer(str(d / source_file), str(d / "grown.keras"), str(out), rules={"on_missing": "init"})
+    assert report.strategy == "assign" and not report.plan.positional
+    assert {e.target: e.action for e in report.plan.entries}["adapter/kernel"] == "init"
+    warm = encoder(inserted=True)
+    warm.load_weights(out / "model.weights.h5")
+    for layer in ("enc1", "enc2", "head"):
+        for got, want in zip(warm.get_layer(layer).get_weights(), source.get_layer(layer).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    # Keras itself matches by class count: its 'adapter' (the file's dense_1) gets the source's enc2
+    shifted = encoder(inserted=True)
+    shifted.load_weights(d / "src.weights.h5", skip_mismatch=True)
+    np.testing.assert_array_equal(shifted.get_layer("adapter").get_weights()[0], source.get_layer("enc2").get_weights()[0])
+
+
+def test_unnamed_layers_in_a_weights_file_are_flagged_positional(tmp_path):
+    source = randomized(encoder(named=False))
+    source.save_weights(tmp_path / "unnamed.weights.h5")
+    table = warmstart.read_table(str(tmp_path / "unnamed.weights.h5"))
+    assert all(v.positional for v in table.variables)
+    plan = warmstart.plan(str(tmp_path / "unnamed.weights.h5"), encoder(named=False), rules={"on_missing": "init"})
+    assert plan.positional or not plan.transferred
+
+
+def test_a_real_backbone_from_its_weights_file_equals_keras_own_load(tmp_path):
+    def mobilenet() -> keras.Model:
+        return keras.applications.MobileNetV2(weights=None, input_shape=(64, 64, 3), alpha=0.35, classes=10)
+
+    source = randomized(mobilenet())
+    source.save_weights(tmp_path / "src.weights.h5")
+    target = mobilenet()
+    report = warmstart.transfer(str(tmp_path / "src.weights.h5"), target, str(tmp_path / "out"))
+    assert report.plan.ok and report.plan.counts["copy"] == len(target.weights) and not report.plan.positional
+    reference = mobilenet()
+    reference.load_weights(tmp_path / "src.weights.h5")
+    for got, want in zip(target.weights, reference.weights):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=got.path)
+    x = RNG.normal(size=(2, 64, 64, 3)).astype("float32")
+    np.testing.assert_array_equal(target(x).numpy(), reference(x).numpy())
+
+
+def test_a_weights_file_on_object_storage(files, tmp_path):
+    d, source = files
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/keras-src/src.weights.h5", (d / "src.weights.h5").read_bytes())
+    target = encoder()
+    warmstart.transfer("memory://keras-src/src.weights.h5", target, str(tmp_path / "out"))
+    for got, want in zip(target.weights, source.weights):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_what_a_keras_source_cannot_do_is_said_before_anything_is_written(files, tmp_path):
+    d, _ = files
+    out = tmp_path / "out"
+    with pytest.raises(warmstart.UsageError, match="from a Keras weights file only assign works"):
+        warmstart.transfer(str(d / "src.weights.h5"), str(d / "grown.keras"), str(out), strategy="restore",
+                           rules={"on_missing": "init"})
+    import tensorflow as tf
+
+    template = str(tmp_path / "template" / "ckpt")
+    tf.train.Checkpoint(model=encoder()).write(template)  # a TF2 template: auto would stream
+    with pytest.raises(warmstart.UsageError, match="from a Keras weights file only assign works"):
+        warmstart.transfer(str(d / "src.weights.h5"), template, str(out))
+    assert not out.exists()
+
+
+def test_damaged_keras_files_are_corrupt_inputs(files, tmp_path):
+    d, _ = files
+    data = (d / "src.weights.h5").read_bytes()
+    (tmp_path / "cut.weights.h5").write_bytes(data[: len(data) // 3])
+    with pytest.raises(warmstart.CorruptCheckpointError):
+        warmstart.read_table(str(tmp_path / "cut.weights.h5"))
+    (tmp_path / "zip.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(warmstart.CorruptCheckpointError):
+        warmstart.read_table(str(tmp_path / "zip.keras"))
+    shutil.copy(d / "src.keras", tmp_path / "copy.keras")
+    with pytest.raises(warmstart.InputNotFoundError):
+        warmstart.read_table(str(tmp_path / "absent.weights.h5"))
+
+
+def test_the_cli_transfers_from_a_keras_file_with_the_engine(files, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    d, source = files
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("on_missing: init\n")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-m", "warmstart.cli", "transfer", str(d / "src.keras"),
+                           str(d / "grown.keras"), str(tmp_path / "out"), "--rules", str(rules), "--json"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "running the engine directly" in done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["status"] == "ok" and doc["strategy"] == "assign"
+    warm = encoder(inserted=True)
+    warm.load_weights(tmp_path / "out" / "model.weights.h5")
+    np.testing.assert_array_equal(warm.get_layer("enc2").get_weights()[0], source.get_layer("enc2").get_weights()[0])
+
+
+def test_the_flow_says_it_reads_tf_checkpoints_only(files, tmp_path):
+    from warmstart.cache import CheckpointCache
+
+    d, _ = files
+    with pytest.raises(warmstart.UnsupportedFormatError, match="the warm-start flow reads TF checkpoints"):
+        CheckpointCache(tmp_path / "cache").fetch_index(str(d / "src.weights.h5"))

@@ -1,0 +1,167 @@
+"""Keras 3 weights (``.weights.h5``, or ``model.weights.h5`` inside a ``.keras`` zip), read with h5py.
+
+Keras lays the file out by the model's attribute paths (``layers/dense_1/vars/0``: a layer's group is
+named after its class and a count, its variables are numbered), and since Keras 3.x it records each
+layer's own name on its ``vars`` group. A variable is named here by those layer names and its number
+(``enc2/vars/0``), which a Keras model's table gives each variable as its ``weights_path``: an
+inserted layer shifts the class counts in the file, never the names. Without recorded names (older
+files) the file's own path is the name, flagged positional. Optimizer state keeps its file path
+(``optimizer/vars/3``), which the default excludes leave out.
+
+Metadata is read once when the reader opens; each tensor is read through h5py on its own (the file
+reopened), so from object storage every ``read`` costs a few ranged requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...errors import CorruptCheckpointError, InputNotFoundError, StorageError, UnsupportedFormatError
+from ...storage import Location, is_transient, object_identity, resolve
+from .. import dtypes
+from ..interface import StoredTensor
+
+__all__ = ["KerasWeightsReader", "KerasRecord", "KERAS_SUFFIXES", "is_keras_file"]
+
+KERAS_SUFFIXES = (".weights.h5", ".keras")
+_ARCHIVE_MEMBER = "model.weights.h5"
+
+
+def is_keras_file(url: str) -> bool:
+    return url.split("?", 1)[0].rstrip("/").endswith(KERAS_SUFFIXES)
+
+
+@dataclass(frozen=True, slots=True)
+class KerasRecord(StoredTensor):
+    """One dataset: its path in the file (the key), dtype name, shape, and the name by layer names."""
+
+    name: str
+    positional: bool
+    stored_bytes: int
+
+
+class KerasWeightsReader:
+    """A Keras weights file opened for reading (a :class:`~warmstart.formats.TensorReader`).
+
+    Raises :class:`InputNotFoundError` when there is no file, :class:`UnsupportedFormatError` for a
+    ``.keras`` archive without ``model.weights.h5`` (weights saved as ``.npz``), and
+    :class:`CorruptCheckpointError` when the file is not the HDF5 Keras writes.
+    """
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
+        self.prefix = resolve(url, storage_options)  # the file itself (named like a checkpoint's prefix)
+        self.url = self.prefix.url
+        self.archive = self.prefix.path.endswith(".keras")
+        with self._h5() as f:
+            self.records: dict[str, KerasRecord] = _records(f, self.url)
+
+    def __repr__(self) -> str:
+        return f"KerasWeightsReader({self.url!r}, {len(self.records)} tensors)"
+
+    def files(self) -> list[Location]:
+        return [self.prefix]
+
+    def identity(self) -> dict[str, Any]:
+        return object_identity(self.prefix)
+
+    def read(self, key: str) -> np.ndarray:
+        record = self.records.get(key)
+        if record is None:
+            raise InputNotFoundError(f"{self.url} has no tensor {key!r}")
+        with self._h5() as f:
+            try:
+                data = f[key][()]
+            except (OSError, KeyError, ValueError) as exc:
+                raise CorruptCheckpointError(f"{self.url}: cannot read {key!r}: {exc}") from None
+        value = np.asarray(data)
+        if record.dtype == "bfloat16":
+            value = value.view(dtypes.by_name("bfloat16").numpy)
+        return value.reshape(record.shape)
+
+    @contextlib.contextmanager
+    def _h5(self) -> Iterator[Any]:
+        import h5py
+
+        loc = self.prefix
+        try:
+            with loc.fs.open(loc.path, "rb") as raw, self._member(raw) as member, h5py.File(member, "r") as f:
+                yield f
+        except FileNotFoundError:
+            raise InputNotFoundError(f"{self.url} does not exist") from None
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise CorruptCheckpointError(f"{self.url}: not a Keras archive with {_ARCHIVE_MEMBER}: {exc}") from None
+        except OSError as exc:
+            if is_transient(exc):
+                raise StorageError(f"cannot read {self.url}: {exc}", True) from None
+            raise CorruptCheckpointError(f"{self.url}: not a Keras weights file (HDF5): {exc}") from None
+
+    @contextlib.contextmanager
+    def _member(self, raw: Any) -> Iterator[Any]:
+        if not self.archive:
+            yield raw
+            return
+        with zipfile.ZipFile(raw) as archive:
+            names = archive.namelist()
+            if _ARCHIVE_MEMBER not in names:
+                raise UnsupportedFormatError(
+                    f"{self.url} holds no {_ARCHIVE_MEMBER} (its weights are {', '.join(names)}): save it "
+                    "again with Keras 3's default format")
+            with archive.open(_ARCHIVE_MEMBER) as member:  # stored, not compressed: seeks are cheap
+                yield member
+
+
+def _records(f: Any, url: str) -> dict[str, KerasRecord]:
+    import h5py
+
+    found: dict[str, KerasRecord] = {}
+
+    def visit(path: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            found[path] = _record(f, path, obj, url)
+
+    f.visititems(visit)
+    if not found and "layers" not in f and "vars" not in f:
+        raise CorruptCheckpointError(f"{url}: an HDF5 file without Keras weights (no 'layers' or 'vars' group)")
+    return found
+
+
+def _record(f: Any, path: str, ds: Any, url: str) -> KerasRecord:
+    if ds.attrs.get("dtype") == "bfloat16":
+        dtype = "bfloat16"
+    else:
+        try:
+            dtype = dtypes.by_numpy(ds.dtype).name
+        except KeyError:
+            raise CorruptCheckpointError(f"{url}: dataset {path!r} has a dtype warmstart does not know: {ds.dtype}") from None
+    name, positional = _layer_name(f, path)
+    shape = tuple(int(d) for d in ds.shape)
+    return KerasRecord(path, dtype, shape, name, positional, int(ds.id.get_storage_size()))
+
+
+def _layer_name(f: Any, path: str) -> tuple[str, bool]:
+    """``layers/block/a/vars/0`` -> (``blk/dense/vars/0``, counted?) from the names Keras recorded on
+    each ``vars`` group along the way; the file path itself (positional) where a name is missing."""
+    parts = path.split("/")
+    if parts[0] == "optimizer" or len(parts) < 2 or parts[-2] != "vars":
+        return path, parts[0] != "optimizer"
+    chain, counted = [], False
+    for depth in range(1, len(parts) - 1):
+        group = "/".join(parts[:depth])
+        name = f[f"{group}/vars"].attrs.get("name") if f"{group}/vars" in f else None
+        if name is None:
+            if depth == len(parts) - 2:  # the variable's own layer has no recorded name
+                return path, True
+            continue
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        chain.append(name)
+        base = re.sub(r"_\d+$", "", posixpath.basename(group))
+        counted = counted or re.fullmatch(re.escape(base) + r"(_\d+)?", name) is not None
+    return f"{'/'.join(chain)}/vars/{parts[-1]}", counted

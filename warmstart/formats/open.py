@@ -1,0 +1,20 @@
+"""Opening a source by its kind: a Keras weights file by its name, a TF checkpoint otherwise."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .bundle import BundleReader
+from .keras import KerasWeightsReader, is_keras_file
+
+__all__ = ["open_source"]
+
+
+def open_source(url: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> BundleReader | KerasWeightsReader:
+    """A reader for the source at ``url``: a Keras 3 ``.weights.h5`` / ``.keras`` file, or a TF checkpoint
+    (prefix, ``.index`` path or directory). Reads metadata only (the index, the HDF5 structure)."""
+    url = os.fspath(url)
+    if is_keras_file(url):
+        return KerasWeightsReader(url, storage_options)
+    return BundleReader(url, storage_options)
