@@ -162,35 +162,27 @@ def test_a_real_backbone_keeps_every_weight_under_a_new_head():
             np.testing.assert_array_equal(np.asarray(v), want[v.path], err_msg=v.path)
 
 
-@pytest.fixture(scope="module")
-def keras_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("keras-files")
-    model = encoder()
-    model.save(d / "model.keras")
-    model.save_weights(d / "model.weights.h5")
-    model.save(d / "legacy.h5")  # Keras 2's HDF5 format, which Keras 3 still writes
-    return d
-
-
-@pytest.mark.parametrize("name, what", [
-    ("legacy.h5", "is an HDF5 file (a Keras .h5 model or weights file), not a TensorFlow checkpoint"),
-])
-def test_a_file_of_another_kind_as_source_is_named_for_what_it_is(keras_files, name, what):
-    with pytest.raises(warmstart.UnsupportedFormatError, match=re.escape(what)):
-        warmstart.read_table(str(keras_files / name))
+def test_a_metagraph_as_source_is_named_for_what_it_is(tmp_path):
+    (tmp_path / "model.ckpt.meta").write_bytes(b"\n\x04meta")
+    with pytest.raises(warmstart.UnsupportedFormatError, match=re.escape(
+            "is a TF1 MetaGraph (.meta), which holds the graph but no variable values, not a TensorFlow checkpoint")):
+        warmstart.read_table(str(tmp_path / "model.ckpt.meta"))
     fs = __import__("fsspec").filesystem("memory")
-    fs.pipe(f"/keras-sources/{name}", (keras_files / name).read_bytes())
-    with pytest.raises(warmstart.UnsupportedFormatError, match=re.escape(what)):
-        warmstart.plan(f"memory://keras-sources/{name}", str(keras_files / "model.keras"))
+    fs.pipe("/other-sources/model.ckpt.meta", b"\n\x04meta")
+    with pytest.raises(warmstart.UnsupportedFormatError, match="MetaGraph"):
+        warmstart.plan("memory://other-sources/model.ckpt.meta", encoder())
 
 
-def test_the_cli_says_what_a_legacy_keras_source_is_with_exit_code_3(keras_files):
+def test_the_cli_says_what_an_unreadable_source_is_with_exit_code_3(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["x"] = np.zeros(3)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-m", "warmstart.cli", "inspect", str(keras_files / "legacy.h5")],
+    out = subprocess.run([sys.executable, "-m", "warmstart.cli", "inspect", str(tmp_path / "data.h5")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 3, out.stderr
-    assert "is an HDF5 file (a Keras .h5 model or weights file), not a TensorFlow checkpoint" in out.stderr
-    assert "model.save_weights('model.weights.h5')" in out.stderr
+    assert "an HDF5 file without Keras weights" in out.stderr
     assert "Traceback" not in out.stderr and "does not exist" not in out.stderr
 
 

@@ -174,3 +174,57 @@ def test_the_flow_says_it_reads_tf_checkpoints_only(files, tmp_path):
     d, _ = files
     with pytest.raises(warmstart.UnsupportedFormatError, match="the warm-start flow reads TF checkpoints"):
         CheckpointCache(tmp_path / "cache").fetch_index(str(d / "src.weights.h5"))
+
+
+def test_a_legacy_h5_model_file_is_read_by_its_weight_names(files, tmp_path):
+    d, source = files
+    source.save(tmp_path / "old.h5")  # Keras 3 still writes the Keras 2 layout for .h5
+    table = warmstart.read_table(str(tmp_path / "old.h5"))
+    assert {v.name: v.key for v in table.variables}["enc2/kernel"] == "model_weights/enc2/enc2/kernel"
+    warm = encoder(inserted=True)
+    report = warmstart.transfer(str(tmp_path / "old.h5"), warm, str(tmp_path / "out"), rules={"on_missing": "init"})
+    assert {e.target: e.reason for e in report.plan.entries}["enc2/kernel"] == "same name"
+    np.testing.assert_array_equal(warm.get_layer("enc2").get_weights()[0], source.get_layer("enc2").get_weights()[0])
+
+
+def test_a_keras_2_weights_file_with_split_name_lists(tmp_path):
+    """What Keras 2 (and Hugging Face's tf_model.h5) write: weight names with ':0', long name lists
+    split into layer_names0, layer_names1, ... (HDF5's 64 KiB object-header limit)."""
+    import h5py
+
+    kernel = RNG.normal(size=(3, 2)).astype("float32")
+    with h5py.File(tmp_path / "tf_model.h5", "w") as f:
+        f.attrs["layer_names0"] = [b"embed"]
+        f.attrs["layer_names1"] = [b"dense_1"]
+        f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", b"2.15.0"
+        for layer, names in (("embed", []), ("dense_1", [b"dense_1/kernel:0", b"dense_1/bias:0"])):
+            g = f.create_group(layer)
+            g.attrs["weight_names"] = names
+        f["dense_1/dense_1/kernel:0"] = kernel
+        f["dense_1/dense_1/bias:0"] = np.zeros(2, "float32")
+    reader_table = warmstart.read_table(str(tmp_path / "tf_model.h5"))
+    assert {v.name: (v.shape, v.key) for v in reader_table.variables} == {
+        "dense_1/kernel": ((3, 2), "dense_1/dense_1/kernel:0"), "dense_1/bias": ((2,), "dense_1/dense_1/bias:0")}
+    from warmstart.formats import open_source
+
+    np.testing.assert_array_equal(open_source(str(tmp_path / "tf_model.h5")).read("dense_1/dense_1/kernel:0"), kernel)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_keras_sources_on_object_storage(files, tmp_path, request, store):
+    """moto S3 and the GCS emulator: each Keras file kind read over fsspec, the target gets the weights."""
+    d, source = files
+    server = request.getfixturevalue(f"{store}_server")
+    bucket = request.getfixturevalue(f"{store}_bucket")
+    fs, options = server.filesystem(), server.storage_options()
+    source.save(tmp_path / "old.h5")
+    for path in (d / "src.weights.h5", d / "src.keras", tmp_path / "old.h5"):
+        fs.put_file(str(path), f"{bucket}/models/{path.name}")
+    for name in ("src.weights.h5", "src.keras", "old.h5"):
+        target = encoder()
+        report = warmstart.transfer(f"{bucket}/models/{name}", target, str(tmp_path / f"out-{name}"),
+                                    storage_options=options)
+        assert report.plan.ok and report.plan.counts["copy"] == 6, name
+        for got, want in zip(target.weights, source.weights):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=name)

@@ -167,12 +167,9 @@ def _refuse_other_kinds(url: str, storage_options: dict[str, Any] | None) -> Non
         return
     if what.startswith("a data file"):
         hint = "pass the checkpoint's prefix (the path without .data-...)"
-    elif what.startswith("an HDF5"):
-        hint = ("legacy Keras .h5 files are not read yet: load the model and save its weights with "
-                "model.save_weights('model.weights.h5'), which warmstart reads")
     else:
-        hint = ("give a TF checkpoint (prefix or directory) here; Keras 3 .keras and .weights.h5 files are read "
-                "as sources by warmstart plan/transfer/inspect and the Python API, not by the warm-start flow yet")
+        hint = ("give a TF checkpoint (prefix or directory) here; Keras .keras, .weights.h5 and .h5 files are "
+                "read as sources by warmstart plan/transfer/inspect and the Python API, not by the warm-start flow")
     raise UnsupportedFormatError(f"{loc.url} is {what}, not a TensorFlow checkpoint: {hint}")
 
 

@@ -1,4 +1,4 @@
-"""Keras 3 weights (``.weights.h5``, or ``model.weights.h5`` inside a ``.keras`` zip), read with h5py.
+"""Keras weights (``.weights.h5``, ``model.weights.h5`` inside a ``.keras`` zip, legacy ``.h5``), read with h5py.
 
 Keras lays the file out by the model's attribute paths (``layers/dense_1/vars/0``: a layer's group is
 named after its class and a count, its variables are numbered), and since Keras 3.x it records each
@@ -6,7 +6,9 @@ layer's own name on its ``vars`` group. A variable is named here by those layer 
 (``enc2/vars/0``), which a Keras model's table gives each variable as its ``weights_path``: an
 inserted layer shifts the class counts in the file, never the names. Without recorded names (older
 files) the file's own path is the name, flagged positional. Optimizer state keeps its file path
-(``optimizer/vars/3``), which the default excludes leave out.
+(``optimizer/vars/3``), which the default excludes leave out. A legacy ``.h5`` file (Keras 2 layout,
+which Keras 3 still writes for ``model.save("m.h5")``) lists each layer's weight names, which are
+the variables' names (``enc1/kernel``).
 
 Metadata is read once when the reader opens; each tensor is read through h5py on its own (the file
 reopened), so from object storage every ``read`` costs a few ranged requests.
@@ -31,7 +33,7 @@ from ..interface import StoredTensor
 
 __all__ = ["KerasWeightsReader", "KerasRecord", "KERAS_SUFFIXES", "is_keras_file"]
 
-KERAS_SUFFIXES = (".weights.h5", ".keras")
+KERAS_SUFFIXES = (".h5", ".keras")  # .weights.h5 (Keras 3), .h5 (legacy Keras 2 layout), .keras
 _ARCHIVE_MEMBER = "model.weights.h5"
 
 
@@ -121,6 +123,9 @@ class KerasWeightsReader:
 def _records(f: Any, url: str) -> dict[str, KerasRecord]:
     import h5py
 
+    legacy = _legacy_root(f)
+    if legacy is not None:
+        return _legacy_records(f, legacy, url)
     found: dict[str, KerasRecord] = {}
 
     def visit(path: str, obj: Any) -> None:
@@ -128,12 +133,52 @@ def _records(f: Any, url: str) -> dict[str, KerasRecord]:
             found[path] = _record(f, path, obj, url)
 
     f.visititems(visit)
-    if not found and "layers" not in f and "vars" not in f:
-        raise CorruptCheckpointError(f"{url}: an HDF5 file without Keras weights (no 'layers' or 'vars' group)")
+    foreign = [p for p in found if not re.fullmatch(r"(.+/)?vars/\d+", p)]
+    if foreign or (not found and "layers" not in f and "vars" not in f):
+        where = f"dataset {foreign[0]!r} is not a layer's vars/N" if foreign else "no 'layers' or 'vars' group"
+        raise CorruptCheckpointError(f"{url}: an HDF5 file without Keras weights ({where}, and no layer_names list)")
     return found
 
 
-def _record(f: Any, path: str, ds: Any, url: str) -> KerasRecord:
+def _legacy_root(f: Any) -> Any | None:
+    """The group of a legacy (Keras 2 layout) file that lists its layers: ``model_weights`` of a full
+    model, the root of a weights-only file (Hugging Face's ``tf_model.h5`` too); None otherwise."""
+    if "model_weights" in f and _names(f["model_weights"].attrs, "layer_names"):
+        return f["model_weights"]
+    return f if _names(f.attrs, "layer_names") else None
+
+
+def _names(attrs: Any, key: str) -> list[str]:
+    """A list attribute, also when HDF5's header limit made Keras split it into ``key0``, ``key1``, ..."""
+    if key in attrs:
+        chunks = [attrs[key]]
+    else:
+        chunks, i = [], 0
+        while f"{key}{i}" in attrs:
+            chunks.append(attrs[f"{key}{i}"])
+            i += 1
+    return [n.decode() if isinstance(n, bytes) else str(n) for chunk in chunks for n in chunk]
+
+
+def _legacy_records(f: Any, root: Any, url: str) -> dict[str, KerasRecord]:
+    """Each layer's ``weight_names`` (``enc1/kernel``; Keras 2 adds ``:0``) name its variables: Keras 3
+    writes them as ``variable.path``, which a Keras target's variables are named by."""
+    found: dict[str, KerasRecord] = {}
+    for layer in _names(root.attrs, "layer_names"):
+        group = root.get(layer)
+        if group is None:
+            raise CorruptCheckpointError(f"{url}: layer {layer!r} is listed but has no group")
+        for weight in _names(group.attrs, "weight_names"):
+            ds = group.get(weight)
+            if ds is None:
+                raise CorruptCheckpointError(f"{url}: weight {weight!r} of layer {layer!r} is listed but missing")
+            path = ds.name.lstrip("/")
+            name = weight[:-2] if weight.endswith(":0") else weight
+            found[path] = _record(f, path, ds, url, (name, False))
+    return found
+
+
+def _record(f: Any, path: str, ds: Any, url: str, named: tuple[str, bool] | None = None) -> KerasRecord:
     if ds.attrs.get("dtype") == "bfloat16":
         dtype = "bfloat16"
     else:
@@ -141,7 +186,7 @@ def _record(f: Any, path: str, ds: Any, url: str) -> KerasRecord:
             dtype = dtypes.by_numpy(ds.dtype).name
         except KeyError:
             raise CorruptCheckpointError(f"{url}: dataset {path!r} has a dtype warmstart does not know: {ds.dtype}") from None
-    name, positional = _layer_name(f, path)
+    name, positional = named or _layer_name(f, path)
     shape = tuple(int(d) for d in ds.shape)
     return KerasRecord(path, dtype, shape, name, positional, int(ds.id.get_storage_size()))
 
