@@ -228,3 +228,43 @@ def test_keras_sources_on_object_storage(files, tmp_path, request, store):
         assert report.plan.ok and report.plan.counts["copy"] == 6, name
         for got, want in zip(target.weights, source.weights):
             np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=name)
+
+
+def test_stream_into_a_keras_weights_template_needs_no_tensorflow(files, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    d, source = files
+    template = encoder(inserted=True)
+    template.save_weights(tmp_path / "grown.weights.h5")
+    adapter_before = template.get_layer("adapter").get_weights()
+    code = ("import json, sys, warmstart; r = warmstart.transfer(sys.argv[1], sys.argv[2], sys.argv[3], "
+            "rules={'on_missing': 'init'}); print(json.dumps([r.strategy, r.keras_weights, "
+            "'tensorflow' in sys.modules, 'keras' in sys.modules]))")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", code, str(d / "src.weights.h5"), str(tmp_path / "grown.weights.h5"),
+                           str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == ["stream", (out / "model.weights.h5").as_uri(), False, False]
+    assert sorted(p.name for p in out.iterdir()) == ["model.weights.h5", "warmstart.json"]  # no TF state file
+    warm = encoder(inserted=True)
+    warm.load_weights(out / "model.weights.h5")
+    for layer in ("enc1", "enc2", "head"):
+        for got, want in zip(warm.get_layer(layer).get_weights(), source.get_layer(layer).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    for got, want in zip(warm.get_layer("adapter").get_weights(), adapter_before):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_stream_into_a_keras_weights_template_on_object_storage(files, tmp_path):
+    d, source = files
+    encoder().save_weights(tmp_path / "same.weights.h5")
+    fs = fsspec.filesystem("memory")
+    report = warmstart.transfer(str(d / "src.keras"), str(tmp_path / "same.weights.h5"), "memory://keras-out/warm")
+    assert report.keras_weights.endswith("keras-out/warm/model.weights.h5")
+    fs.get_file("/keras-out/warm/model.weights.h5", str(tmp_path / "got.weights.h5"))
+    warm = encoder()
+    warm.load_weights(tmp_path / "got.weights.h5")
+    for got, want in zip(warm.weights, source.weights):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

@@ -41,7 +41,7 @@ __all__ = ["transfer", "choose_strategy", "check_output_for", "publish_output", 
 Strategy = Literal["auto", "stream", "restore", "assign"]
 SourceReader = BundleReader | KerasWeightsReader
 STRATEGIES = ("auto", "stream", "restore", "assign")
-_STREAMABLE = ("tf1-checkpoint", "tf2-checkpoint", "signature")
+_STREAMABLE = ("tf1-checkpoint", "tf2-checkpoint", "signature", "keras-weights")
 # TF reads checkpoints of these by their object graph, which a signature does not hold.
 _OBJECT_BASED = ("tf2-checkpoint", "keras", "module")
 
@@ -51,7 +51,7 @@ def choose_strategy(strategy: str, target_table: VariableTable, source_kind: str
     (``assign`` from a Keras weights file, which TF cannot restore from). Raises :class:`UsageError`
     for a strategy that cannot serve the target or the source."""
     chosen = _for_target(strategy, target_table)
-    if source_kind != "keras-weights" or chosen == "assign":
+    if source_kind != "keras-weights" or chosen == "assign" or target_table.kind == "keras-weights":
         return chosen
     if strategy == "auto" and chosen == "restore":
         return "assign"
@@ -78,7 +78,7 @@ def _for_target(strategy: str, target_table: VariableTable) -> str:
             f"the stream strategy needs a template checkpoint or signature target; {target_table.origin} is a "
             f"{target_table.kind} target: use --strategy restore or assign"
         )
-    if strategy in ("restore", "assign") and target_table.kind in ("tf2-checkpoint", "signature"):
+    if strategy in ("restore", "assign") and target_table.kind in ("tf2-checkpoint", "signature", "keras-weights"):
         raise UsageError(
             f"the {strategy} strategy builds the target, but {target_table.origin} is a {target_table.kind} "
             "with nothing to build: use --strategy stream, or give a .keras, .meta or py: builder target"
@@ -120,12 +120,15 @@ def transfer(
         raise PlanError(plan.failure_message(), plan)
     out = OutputDir(out_loc.url, storage_options, overwrite=overwrite)
     try:
-        if chosen == "stream":
+        if chosen == "stream" and plan.target.kind == "keras-weights":
+            result = _run_keras_stream(plan, reader, target, out, storage_options, progress)
+        elif chosen == "stream":
             result = _run_stream(plan, reader, template, target, out, storage_options, chunk_bytes, progress)
         else:
             result = _run_tf(chosen, plan, reader, target, out, storage_options, progress)
         result["seconds"] = round(time.perf_counter() - started, 3)
-        manifest_url = out.commit(_manifest(plan, reader, target, rules_model, chosen, result, provenance))
+        manifest_url = out.commit(_manifest(plan, reader, target, rules_model, chosen, result, provenance),
+                                  state_file=plan.target.kind != "keras-weights")
     except BaseException:
         out.abort()
         raise
@@ -245,6 +248,22 @@ def _run_stream(plan, reader, template, target, out: OutputDir, storage_options,
     rows = ((w.key, w.dtype, w.shape, w.size, w.crc32c) for w in writer.written)
     return {"tensors": _tensor_checksums(rows), "absent": list(stats.absent),
             "bytes_read": stats.bytes_read, "bytes_written": writer.bytes_written}
+
+
+def _run_keras_stream(plan, reader, target, out: OutputDir, storage_options, progress) -> dict[str, Any]:
+    """Stream into a Keras weights file: written in place locally, uploaded from a work file otherwise."""
+    from .strategies import stream_into_weights
+
+    template = KerasWeightsReader(os.fspath(target), storage_options)
+    dest = out.loc.child(KERAS_WEIGHTS)
+    with tempfile.TemporaryDirectory(prefix="warmstart-") as workdir:
+        local = dest.path if out.loc.is_local else os.path.join(workdir, KERAS_WEIGHTS)
+        if out.loc.is_local:
+            out.record(dest)
+        result = stream_into_weights(plan, reader, template, local, progress)
+        if not out.loc.is_local:
+            out.put_file(local, KERAS_WEIGHTS)
+    return {**result, "tensors": _tensor_checksums(result["tensors"]), "keras_weights": dest.url}
 
 
 def _run_tf(strategy, plan, reader, target, out: OutputDir, storage_options, progress) -> dict[str, Any]:

@@ -231,7 +231,7 @@ def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matche
                 break
     if s is None:
         return _missing(t, source_name, via, source, rules, base)
-    by_position = via_alias == t.object_path and has_list_index(source_name)
+    by_position = via_alias is not None and via_alias == t.object_path and has_list_index(source_name)
     found = dict(source=s.name, source_shape=s.shape, source_dtype=s.dtype, source_key=s.key,
                  positional=s.positional or t.positional or by_position)
     if not _shapes_compatible(s.shape, t.shape):

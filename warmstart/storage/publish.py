@@ -199,10 +199,12 @@ class OutputDir:
             raise StorageError(f"writing {dest.url} failed: {exc}", is_transient(exc)) from None
         return dest
 
-    def commit(self, manifest: dict[str, Any]) -> str:
-        """Write the state file, then the manifest, then drop the marker; returns the manifest URL."""
-        state = f'model_checkpoint_path: "{CHECKPOINT_NAME}"\nall_model_checkpoint_paths: "{CHECKPOINT_NAME}"\n'
-        self._write_text(STATE_FILE, state)
+    def commit(self, manifest: dict[str, Any], state_file: bool = True) -> str:
+        """Write the state file (unless the output holds no TF checkpoint), then the manifest, then drop
+        the marker; returns the manifest URL."""
+        if state_file:
+            state = f'model_checkpoint_path: "{CHECKPOINT_NAME}"\nall_model_checkpoint_paths: "{CHECKPOINT_NAME}"\n'
+            self._write_text(STATE_FILE, state)
         # Compact: with indent, json uses its pure-Python encoder (seconds for a 20k-variable plan).
         url = self._write_text(MANIFEST, json.dumps(manifest, separators=(",", ":")) + "\n").url
         self.finish()

@@ -19,7 +19,8 @@ __all__ = ["target_kind", "signature_of"]
 
 
 def target_kind(target: str) -> str:
-    """'builder', 'meta-graph', 'keras', 'signature' or 'checkpoint', from the form of the URL."""
+    """'builder', 'meta-graph', 'keras', 'keras-weights' (``.weights.h5``, ``.h5``), 'signature' or
+    'checkpoint', from the form of the URL."""
     if target.startswith("py:"):
         return "builder"
     path = target.split("?", 1)[0].rstrip("/")
@@ -27,6 +28,8 @@ def target_kind(target: str) -> str:
         return "meta-graph"
     if path.endswith(".keras"):
         return "keras"
+    if path.endswith(".h5"):
+        return "keras-weights"
     if path.endswith(".json"):
         return "signature"
     return "checkpoint"
@@ -49,6 +52,8 @@ def signature_of(target: Any, storage_options: dict[str, Any] | None = None) -> 
         return read_table(target, storage_options)
     if kind == "signature":
         return read_signature_file(target, storage_options)
+    if kind == "keras-weights":
+        return read_table(target, storage_options)
     if kind == "builder":
         return builders.table_from_builder(target)
     if kind == "meta-graph":
