@@ -49,3 +49,18 @@ def test_benchmark_runs_and_writes_every_method_row(tmp_path):
     # Scratch outputs are removed; only the (reusable) fixtures stay in the work dir.
     assert not (tmp_path / "work" / "out").exists()
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["fixtures"]
+
+
+def test_keras_benchmark_runs_and_its_outputs_equal_keras_own(tmp_path):
+    out = tmp_path / "K.md"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "keras_bench.py"), "--repeat", "1", "--layers", "1",
+           "--work-dir", str(tmp_path / "work"), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "K.json").read_text())
+    assert {m for m in doc["checks"]} == {"ws-assign", "ws-stream"}
+    assert all(equal == total > 0 for equal, total in doc["checks"].values()), doc["checks"]
+    text = out.read_text()
+    for method in ("| keras |", "| ws-assign |", "| ws-stream |", "| ws-plan-h5 |", "| ws-plan-keras |"):
+        assert method in text

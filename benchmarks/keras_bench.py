@@ -1,0 +1,155 @@
+"""A BERT-base-sized Keras 3 model warm-started from Keras files: warmstart against Keras' own loading.
+
+    python benchmarks/keras_bench.py [--repeat 3] [--layers 12] [--out benchmarks/KERAS.md]
+
+The source is a BERT-base-sized functional encoder (vocabulary 30,522, hidden 768, 12 layers, 110 M
+parameters, random weights) saved with ``save_weights`` and ``save``; the target grows the vocabulary
+(30,600) and replaces the head (2 -> 5 classes). Every method runs in a fresh process (wall time
+including imports, peak RSS from VmHWM) and writes the warm weights:
+
+- ``keras``: ``load_model(target.keras)``, ``load_weights(source.weights.h5, skip_mismatch=True)``,
+  ``save_weights`` (what a user writes by hand);
+- ``ws-assign``: ``warmstart.transfer(source.weights.h5, target.keras, ...)`` (builds the model, as Keras does);
+- ``ws-stream``: ``warmstart.transfer(source.weights.h5, target.weights.h5, ...)`` (no TF, no Keras);
+- ``ws-plan-h5`` / ``ws-plan-keras``: planning only, against the ``.weights.h5`` / ``.keras`` target.
+
+Every output is compared with Keras' own: equal on every weight Keras loads, the template's on the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RULES = {"on_shape_mismatch": "skip"}  # the grown embedding and the new head keep their initial values
+
+CHILD = {
+    "keras": """
+import keras
+t = keras.saving.load_model(W + "/target.keras", compile=False)
+t.load_weights(W + "/source.weights.h5", skip_mismatch=True)
+t.save_weights(OUT + "/model.weights.h5")
+""",
+    "ws-assign": "import warmstart; warmstart.transfer(W + '/source.weights.h5', W + '/target.keras', OUT, rules=RULES)",
+    "ws-stream": "import warmstart; warmstart.transfer(W + '/source.weights.h5', W + '/target.weights.h5', OUT, rules=RULES)",
+    "ws-plan-h5": "import warmstart; assert warmstart.plan(W + '/source.weights.h5', W + '/target.weights.h5', RULES).ok",
+    "ws-plan-keras": "import warmstart; assert warmstart.plan(W + '/source.weights.h5', W + '/target.keras', RULES).ok",
+}
+WRITES = ("keras", "ws-assign", "ws-stream")
+
+
+def encoder(vocab: int, classes: int, layers: int):
+    import keras
+
+    ids = keras.Input((128,), dtype="int32", name="ids")
+    h = keras.layers.Embedding(vocab, 768, name="word_embeddings")(ids)
+    h = keras.layers.LayerNormalization(name="embeddings_norm")(h)
+    for i in range(layers):
+        a = keras.layers.MultiHeadAttention(12, 64, name=f"layer_{i}_attention")(h, h)
+        h = keras.layers.LayerNormalization(name=f"layer_{i}_attention_norm")(h + a)
+        f = keras.layers.Dense(3072, activation="gelu", name=f"layer_{i}_intermediate")(h)
+        f = keras.layers.Dense(768, name=f"layer_{i}_output")(f)
+        h = keras.layers.LayerNormalization(name=f"layer_{i}_output_norm")(h + f)
+    pooled = keras.layers.GlobalAveragePooling1D(name="pool")(h)
+    return keras.Model(ids, keras.layers.Dense(classes, name="head")(pooled))
+
+
+def write_fixtures(work: Path, layers: int) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    source = encoder(30522, 2, layers)
+    for v in source.weights:
+        v.assign(rng.normal(0, 0.02, v.shape).astype("float32"))
+    source.save_weights(work / "source.weights.h5")
+    target = encoder(30600, 5, layers)
+    target.save(work / "target.keras")
+    target.save_weights(work / "target.weights.h5")
+
+
+def run(method: str, work: Path, out: Path) -> dict:
+    prelude = (f"import os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'; W, OUT, RULES = {str(work)!r}, {str(out)!r}, "
+               f"{RULES!r}\n")
+    tail = ("\nfrom pathlib import Path\nimport json\n"
+            "hwm = [l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM')][0]\n"
+            "print(json.dumps({'peak_rss_mib': int(hwm.split()[1]) / 1024}))\n")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", prelude + CHILD[method] + tail], capture_output=True, text=True,
+                          timeout=1200)
+    wall = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(f"{method} failed:\n{done.stderr[-3000:]}")
+    return {"method": method, "wall_s": wall, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def compare(keras_out: Path, other: Path) -> tuple[int, int]:
+    """(datasets equal, datasets in all) between two weights files of the same model."""
+    import h5py
+    import numpy as np
+
+    equal = total = 0
+    with h5py.File(keras_out, "r") as a, h5py.File(other, "r") as b:
+        def visit(name, obj):
+            nonlocal equal, total
+            if isinstance(obj, h5py.Dataset):
+                total += 1
+                equal += int(np.array_equal(obj[()], b[name][()]))
+        a.visititems(visit)
+    return equal, total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--work-dir", type=Path, default=HERE / "work" / "keras")
+    parser.add_argument("--out", type=Path, default=HERE / "KERAS.md")
+    args = parser.parse_args(argv)
+    work = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "target.weights.h5").exists():
+        write_fixtures(work, args.layers)
+    runs = []
+    for i in range(args.repeat):
+        for method in CHILD:
+            out = work / "out" / f"{method}-{i}"
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+            out.mkdir(parents=True) if method == "keras" else None
+            runs.append(run(method, work, out))
+            print(f"{method:14s} {runs[-1]['wall_s']:.2f} s, peak {runs[-1]['peak_rss_mib']:.0f} MiB", file=sys.stderr)
+    checks = {m: compare(work / "out" / "keras-0" / "model.weights.h5", work / "out" / f"{m}-0" / "model.weights.h5")
+              for m in WRITES[1:]}
+    doc = {"runs": runs, "checks": checks, "layers": args.layers, "repeat": args.repeat,
+           "source_mib": (work / "source.weights.h5").stat().st_size / 2**20}
+    args.out.write_text(render(doc))
+    args.out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
+    print(render(doc))
+    return 0
+
+
+def render(doc: dict) -> str:
+    med = {m: {k: statistics.median(r[k] for r in doc["runs"] if r["method"] == m) for k in ("wall_s", "peak_rss_mib")}
+           for m in CHILD}
+    base = med["keras"]
+    lines = [f"# Keras files: warmstart vs Keras' own loading ({doc['layers']}-layer BERT-base-sized encoder, "
+             f"{doc['source_mib']:.0f} MiB of weights)", "",
+             f"command: `python benchmarks/keras_bench.py --repeat {doc['repeat']}`; medians of {doc['repeat']} runs, each "
+             "a fresh process, wall time including imports, peak RSS = VmHWM.", "",
+             "| method | wall s | vs keras | peak RSS MiB | vs keras | output vs Keras' (equal datasets) |",
+             "|---|---|---|---|---|---|"]
+    for m in CHILD:
+        eq = doc["checks"].get(m)
+        check = "(reference)" if m == "keras" else (f"{eq[0]} / {eq[1]}" if eq else "no output (planning)")
+        lines.append(f"| {m} | {med[m]['wall_s']:.2f} | {med[m]['wall_s'] / base['wall_s']:.2f}x | "
+                     f"{med[m]['peak_rss_mib']:.0f} | {med[m]['peak_rss_mib'] / base['peak_rss_mib']:.2f}x | {check} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
