@@ -9,8 +9,10 @@ including imports, peak RSS from VmHWM) and writes the warm weights:
 
 - ``keras``: ``load_model(target.keras)``, ``load_weights(source.weights.h5, skip_mismatch=True)``,
   ``save_weights`` (what a user writes by hand);
-- ``ws-assign``: ``warmstart.transfer(source.weights.h5, target.keras, ...)`` (builds the model, as Keras does);
-- ``ws-stream``: ``warmstart.transfer(source.weights.h5, target.weights.h5, ...)`` (no TF, no Keras);
+- ``ws-assign``: ``warmstart.transfer(source.weights.h5, target.keras, ..., strategy="assign")`` (builds
+  the model, as Keras does);
+- ``ws-stream``: ``warmstart.transfer(source.weights.h5, target.keras, ...)``: streamed into the archive's
+  own weights, nothing built, no TF or Keras imported; ``ws-stream-h5``: the same into ``target.weights.h5``;
 - ``ws-plan-h5`` / ``ws-plan-keras``: planning only, against the ``.weights.h5`` / ``.keras`` target.
 
 Every output is compared with Keras' own: equal on every weight Keras loads, the template's on the rest.
@@ -36,12 +38,15 @@ t = keras.saving.load_model(W + "/target.keras", compile=False)
 t.load_weights(W + "/source.weights.h5", skip_mismatch=True)
 t.save_weights(OUT + "/model.weights.h5")
 """,
-    "ws-assign": "import warmstart; warmstart.transfer(W + '/source.weights.h5', W + '/target.keras', OUT, rules=RULES)",
-    "ws-stream": "import warmstart; warmstart.transfer(W + '/source.weights.h5', W + '/target.weights.h5', OUT, rules=RULES)",
+    "ws-assign": ("import warmstart; warmstart.transfer(W + '/source.weights.h5', W + '/target.keras', OUT, "
+                  "rules=RULES, strategy='assign')"),
+    "ws-stream": "import warmstart; warmstart.transfer(W + '/source.weights.h5', W + '/target.keras', OUT, rules=RULES)",
+    "ws-stream-h5": ("import warmstart; warmstart.transfer(W + '/source.weights.h5', W + '/target.weights.h5', OUT, "
+                     "rules=RULES)"),
     "ws-plan-h5": "import warmstart; assert warmstart.plan(W + '/source.weights.h5', W + '/target.weights.h5', RULES).ok",
     "ws-plan-keras": "import warmstart; assert warmstart.plan(W + '/source.weights.h5', W + '/target.keras', RULES).ok",
 }
-WRITES = ("keras", "ws-assign", "ws-stream")
+WRITES = ("keras", "ws-assign", "ws-stream", "ws-stream-h5")
 
 
 def encoder(vocab: int, classes: int, layers: int):

@@ -59,8 +59,9 @@ def test_keras_benchmark_runs_and_its_outputs_equal_keras_own(tmp_path):
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((tmp_path / "K.json").read_text())
-    assert {m for m in doc["checks"]} == {"ws-assign", "ws-stream"}
+    assert {m for m in doc["checks"]} == {"ws-assign", "ws-stream", "ws-stream-h5"}
     assert all(equal == total > 0 for equal, total in doc["checks"].values()), doc["checks"]
     text = out.read_text()
-    for method in ("| keras |", "| ws-assign |", "| ws-stream |", "| ws-plan-h5 |", "| ws-plan-keras |"):
+    for method in ("| keras |", "| ws-assign |", "| ws-stream |", "| ws-stream-h5 |", "| ws-plan-h5 |",
+                   "| ws-plan-keras |"):
         assert method in text

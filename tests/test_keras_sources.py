@@ -65,12 +65,16 @@ def test_a_weights_file_is_read_by_layer_names_without_keras(files):
 
 @pytest.mark.filterwarnings("ignore::UserWarning:keras")  # Keras' own load_weights, shown for contrast
 @pytest.mark.parametrize("source_file", ["src.weights.h5", "src.keras"])
-def test_a_grown_model_gets_each_layer_its_own_weights_where_keras_would_shift_them(files, tmp_path, source_file):
+@pytest.mark.parametrize("strategy, kind", [("auto", "stream"), ("assign", "assign")])
+def test_a_grown_model_gets_each_layer_its_own_weights_where_keras_would_shift_them(files, tmp_path, source_file,
+                                                                                  strategy, kind):
+    """auto: streamed into the .keras target's own weights, nothing built; assign: the model is built."""
     d, source = files
     out = tmp_path / "out"
-    report = warmstart.transfer(str(d / source_file), str(d / "grown.keras"), str(out), rules={"on_missing": "init"})
-    assert report.strategy == "assign" and not report.plan.positional
-    assert {e.target: e.action for e in report.plan.entries}["adapter/kernel"] == "init"
+    report = warmstart.transfer(str(d / source_file), str(d / "grown.keras"), str(out), rules={"on_missing": "init"},
+                                strategy=strategy)
+    assert report.strategy == kind and not report.plan.positional
+    assert {e.action for e in report.plan.entries if e.target.startswith("adapter/")} == {"init"}
     warm = encoder(inserted=True)
     warm.load_weights(out / "model.weights.h5")
     for layer in ("enc1", "enc2", "head"):
@@ -162,7 +166,7 @@ def test_the_cli_transfers_from_a_keras_file_with_the_engine(files, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "running the engine directly" in done.stderr
     doc = json.loads(done.stdout)
-    assert doc["status"] == "ok" and doc["strategy"] == "assign"
+    assert doc["status"] == "ok" and doc["strategy"] == "stream"
     warm = encoder(inserted=True)
     warm.load_weights(tmp_path / "out" / "model.weights.h5")
     np.testing.assert_array_equal(warm.get_layer("enc2").get_weights()[0], source.get_layer("enc2").get_weights()[0])
@@ -267,4 +271,21 @@ def test_stream_into_a_keras_weights_template_on_object_storage(files, tmp_path)
     warm = encoder()
     warm.load_weights(tmp_path / "got.weights.h5")
     for got, want in zip(warm.weights, source.weights):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_a_recompressed_keras_archive_is_read_too(files, tmp_path):
+    """Keras stores the weights member uncompressed (read in place); an archive zipped again with
+    compression is decompressed once into a temporary file."""
+    import zipfile
+
+    d, source = files
+    with zipfile.ZipFile(d / "src.keras") as original, \
+            zipfile.ZipFile(tmp_path / "deflated.keras", "w", zipfile.ZIP_DEFLATED) as again:
+        for name in original.namelist():
+            again.writestr(name, original.read(name))
+    assert zipfile.ZipFile(tmp_path / "deflated.keras").getinfo("model.weights.h5").compress_type == zipfile.ZIP_DEFLATED
+    target = encoder()
+    warmstart.transfer(str(tmp_path / "deflated.keras"), target, str(tmp_path / "out"))
+    for got, want in zip(target.weights, source.weights):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

@@ -58,9 +58,10 @@ def plan(
     False, ``Plan.problems()`` says why); inputs that cannot be read raise :class:`InputError`.
     """
     from .planning import make_plan
+    from .tables import signature_for
 
     source_table = source if isinstance(source, VariableTable) else read_table(str(source), storage_options)
-    target_table = signature_of(target, storage_options)
+    target_table = signature_for(target, source_table.kind, storage_options)
     return make_plan(source_table, target_table, load_rules(rules, storage_options))
 
 

@@ -31,7 +31,7 @@ from .storage import (
     resolve,
     resolve_checkpoint,
 )
-from .tables import VariableTable, signature_of, table_from_bundle, table_from_reader, target_kind
+from .tables import VariableTable, signature_for, signature_of, table_from_bundle, table_from_reader, target_kind
 
 if TYPE_CHECKING:
     from .strategies import TFResult
@@ -114,7 +114,7 @@ def transfer(
     # trace, and no spelling of a path (.., symlinks) lets the output reach an input.
     out_loc = check_output_for(reader, target, output, rules, storage_options, overwrite)
     rules_model = load_rules(rules, storage_options)
-    plan, template = _planned(plan, reader, target, rules_model, storage_options)
+    plan, template = _planned(plan, reader, target, rules_model, storage_options, strategy)
     chosen = choose_strategy(strategy, plan.target, plan.source.kind)  # what cannot work at all is said first
     if not plan.ok:
         raise PlanError(plan.failure_message(), plan)
@@ -137,14 +137,15 @@ def transfer(
                   bytes_written=result["bytes_written"], seconds=time.perf_counter() - started)
 
 
-def _planned(plan: Plan | None, reader: SourceReader, target: Any, rules: Rules,
-             storage_options) -> tuple[Plan, BundleReader | None]:
+def _planned(plan: Plan | None, reader: SourceReader, target: Any, rules: Rules, storage_options,
+             strategy: str) -> tuple[Plan, BundleReader | None]:
     """The plan (made here unless given) and a template checkpoint's reader, opened once for the plan
     and the copy."""
     template = None
     if plan is None:
-        target_table, template = _target(target, storage_options)
-        plan = make_plan(table_from_reader(reader), target_table, rules)
+        source_table = table_from_reader(reader)
+        target_table, template = _target(target, storage_options, source_table.kind, strategy)
+        plan = make_plan(source_table, target_table, rules)
     return plan, template
 
 
@@ -218,14 +219,18 @@ def _inputs(source: SourceReader | str, target: Any, rules: Any,
     return dirs, files
 
 
-def _target(target: Any, storage_options) -> tuple[VariableTable, BundleReader | None]:
-    """The target's table and, for a template checkpoint, its opened reader (for the stream's initial values)."""
+def _target(target: Any, storage_options, source_kind: str, strategy: str) -> tuple[VariableTable, BundleReader | None]:
+    """The target's table and, for a template checkpoint, its opened reader (for the stream's initial
+    values). A ``.keras`` target of a Keras-file source is its own weights file unless the model is to
+    be built (``restore``/``assign``)."""
     if hasattr(target, "__fspath__"):
         target = os.fspath(target)
     if isinstance(target, str) and target_kind(target) == "checkpoint":
         template = BundleReader(target, storage_options)
         return table_from_bundle(template), template
-    return signature_of(target, storage_options), None
+    if strategy in ("restore", "assign"):
+        return signature_of(target, storage_options), None
+    return signature_for(target, source_kind, storage_options), None
 
 
 def _run_stream(plan, reader, template, target, out: OutputDir, storage_options, chunk_bytes,

@@ -1,6 +1,7 @@
 """The ``stream`` strategy into a Keras weights file, without TensorFlow or Keras.
 
-The output starts as a byte copy of the target's ``.weights.h5`` template (every variable the plan
+The output starts as a byte copy of the target's ``.weights.h5`` template (or of a ``.keras`` archive's
+weights) (every variable the plan
 keeps has its initial value there already); each planned tensor is then read from the source (a TF
 checkpoint or a Keras file, one tensor at a time), cast if the plan says so, and written over its
 dataset with h5py. ``model.load_weights(output)`` takes the result as it takes the template.
@@ -30,7 +31,7 @@ def stream_into_weights(plan: Plan, source: Any, template: KerasWeightsReader, l
     import h5py
 
     try:
-        template.prefix.fs.get_file(template.prefix.path, local_path)
+        template.copy_to(local_path)
     except OSError as exc:
         raise StorageError(f"copying the template {template.url} failed: {exc}") from None
     rows, done, total = [], 0, sum(source.records[e.source_key].stored_bytes for e in plan.transferred)

@@ -62,3 +62,13 @@ def signature_of(target: Any, storage_options: dict[str, Any] | None = None) -> 
         return keras_files.table_from_keras_file(target, storage_options)
     raise UsageError(f"unknown target kind {kind!r} for {target!r}")
 
+
+def signature_for(target: Any, source_kind: str, storage_options: dict[str, Any] | None = None) -> VariableTable:
+    """The target's table for a source of ``source_kind``: for a Keras weights source and a ``.keras``
+    target, the archive's own weights (named like the source, read without building the model);
+    otherwise :func:`signature_of`."""
+    if hasattr(target, "__fspath__"):
+        target = str(target)
+    if source_kind == "keras-weights" and isinstance(target, str) and target_kind(target) == "keras":
+        return read_table(target, storage_options)
+    return signature_of(target, storage_options)

@@ -17,8 +17,12 @@ reopened), so from object storage every ``read`` costs a few ranged requests.
 from __future__ import annotations
 
 import contextlib
+import io
 import posixpath
 import re
+import shutil
+import struct
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,6 +78,16 @@ class KerasWeightsReader:
     def identity(self) -> dict[str, Any]:
         return object_identity(self.prefix)
 
+    def copy_to(self, local_path: str) -> None:
+        """Write the weights file to ``local_path``: the file itself, or the archive's weights member."""
+        loc = self.prefix
+        if not self.archive:
+            loc.fs.get_file(loc.path, local_path)
+            return
+        with loc.fs.open(loc.path, "rb") as raw, self._member(raw) as member, open(local_path, "wb") as out:
+            member.seek(0)
+            shutil.copyfileobj(member, out, 16 << 20)
+
     def read(self, key: str) -> np.ndarray:
         record = self.records.get(key)
         if record is None:
@@ -116,8 +130,57 @@ class KerasWeightsReader:
                 raise UnsupportedFormatError(
                     f"{self.url} holds no {_ARCHIVE_MEMBER} (its weights are {', '.join(names)}): save it "
                     "again with Keras 3's default format")
-            with archive.open(_ARCHIVE_MEMBER) as member:  # stored, not compressed: seeks are cheap
-                yield member
+            info = archive.getinfo(_ARCHIVE_MEMBER)
+            if info.compress_type == zipfile.ZIP_STORED:  # as Keras writes it: read in place
+                yield _Window(raw, _data_start(raw, info, self.url), info.file_size)
+                return
+            with tempfile.TemporaryFile() as copy, archive.open(info) as member:
+                # compressed (re-zipped by hand): h5py seeks back and forth, which a zip stream
+                # serves by decompressing from the start every time; decompress once instead
+                shutil.copyfileobj(member, copy, 16 << 20)
+                copy.seek(0)
+                yield copy
+
+
+def _data_start(raw: Any, info: zipfile.ZipInfo, url: str) -> int:
+    """Where a stored member's bytes begin: after its local header (30 bytes, the name, the extra field)."""
+    raw.seek(info.header_offset)
+    header = raw.read(30)
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        raise CorruptCheckpointError(f"{url}: the local header of {info.filename} is damaged")
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    return info.header_offset + 30 + name_length + extra_length
+
+
+class _Window(io.RawIOBase):
+    """Bytes ``[start, start + size)`` of a seekable file, as a file of their own (what h5py reads)."""
+
+    def __init__(self, raw: Any, start: int, size: int):
+        self.raw, self.start, self.size, self.pos = raw, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), self.size - self.pos))
+        if n == 0:
+            return 0
+        self.raw.seek(self.start + self.pos)
+        data = self.raw.read(n)
+        buffer[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
 
 
 def _records(f: Any, url: str) -> dict[str, KerasRecord]:
