@@ -289,3 +289,31 @@ def test_a_recompressed_keras_archive_is_read_too(files, tmp_path):
     warmstart.transfer(str(tmp_path / "deflated.keras"), target, str(tmp_path / "out"))
     for got, want in zip(target.weights, source.weights):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_a_tf1_checkpoint_into_a_keras_3_model_by_rules(tmp_path):
+    """The README's walk-through: a TF1 graph's checkpoint warm-starts a Keras 3 model of new names."""
+    import tensorflow as tf
+
+    values = {f"encoder/layer_{i}/{w}": RNG.normal(size=shape).astype("float32")
+              for i in (1, 2) for w, shape in (("kernel", (16, 16)), ("bias", (16,)))}
+    graph = tf.Graph()
+    with graph.as_default():
+        for name, value in values.items():
+            tf.compat.v1.get_variable(name, initializer=value)
+        tf.compat.v1.get_variable("global_step", initializer=7)
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            saver.save(session, str(tmp_path / "tf1" / "model.ckpt"), global_step=1000)
+    encoder().save(tmp_path / "new.keras")
+    rules = {"rename": [[r"enc1/(kernel|bias)", r"encoder/layer_1/\1"], [r"enc2/(kernel|bias)", r"encoder/layer_2/\1"],
+                        [r"head/.*", None]]}
+    report = warmstart.transfer(str(tmp_path / "tf1"), str(tmp_path / "new.keras"), str(tmp_path / "out"), rules=rules)
+    assert report.plan.ok and report.plan.counts["copy"] == 4 and report.plan.counts["init"] == 2
+    warm = encoder()
+    warm.load_weights(tmp_path / "out" / "model.weights.h5")
+    for layer, i in (("enc1", 1), ("enc2", 2)):
+        kernel, bias = warm.get_layer(layer).get_weights()
+        np.testing.assert_array_equal(kernel, values[f"encoder/layer_{i}/kernel"])
+        np.testing.assert_array_equal(bias, values[f"encoder/layer_{i}/bias"])
