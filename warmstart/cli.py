@@ -94,10 +94,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_transfer(args: argparse.Namespace) -> int:
     from .formats.keras import is_keras_file
 
-    if not args.no_prefect and is_keras_file(args.source):
+    keras_source = is_keras_file(args.source)
+    if keras_source and not args.no_prefect:
         print("warmstart: a Keras weights file as source: running the engine directly (the warm-start flow "
               "reads TF checkpoints)", file=sys.stderr)
-    if args.no_prefect or is_keras_file(args.source):
+    if args.no_prefect or keras_source:
         from .pipeline import transfer
 
         report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,

@@ -200,10 +200,12 @@ def _inputs(source: SourceReader | str, target: Any, rules: Any,
             storage_options) -> tuple[list[Location], list[Location]]:
     """The directories and files a transfer reads: a source or template checkpoint (its directory and
     files), a Keras source file, a target file, a rules file."""
-    if isinstance(source, KerasWeightsReader) or (isinstance(source, str) and is_keras_file(source)):
-        dirs, files = [], [source.prefix if not isinstance(source, str) else resolve(source, storage_options)]
-    elif not isinstance(source, str):
+    if isinstance(source, KerasWeightsReader):  # one file: its directory is not the input's
+        dirs, files = [], source.files()
+    elif isinstance(source, BundleReader):
         dirs, files = [source.prefix.parent], source.files()
+    elif is_keras_file(source):
+        dirs, files = [], [resolve(source, storage_options)]
     else:
         prefix = resolve_checkpoint(source, storage_options)
         dirs, files = [prefix.parent], [prefix.with_suffix(".index")]

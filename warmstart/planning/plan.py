@@ -222,13 +222,12 @@ def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matche
     if source_name is None:
         return PlanEntry(source=None, action="init", reason=f"rename[{rule}] maps it to null", **base)
     s, via_alias = source.get(source_name), None
-    if s is None:
-        for via_alias in t.aliases:
-            found_name, found_rule, s = _by_alias(via_alias, source, matcher)
-            if s is not None:
-                source_name, rule = found_name, found_rule
-                via = f" (via {via_alias!r}" + ("" if rule is None else f" and rename[{rule}]") + ")"
-                break
+    for alias in t.aliases if s is None else ():
+        found_name, found_rule, s = _by_alias(alias, source, matcher)
+        if s is not None:
+            source_name, rule, via_alias = found_name, found_rule, alias
+            via = f" (via {alias!r}" + ("" if rule is None else f" and rename[{rule}]") + ")"
+            break
     if s is None:
         return _missing(t, source_name, via, source, rules, base)
     by_position = via_alias is not None and via_alias == t.object_path and has_list_index(source_name)
@@ -241,8 +240,7 @@ def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matche
             reason += " (on_shape_mismatch: skip keeps the initial value)"
         return PlanEntry(action=action, reason=reason, **found, **base)
     if s.dtype == t.dtype:
-        reason = _copy_reason(t, via_alias if s is not None and source_name != t.name else None, rule,
-                              found["positional"])
+        reason = _copy_reason(t, via_alias, rule, found["positional"])
         return PlanEntry(action="copy", reason=reason, num_elements=s.num_elements or 0, **found, **base)
     return _dtype_mismatch(t, s, via, rules, found, base)
 
@@ -264,8 +262,8 @@ def _by_alias(alias: str, source: VariableTable, matcher: _Matcher):
     name, rule = matcher.source_name(alias, record=False)
     lookup = source.get if rule is None else source.find
     s = None if name is None else lookup(name)
-    if s is not None:
-        matcher.source_name(alias)  # now the rule counts as used
+    if s is not None and rule is not None:
+        matcher.used.add(("rename", rule))  # it found the value: the rule counts as used
     return name, rule, s
 
 

@@ -25,7 +25,6 @@ from .publish import (
     canonical_path,
     check_output,
     check_output_location,
-    checkpoint_files,
     manifest_document,
     publish_directory,
     read_manifest,
@@ -38,6 +37,6 @@ __all__ = [
     "Piece", "Block", "plan_blocks", "fetch_blocks",
     "MappedSource", "MappedBlock", "kernel_copy",
     "OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "canonical_path",
-    "check_output", "check_output_location", "checkpoint_files", "manifest_document", "publish_directory",
+    "check_output", "check_output_location", "manifest_document", "publish_directory",
     "read_manifest",
 ]

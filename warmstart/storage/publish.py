@@ -22,7 +22,7 @@ from ..errors import CorruptCheckpointError, StorageError
 from .locations import STATE_FILE, Location, is_transient, read_bytes, resolve
 
 __all__ = ["OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "check_output",
-           "check_output_location", "checkpoint_files", "publish_directory", "read_manifest"]
+           "check_output_location", "publish_directory", "read_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,6 @@ def canonical_path(loc: Location) -> str:
 
 def _contains(directory: str, path: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
-
-
-def checkpoint_files(reader: Any) -> list[Location]:
-    """The files a checkpoint reader reads: its index and the data shards its entries use."""
-    shards = {e.shard_id for r in reader.records.values() for e in ([r.entry] if not r.slices else
-                                                                       [p for _, p in r.slices])}
-    return [reader.prefix.with_suffix(".index"), *(reader.data_location(s) for s in sorted(shards))]
 
 
 def check_output_location(output: Location, input_dirs: Iterable[Location] = (),

@@ -10,8 +10,9 @@ files) the file's own path is the name, flagged positional. Optimizer state keep
 which Keras 3 still writes for ``model.save("m.h5")``) lists each layer's weight names, which are
 the variables' names (``enc1/kernel``).
 
-Metadata is read once when the reader opens; each tensor is read through h5py on its own (the file
-reopened), so from object storage every ``read`` costs a few ranged requests.
+Metadata is read when the reader opens; reads go through one handle kept open (``close()``, or when
+the reader is collected), each tensor read by h5py (from object storage: ranged requests through
+fsspec's file cache, not merged byte ranges).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import re
 import shutil
 import struct
 import tempfile
+import weakref
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,6 +68,7 @@ class KerasWeightsReader:
         self.prefix = resolve(url, storage_options)  # the file itself (named like a checkpoint's prefix)
         self.url = self.prefix.url
         self.archive = self.prefix.path.endswith(".keras")
+        self._reading: Any = None  # the file kept open for reads (h5py parses its structure once)
         with self._h5() as f:
             self.records: dict[str, KerasRecord] = _records(f, self.url)
 
@@ -92,15 +95,27 @@ class KerasWeightsReader:
         record = self.records.get(key)
         if record is None:
             raise InputNotFoundError(f"{self.url} has no tensor {key!r}")
-        with self._h5() as f:
-            try:
-                data = f[key][()]
-            except (OSError, KeyError, ValueError) as exc:
-                raise CorruptCheckpointError(f"{self.url}: cannot read {key!r}: {exc}") from None
+        try:
+            data = self._open_for_reads()[key][()]
+        except (OSError, KeyError, ValueError) as exc:
+            raise CorruptCheckpointError(f"{self.url}: cannot read {key!r}: {exc}") from None
         value = np.asarray(data)
         if record.dtype == "bfloat16":
             value = value.view(dtypes.by_name("bfloat16").numpy)
         return value.reshape(record.shape)
+
+    def close(self) -> None:
+        """Close the file kept open for reads (also done when the reader is collected)."""
+        if self._reading is not None:
+            self._reading[1]()
+            self._reading = None
+
+    def _open_for_reads(self) -> Any:
+        if self._reading is None:
+            stack = contextlib.ExitStack()
+            handle = stack.enter_context(self._h5())
+            self._reading = (handle, weakref.finalize(self, stack.close))
+        return self._reading[0]
 
     @contextlib.contextmanager
     def _h5(self) -> Iterator[Any]:
