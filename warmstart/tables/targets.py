@@ -19,8 +19,8 @@ __all__ = ["target_kind", "signature_of"]
 
 
 def target_kind(target: str) -> str:
-    """'builder', 'meta-graph', 'keras', 'keras-weights' (``.weights.h5``, ``.h5``), 'signature' or
-    'checkpoint', from the form of the URL."""
+    """'builder', 'meta-graph', 'keras', 'keras-weights' (``.weights.h5``, ``.h5``, ``.weights.json``),
+    'signature' or 'checkpoint', from the form of the URL."""
     if target.startswith("py:"):
         return "builder"
     path = target.split("?", 1)[0].rstrip("/")
@@ -28,7 +28,7 @@ def target_kind(target: str) -> str:
         return "meta-graph"
     if path.endswith(".keras"):
         return "keras"
-    if path.endswith(".h5"):
+    if path.endswith((".h5", ".weights.json")):
         return "keras-weights"
     if path.endswith(".json"):
         return "signature"
