@@ -52,17 +52,16 @@ def _client(dask: Any):
 
 
 def _run_on(client, units: list[Unit]) -> list[UnitResult]:
-    from distributed import wait
-
     run = uuid.uuid4().hex[:8]
     futures = client.map(run_unit_retrying, units, key=[f"warmstart-unit-{run}-{u.index}" for u in units],
                          pure=False)
     try:
-        wait(futures)  # all of them: none may still write a part once the caller rolls back
+        # Waits for all of them: none may still be writing a part when the caller rolls back.
+        results = client.gather(futures, errors="skip")
         failed = [f for f in futures if f.status != "finished"]
         if failed:
             log.error("%d of %d units failed", len(failed), len(units))
             raise failed[0].exception()
-        return client.gather(futures)
+        return results
     finally:
         client.cancel(futures)
