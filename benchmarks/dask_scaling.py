@@ -221,14 +221,15 @@ def render(doc: dict) -> str:
     lines = ["# Sharded transfers on Dask against a capped object store", "",
              f"Command: `{doc['command']}` ({doc['date']}, {doc['wall_minutes']} min).", "",
              f"Machine: {doc['machine']}.", "",
-             f"Checkpoint: {doc['total_bytes'] / 2**30:.2f} GiB, {doc['tensors']} float32 tensors of "
-             f"{a['tensor_mib']} MiB in {a['source_files']} data files, on moto S3 (own process) behind "
-             f"`throttle.py` (own process): {a['rate'] / 1e6:g} MB/s per connection, {a['latency'] * 1000:g} ms to "
-             f"first byte. Chunks of {a['chunk_mib']} MiB. Output: {a['shards']} data files on local disk, target a signature. Each run starts "
-             "fresh `dask worker --nthreads 1 --no-nanny` processes on one `dask scheduler`.", "",
+             (f"Checkpoint: {doc['total_bytes'] / 2**30:.2f} GiB, {doc['tensors']} float32 tensors of "
+              f"{a['tensor_mib']} MiB in {a['source_files']} data files, on moto S3 (own process) behind "
+              f"`throttle.py` (own process): {a['rate'] / 1e6:g} MB/s per connection, {a['latency'] * 1000:g} ms "
+              f"to first byte. Chunks of {a['chunk_mib']} MiB. Output: {a['shards']} data files on local disk, "
+              "target a signature. Each run starts fresh `dask worker --nthreads 1 --no-nanny` processes on one "
+              "`dask scheduler`."), "",
              f"Reference (single-process stream, no shards, from moto without the proxy): {doc['reference_s']} s.", "",
-             "| workers | seconds | MB/s | vs 1 worker | efficiency (ratio / workers) | peak RSS per worker, MiB "
-             "(idle) | tensors bit-identical |", "|---|---|---|---|---|---|---|"]
+             ("| workers | seconds | MB/s | vs 1 worker | efficiency (ratio / workers) | peak RSS per worker, MiB "
+              "(idle) | tensors bit-identical |"), "|---|---|---|---|---|---|---|"]
     base = doc["runs"][0]["mb_per_s"]
     for r in doc["runs"]:
         ratio = r["mb_per_s"] / base

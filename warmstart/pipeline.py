@@ -357,6 +357,12 @@ class ShardedJob:
     rules: dict[str, Any]
     started: float  # time.time() when prepared
 
+    def with_storage_options(self, options: dict[str, Any] | None) -> "ShardedJob":
+        """This job with ``options`` for itself and every unit (None: a job safe to record, no credentials)."""
+        from dataclasses import replace
+
+        return replace(self, storage_options=options, units=[replace(u, storage_options=options) for u in self.units])
+
     def names(self) -> list[str]:
         """Every object the transfer may write in the output (for a rollback)."""
         return [n for u in self.units for n in (u.part_name, u.record_name, u.final_name)] + \
@@ -372,6 +378,8 @@ def prepare_sharded(source: str, target: Any, output: str, shards: int, rules: A
     Raises :class:`PlanError` for a failed plan and :class:`UsageError` where streaming cannot serve."""
     from .strategies import DEFAULT_CHUNK_BYTES, split_units
 
+    if shards < 1:
+        raise UsageError(f"shards must be at least 1, not {shards}")
     reader = open_source(source, storage_options)
     out_loc = check_output_for(reader, target, output, rules, storage_options, overwrite)
     rules_model = load_rules(rules, storage_options)
