@@ -121,8 +121,8 @@ def transfer(
     run here one after the other. Stream strategy only; ``progress`` is not called then.
     """
     if shards is not None or dask is not None:
-        job = prepare_sharded(source, target, output, shards or 1, rules, storage_options, overwrite, chunk_bytes,
-                              plan, provenance, strategy)
+        job = prepare_sharded(source, target, output, 1 if shards is None else shards, rules, storage_options,
+                              overwrite, chunk_bytes, plan, provenance, strategy)
         return run_sharded(job, dask)
     started = time.perf_counter()
     reader = open_source(source, storage_options)  # its index (HDF5 structure) only
@@ -356,8 +356,9 @@ class ShardedJob:
     target: Any
     rules: dict[str, Any]
     started: float  # time.time() when prepared
+    created: str | None = None  # the highest local directory the run created (removed by a rollback)
 
-    def with_storage_options(self, options: dict[str, Any] | None) -> "ShardedJob":
+    def with_storage_options(self, options: dict[str, Any] | None) -> ShardedJob:
         """This job with ``options`` for itself and every unit (None: a job safe to record, no credentials)."""
         from dataclasses import replace
 
@@ -402,7 +403,7 @@ def prepare_sharded(source: str, target: Any, output: str, shards: int, rules: A
         raise
     return ShardedJob(units, out.url, storage_options, plan, _source_record(reader, provenance),
                       target if isinstance(target, str) else plan.target.origin, rules_model.model_dump(mode="json"),
-                      time.time())
+                      time.time(), out.created)
 
 
 def _remove_stale_parts(out: OutputDir, keep: set[str]) -> None:
@@ -434,7 +435,7 @@ def commit_sharded(job: ShardedJob, results: list[UnitResult]) -> Report:
 
     if sorted(r.index for r in results) != [u.index for u in job.units]:
         raise UsageError(f"expected one result per unit (0..{len(job.units) - 1}), got {[r.index for r in results]}")
-    out = OutputDir.reopen(job.output, job.storage_options, job.names())
+    out = OutputDir.reopen(job.output, job.storage_options, job.names(), job.created)
     try:
         entries: dict[bytes, Any] = {}
         for unit, done in zip(job.units, sorted(results, key=lambda r: r.index)):
@@ -457,4 +458,4 @@ def commit_sharded(job: ShardedJob, results: list[UnitResult]) -> Report:
 
 def abort_sharded(job: ShardedJob) -> None:
     """Remove everything the transfer wrote in its output (parts, records, marker): best effort."""
-    OutputDir.reopen(job.output, job.storage_options, job.names()).abort()
+    OutputDir.reopen(job.output, job.storage_options, job.names(), job.created).abort()

@@ -157,6 +157,11 @@ class OutputDir:
             raise StorageError(f"cannot prepare output {self.url}: {exc}", is_transient(exc)) from None
 
     @property
+    def created(self) -> str | None:
+        """The highest local directory this run created (None: it created none)."""
+        return self._created
+
+    @property
     def prefix(self) -> Location:
         return self.loc.child(CHECKPOINT_NAME)
 
@@ -167,13 +172,15 @@ class OutputDir:
                 self.loc.fs.rm(self.loc.child(name).path, recursive=True)
 
     @classmethod
-    def reopen(cls, url: str, storage_options: dict[str, Any] | None, written: list[str]) -> "OutputDir":
+    def reopen(cls, url: str, storage_options: dict[str, Any] | None, written: list[str],
+               created: str | None = None) -> "OutputDir":
         """An output already prepared by ``OutputDir(url, ...)`` (in another task or process), holding
-        the objects named ``written``: to :meth:`commit` or :meth:`abort` it."""
+        the objects named ``written``, its run having created local directory ``created`` (its
+        :attr:`created`): to :meth:`commit` or :meth:`abort` it."""
         out = cls.__new__(cls)
         out.loc = resolve(url, storage_options)
         out.url = out.loc.url
-        out._created = None
+        out._created = created
         out._written = [out.loc.child(INCOMPLETE_MARKER), *(out.loc.child(n) for n in written)]
         return out
 
@@ -182,6 +189,7 @@ class OutputDir:
         dest = self.loc.child(name)
         self._written.append(dest)
         try:
+            self.loc.fs.invalidate_cache(self.loc.path)  # written by other processes since any listing here
             self.loc.fs.mv(self.loc.child(staged).path, dest.path)
         except OSError as exc:
             raise StorageError(f"renaming {staged} to {dest.url} failed: {exc}", is_transient(exc)) from None
