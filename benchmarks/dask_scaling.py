@@ -238,7 +238,47 @@ def render(doc: dict) -> str:
                      f"{r['mb_per_s']} | {ratio:.2f}x | {ratio / r['workers']:.2f} | "
                      f"{', '.join(map(str, r['peak_rss_mib']))} ({min(r['idle_rss_mib'])}-{max(r['idle_rss_mib'])}) "
                      f"| {same} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [""] + targets(doc) + [""] + LIMITS) + "\n"
+
+
+def targets(doc: dict) -> list[str]:
+    """The issue's targets, each with its verdict from this run's numbers."""
+    plain = [r for r in doc["runs"] if not r["killed_worker"]]
+    base = plain[0]["mb_per_s"]
+    lines = ["## Targets (issue 13)", ""]
+    for r in plain[1:]:
+        eff = r["mb_per_s"] / base / r["workers"]
+        goal = "target >= 0.8 up to 4 workers" if r["workers"] <= 4 else "beyond the target's range"
+        verdict = ("PASS" if eff >= 0.8 else "FAIL") if r["workers"] <= 4 else ("-")
+        lines.append(f"- {r['workers']} workers: {eff:.2f} x linear ({goal}): {verdict}")
+    peak = max(p for r in doc["runs"] for p in r["peak_rss_mib"])
+    lines.append(f"- peak RSS per worker <= 150 MiB: highest {peak} MiB: {'PASS' if peak <= 150 else 'FAIL'}")
+    same = all(not r["tensors_differing"] and r["tensors_compared"] == doc["tensors"] for r in doc["runs"])
+    lines.append(f"- every run's output bit-identical per tensor to the single-process output: {'PASS' if same else 'FAIL'}")
+    killed = [r for r in doc["runs"] if r["killed_worker"]]
+    if killed:
+        k = killed[0]
+        lines.append(f"- a worker killed with SIGKILL mid-way ({k['workers']} workers): completed in {k['seconds']} s "
+                     f"instead of {next((r['seconds'] for r in plain if r['workers'] == k['workers']), '?')} s, "
+                     f"output identical: {'PASS' if not k['tensors_differing'] else 'FAIL'}")
+    return lines
+
+
+LIMITS = ["## What this machine limits", "",
+          ("Everything runs on one 2-core VM: moto (one Python process serving every ranged GET), the throttling "
+          "proxy, the scheduler, the workers (CRC32C of every byte, writes) and the driver. The cap per connection "
+          "is what makes the store, not the machine, the bottleneck for a few workers: one worker keeps about three "
+          "4 MiB reads in flight (the stream strategy's byte budget), so it is held near 3 x 5 MB/s. Past that the "
+          "cores are: unthrottled, one process streams this checkpoint out of moto at about 230 MB/s while moto "
+          "alone takes a full core, and with 8 workers moto and the proxy compete with 8 worker processes for 2 "
+          "cores, so 8 workers add almost nothing to 4. On a real cluster each worker has its own cores and network "
+          "and the store scales with connections; this run cannot show that part. The kill run loses one worker's "
+          "unit in progress (its part is rewritten by another worker) and continues with 3 workers, so it costs "
+          "about a unit's time more, not a restart."),
+          "",
+          ("The table's RSS is each worker process's VmHWM (peak resident set) read from /proc after the run; "
+          "'idle' is its VmRSS before the run (a bare `dask worker` before warmstart, s3fs and numpy are imported "
+          "by the first unit). Re-render this file from DASK.json with `--render-only`.")]
 
 
 def machine() -> str:
@@ -266,7 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", default="/tmp/warmstart-dask-bench")
     parser.add_argument("--out", default=str(HERE / "DASK.md"))
     parser.add_argument("--json-out", default=None)
+    parser.add_argument("--render-only", action="store_true", help="rewrite --out from its JSON, measuring nothing")
     args = parser.parse_args(argv)
+    json_out = Path(args.json_out or Path(args.out).with_suffix(".json"))
+    if args.render_only:
+        Path(args.out).write_text(render(json.loads(json_out.read_text())))
+        return 0
     began = time.perf_counter()
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -298,9 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"command": "python benchmarks/dask_scaling.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
            "wall_minutes": round((time.perf_counter() - began) / 60, 1),
-           "args": {k: v for k, v in vars(args).items() if k != "total_bytes"}, "total_bytes": args.total_bytes,
+           "args": {k: v for k, v in vars(args).items() if k not in ("total_bytes", "render_only")},
+           "total_bytes": args.total_bytes,
            "tensors": len(src.records), "reference_s": round(reference_s, 2), "runs": runs}
-    Path(args.json_out or Path(args.out).with_suffix(".json")).write_text(json.dumps(doc, indent=1) + "\n")
+    json_out.write_text(json.dumps(doc, indent=1) + "\n")
     text = render(doc)
     Path(args.out).write_text(text)
     print(text)
