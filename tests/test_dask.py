@@ -149,14 +149,30 @@ def test_a_rerun_after_an_interruption_reuses_the_staged_units(example, referenc
 
     out = tmp_path / "out"
     job = prepare_sharded(example.source, example.target, str(out), 3, example.rules)
-    run_unit(job.units[0])  # then the run is lost: no commit, no rollback
-    staged = os.stat(out / job.units[0].part_name)
+    staged = os.stat(out / run_unit(job.units[0]).part)  # then the run is lost: no commit, no rollback
     assert (out / ".warmstart-incomplete").exists() and not (out / "warmstart.json").exists()
     warmstart.transfer(example.source, example.target, str(out), rules=example.rules, shards=3)
     final = os.stat(out / "model.ckpt.data-00000-of-00003")
     assert (final.st_ino, final.st_mtime_ns) == (staged.st_ino, staged.st_mtime_ns)  # reused, not rewritten
     assert_same_tensors(out, reference)
     assert not list(out.glob(".warmstart-*"))
+
+
+def test_two_attempts_at_one_unit_write_apart_and_the_loser_is_removed(example, reference, tmp_path):
+    from warmstart.pipeline import commit_sharded, prepare_sharded
+    from warmstart.strategies import run_unit
+
+    out = tmp_path / "out"
+    job = prepare_sharded(example.source, example.target, str(out), 2, example.rules)
+    first = run_unit(job.units[0])
+    (out / job.units[0].record_name).unlink()  # as if both attempts started before either recorded
+    second = run_unit(job.units[0])
+    assert first.part != second.part and (out / first.part).exists() and (out / second.part).exists()
+    commit_sharded(job, [first, run_unit(job.units[1])])
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "model.ckpt.data-00000-of-00002",
+                                                     "model.ckpt.data-00001-of-00002", "model.ckpt.index",
+                                                     "warmstart.json"]
+    assert_same_tensors(out, reference)
 
 
 def test_s3_source_and_output_through_a_scheduler_address(example, reference, cluster, s3_server, s3_bucket,

@@ -365,9 +365,9 @@ class ShardedJob:
         return replace(self, storage_options=options, units=[replace(u, storage_options=options) for u in self.units])
 
     def names(self) -> list[str]:
-        """Every object the transfer may write in the output (for a rollback)."""
-        return [n for u in self.units for n in (u.part_name, u.record_name, u.final_name)] + \
-            [CHECKPOINT_NAME + ".index"]
+        """The objects the transfer may write in the output under known names (its parts' names are
+        found by listing: :func:`_remove_parts`)."""
+        return [n for u in self.units for n in (u.record_name, u.final_name)] + [CHECKPOINT_NAME + ".index"]
 
 
 def prepare_sharded(source: str, target: Any, output: str, shards: int, rules: Any = None,
@@ -377,7 +377,7 @@ def prepare_sharded(source: str, target: Any, output: str, shards: int, rules: A
     """Plan, check and prepare the output (marked incomplete; parts an interrupted run of the same plan
     staged are kept, others removed), and split the plan into ``shards`` units (:func:`split_units`).
     Raises :class:`PlanError` for a failed plan and :class:`UsageError` where streaming cannot serve."""
-    from .strategies import DEFAULT_CHUNK_BYTES, split_units
+    from .strategies import DEFAULT_CHUNK_BYTES, run_prefix, split_units
 
     if shards < 1:
         raise UsageError(f"shards must be at least 1, not {shards}")
@@ -397,7 +397,7 @@ def prepare_sharded(source: str, target: Any, output: str, shards: int, rules: A
     try:
         units = split_units(plan, reader, template, out.url, shards, storage_options,
                             chunk_bytes or DEFAULT_CHUNK_BYTES)
-        _remove_stale_parts(out, {n for u in units for n in (u.part_name, u.record_name)})
+        _remove_parts(out, keep=run_prefix(units[0].digest))
     except BaseException:
         out.abort()
         raise
@@ -406,11 +406,12 @@ def prepare_sharded(source: str, target: Any, output: str, shards: int, rules: A
                       time.time(), out.created)
 
 
-def _remove_stale_parts(out: OutputDir, keep: set[str]) -> None:
-    """Remove parts an interrupted run staged for another plan or inputs."""
+def _remove_parts(out: OutputDir, keep: str | None = None) -> None:
+    """Remove the staged parts and records in the output, but those whose names begin with ``keep``."""
+    out.loc.fs.invalidate_cache(out.loc.path)  # units in other processes wrote there since any listing here
     for path in out.loc.fs.ls(out.loc.path, detail=False) if out.loc.fs.isdir(out.loc.path) else []:
         name = path.rstrip("/").rsplit("/", 1)[-1]
-        if name.startswith(PART_PREFIX) and name not in keep:
+        if name.startswith(PART_PREFIX) and not (keep and name.startswith(keep)):
             out.loc.fs.rm(path)
 
 
@@ -439,9 +440,9 @@ def commit_sharded(job: ShardedJob, results: list[UnitResult]) -> Report:
     try:
         entries: dict[bytes, Any] = {}
         for unit, done in zip(job.units, sorted(results, key=lambda r: r.index)):
-            out.promote(unit.part_name, unit.final_name)
-            out.loc.fs.rm(out.loc.child(unit.record_name).path)
+            out.promote(done.part, unit.final_name)
             entries.update(done.index_entries())
+        _remove_parts(out)  # the records, and parts of attempts that lost (a worker presumed dead, then not)
         write_index(out.prefix.with_suffix(".index"), entries, len(job.units))
         rows = [row for r in results for row in r.written]
         result = {"tensors": _tensor_checksums(rows), "absent": [], "bytes_read": sum(r.bytes_read for r in results),
@@ -458,4 +459,9 @@ def commit_sharded(job: ShardedJob, results: list[UnitResult]) -> Report:
 
 def abort_sharded(job: ShardedJob) -> None:
     """Remove everything the transfer wrote in its output (parts, records, marker): best effort."""
-    OutputDir.reopen(job.output, job.storage_options, job.names(), job.created).abort()
+    out = OutputDir.reopen(job.output, job.storage_options, job.names(), job.created)
+    try:
+        _remove_parts(out)
+    except OSError:
+        pass
+    out.abort()

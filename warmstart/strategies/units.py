@@ -5,10 +5,11 @@ source's (and template's) bytes so that its reads merge as the stream strategy's
 is small picklable data (URLs, storage options, its plan entries, the plan digest): any process that
 can reach the storage runs it with :func:`run_unit`, which opens the checkpoints' indexes, copies its
 tensors with the stream strategy (:func:`stream_part`: merged ranged reads, CRCs checked, memory
-bounded by the chunk) straight into the output storage under a staging name
-(``.warmstart-part-<digest>-<k>-of-<n>``), then writes a small record next to it (digest, the part's
-size and etag/mtime, its index entries). A unit whose record matches its part is not run again:
-a re-run after an interruption redoes only the missing units. The index, state file and manifest
+bounded by the chunk) straight into the output storage under a staging name of its own
+(``.warmstart-part-<digest>-<k>-of-<n>.<attempt>``: two attempts at one unit, say on a worker presumed
+lost and on its replacement, never write the same object), then writes the unit's record (digest, which
+part, its size and etag/mtime, its index entries). A unit whose record matches its part is not run
+again: a re-run after an interruption redoes only the missing units. The index, state file and manifest
 are written by the caller once every unit succeeded (``warmstart.pipeline``).
 """
 
@@ -20,22 +21,17 @@ import logging
 import os
 import socket
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError, StorageError, UsageError
-from ..formats.bundle import (
-    BundleEntry,
-    BundleReader,
-    BundleWriter,
-    decode_entry,
-    encode_entry,
-)
+from ..formats.bundle import BundleEntry, BundleReader, BundleWriter, decode_entry, encode_entry
 from ..planning import Plan, PlanEntry
 from ..storage import CHECKPOINT_NAME, PART_PREFIX, Location, is_transient, object_identity, read_bytes, resolve
 from .stream import DEFAULT_CHUNK_BYTES, stream_part, template_keys
 
-__all__ = ["Unit", "UnitResult", "split_units", "plan_digest", "run_unit", "run_unit_retrying", "MAX_ATTEMPTS"]
+__all__ = ["Unit", "UnitResult", "split_units", "plan_digest", "run_prefix", "run_unit", "run_unit_retrying", "MAX_ATTEMPTS"]
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +57,13 @@ class Unit:
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
 
     @property
-    def part_name(self) -> str:
-        return f"{PART_PREFIX}{self.digest[:16]}-{self.index:05d}-of-{self.count:05d}"
+    def stem(self) -> str:
+        """What the names of this unit's parts and record begin with."""
+        return f"{run_prefix(self.digest)}-{self.index:05d}-of-{self.count:05d}"
 
     @property
     def record_name(self) -> str:
-        return self.part_name + ".json"
+        return self.stem + ".json"
 
     @property
     def final_name(self) -> str:
@@ -75,10 +72,12 @@ class Unit:
 
 @dataclass(frozen=True)
 class UnitResult:
-    """What a unit wrote: its index ``entries`` (raw key, encoded entry), the manifest rows ``written``
-    (key, dtype, shape, bytes, masked CRC), and where and how it ran."""
+    """What a unit wrote: the staged ``part`` (a name in the output), its index ``entries`` (raw key,
+    encoded entry), the manifest rows ``written`` (key, dtype, shape, bytes, masked CRC), and where and
+    how it ran."""
 
     index: int
+    part: str
     entries: tuple[tuple[bytes, bytes], ...]
     written: tuple[tuple[Any, ...], ...]
     bytes_read: int
@@ -91,15 +90,20 @@ class UnitResult:
         return {key: decode_entry(raw) for key, raw in self.entries}
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "entries": [[k.hex(), v.hex()] for k, v in self.entries],
+        return {"index": self.index, "part": self.part, "entries": [[k.hex(), v.hex()] for k, v in self.entries],
                 "written": [list(row) for row in self.written], "bytes_read": self.bytes_read,
                 "bytes_written": self.bytes_written, "seconds": self.seconds}
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any], reused: bool = False, worker: str = "") -> "UnitResult":
+    def from_json(cls, doc: dict[str, Any], reused: bool = False, worker: str = "") -> UnitResult:
         written = tuple((k, d, tuple(s), n, tuple(c) if isinstance(c, list) else c) for k, d, s, n, c in doc["written"])
-        return cls(doc["index"], tuple((bytes.fromhex(k), bytes.fromhex(v)) for k, v in doc["entries"]), written,
+        return cls(doc["index"], doc["part"], tuple((bytes.fromhex(k), bytes.fromhex(v)) for k, v in doc["entries"]), written,
                    doc["bytes_read"], doc["bytes_written"], doc["seconds"], reused, worker)
+
+
+def run_prefix(digest: str) -> str:
+    """What the names of every part and record of a sharded run with plan digest ``digest`` begin with."""
+    return f"{PART_PREFIX}{digest[:16]}"
 
 
 def plan_digest(plan: Plan, source_identity: dict[str, Any], template_identity: dict[str, Any] | None,
@@ -164,12 +168,13 @@ def run_unit(unit: Unit) -> UnitResult:
     by an earlier run of the same unit (its record matching) is kept as is."""
     started = time.perf_counter()
     out = resolve(unit.output, unit.storage_options)
-    part, record_loc = out.child(unit.part_name), out.child(unit.record_name)
-    reused = _staged(unit, part, record_loc)
+    record_loc = out.child(unit.record_name)
+    reused = _staged(unit, out, record_loc)
     if reused is not None:
         return reused
     source = BundleReader.at_prefix(resolve(unit.source, unit.storage_options))
     template = BundleReader.at_prefix(resolve(unit.template, unit.storage_options)) if unit.template else None
+    part = out.child(f"{unit.stem}.{uuid.uuid4().hex[:8]}")
     writer = BundleWriter(out.child(CHECKPOINT_NAME), unit.index, unit.count, data_loc=part)
     try:
         stats = stream_part(list(unit.moved), list(unit.kept), source, template, writer, unit.chunk_bytes)
@@ -177,7 +182,7 @@ def run_unit(unit: Unit) -> UnitResult:
     except BaseException:
         writer.abort()
         raise
-    result = UnitResult(unit.index, tuple((k, encode_entry(e)) for k, e in sorted(entries.items())),
+    result = UnitResult(unit.index, part.path.rsplit("/", 1)[-1], tuple((k, encode_entry(e)) for k, e in sorted(entries.items())),
                         tuple((w.key, w.dtype, w.shape, w.size, w.crc32c) for w in writer.written),
                         stats.bytes_read, writer.bytes_written, round(time.perf_counter() - started, 3),
                         worker=_worker_name())
@@ -199,12 +204,13 @@ def _write_record(unit: Unit, part: Location, record_loc: Location, result: Unit
         raise StorageError(f"writing {record_loc.url} failed: {exc}", is_transient(exc)) from None
 
 
-def _staged(unit: Unit, part: Location, record_loc: Location) -> UnitResult | None:
+def _staged(unit: Unit, out: Location, record_loc: Location) -> UnitResult | None:
     """The result recorded for a part an earlier run staged, if the part is still what it recorded."""
     try:
         doc = json.loads(read_bytes(record_loc))
         if doc.get("digest") != unit.digest or doc.get("unit") != unit.index:
             return None
+        part = out.child(doc["result"]["part"])
         if object_identity(part) != doc["identity"]:
             return None
         result = UnitResult.from_json(doc["result"], reused=True, worker=_worker_name())
