@@ -225,6 +225,7 @@ def throttled(s3_server):
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
 
 
 def test_a_worker_killed_mid_run_costs_time_not_the_output(cluster, s3_server, s3_bucket, throttled, tmp_path):
@@ -317,4 +318,14 @@ def test_the_flow_maps_units_over_a_dask_task_runner(example, reference, cluster
                                           rules_url=example.rules, shards=3, dask_address=c.scheduler_address))
     assert summary["status"] == "ok" and summary["shards"] == 3
     assert len(data_files(out)) == 3
+    assert_same_tensors(out, reference)
+
+
+def test_the_flow_starts_a_local_dask_cluster_without_an_address(example, reference, prefect_api, tmp_path):
+    from flows.warm_start import WarmStartRequest, warm_start
+
+    out = tmp_path / "out"
+    summary = warm_start(WarmStartRequest(source=example.source, target=example.target, output=str(out),
+                                          rules_url=example.rules, shards=2))
+    assert summary["status"] == "ok" and len(data_files(out)) == 2
     assert_same_tensors(out, reference)
