@@ -95,6 +95,18 @@ def _restore_with_tf1_saver(prefix: Path, reference: Path) -> None:
                 np.testing.assert_array_equal(sess.run(var), want[key], err_msg=key)
 
 
+def test_a_signature_target_lists_the_same_absent_variables_sharded_or_not(example, tmp_path):
+    from warmstart.tables import signature_of
+
+    signature = tmp_path / "signature.json"
+    signature.write_text(json.dumps(signature_of(example.target).to_json()))
+    for name, shards in (("one", None), ("sharded", 3)):
+        warmstart.transfer(example.source, str(signature), str(tmp_path / name), rules=example.rules, shards=shards)
+    one, sharded = (json.loads((tmp_path / n / "warmstart.json").read_text()) for n in ("one", "sharded"))
+    assert sharded["absent"] == one["absent"] and one["absent"]
+    assert sharded["checkpoint"]["tensors"] == one["checkpoint"]["tensors"]
+
+
 def test_a_tf2_template_sharded_output_restores_through_tf_train_checkpoint(tmp_path):
     import builders
     import tensorflow as tf

@@ -357,6 +357,7 @@ class ShardedJob:
     rules: dict[str, Any]
     started: float  # time.time() when prepared
     created: str | None = None  # the highest local directory the run created (removed by a rollback)
+    absent: tuple[str, ...] = ()  # variables a signature target's output leaves out (kept at their initial value)
 
     def with_storage_options(self, options: dict[str, Any] | None) -> ShardedJob:
         """This job with ``options`` for itself and every unit (None: a job safe to record, no credentials)."""
@@ -403,7 +404,14 @@ def prepare_sharded(source: str, target: Any, output: str, shards: int, rules: A
         raise
     return ShardedJob(units, out.url, storage_options, plan, _source_record(reader, provenance),
                       target if isinstance(target, str) else plan.target.origin, rules_model.model_dump(mode="json"),
-                      time.time(), out.created)
+                      time.time(), out.created, _absent(plan, template))
+
+
+def _absent(plan: Plan, template: BundleReader | None) -> tuple[str, ...]:
+    """Without a template, the variables kept at their initial value are not in the output (as in the stream)."""
+    if template is not None:
+        return ()
+    return tuple(sorted(e.target for e in plan.entries if e.action not in ("copy", "cast")))
 
 
 def _remove_parts(out: OutputDir, keep: str | None = None) -> None:
@@ -445,13 +453,13 @@ def commit_sharded(job: ShardedJob, results: list[UnitResult]) -> Report:
         _remove_parts(out)  # the records, and parts of attempts that lost (a worker presumed dead, then not)
         write_index(out.prefix.with_suffix(".index"), entries, len(job.units))
         rows = [row for r in results for row in r.written]
-        result = {"tensors": _tensor_checksums(rows), "absent": [], "bytes_read": sum(r.bytes_read for r in results),
+        result = {"tensors": _tensor_checksums(rows), "absent": list(job.absent), "bytes_read": sum(r.bytes_read for r in results),
                   "bytes_written": sum(r.bytes_written for r in results),
                   "seconds": round(time.time() - job.started, 3)}
         manifest_url = out.commit(_manifest(job.plan, job.source, job.target, load_rules(job.rules), "stream",
                                             result))
     except BaseException:
-        out.abort()
+        _roll_back(out)
         raise
     return Report(plan=job.plan, strategy="stream", output=out.url, checkpoint=out.prefix.url, manifest=manifest_url,
                   bytes_read=result["bytes_read"], bytes_written=result["bytes_written"], seconds=result["seconds"])
@@ -459,9 +467,13 @@ def commit_sharded(job: ShardedJob, results: list[UnitResult]) -> Report:
 
 def abort_sharded(job: ShardedJob) -> None:
     """Remove everything the transfer wrote in its output (parts, records, marker): best effort."""
-    out = OutputDir.reopen(job.output, job.storage_options, job.names(), job.created)
+    _roll_back(OutputDir.reopen(job.output, job.storage_options, job.names(), job.created))
+
+
+def _roll_back(out: OutputDir) -> None:
+    """Remove the run's parts and records (listed), then what it wrote under known names and its marker."""
     try:
         _remove_parts(out)
     except OSError:
-        pass
+        pass  # best effort: the original error is what matters
     out.abort()
