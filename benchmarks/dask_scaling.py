@@ -238,7 +238,7 @@ def render(doc: dict) -> str:
                      f"{r['mb_per_s']} | {ratio:.2f}x | {ratio / r['workers']:.2f} | "
                      f"{', '.join(map(str, r['peak_rss_mib']))} ({min(r['idle_rss_mib'])}-{max(r['idle_rss_mib'])}) "
                      f"| {same} |")
-    return "\n".join(lines + [""] + targets(doc) + [""] + LIMITS) + "\n"
+    return "\n".join(lines + [""] + targets(doc) + [""] + limits(doc)) + "\n"
 
 
 def targets(doc: dict) -> list[str]:
@@ -264,21 +264,30 @@ def targets(doc: dict) -> list[str]:
     return lines
 
 
-LIMITS = ["## What this machine limits", "",
-          ("Everything runs on one 2-core VM: moto (one Python process serving every ranged GET), the throttling "
-          "proxy, the scheduler, the workers (CRC32C of every byte, writes) and the driver. The cap per connection "
-          "is what makes the store, not the machine, the bottleneck for a few workers: one worker keeps about three "
-          "4 MiB reads in flight (the stream strategy's byte budget), so it is held near 3 x 5 MB/s. Past that the "
-          "cores are: unthrottled, one process streams this checkpoint out of moto at about 230 MB/s while moto "
-          "alone takes a full core, and with 8 workers moto and the proxy compete with 8 worker processes for 2 "
-          "cores, so 8 workers add almost nothing to 4. On a real cluster each worker has its own cores and network "
-          "and the store scales with connections; this run cannot show that part. The kill run loses one worker's "
-          "unit in progress (its part is rewritten by another worker) and continues with 3 workers, so it costs "
-          "about a unit's time more, not a restart."),
-          "",
-          ("The table's RSS is each worker process's VmHWM (peak resident set) read from /proc after the run; "
-          "'idle' is its VmRSS before the run (a bare `dask worker` before warmstart, s3fs and numpy are imported "
-          "by the first unit). Re-render this file from DASK.json with `--render-only`.")]
+def limits(doc: dict) -> list[str]:
+    """What the machine, not the store, bounds in this run."""
+    unthrottled = doc["total_bytes"] / doc["reference_s"] / 1e6
+    plain = {r["workers"]: r["mb_per_s"] for r in doc["runs"] if not r["killed_worker"]}
+    most = max(plain)
+    below = max((n for n in plain if n < most), default=most)
+    return ["## What this machine limits", "",
+            ("Everything runs on one 2-core VM: moto (one Python process serving every ranged GET), the throttling "
+             "proxy, the scheduler, the workers (CRC32C of every byte, writes) and the driver. The cap per "
+             "connection is what makes the store, not the machine, the bottleneck for a few workers: one worker "
+             "keeps about three 4 MiB reads in flight (the stream strategy's byte budget), so it is held near "
+             f"3 x {doc['args']['rate'] / 1e6:g} MB/s. Past that the cores are: unthrottled, one process streamed "
+             f"this checkpoint out of moto at {unthrottled:.0f} MB/s in this run (moto alone takes most of a core "
+             f"while it serves), and {most} workers, sharing 2 cores with moto and the proxy, moved "
+             f"{plain[most]} MB/s against {plain[below]} MB/s with {below}. On a real cluster each worker has its "
+             "own cores and network and the store scales with connections; this run cannot show that part. The "
+             "kill run loses one worker's unit in progress (another worker runs it again, under its own staging "
+             "name) and continues with one worker fewer: it costs about a unit's time more, not a restart."),
+            "",
+            ("The table's RSS is each worker process's VmHWM (peak resident set) read from /proc after the run; "
+             "'idle' is its VmRSS before the run (a bare `dask worker`: warmstart, s3fs and numpy are imported by "
+             "the first unit). The machine is shared: other processes' load changes the unthrottled reference and "
+             "the runs with more workers than cores from one run to the next. Re-render this file from DASK.json "
+             "with `--render-only`.")]
 
 
 def machine() -> str:
