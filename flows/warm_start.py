@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tasks import fetch_index, fetch_tensors, publish_report, transfer, upload, validate
 from warmstart.planning import Rules
 
+from .shards import sharded_transfer
+
 __all__ = ["WarmStartRequest", "warm_start"]
 
 
@@ -62,6 +64,16 @@ class WarmStartRequest(BaseModel):
                           description="Validate and publish the plan only; copy and write nothing.")
     overwrite: bool = Field(default=False, title="Overwrite",
                             description="Replace a previous warm start in the output directory.")
+    shards: int | None = Field(
+        default=None, ge=1, le=100_000, title="Output data files",
+        description="Write the checkpoint as this many data files, each by a unit of work run on Dask workers "
+        "(sharded, parallel, resumable). Empty: one data file, written by this flow's process.",
+    )
+    dask_address: str | None = Field(
+        default=None, title="Dask scheduler",
+        description="Address of an existing Dask cluster's scheduler (tcp://host:8786) for the units. Empty with "
+        "'Output data files' set: a local cluster, one worker process per core.",
+    )
     credentials_block: str | None = Field(
         default=None, title="Storage credentials block",
         description="A Prefect block with storage credentials: 'secret/NAME' (JSON fsspec storage options), "
@@ -109,7 +121,12 @@ def warm_start(request: WarmStartRequest) -> dict[str, Any]:
         "positional": plan.get("positional", 0),
         "source_index_cached": index["hit"],
     }
-    if not request.dry_run:
+    if not request.dry_run and (request.shards or request.dask_address):
+        report = sharded_transfer(request, rules, creds)
+        summary.update(output=report["output"], manifest=report["manifest"], strategy=report["strategy"],
+                       bytes_read=report["bytes_read"], bytes_written=report["bytes_written"],
+                       shards=request.shards or 1)
+    elif not request.dry_run:
         keys = sorted({row["source_key"] for row in plan["variables"] if row["action"] in ("copy", "cast")})
         tensors = fetch_tensors(index, keys, creds)
         staging = tempfile.mkdtemp(prefix="warm-start-")

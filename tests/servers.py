@@ -359,9 +359,11 @@ class FaultyProxy:
                 for k, v in resp.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                # A HEAD answer has no body, but its Content-Length is the object's size (s3fs reads it).
+                head = self.command == "HEAD"
+                self.send_header("Content-Length", resp.getheader("Content-Length", "0") if head else str(len(data)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if not head:
                     self.wfile.write(data)
                 conn.close()
 

@@ -68,7 +68,7 @@ def plan(
 def transfer(source: str, target: Any, output: str, rules: Rules | dict[str, Any] | str | None = None,
              strategy: str = "auto", storage_options: dict[str, Any] | None = None, **kwargs: Any) -> Report:
     """Plan, then write a checkpoint for ``target`` at the ``output`` directory URL; see
-    :func:`warmstart.pipeline.transfer` for the keyword arguments (overwrite, chunk_bytes, progress).
+    :func:`warmstart.pipeline.transfer` for the keyword arguments (overwrite, chunk_bytes, progress, shards, dask).
     Raises :class:`PlanError` (nothing written) when the plan does not satisfy the rules."""
     from .pipeline import transfer as _transfer
 

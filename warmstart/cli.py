@@ -102,7 +102,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         from .pipeline import transfer
 
         report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, shards=args.shards, dask=args.dask)
         doc = report.to_json()
     else:
         doc = _transfer_with_flow(args)
@@ -140,7 +140,8 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
 
     _quiet_expected_tracebacks()
     request = WarmStartRequest(source=args.source, target=args.target, output=args.output, rules_url=args.rules,
-                               strategy=args.strategy, overwrite=args.overwrite)
+                               strategy=args.strategy, overwrite=args.overwrite, shards=args.shards,
+                               dask_address=args.dask)
     summary = warm_start(request)
     manifest = read_manifest(summary["manifest"])
     return {**manifest["plan"], "output": summary["output"], "manifest": summary["manifest"],
@@ -192,6 +193,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUTPUT", help="output directory URL (must be empty, or --overwrite)")
     p.add_argument("--strategy", choices=["auto", "stream", "restore", "assign"], default="auto")
     p.add_argument("--overwrite", action="store_true", help="replace what a previous run published in OUTPUT")
+    p.add_argument("--shards", type=int, metavar="N",
+                   help="write N data files, each by a unit of work (on Dask with --dask, or in the flow)")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="run the units on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786)")
     p.add_argument("--no-prefect", action="store_true",
                    help="run the engine directly instead of the Prefect warm-start flow")
     p.add_argument("--json", action="store_true", help="print one JSON document")

@@ -79,3 +79,6 @@ class StorageError(WarmStartError, OSError):
     def __init__(self, message: str, transient: bool = False):
         super().__init__(message)
         self.transient = transient
+
+    def __reduce__(self):  # keeps ``transient`` when the error crosses processes (a Dask worker's)
+        return (type(self), (str(self), self.transient))

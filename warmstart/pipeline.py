@@ -2,7 +2,10 @@
 
 ``transfer`` runs it all; the steps are public too, one call each for the Prefect tasks:
 ``check_output_for`` (validate: the output is usable and overlaps no input, before any tensor is
-read), ``choose_strategy``, and ``publish_output`` (upload a staged result). The top of the engine:
+read), ``choose_strategy``, and ``publish_output`` (upload a staged result). A sharded transfer is
+``prepare_sharded`` (plan, output prepared, units), the units run anywhere
+(:func:`warmstart.strategies.run_unit_retrying`, here or on Dask), then ``commit_sharded`` (parts
+renamed, merged index, state file, manifest) or ``abort_sharded``. The top of the engine:
 it imports every wing below it (tables, planning, strategies, formats, storage).
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,6 +26,7 @@ from .planning import Plan, Report, Rules, load_rules, make_plan
 from .storage import (
     CHECKPOINT_NAME,
     KERAS_WEIGHTS,
+    PART_PREFIX,
     Location,
     OutputDir,
     check_output,
@@ -34,9 +39,10 @@ from .storage import (
 from .tables import VariableTable, signature_for, signature_of, table_from_bundle, table_from_reader, target_kind
 
 if TYPE_CHECKING:
-    from .strategies import TFResult
+    from .strategies import TFResult, Unit, UnitResult
 
-__all__ = ["transfer", "choose_strategy", "check_output_for", "publish_output", "Strategy"]
+__all__ = ["transfer", "choose_strategy", "check_output_for", "publish_output", "Strategy", "ShardedJob",
+           "prepare_sharded", "commit_sharded", "abort_sharded"]
 
 Strategy = Literal["auto", "stream", "restore", "assign"]
 SourceReader = BundleReader | KerasWeightsReader
@@ -98,6 +104,8 @@ def transfer(
     progress=None,
     plan: Plan | None = None,
     provenance: dict[str, Any] | None = None,
+    shards: int | None = None,
+    dask: Any = None,
 ) -> Report:
     """Copy the planned variables of ``source`` into a checkpoint for ``target`` at ``output``.
 
@@ -107,7 +115,15 @@ def transfer(
     called as tensors are written. ``plan`` may pass a plan already made for these inputs (its
     source keys must exist in ``source``). ``provenance`` replaces the manifest's ``source`` record
     (when ``source`` is a local cached copy of the real source).
+
+    ``shards``: write that many data files, each by a unit of work (:func:`prepare_sharded`); ``dask``
+    (a ``distributed.Client`` or a scheduler address) runs the units on that Dask cluster, else they
+    run here one after the other. Stream strategy only; ``progress`` is not called then.
     """
+    if shards is not None or dask is not None:
+        job = prepare_sharded(source, target, output, 1 if shards is None else shards, rules, storage_options,
+                              overwrite, chunk_bytes, plan, provenance, strategy)
+        return run_sharded(job, dask)
     started = time.perf_counter()
     reader = open_source(source, storage_options)  # its index (HDF5 structure) only
     # Checked before any tensor byte is read or anything is created: a refused output leaves no
@@ -127,7 +143,8 @@ def transfer(
         else:
             result = _run_tf(chosen, plan, reader, target, out, storage_options, progress)
         result["seconds"] = round(time.perf_counter() - started, 3)
-        manifest_url = out.commit(_manifest(plan, reader, target, rules_model, chosen, result, provenance),
+        manifest_url = out.commit(_manifest(plan, _source_record(reader, provenance), target, rules_model, chosen,
+                                            result),
                                   state_file=plan.target.kind != "keras-weights")
     except BaseException:
         out.abort()
@@ -149,10 +166,14 @@ def _planned(plan: Plan | None, reader: SourceReader, target: Any, rules: Rules,
     return plan, template
 
 
-def _manifest(plan: Plan, reader: SourceReader, target: Any, rules: Rules, strategy: str,
-              result: dict[str, Any], provenance: dict[str, Any] | None) -> dict[str, Any]:
+def _source_record(reader: SourceReader, provenance: dict[str, Any] | None) -> dict[str, Any]:
+    return provenance or {"url": reader.url, "index": reader.identity()}
+
+
+def _manifest(plan: Plan, source: dict[str, Any], target: Any, rules: Rules, strategy: str,
+              result: dict[str, Any]) -> dict[str, Any]:
     return manifest_document(
-        source=provenance or {"url": reader.url, "index": reader.identity()},
+        source=source,
         target={"spec": target if isinstance(target, str) else plan.target.origin,
                 "origin": plan.target.origin, "kind": plan.target.kind},
         rules=rules.model_dump(mode="json"),
@@ -321,3 +342,138 @@ def _remove_tf_output(out: OutputDir) -> None:
         else:
             path.unlink(missing_ok=True)
     Path(out.loc.path, "model.weights.h5").unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class ShardedJob:
+    """A sharded transfer prepared by :func:`prepare_sharded`: its units, and what publishing needs."""
+
+    units: list[Unit]
+    output: str
+    storage_options: dict[str, Any] | None
+    plan: Plan
+    source: dict[str, Any]  # the manifest's source record
+    target: Any
+    rules: dict[str, Any]
+    started: float  # time.time() when prepared
+    created: str | None = None  # the highest local directory the run created (removed by a rollback)
+    absent: tuple[str, ...] = ()  # variables a signature target's output leaves out (kept at their initial value)
+
+    def with_storage_options(self, options: dict[str, Any] | None) -> ShardedJob:
+        """This job with ``options`` for itself and every unit (None: a job safe to record, no credentials)."""
+        from dataclasses import replace
+
+        return replace(self, storage_options=options, units=[replace(u, storage_options=options) for u in self.units])
+
+    def names(self) -> list[str]:
+        """The objects the transfer may write in the output under known names (its parts' names are
+        found by listing: :func:`_remove_parts`)."""
+        return [n for u in self.units for n in (u.record_name, u.final_name)] + [CHECKPOINT_NAME + ".index"]
+
+
+def prepare_sharded(source: str, target: Any, output: str, shards: int, rules: Any = None,
+                    storage_options: dict[str, Any] | None = None, overwrite: bool = False,
+                    chunk_bytes: int | None = None, plan: Plan | None = None,
+                    provenance: dict[str, Any] | None = None, strategy: str = "auto") -> ShardedJob:
+    """Plan, check and prepare the output (marked incomplete; parts an interrupted run of the same plan
+    staged are kept, others removed), and split the plan into ``shards`` units (:func:`split_units`).
+    Raises :class:`PlanError` for a failed plan and :class:`UsageError` where streaming cannot serve."""
+    from .strategies import DEFAULT_CHUNK_BYTES, run_prefix, split_units
+
+    if shards < 1:
+        raise UsageError(f"shards must be at least 1, not {shards}")
+    reader = open_source(source, storage_options)
+    out_loc = check_output_for(reader, target, output, rules, storage_options, overwrite)
+    rules_model = load_rules(rules, storage_options)
+    plan, template = _planned(plan, reader, target, rules_model, storage_options, strategy)
+    if choose_strategy(strategy, plan.target, plan.source.kind) != "stream" or not isinstance(reader, BundleReader) \
+            or plan.target.kind == "keras-weights":
+        raise UsageError("sharded transfers (shards, dask) stream TF checkpoints into a template checkpoint or "
+                         f"signature target; {plan.target.origin} is a {plan.target.kind} target")
+    if not plan.ok:
+        raise PlanError(plan.failure_message(), plan)
+    if template is None and plan.target.kind != "signature":
+        template = BundleReader(target, storage_options)
+    out = OutputDir(out_loc.url, storage_options, overwrite=overwrite, keep_parts=True)
+    try:
+        units = split_units(plan, reader, template, out.url, shards, storage_options,
+                            chunk_bytes or DEFAULT_CHUNK_BYTES)
+        _remove_parts(out, keep=run_prefix(units[0].digest))
+    except BaseException:
+        out.abort()
+        raise
+    return ShardedJob(units, out.url, storage_options, plan, _source_record(reader, provenance),
+                      target if isinstance(target, str) else plan.target.origin, rules_model.model_dump(mode="json"),
+                      time.time(), out.created, _absent(plan, template))
+
+
+def _absent(plan: Plan, template: BundleReader | None) -> tuple[str, ...]:
+    """Without a template, the variables kept at their initial value are not in the output (as in the stream)."""
+    if template is not None:
+        return ()
+    return tuple(sorted(e.target for e in plan.entries if e.action not in ("copy", "cast")))
+
+
+def _remove_parts(out: OutputDir, keep: str | None = None) -> None:
+    """Remove the staged parts and records in the output, but those whose names begin with ``keep``."""
+    out.loc.fs.invalidate_cache(out.loc.path)  # units in other processes wrote there since any listing here
+    for path in out.loc.fs.ls(out.loc.path, detail=False) if out.loc.fs.isdir(out.loc.path) else []:
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith(PART_PREFIX) and not (keep and name.startswith(keep)):
+            out.loc.fs.rm(path)
+
+
+def run_sharded(job: ShardedJob, dask: Any = None) -> Report:
+    """Run the units of ``job`` (here, or on Dask: :func:`run_units`) and publish; a failure removes
+    what the run wrote (every unit has stopped by then)."""
+    from .strategies import run_units
+
+    try:
+        results = run_units(job.units, dask)
+    except BaseException:
+        abort_sharded(job)
+        raise
+    return commit_sharded(job, results)
+
+
+def commit_sharded(job: ShardedJob, results: list[UnitResult]) -> Report:
+    """Publish the parts the units staged: renamed to their data file names, then the merged index, the
+    state file and the manifest (:meth:`OutputDir.commit`). Raises :class:`UsageError` for results
+    that are not one per unit."""
+    from .formats.bundle import write_index
+
+    if sorted(r.index for r in results) != [u.index for u in job.units]:
+        raise UsageError(f"expected one result per unit (0..{len(job.units) - 1}), got {[r.index for r in results]}")
+    out = OutputDir.reopen(job.output, job.storage_options, job.names(), job.created)
+    try:
+        entries: dict[bytes, Any] = {}
+        for unit, done in zip(job.units, sorted(results, key=lambda r: r.index)):
+            out.promote(done.part, unit.final_name)
+            entries.update(done.index_entries())
+        _remove_parts(out)  # the records, and parts of attempts that lost (a worker presumed dead, then not)
+        write_index(out.prefix.with_suffix(".index"), entries, len(job.units))
+        rows = [row for r in results for row in r.written]
+        result = {"tensors": _tensor_checksums(rows), "absent": list(job.absent), "bytes_read": sum(r.bytes_read for r in results),
+                  "bytes_written": sum(r.bytes_written for r in results),
+                  "seconds": round(time.time() - job.started, 3)}
+        manifest_url = out.commit(_manifest(job.plan, job.source, job.target, load_rules(job.rules), "stream",
+                                            result))
+    except BaseException:
+        _roll_back(out)
+        raise
+    return Report(plan=job.plan, strategy="stream", output=out.url, checkpoint=out.prefix.url, manifest=manifest_url,
+                  bytes_read=result["bytes_read"], bytes_written=result["bytes_written"], seconds=result["seconds"])
+
+
+def abort_sharded(job: ShardedJob) -> None:
+    """Remove everything the transfer wrote in its output (parts, records, marker): best effort."""
+    _roll_back(OutputDir.reopen(job.output, job.storage_options, job.names(), job.created))
+
+
+def _roll_back(out: OutputDir) -> None:
+    """Remove the run's parts and records (listed), then what it wrote under known names and its marker."""
+    try:
+        _remove_parts(out)
+    except OSError:
+        pass  # best effort: the original error is what matters
+    out.abort()

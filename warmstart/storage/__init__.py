@@ -21,6 +21,7 @@ from .publish import (
     INCOMPLETE_MARKER,
     KERAS_WEIGHTS,
     MANIFEST,
+    PART_PREFIX,
     OutputDir,
     canonical_path,
     check_output,
@@ -36,7 +37,7 @@ __all__ = [
     "is_transient", "STATE_FILE",
     "Piece", "Block", "plan_blocks", "fetch_blocks",
     "MappedSource", "MappedBlock", "kernel_copy",
-    "OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "canonical_path",
+    "OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "PART_PREFIX", "canonical_path",
     "check_output", "check_output_location", "manifest_document", "publish_directory",
     "read_manifest",
 ]

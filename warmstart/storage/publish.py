@@ -21,7 +21,8 @@ from .._version import __version__
 from ..errors import CorruptCheckpointError, StorageError
 from .locations import STATE_FILE, Location, is_transient, read_bytes, resolve
 
-__all__ = ["OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "check_output",
+__all__ = ["OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "PART_PREFIX",
+           "check_output",
            "check_output_location", "publish_directory", "read_manifest"]
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ KERAS_WEIGHTS = "model.weights.h5"
 # Written before anything else and removed after the manifest: a directory that holds it (and only
 # files a run writes) is what an interrupted run left, and the next run may clear it.
 INCOMPLETE_MARKER = ".warmstart-incomplete"
+# Data files of a sharded transfer, staged by its units (and their records); renamed when it is published.
+PART_PREFIX = ".warmstart-part-"
 
 
 def canonical_path(loc: Location) -> str:
@@ -128,15 +131,18 @@ class OutputDir:
     Opening it checks the output (:func:`check_output`), withdraws a previous output (``overwrite``:
     state file and manifest first) or an interrupted run's leftovers, and marks the directory as
     being written. :meth:`abort` leaves the location as it was found (less a withdrawn output).
+    With ``keep_parts``, the parts an interrupted sharded run staged stay (its units reuse them).
     """
 
     def __init__(self, url: str | os.PathLike, storage_options: dict[str, Any] | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, keep_parts: bool = False):
         self.loc = resolve(url, storage_options)
         self.url = self.loc.url
         self._written: list[Location] = []
         self._created: str | None = None  # the highest local directory this run created
         names = check_output(self.loc, overwrite)
+        if keep_parts and _is_leftover(names):
+            names = [n for n in names if not n.startswith(PART_PREFIX)]
         try:
             if names:
                 if _is_leftover(names):
@@ -151,6 +157,11 @@ class OutputDir:
             raise StorageError(f"cannot prepare output {self.url}: {exc}", is_transient(exc)) from None
 
     @property
+    def created(self) -> str | None:
+        """The highest local directory this run created (None: it created none)."""
+        return self._created
+
+    @property
     def prefix(self) -> Location:
         return self.loc.child(CHECKPOINT_NAME)
 
@@ -159,6 +170,30 @@ class OutputDir:
         for name in sorted(names, key=lambda n: n not in (STATE_FILE, MANIFEST)):
             if name in (STATE_FILE, MANIFEST) or _ours(name):
                 self.loc.fs.rm(self.loc.child(name).path, recursive=True)
+
+    @classmethod
+    def reopen(cls, url: str, storage_options: dict[str, Any] | None, written: list[str],
+               created: str | None = None) -> "OutputDir":
+        """An output already prepared by ``OutputDir(url, ...)`` (in another task or process), holding
+        the objects named ``written``, its run having created local directory ``created`` (its
+        :attr:`created`): to :meth:`commit` or :meth:`abort` it."""
+        out = cls.__new__(cls)
+        out.loc = resolve(url, storage_options)
+        out.url = out.loc.url
+        out._created = created
+        out._written = [out.loc.child(INCOMPLETE_MARKER), *(out.loc.child(n) for n in written)]
+        return out
+
+    def promote(self, staged: str, name: str) -> Location:
+        """Rename object ``staged`` of the output to ``name`` (a server-side copy on object stores)."""
+        dest = self.loc.child(name)
+        self._written.append(dest)
+        try:
+            self.loc.fs.invalidate_cache(self.loc.path)  # written by other processes since any listing here
+            self.loc.fs.mv(self.loc.child(staged).path, dest.path)
+        except OSError as exc:
+            raise StorageError(f"renaming {staged} to {dest.url} failed: {exc}", is_transient(exc)) from None
+        return dest
 
     def put_file(self, local_path: str, name: str) -> Location:
         """Upload a local file into the output directory (multipart/resumable as fsspec does)."""

@@ -9,11 +9,22 @@ it: TF1 graphs in ``tf1`` (over the graph primitives of ``tf1_graphs``), Keras m
 from .keras_stream import stream_into_weights
 from .live import copy_variables, copy_weights
 from .restore_assign import restore_or_assign
-from .stream import DEFAULT_CHUNK_BYTES, StreamStats, copy_tensors, stream_transfer, write_subset
+from .scaleout import run_units
+from .stream import (
+    DEFAULT_CHUNK_BYTES,
+    StreamStats,
+    copy_tensors,
+    stream_part,
+    stream_transfer,
+    template_keys,
+    write_subset,
+)
 from .tf_common import BATCH_BYTES, TFResult, UninitializedVariableError, local_checkpoint_copy
+from .units import Unit, UnitResult, run_prefix, run_unit, run_unit_retrying, split_units
 
 __all__ = [
-    "stream_transfer", "write_subset", "copy_tensors", "StreamStats", "DEFAULT_CHUNK_BYTES",
+    "stream_transfer", "stream_part", "template_keys", "write_subset", "copy_tensors", "StreamStats", "DEFAULT_CHUNK_BYTES",
     "restore_or_assign", "TFResult", "UninitializedVariableError", "local_checkpoint_copy", "BATCH_BYTES",
     "copy_variables", "copy_weights", "stream_into_weights",
+    "Unit", "UnitResult", "split_units", "run_prefix", "run_unit", "run_unit_retrying", "run_units",
 ]

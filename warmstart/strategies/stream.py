@@ -26,7 +26,7 @@ from ..formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter, Tenso
 from ..planning import Plan, PlanEntry
 from ..storage import Block, fetch_blocks, plan_blocks, read_range
 
-__all__ = ["stream_transfer", "copy_tensor", "copy_tensors", "write_subset", "StreamStats", "DEFAULT_CHUNK_BYTES",
+__all__ = ["stream_transfer", "stream_part", "template_keys", "copy_tensor", "copy_tensors", "write_subset", "StreamStats", "DEFAULT_CHUNK_BYTES",
            "DEFAULT_IN_FLIGHT", "DEFAULT_REMOTE_IN_FLIGHT", "MAX_REMOTE_REQUESTS", "DEFAULT_MAX_GAP"]
 
 DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024  # ranged reads of 8-16 MiB suit object stores (shared/FORMAT.md)
@@ -261,8 +261,28 @@ def stream_transfer(plan: Plan, source: BundleReader, template: BundleReader | N
     listed in ``StreamStats.absent``. Raises :class:`UsageError` for a failed plan."""
     if not plan.ok:
         raise UsageError("refusing to execute a plan that does not satisfy the rules")
-    stats = StreamStats()
     moved = [e for e in plan.entries if e.action in ("copy", "cast")]
+    stats = stream_part(moved, template_keys(plan, template), source, template, writer, chunk_bytes, progress,
+                        in_flight)
+    if template is None:
+        stats.absent = tuple(sorted(e.target for e in plan.entries if e.action not in ("copy", "cast")))
+    return stats
+
+
+def template_keys(plan: Plan, template: BundleReader | None) -> list[str]:
+    """The template tensors an output of ``plan`` holds: kept initial values, and a TF2 object graph."""
+    if template is None:
+        return []
+    kept = [e.target_key for e in plan.entries if e.action not in ("copy", "cast")]
+    return kept + ([OBJECT_GRAPH_KEY] if OBJECT_GRAPH_KEY in template.records else [])
+
+
+def stream_part(moved: list[PlanEntry], kept: list[str], source: BundleReader, template: BundleReader | None,
+                writer: BundleWriter, chunk_bytes: int = DEFAULT_CHUNK_BYTES, progress: Progress | None = None,
+                in_flight: int | None = None) -> StreamStats:
+    """Write the copy/cast entries ``moved`` from ``source`` and the tensors ``kept`` of ``template``
+    into ``writer``: a whole output (:func:`stream_transfer`) or one data file of a sharded one."""
+    stats = StreamStats()
     total = sum(source.records[e.source_key].stored_bytes for e in moved)
     done = 0
 
@@ -275,14 +295,10 @@ def stream_transfer(plan: Plan, source: BundleReader, template: BundleReader | N
     # 1. From the source: plain tensors through merged range reads; the rest one by one.
     _copy_planned(moved, source, template, writer, chunk_bytes, stats, in_flight, finished)
     # 2. Initial values from the template, and a TF2 template's object graph.
-    kept = [e for e in plan.entries if e.action not in ("copy", "cast")]
-    if template is None:
-        stats.absent = tuple(sorted(e.target for e in kept))
-        return stats
-    keys = [e.target_key for e in kept] + ([OBJECT_GRAPH_KEY] if OBJECT_GRAPH_KEY in template.records else [])
-    from_template = write_subset(template, keys, writer, chunk_bytes, in_flight)
-    stats.bytes_read += from_template.bytes_read
-    stats.requests += from_template.requests
+    if template is not None and kept:
+        from_template = write_subset(template, kept, writer, chunk_bytes, in_flight)
+        stats.bytes_read += from_template.bytes_read
+        stats.requests += from_template.requests
     return stats
 
 

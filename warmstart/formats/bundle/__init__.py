@@ -6,13 +6,14 @@ variable key (slices by ordered code, ``_ordered_code``); tensors are checked wi
 (``object_graph``). Layout and measured costs: ../shared/FORMAT.md.
 """
 
-from ._protos import decode_object_graph
+from ._protos import BundleEntry, decode_entry, decode_object_graph, encode_entry
 from .object_graph import OBJECT_GRAPH_KEY, VALUE_SUFFIX, escape, preferred_paths
 from .reader import BundleReader, TensorRecord, data_file_name
-from .writer import WRITE_BLOCK_BYTES, BundleWriter, WrittenTensor, encode_array
+from .writer import WRITE_BLOCK_BYTES, BundleWriter, WrittenTensor, encode_array, write_index
 
 __all__ = [
     "BundleReader", "TensorRecord", "data_file_name",
-    "BundleWriter", "WrittenTensor", "encode_array", "WRITE_BLOCK_BYTES",
+    "BundleWriter", "WrittenTensor", "encode_array", "write_index", "WRITE_BLOCK_BYTES",
+    "BundleEntry", "encode_entry", "decode_entry",
     "OBJECT_GRAPH_KEY", "VALUE_SUFFIX", "escape", "preferred_paths", "decode_object_graph",
 ]

@@ -1,7 +1,9 @@
 """Writing TF V2 checkpoints (tensor bundles) through fsspec, without TensorFlow.
 
 :class:`BundleWriter` streams tensor bytes into one data file as they come (any chunking), keeps
-only the small index entries in memory, and writes the ``.index`` when :meth:`finish` is called.
+only the small index entries in memory, and writes the ``.index`` when :meth:`finish` is called. A
+sharded checkpoint is written by one writer per data file (``shard``/``num_shards``, each maybe on
+another machine), whose entries :func:`write_index` merges into the one index.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ._sstable import TableWriter
 from ._strings import frame_strings, string_entry_crc
 from .reader import data_file_name
 
-__all__ = ["BundleWriter", "WrittenTensor", "encode_array", "WRITE_BLOCK_BYTES"]
+__all__ = ["BundleWriter", "WrittenTensor", "encode_array", "write_index", "WRITE_BLOCK_BYTES"]
 
 # Object stores upload in parts of this size (multipart on S3, resumable chunks on GCS); it is also
 # what the writer buffers in memory. fsspec's S3 default (50 MiB) would dominate the stream budget.
@@ -52,17 +54,22 @@ def encode_array(value: np.ndarray, dtype: str) -> bytes:
 
 
 class BundleWriter:
-    """Write a single-shard checkpoint at ``prefix`` (a :class:`Location` without suffix).
+    """Write a checkpoint at ``prefix`` (a :class:`Location` without suffix): data file ``shard`` of
+    ``num_shards`` (by default the only one), under its own name or at ``data_loc`` (a staging name).
 
     Add tensors in any order with :meth:`add_array`, :meth:`add_chunks` or :meth:`add_slices`, then
-    :meth:`finish` writes the index. :meth:`abort` removes what was written. Keys must be unique.
+    :meth:`finish` writes the index (or :meth:`close_data` returns the entries, for :func:`write_index`
+    to merge with other shards'). :meth:`abort` removes what was written. Keys must be unique.
     """
 
-    def __init__(self, prefix: Location):
+    def __init__(self, prefix: Location, shard: int = 0, num_shards: int = 1, data_loc: Location | None = None):
         self.prefix = prefix
+        self.shard, self.num_shards = shard, num_shards
         base = prefix.path.rsplit("/", 1)
-        self.data_loc = Location(prefix.fs, "/".join([*base[:-1], data_file_name(base[-1], 0, 1)]))
+        self.data_loc = data_loc or Location(prefix.fs, "/".join([*base[:-1], data_file_name(base[-1], shard,
+                                                                                             num_shards)]))
         self.index_loc = prefix.with_suffix(".index")
+        self._index_written = False
         self._entries: dict[bytes, BundleEntry] = {}
         self._written: list[WrittenTensor] = []
         self._offset = 0
@@ -145,7 +152,7 @@ class BundleWriter:
         self._open = None
         size = self._offset - start
         masked = crc32c if crc32c is not None else known if known is not None else checksums.mask(crc)
-        entry = BundleEntry(dtypes.by_name(dtype).enum, shape, False, 0, start, size, masked)
+        entry = BundleEntry(dtypes.by_name(dtype).enum, shape, False, self.shard, start, size, masked)
         self._entries[key.encode()] = entry
         written = WrittenTensor(key, dtype, shape, size, masked)
         self._written.append(written)
@@ -177,7 +184,7 @@ class BundleWriter:
             data = encode_array(part, dtype)
             crc = string_entry_crc(data, part.size) if dtype == "string" else checksums.mask(checksums.crc32c(data))
             self._entries[slice_key(key, extent)] = BundleEntry(
-                dtypes.by_name(dtype).enum, tuple(part.shape), False, 0, self._offset, len(data), crc)
+                dtypes.by_name(dtype).enum, tuple(part.shape), False, self.shard, self._offset, len(data), crc)
             self._write(data)
             size += len(data)
             crcs.append(crc)
@@ -187,18 +194,19 @@ class BundleWriter:
         self._written.append(written)
         return written
 
-    def finish(self) -> None:
-        """Close the data file, then write the index (header first, keys in bytewise order)."""
+    def close_data(self) -> dict[bytes, BundleEntry]:
+        """Close the data file (on an object store: complete its upload); returns the index entries."""
         try:
             self._data.close()
-            table = TableWriter()
-            table.add(b"", encode_header(BundleHeader(num_shards=1)))
-            for raw in sorted(self._entries):
-                table.add(raw, encode_entry(self._entries[raw]))
-            with self.prefix.fs.open(self.index_loc.path, "wb") as f:
-                f.write(table.finish())
         except OSError as exc:
-            raise StorageError(f"writing {self.index_loc.url} failed: {exc}", is_transient(exc)) from None
+            raise StorageError(f"writing {self.data_loc.url} failed: {exc}", is_transient(exc)) from None
+        return dict(self._entries)
+
+    def finish(self) -> None:
+        """Close the data file, then write the index (header first, keys in bytewise order)."""
+        entries = self.close_data()
+        self._index_written = True
+        write_index(self.index_loc, entries, self.num_shards)
 
     def abort(self) -> None:
         """Discard the checkpoint: close and remove whatever was written (best effort, never raises)."""
@@ -206,9 +214,23 @@ class BundleWriter:
             self._data.close()
         except OSError:
             pass
-        for loc in (self.data_loc, self.index_loc):
+        for loc in (self.data_loc, self.index_loc) if self._index_written else (self.data_loc,):
             try:
                 if loc.fs.exists(loc.path):
                     loc.fs.rm(loc.path)
             except OSError:
                 pass
+
+
+def write_index(index_loc: Location, entries: dict[bytes, BundleEntry], num_shards: int = 1) -> None:
+    """Write the ``.index`` of a checkpoint of ``num_shards`` data files: header first, then ``entries``
+    (raw key -> entry, each naming its shard) in bytewise key order."""
+    try:
+        table = TableWriter()
+        table.add(b"", encode_header(BundleHeader(num_shards=num_shards)))
+        for raw in sorted(entries):
+            table.add(raw, encode_entry(entries[raw]))
+        with index_loc.fs.open(index_loc.path, "wb") as f:
+            f.write(table.finish())
+    except OSError as exc:
+        raise StorageError(f"writing {index_loc.url} failed: {exc}", is_transient(exc)) from None

@@ -1,0 +1,50 @@
+"""The sharded branch of the warm-start flow: units mapped over a Dask cluster.
+
+``transfer_units`` is a subflow whose task runner is a ``prefect_dask.DaskTaskRunner``: pointed at an
+existing cluster when an address is given (``tcp://scheduler:8786``), otherwise on a local cluster it
+starts (one single-threaded worker process per core, at most one per unit). Its workers need the
+Prefect API's address (``PREFECT_API_URL``) and the storage credentials, as the flow's process does.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prefect import flow, unmapped
+from prefect.futures import wait
+
+from tasks import abort_units, prepare_units, publish_units, transfer_unit
+
+__all__ = ["dask_runner", "sharded_transfer"]
+
+
+def dask_runner(address: str | None, units: int):
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    workers = max(1, min(units, os.cpu_count() or 1))
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None})
+
+
+@flow(name="warm-start-units", persist_result=False, validate_parameters=False)
+def transfer_units(units: list[Any], credentials_block: str | None = None) -> list[Any]:
+    """Run every unit (one task each, on the Dask workers); raises the first failure once all stopped."""
+    futures = transfer_unit.map(units, credentials_block=unmapped(credentials_block))
+    wait(futures)
+    return [f.result() for f in futures]
+
+
+def sharded_transfer(request, rules, creds) -> dict[str, Any]:
+    """Prepare, run the units on Dask, publish (or roll back); returns the report JSON."""
+    job = prepare_units(request.source, request.target, request.output, request.shards or 1, rules,
+                        request.strategy, creds, overwrite=request.overwrite)
+    try:
+        results = transfer_units.with_options(task_runner=dask_runner(request.dask_address, len(job.units)))(
+            job.units, creds)
+    except BaseException:
+        abort_units(job, creds)
+        raise
+    return publish_units(job, results, creds)

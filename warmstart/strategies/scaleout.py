@@ -1,0 +1,67 @@
+"""Running the units of a sharded transfer: in this process, or on a Dask cluster.
+
+On Dask (``distributed``, imported only here and only when asked for) each unit is one task, run by
+whichever worker the scheduler picks; a worker lost mid-unit (killed, out of memory) has its unit
+run again elsewhere by the scheduler, and a unit's transient storage errors are retried by the unit
+itself (:func:`run_unit_retrying`). Every unit has finished, failed or been lost before this returns
+or raises, so a caller that rolls back after an error removes every part: none is still being
+written.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from ..errors import UsageError
+from .units import Unit, UnitResult, run_unit_retrying
+
+__all__ = ["run_units"]
+
+log = logging.getLogger(__name__)
+
+
+def run_units(units: list[Unit], dask: Any = None) -> list[UnitResult]:
+    """Run ``units``; returns their results in order, or raises the first failed unit's error.
+
+    ``dask``: None (here, one unit after the other), a ``distributed.Client``, or a scheduler address
+    (``tcp://host:8786``) to connect to for this call.
+    """
+    if dask is None:
+        return [run_unit_retrying(unit) for unit in units]
+    client, own = _client(dask)
+    try:
+        return _run_on(client, units)
+    finally:
+        if own:
+            client.close()
+
+
+def _client(dask: Any):
+    from distributed import Client
+
+    if isinstance(dask, Client):
+        return dask, False
+    if not isinstance(dask, str):
+        raise UsageError(f"dask must be a distributed.Client or a scheduler address, not {type(dask).__name__}")
+    try:
+        return Client(dask, set_as_default=False, timeout=30), True
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {dask}: {exc}") from None
+
+
+def _run_on(client, units: list[Unit]) -> list[UnitResult]:
+    run = uuid.uuid4().hex[:8]
+    futures = client.map(run_unit_retrying, units, key=[f"warmstart-unit-{run}-{u.index}" for u in units],
+                         pure=False)
+    try:
+        # Waits for all of them: none may still be writing a part when the caller rolls back.
+        results = client.gather(futures, errors="skip")
+        failed = [f for f in futures if f.status != "finished"]
+        if failed:
+            log.error("%d of %d units failed", len(failed), len(units))
+            raise failed[0].exception()
+        return results
+    finally:
+        client.cancel(futures)
