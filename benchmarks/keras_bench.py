@@ -13,7 +13,12 @@ including imports, peak RSS from VmHWM) and writes the warm weights:
   the model, as Keras does);
 - ``ws-stream``: ``warmstart.transfer(source.weights.h5, target.keras, ...)``: streamed into the archive's
   own weights, nothing built, no TF or Keras imported; ``ws-stream-h5``: the same into ``target.weights.h5``;
-- ``ws-plan-h5`` / ``ws-plan-keras``: planning only, against the ``.weights.h5`` / ``.keras`` target.
+- ``ws-plan-h5`` / ``ws-plan-keras``: planning only, against the ``.weights.h5`` / ``.keras`` target;
+- ``ws-signature-keras``: the ``.keras`` target's table by ``variable.path`` (what a TF-checkpoint source
+  is planned against), built from its ``config.json`` without allocating a weight;
+- with ``--s3``: a selection (encoder layers 0 and 1, about 13% of the bytes) of ``source.weights.h5``
+  on a moto S3 server, streamed into the ``.weights.h5`` template, the bytes served counted by an HTTP
+  proxy in front of moto (``s3proxy.py``): the selected tensors' bytes plus the file's structure.
 
 Every output is compared with Keras' own: equal on every weight Keras loads, the template's on the rest.
 """
@@ -45,7 +50,16 @@ t.save_weights(OUT + "/model.weights.h5")
                      "rules=RULES)"),
     "ws-plan-h5": "import warmstart; assert warmstart.plan(W + '/source.weights.h5', W + '/target.weights.h5', RULES).ok",
     "ws-plan-keras": "import warmstart; assert warmstart.plan(W + '/source.weights.h5', W + '/target.keras', RULES).ok",
+    # what planning a TF checkpoint against the .keras target costs on the target's side: its table by
+    # variable.path, built from config.json with no weight allocated (TF and Keras imported)
+    "ws-signature-keras": "import warmstart; assert warmstart.signature_of(W + '/target.keras').variables",
 }
+S3_RULES = {"include": ["layer_[01]_.*"], "on_missing": "init"}  # two of twelve encoder layers
+S3_CHILD = """
+import json, warmstart
+r = warmstart.transfer(SRC, W + '/target.weights.h5', OUT, rules=RULES, storage_options=OPTIONS)
+print(json.dumps({'selected_bytes': r.plan.transferred_bytes, 'tensors': len(r.plan.transferred)}))
+"""
 WRITES = ("keras", "ws-assign", "ws-stream", "ws-stream-h5")
 
 
@@ -78,19 +92,54 @@ def write_fixtures(work: Path, layers: int) -> None:
     target.save_weights(work / "target.weights.h5")
 
 
-def run(method: str, work: Path, out: Path) -> dict:
+def run(method: str, work: Path, out: Path, code: str | None = None, **names) -> dict:
     prelude = (f"import os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'; W, OUT, RULES = {str(work)!r}, {str(out)!r}, "
-               f"{RULES!r}\n")
+               f"{names.pop('rules', RULES)!r}\n" + "".join(f"{k} = {v!r}\n" for k, v in names.items()))
     tail = ("\nfrom pathlib import Path\nimport json\n"
             "hwm = [l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM')][0]\n"
             "print(json.dumps({'peak_rss_mib': int(hwm.split()[1]) / 1024}))\n")
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", prelude + CHILD[method] + tail], capture_output=True, text=True,
-                          timeout=1200)
+    done = subprocess.run([sys.executable, "-c", prelude + (code or CHILD[method]) + tail], capture_output=True,
+                          text=True, timeout=1200)
     wall = time.perf_counter() - started
     if done.returncode:
         raise RuntimeError(f"{method} failed:\n{done.stderr[-3000:]}")
-    return {"method": method, "wall_s": wall, **json.loads(done.stdout.strip().splitlines()[-1])}
+    printed = {}
+    for line in done.stdout.strip().splitlines():
+        if line.startswith("{"):
+            printed.update(json.loads(line))
+    return {"method": method, "wall_s": wall, **printed}
+
+
+def run_s3(work: Path, repeat: int) -> list[dict]:
+    """The selection from moto S3 through the counting proxy, ``repeat`` times (fresh processes)."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from s3proxy import CountingProxy
+    from servers import S3Server
+
+    server = S3Server().start()
+    proxy = CountingProxy(server.host, server.port).start()
+    try:
+        bucket = server.make_bucket("warmstart-keras-bench")
+        server.filesystem().put_file(str(work / "source.weights.h5"), f"{bucket}/source.weights.h5")
+        options = server.storage_options()
+        options = {**options, "client_kwargs": {**options["client_kwargs"], "endpoint_url": proxy.endpoint_url}}
+        runs = []
+        for i in range(repeat):
+            out = work / "out" / f"s3-{i}"
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+            proxy.reset()
+            result = run("ws-s3-selection", work, out, S3_CHILD, rules=S3_RULES, SRC=f"s3://{bucket}/source.weights.h5",
+                         OPTIONS=options)
+            counts = proxy.snapshot()
+            runs.append({**result, "served_bytes": counts["get_body_bytes"], "requests": counts["requests"],
+                         "ranged_gets": counts["ranged_gets"]})
+            print(f"s3 selection   {result['wall_s']:.2f} s, {counts['get_body_bytes'] / 2**20:.1f} MiB served for "
+                  f"{result['selected_bytes'] / 2**20:.1f} MiB selected, {counts['requests']} requests", file=sys.stderr)
+        return runs
+    finally:
+        proxy.stop()
+        server.stop()
 
 
 def compare(keras_out: Path, other: Path) -> tuple[int, int]:
@@ -115,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--work-dir", type=Path, default=HERE / "work" / "keras")
     parser.add_argument("--out", type=Path, default=HERE / "KERAS.md")
+    parser.add_argument("--s3", action="store_true", help="also the selection from moto S3 (bytes served)")
     args = parser.parse_args(argv)
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
@@ -131,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     checks = {m: compare(work / "out" / "keras-0" / "model.weights.h5", work / "out" / f"{m}-0" / "model.weights.h5")
               for m in WRITES[1:]}
     doc = {"runs": runs, "checks": checks, "layers": args.layers, "repeat": args.repeat,
-           "source_mib": (work / "source.weights.h5").stat().st_size / 2**20}
+           "source_mib": (work / "source.weights.h5").stat().st_size / 2**20,
+           "s3": run_s3(work, args.repeat) if args.s3 else []}
     args.out.write_text(render(doc))
     args.out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
     print(render(doc))
@@ -144,7 +195,7 @@ def render(doc: dict) -> str:
     base = med["keras"]
     lines = [f"# Keras files: warmstart vs Keras' own loading ({doc['layers']}-layer BERT-base-sized encoder, "
              f"{doc['source_mib']:.0f} MiB of weights)", "",
-             f"command: `python benchmarks/keras_bench.py --repeat {doc['repeat']}`; medians of {doc['repeat']} runs, each "
+             f"command: `python benchmarks/keras_bench.py --repeat {doc['repeat']}{' --s3' if doc.get('s3') else ''}`; medians of {doc['repeat']} runs, each "
              "a fresh process, wall time including imports, peak RSS = VmHWM.", "",
              "| method | wall s | vs keras | peak RSS MiB | vs keras | output vs Keras' (equal datasets) |",
              "|---|---|---|---|---|---|"]
@@ -153,7 +204,22 @@ def render(doc: dict) -> str:
         check = "(reference)" if m == "keras" else (f"{eq[0]} / {eq[1]}" if eq else "no output (planning)")
         lines.append(f"| {m} | {med[m]['wall_s']:.2f} | {med[m]['wall_s'] / base['wall_s']:.2f}x | "
                      f"{med[m]['peak_rss_mib']:.0f} | {med[m]['peak_rss_mib'] / base['peak_rss_mib']:.2f}x | {check} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + render_s3(doc.get("s3") or [])) + "\n"
+
+
+def render_s3(runs: list[dict]) -> list[str]:
+    if not runs:
+        return []
+    first = runs[0]
+    served = statistics.median(r["served_bytes"] for r in runs)
+    selected = first["selected_bytes"]
+    return ["", f"## A selection from S3 (moto), {first['tensors']} tensors of encoder layers 0-1", "",
+            "Bytes the S3 server sent (counted by an HTTP proxy in front of it) against the selected tensors' bytes; "
+            "the rest is the file's HDF5 structure (read through 16 KiB blocks).", "",
+            "| selected MiB | served MiB | served / selected | structure MiB | requests | wall s |", "|---|---|---|---|---|---|",
+            f"| {selected / 2**20:.1f} | {served / 2**20:.1f} | {served / selected:.3f}x | "
+            f"{(served - selected) / 2**20:.2f} | {statistics.median(r['requests'] for r in runs):.0f} | "
+            f"{statistics.median(r['wall_s'] for r in runs):.2f} |"]
 
 
 if __name__ == "__main__":

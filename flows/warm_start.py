@@ -32,7 +32,8 @@ class WarmStartRequest(BaseModel):
     source: str = Field(
         title="Source checkpoint",
         description="The trained checkpoint: a prefix (…/model.ckpt-1000) or a directory with a 'checkpoint' "
-        "state file. Local path, file://, s3://, gs:// or memory://.",
+        "state file, or a Keras file (.keras, .weights.h5, .weights.json, legacy .h5). Local path, file://, "
+        "s3://, gs:// or memory://.",
         examples=["s3://models/bert-base/run-42"],
     )
     target: str = Field(
@@ -137,7 +138,7 @@ def warm_start(request: WarmStartRequest) -> dict[str, Any]:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         summary.update(output=published["output"], manifest=published["manifest"], strategy=report["strategy"],
-                       bytes_read=tensors["bytes_downloaded"], bytes_written=report["bytes_written"],
+                       bytes_read=report["bytes_read"] if tensors.get("direct") else tensors["bytes_downloaded"], bytes_written=report["bytes_written"],
                        source_tensors_cached=tensors["hit"])
     summary["seconds"] = round(time.perf_counter() - started, 3)
     publish_report(summary)

@@ -183,3 +183,22 @@ def test_fuzz_damaged_keras_files_are_typed_errors_never_a_crash(tmp_path, kind)
         except warmstart.WarmStartError as exc:
             outcomes["crash" if "the HDF5 library" in str(exc) else "error"] += 1
     assert outcomes["error"] > 50, outcomes
+
+
+def test_a_keras_target_is_planned_from_its_configuration_alone(tmp_path):
+    """A .keras target's table comes from its config.json (the model built with no variable
+    allocated): the same table as the loaded model's, also for an archive without its weights."""
+    import zipfile
+
+    from warmstart.tables import table_from_trackable
+
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(64, 64, 3), classes=7)
+    model.save(tmp_path / "full.keras")
+    with zipfile.ZipFile(tmp_path / "full.keras") as src, zipfile.ZipFile(tmp_path / "config-only.keras", "w") as out:
+        for info in src.infolist():
+            if info.filename != "model.weights.h5":
+                out.writestr(info, src.read(info))
+    want = [(v.name, v.key, v.shape, v.dtype, v.weights_path) for v in table_from_trackable(model).variables]
+    for name in ("full.keras", "config-only.keras"):
+        got = warmstart.signature_of(str(tmp_path / name))
+        assert [(v.name, v.key, v.shape, v.dtype, v.weights_path) for v in got.variables] == want, name

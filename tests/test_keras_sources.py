@@ -172,12 +172,32 @@ def test_the_cli_transfers_from_a_keras_file_with_the_engine(files, tmp_path):
     np.testing.assert_array_equal(warm.get_layer("enc2").get_weights()[0], source.get_layer("enc2").get_weights()[0])
 
 
-def test_the_flow_says_it_reads_tf_checkpoints_only(files, tmp_path):
-    from warmstart.cache import CheckpointCache
+@pytest.mark.integration
+def test_the_flow_warm_starts_from_a_keras_file_on_s3(prefect_api, files, tmp_path, s3_server, s3_bucket, monkeypatch):
+    """The flow with a .weights.h5 on moto S3 into a grown .keras model: its structure is cached (a
+    re-run reads none), its tensors read by byte range, the output taken by Keras' load_weights."""
+    from flows.warm_start import WarmStartRequest, warm_start
+    from servers import clear_fs_caches
 
-    d, _ = files
-    with pytest.raises(warmstart.UnsupportedFormatError, match="the warm-start flow reads TF checkpoints"):
-        CheckpointCache(tmp_path / "cache").fetch_index(str(d / "src.weights.h5"))
+    d, source = files
+    s3_server.filesystem().put_file(str(d / "src.weights.h5"), f"{s3_bucket}/runs/src.weights.h5")
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    clear_fs_caches()
+    summaries = []
+    for run in ("a", "b"):
+        request = WarmStartRequest(source=f"s3://{s3_bucket}/runs/src.weights.h5", target=str(d / "grown.keras"),
+                                   output=str(tmp_path / run), rules={"on_missing": "init"})
+        summaries.append(warm_start(request))
+    first, second = summaries
+    assert first["status"] == "ok" and first["counts"]["copy"] == 6 and first["strategy"] == "stream"
+    assert first["bytes_read"] == sum(np.asarray(w).nbytes for w in source.weights)  # the tensors' bytes, no more
+    assert not first["source_index_cached"] and second["source_index_cached"]
+    warm = encoder(inserted=True)
+    warm.load_weights(tmp_path / "b" / "model.weights.h5")
+    for name in ("enc1", "enc2", "head"):
+        for got, want in zip(warm.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want)
 
 
 def test_a_legacy_h5_model_file_is_read_by_its_weight_names(files, tmp_path):

@@ -1,5 +1,8 @@
 """A local cache of remote checkpoints: the index first, then only the tensors a plan needs.
 
+A Keras weights file is cached as its structure (names, shapes, byte offsets); its tensors are not
+copied, since the transfer reads each by its byte range.
+
 Entries are keyed by the source's resolved URL and the identity of its ``.index`` object
 (size plus etag/generation/mtime), so a re-run against an unchanged source downloads nothing,
 and a new checkpoint at the same URL is fetched anew. Cached tensor sets are sparse checkpoints
@@ -16,17 +19,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputNotFoundError, UnsupportedFormatError
+from .errors import InputNotFoundError
 from .formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter
-from .formats.keras import is_keras_file
+from .formats.keras import KerasWeightsReader, is_keras_file, keras_identity
 from .storage import Location, object_identity, read_bytes, resolve, resolve_checkpoint
 from .strategies import DEFAULT_CHUNK_BYTES, write_subset
-from .tables import VariableTable, table_from_bundle
+from .tables import VariableTable, table_from_reader
 
 if TYPE_CHECKING:
     from .planning import Plan, Report
 
 __all__ = ["CachedIndex", "CachedTensors", "CheckpointCache", "default_cache_dir"]
+
+
+_KERAS_STRUCTURE = "source.keras-structure.json"
 
 
 def default_cache_dir() -> Path:
@@ -41,7 +47,8 @@ class CachedIndex:
     identity: dict[str, Any]
     directory: str  # local cache directory of this source version
     hit: bool
-    bytes_downloaded: int
+    bytes_downloaded: int  # of the index (TF checkpoints; a Keras file's structure is read in blocks, not counted)
+    kind: str = "tf-checkpoint"  # or "keras-weights": its cached structure, not an index
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,17 +64,18 @@ class CachedIndex:
 
 @dataclass(frozen=True)
 class CachedTensors:
-    prefix: str  # local prefix of the sparse checkpoint
+    prefix: str  # local prefix of the sparse checkpoint (direct: the source's URL)
     keys: tuple[str, ...]
     hit: bool
     bytes_downloaded: int
+    direct: bool = False  # nothing copied: the transfer reads the source (a Keras file) by byte ranges
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "keys": list(self.keys)}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> "CachedTensors":
-        return cls(doc["prefix"], tuple(doc["keys"]), doc["hit"], doc["bytes_downloaded"])
+        return cls(doc["prefix"], tuple(doc["keys"]), doc["hit"], doc["bytes_downloaded"], doc.get("direct", False))
 
 
 class CheckpointCache:
@@ -81,11 +89,10 @@ class CheckpointCache:
         return self.root / digest
 
     def fetch_index(self, url: str, storage_options: dict[str, Any] | None = None) -> CachedIndex:
-        """Resolve ``url`` and cache its ``.index`` (one download per source version)."""
+        """Resolve ``url`` and cache its ``.index`` (one download per source version); for a Keras
+        weights file, its structure (tensor names, shapes, byte offsets)."""
         if is_keras_file(str(url)):
-            raise UnsupportedFormatError(
-                f"{url} is a Keras weights file: the warm-start flow reads TF checkpoints; transfer from Keras "
-                "files with the engine: warmstart.transfer(...) or `warmstart transfer` (which runs it directly)")
+            return self._fetch_keras_structure(str(url), storage_options)
         prefix = resolve_checkpoint(url, storage_options)
         index = prefix.with_suffix(".index")
         identity = object_identity(index)
@@ -99,18 +106,33 @@ class CheckpointCache:
         (directory / "source.json").write_text(json.dumps({"url": prefix.url, "identity": identity}))
         return CachedIndex(prefix.url, identity, str(directory), False, len(data))
 
-    def reader(self, cached: CachedIndex, storage_options: dict[str, Any] | None = None) -> BundleReader:
-        """A reader over the remote source that takes its index from the cache (no index download)."""
-        prefix = resolve(cached.url, storage_options)
+    def _fetch_keras_structure(self, url: str, storage_options: dict[str, Any] | None) -> CachedIndex:
+        loc = resolve(url, storage_options)
+        identity = keras_identity(loc)
+        directory = self._entry_dir(loc.url, identity)
+        path = directory / _KERAS_STRUCTURE
+        if path.exists():
+            return CachedIndex(loc.url, identity, str(directory), True, 0, "keras-weights")
+        reader = KerasWeightsReader(url, storage_options)
+        directory.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, json.dumps(reader.structure()).encode())
+        (directory / "source.json").write_text(json.dumps({"url": loc.url, "identity": identity}))
+        return CachedIndex(loc.url, identity, str(directory), False, 0, "keras-weights")
+
+    def reader(self, cached: CachedIndex, storage_options: dict[str, Any] | None = None) -> BundleReader | KerasWeightsReader:
+        """A reader over the remote source that takes its index (a Keras file's structure) from the cache."""
+        path = Path(cached.directory) / (_KERAS_STRUCTURE if cached.kind == "keras-weights" else "source.index")
         try:
-            index_bytes = Path(cached.index_path).read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
             raise InputNotFoundError(f"cache entry {cached.directory} was removed: fetch the index again") from None
-        return BundleReader.with_index(prefix, index_bytes)
+        if cached.kind == "keras-weights":
+            return KerasWeightsReader(cached.url, storage_options, structure=json.loads(data))
+        return BundleReader.with_index(resolve(cached.url, storage_options), data)
 
     def table(self, cached: CachedIndex, storage_options: dict[str, Any] | None = None) -> VariableTable:
         """The source's variable table from the cached index (TF2: plus its small object-graph tensor)."""
-        return table_from_bundle(self.reader(cached, storage_options))
+        return table_from_reader(self.reader(cached, storage_options))
 
     def plan(self, cached: CachedIndex, target: Any, rules: Any = None,
              storage_options: dict[str, Any] | None = None) -> "Plan":
@@ -126,6 +148,9 @@ class CheckpointCache:
         from .pipeline import transfer
 
         plan = self.plan(cached, target, rules, storage_options)
+        if tensors.direct:  # a Keras file: its tensors are read by their byte ranges now
+            return transfer(self.reader(cached, storage_options), target, output, rules=rules,  # type: ignore[arg-type]
+                            strategy=strategy, storage_options=storage_options, plan=plan, **kwargs)
         return transfer(tensors.prefix, target, output, rules=rules, strategy=strategy,  # type: ignore[arg-type]
                         storage_options=storage_options, plan=plan,
                         provenance={"url": cached.url, "index": cached.identity}, **kwargs)
@@ -133,7 +158,10 @@ class CheckpointCache:
     def fetch_tensors(self, cached: CachedIndex, keys: list[str] | tuple[str, ...],
                       storage_options: dict[str, Any] | None = None,
                       chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> CachedTensors:
-        """A local sparse checkpoint with only ``keys`` (and a TF2 object graph) of the source."""
+        """A local sparse checkpoint with only ``keys`` (and a TF2 object graph) of the source. A Keras
+        file's tensors are not copied: the transfer reads each by its byte range (``direct``)."""
+        if cached.kind == "keras-weights":
+            return CachedTensors(cached.url, tuple(sorted(set(keys))), False, 0, direct=True)
         reader = self.reader(cached, storage_options)
         wanted = sorted(set(keys) | ({OBJECT_GRAPH_KEY} & set(reader.records)))
         digest = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]

@@ -93,7 +93,7 @@ def _for_target(strategy: str, target_table: VariableTable) -> str:
 
 
 def transfer(
-    source: str,
+    source: str | SourceReader,
     target: Any,
     output: str,
     rules: Rules | dict[str, Any] | str | None = None,
@@ -125,7 +125,8 @@ def transfer(
                               overwrite, chunk_bytes, plan, provenance, strategy)
         return run_sharded(job, dask)
     started = time.perf_counter()
-    reader = open_source(source, storage_options)  # its index (HDF5 structure) only
+    # its index (HDF5 structure) only; or a reader already open (a cached index or structure)
+    reader = source if isinstance(source, (BundleReader, KerasWeightsReader)) else open_source(source, storage_options)
     # Checked before any tensor byte is read or anything is created: a refused output leaves no
     # trace, and no spelling of a path (.., symlinks) lets the output reach an input.
     out_loc = check_output_for(reader, target, output, rules, storage_options, overwrite)

@@ -315,11 +315,12 @@ def publish_directory(staging: str, output: str, storage_options: dict[str, Any]
     what the output may not reach (:func:`check_output_location`). Returns ``{"output", "manifest", "files"}``.
     """
     staged = Path(staging)
-    if not (staged / MANIFEST).is_file() or not (staged / STATE_FILE).is_file():
-        raise StorageError(f"{staging} is not a finished warmstart output (no {MANIFEST} or {STATE_FILE})")
+    if not (staged / MANIFEST).is_file():
+        raise StorageError(f"{staging} is not a finished warmstart output (no {MANIFEST})")
     check_output_location(resolve(output, storage_options), input_dirs, input_files)
     out = OutputDir(output, storage_options, overwrite=overwrite)
-    last = (STATE_FILE, MANIFEST)
+    # a TF checkpoint's state file, then the manifest (a Keras weights output has no state file)
+    last = tuple(n for n in (STATE_FILE, MANIFEST) if (staged / n).is_file())
     # Data shards before the index: an index never names bytes that are not there yet.
     first = sorted((p.name for p in staged.iterdir() if p.is_file() and p.name not in last),
                    key=lambda n: (n.endswith(".index"), n))

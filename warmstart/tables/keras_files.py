@@ -1,9 +1,11 @@
-"""Variable tables of Keras model files (``*.keras``), loaded with ``safe_mode`` from a local copy.
+"""Variable tables of Keras model files (``*.keras``): built from their configuration with ``safe_mode``,
+no weights loaded; ``load_keras_model`` loads one whole (for the strategies that assign into it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import zipfile
@@ -11,16 +13,23 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import storage
-from ..errors import InputNotFoundError, TargetError
+from ..errors import InputNotFoundError, StorageError, TargetError
 from .table import VariableTable
 from .tf_objects import table_from_trackable
 
 __all__ = ["local_file", "load_keras_model", "table_from_keras_file"]
 
+_CONFIG = "config.json"
+_MAX_CONFIG_BYTES = 64 << 20
+
 
 def table_from_keras_file(url: str, storage_options: dict[str, Any] | None = None) -> VariableTable:
-    """The variables of the Keras model in the ``.keras`` file at ``url`` (local or remote), loaded
-    with ``safe_mode=True`` and without compiling it.
+    """The variables of the Keras model in the ``.keras`` file at ``url`` (local or remote).
+
+    Only the archive's ``config.json`` is read (a few KiB of a remote file); the model is built from
+    it with ``safe_mode=True`` in Keras' ``StatelessScope``, which defers every variable's initializer,
+    so no weight is allocated or loaded (BERT-base: 0.08 s to build, against loading its 414 MiB). A
+    model with a layer that cannot be built so is loaded whole.
 
     Raises :class:`InputNotFoundError` when the file does not exist, :class:`StorageError` when it
     cannot be read, and :class:`TargetError` when it is not a loadable ``.keras`` archive (not a zip,
@@ -29,9 +38,60 @@ def table_from_keras_file(url: str, storage_options: dict[str, Any] | None = Non
     loc = storage.resolve(url, storage_options)
     if not loc.path.endswith(".keras"):
         raise TargetError(f"{loc.url} is not a Keras model file: expected a name ending in '.keras'")
-    with local_file(loc) as path:
-        model = load_keras_model(path, loc.url)
+    model = _built_without_weights(_archive_config(loc), loc.url)
+    if model is None:
+        with local_file(loc) as path:
+            model = load_keras_model(path, loc.url)
     return table_from_trackable(model, origin=loc.url, kind="keras")
+
+
+def _archive_config(loc: storage.Location) -> dict[str, Any]:
+    try:
+        with loc.fs.open(loc.path, "rb") as raw, zipfile.ZipFile(raw) as archive:
+            info = archive.getinfo(_CONFIG)
+            if info.file_size > _MAX_CONFIG_BYTES:
+                raise TargetError(f"{loc.url}: its {_CONFIG} is {info.file_size} bytes, not a model's configuration")
+            return json.loads(archive.read(info))
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{loc.url} does not exist") from None
+    except zipfile.BadZipFile:
+        raise TargetError(f"{loc.url} is not a .keras file: it is not a zip archive") from None
+    except (KeyError, ValueError) as exc:
+        raise TargetError(f"{loc.url} is not a .keras file with a model configuration: {exc}") from None
+    except OSError as exc:
+        raise StorageError(f"cannot read {loc.url}: {exc}", storage.is_transient(exc)) from None
+
+
+def _built_without_weights(config: dict[str, Any], url: str) -> Any | None:
+    """The model built from its configuration with no variable allocated (their initializers deferred
+    and then dropped); None when a layer cannot be built that way."""
+    import keras
+
+    deferred = _deferred_variables()
+    before = len(deferred) if deferred is not None else 0
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            return keras.saving.deserialize_keras_object(config, safe_mode=True)
+    except ValueError as exc:
+        if "stateless scope" in str(exc):
+            return None
+        raise TargetError(f"cannot load the Keras model {url}: {exc}") from None
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise TargetError(f"cannot load the Keras model {url}: {exc}") from None
+    finally:
+        if deferred is not None:  # else a later StatelessScope would initialize (allocate) them all
+            del deferred[before:]
+
+
+def _deferred_variables() -> list[Any] | None:
+    """Keras' list of variables whose initializer is deferred (private, so looked up with care)."""
+    try:
+        from keras.src.backend.common import global_state
+
+        found = global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
+    except (ImportError, AttributeError):
+        return None
+    return found if isinstance(found, list) else None
 
 
 @contextlib.contextmanager

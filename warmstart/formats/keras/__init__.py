@@ -1,5 +1,6 @@
-"""Keras 3 weights files, read without Keras: ``.weights.h5`` and the weights inside a ``.keras`` archive."""
+"""Keras weights files, read without Keras: ``.weights.h5``, the weights inside a ``.keras`` archive,
+sharded ``.weights.json``, legacy ``.h5``."""
 
-from .weights import KERAS_SUFFIXES, KerasRecord, KerasWeightsReader, is_keras_file
+from .weights import KERAS_SUFFIXES, KerasRecord, KerasWeightsReader, is_keras_file, keras_identity
 
-__all__ = ["KerasWeightsReader", "KerasRecord", "KERAS_SUFFIXES", "is_keras_file"]
+__all__ = ["KerasWeightsReader", "KerasRecord", "KERAS_SUFFIXES", "is_keras_file", "keras_identity"]

@@ -20,7 +20,7 @@ import json
 import re
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -33,12 +33,13 @@ from .archive import Window, archive_member
 from .isolated import isolated
 from .layout import Scan, layer_name, scan
 
-__all__ = ["KerasWeightsReader", "KerasRecord", "KERAS_SUFFIXES", "is_keras_file"]
+__all__ = ["KerasWeightsReader", "KerasRecord", "KERAS_SUFFIXES", "is_keras_file", "keras_identity"]
 
 # .weights.h5 (Keras 3), .h5 (legacy Keras 2 layout), .keras, .weights.json (sharded weights)
 KERAS_SUFFIXES = (".h5", ".keras", ".weights.json")
 _META_BLOCK = 16 << 10  # block size for reading an object's HDF5 structure (the figures above)
 _MAX_SHARD_INDEX_BYTES = 16 << 20  # Keras writes a few KiB; never read a huge "index"
+_STRUCTURE_FORMAT = "warmstart.keras-structure.v1"
 _DAMAGED = (RuntimeError, ValueError, TypeError, UnicodeError, OverflowError, IndexError)
 _SHARD_NAME = re.compile(r"[^/\\]+\.weights\.h5")
 
@@ -68,15 +69,25 @@ class KerasWeightsReader:
     :class:`CorruptCheckpointError` when the file is not the HDF5 Keras writes.
     """
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None,
+                 structure: dict[str, Any] | None = None):
         self.prefix = resolve(url, storage_options)  # the file itself (named like a checkpoint's prefix)
         self.url = self.prefix.url
         self.archive = self.prefix.path.endswith(".keras")
         self.sharded = self.prefix.path.endswith(".weights.json")
         self.shards: list[Location] = _shard_files(self.prefix) if self.sharded else [self.prefix]
         self._options = storage_options
+        if structure is not None:  # what structure() returned for this version of the file (a cache)
+            self.records: dict[str, KerasRecord] = _from_structure(structure, self.url, len(self.shards))
+            return
         scans = [isolated(_scan, s.url, storage_options, self.archive, what=s.url) for s in self.shards]
-        self.records: dict[str, KerasRecord] = _records(scans, self.url)
+        self.records = _records(scans, self.url)
+
+    def structure(self) -> dict[str, Any]:
+        """The records as JSON, to cache: ``KerasWeightsReader(url, options, structure=...)`` reads no
+        HDF5 structure again."""
+        return {"format": _STRUCTURE_FORMAT, "records": [
+            {**asdict(r), "shape": list(r.shape)} for r in self.records.values()]}
 
     def __repr__(self) -> str:
         return f"KerasWeightsReader({self.url!r}, {len(self.records)} tensors)"
@@ -85,10 +96,7 @@ class KerasWeightsReader:
         return [self.prefix, *self.shards] if self.sharded else [self.prefix]
 
     def identity(self) -> dict[str, Any]:
-        identity = object_identity(self.prefix)
-        if self.sharded:
-            identity["shards"] = [object_identity(s) for s in self.shards]
-        return identity
+        return keras_identity(self.prefix)
 
     def copy_to(self, local_path: str) -> None:
         """Write the weights file to ``local_path``: the file itself, or the archive's weights member."""
@@ -191,6 +199,27 @@ def _records(scans: list[Scan], url: str) -> dict[str, KerasRecord]:
             name, positional = (s.legacy_names[path], False) if s.legacy_names is not None else layer_name(path, vars_names)
             found[path] = KerasRecord(path, d.dtype, d.shape, name, positional, d.stored_bytes, d.offset, d.layout, shard)
     return found
+
+
+def keras_identity(loc: Location) -> dict[str, Any]:
+    """What identifies this version of a Keras file: its own identity, and its shards' for an index
+    (whose text need not change when its shards are written again)."""
+    identity = object_identity(loc)
+    if loc.path.endswith(".weights.json"):
+        identity["shards"] = [object_identity(s) for s in _shard_files(loc)]
+    return identity
+
+
+def _from_structure(doc: dict[str, Any], url: str, shards: int) -> dict[str, KerasRecord]:
+    try:
+        if doc.get("format") != _STRUCTURE_FORMAT:
+            raise ValueError(f"format {doc.get('format')!r}")
+        records = [KerasRecord(**{**r, "shape": tuple(int(d) for d in r["shape"])}) for r in doc["records"]]
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise CorruptCheckpointError(f"the cached structure of {url} is damaged ({exc}): remove it from the cache") from None
+    if any(not 0 <= r.shard < shards for r in records):
+        raise CorruptCheckpointError(f"the cached structure of {url} names shards it does not have: remove it")
+    return {r.key: r for r in records}
 
 
 def _shard_files(index: Location) -> list[Location]:
