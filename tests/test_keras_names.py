@@ -48,6 +48,16 @@ def layer_weights(model: keras.Model) -> dict[str, list[np.ndarray]]:
     return {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers if layer.weights}
 
 
+def assert_each_layer_its_own(target: keras.Model, source: keras.Model, adapter_before: list[np.ndarray]) -> None:
+    """The grown target holds the source's enc1, enc2 and head, and its adapter's initial value."""
+    got, want = layer_weights(target), layer_weights(source)
+    for name in ("enc1", "enc2", "head"):
+        for g, w in zip(got[name], want[name]):
+            np.testing.assert_array_equal(g, w)
+    for g, w in zip(got["adapter"], adapter_before):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_an_inserted_layer_shifts_nothing_in_copy_weights():
     source, target = encoder(), encoder(inserted=True)
     randomize(source)
@@ -57,12 +67,7 @@ def test_an_inserted_layer_shifts_nothing_in_copy_weights():
     assert {e.target: e.action for e in report.plan.entries} == {
         "enc1/kernel": "copy", "enc1/bias": "copy", "enc2/kernel": "copy", "enc2/bias": "copy",
         "head/kernel": "copy", "head/bias": "copy", "adapter/kernel": "init", "adapter/bias": "init"}
-    got, want = layer_weights(target), layer_weights(source)
-    for name in ("enc1", "enc2", "head"):
-        for g, w in zip(got[name], want[name]):
-            np.testing.assert_array_equal(g, w)
-    for g, w in zip(got["adapter"], adapter_before):
-        np.testing.assert_array_equal(g, w)
+    assert_each_layer_its_own(target, source, adapter_before)
 
 
 def test_a_keras_file_target_is_named_by_its_layer_names(tmp_path):
@@ -95,6 +100,44 @@ def test_a_tf2_checkpoint_of_a_functional_model_matches_by_position_and_says_so(
     # the object path of 'adapter' is the source's enc2: flagged, never presented as a match by name
     adapter = next(e for e in grown.entries if e.target == "adapter/kernel")
     assert adapter.positional and adapter.source == "model/_operations/2/_kernel"
+
+
+def test_naming_the_source_structure_matches_a_tf2_checkpoint_by_layer_names(tf2_checkpoint, tmp_path):
+    """The rule source_structure (the source model's .keras file): every match by layer name, the
+    inserted layer keeps its initial value, and the assigned model holds each layer's own weights."""
+    source, prefix = tf2_checkpoint
+    source.save(tmp_path / "source.keras")
+    rules = {"on_missing": "init", "source_structure": str(tmp_path / "source.keras")}
+    target = encoder(inserted=True)
+    adapter_before = layer_weights(target)["adapter"]
+    report = warmstart.transfer(prefix, target, str(tmp_path / "out"), rules=rules, strategy="assign")
+    plan = report.plan
+    assert plan.ok and not plan.positional
+    assert {e.target: e.source for e in plan.entries} == {
+        "enc1/kernel": "enc1/kernel", "enc1/bias": "enc1/bias", "enc2/kernel": "enc2/kernel",
+        "enc2/bias": "enc2/bias", "head/kernel": "head/kernel", "head/bias": "head/bias",
+        "adapter/kernel": None, "adapter/bias": None}
+    assert_each_layer_its_own(target, source, adapter_before)
+    # a rule written against the checkpoint's object paths still finds its variable (an alias)
+    renamed = warmstart.plan(prefix, encoder(inserted=True), rules={
+        **rules, "rename": [["adapter/kernel", "model/_operations/2/_kernel"]]})
+    assert next(e for e in renamed.entries if e.target == "adapter/kernel").source == "enc2/kernel"
+
+
+def test_a_source_structure_that_does_not_describe_the_source_is_refused(tf2_checkpoint, tmp_path):
+    _, prefix = tf2_checkpoint
+    encoder(inserted=True).save(tmp_path / "other.keras")  # one layer more than the checkpoint has
+    with pytest.raises(warmstart.UsageError, match="does not describe the source.*not in the source"):
+        warmstart.plan(prefix, encoder(), rules={"source_structure": str(tmp_path / "other.keras")})
+    x = keras.Input((16,))
+    wide = keras.Model(x, keras.layers.Dense(8, name="head")(keras.layers.Dense(16, name="enc2")(
+        keras.layers.Dense(16, name="enc1")(x))))
+    wide.save(tmp_path / "wide.keras")  # the same layers, one of another shape
+    with pytest.raises(warmstart.UsageError, match="shapes differ"):
+        warmstart.plan(prefix, encoder(), rules={"source_structure": str(tmp_path / "wide.keras")})
+    encoder().save_weights(tmp_path / "w.weights.h5")  # already named by layer names
+    with pytest.raises(warmstart.UsageError, match="names the variables of a TF2 checkpoint"):
+        warmstart.plan(str(tmp_path / "w.weights.h5"), encoder(), rules={"source_structure": str(tmp_path / "wide.keras")})
 
 
 def test_the_cli_plan_warns_about_positional_matches(tf2_checkpoint, tmp_path):

@@ -57,12 +57,14 @@ def plan(
     :func:`signature_of` accepts. Reads only index files. The plan may fail (``Plan.ok`` is
     False, ``Plan.problems()`` says why); inputs that cannot be read raise :class:`InputError`.
     """
-    from .planning import make_plan
+    from .planning import make_plan, source_table_for
     from .tables import signature_for
 
+    rules_model = load_rules(rules, storage_options)
     source_table = source if isinstance(source, VariableTable) else read_table(str(source), storage_options)
+    source_table = source_table_for(source_table, rules_model, storage_options)
     target_table = signature_for(target, source_table.kind, storage_options)
-    return make_plan(source_table, target_table, load_rules(rules, storage_options))
+    return make_plan(source_table, target_table, rules_model)
 
 
 def transfer(source: str, target: Any, output: str, rules: Rules | dict[str, Any] | str | None = None,

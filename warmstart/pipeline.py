@@ -22,7 +22,7 @@ from .errors import PlanError, UsageError
 from .formats import KerasWeightsReader, open_source
 from .formats.bundle import BundleReader
 from .formats.keras import is_keras_file
-from .planning import Plan, Report, Rules, load_rules, make_plan
+from .planning import Plan, Report, Rules, load_rules, make_plan, source_table_for
 from .storage import (
     CHECKPOINT_NAME,
     KERAS_WEIGHTS,
@@ -161,7 +161,7 @@ def _planned(plan: Plan | None, reader: SourceReader, target: Any, rules: Rules,
     and the copy."""
     template = None
     if plan is None:
-        source_table = table_from_reader(reader)
+        source_table = source_table_for(table_from_reader(reader), rules, storage_options)
         target_table, template = _target(target, storage_options, source_table.kind, strategy)
         plan = make_plan(source_table, target_table, rules)
     return plan, template

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..formats.dtypes import is_value_preserving_cast
-from ..tables import Variable, VariableTable, has_list_index
+from ..tables import Variable, VariableTable, has_list_index, named_by_structure
 from .rules import Rules
 
 __all__ = ["Action", "PlanEntry", "Plan", "make_plan", "TRANSFERRED"]
@@ -140,6 +140,13 @@ class Plan:
         }
 
 
+def source_table_for(source: VariableTable, rules: Rules, storage_options: dict[str, Any] | None = None) -> VariableTable:
+    """The source's table as the rules see it: named by the model of ``source_structure`` when given."""
+    if rules.source_structure is None:
+        return source
+    return named_by_structure(source, rules.source_structure, storage_options)
+
+
 def make_plan(source: VariableTable, target: VariableTable, rules: Rules) -> Plan:
     """Plan the transfer of ``source`` into ``target`` under ``rules``. Pure; never raises for a bad match:
     problems become ``error`` entries and ``rule_errors``."""
@@ -221,7 +228,8 @@ def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matche
     via = "" if rule is None else f" (via rename[{rule}])"
     if source_name is None:
         return PlanEntry(source=None, action="init", reason=f"rename[{rule}] maps it to null", **base)
-    s, via_alias = source.get(source_name), None
+    # a rename rule may name a source variable by its other name (a TF2 object path, under source_structure)
+    s, via_alias = source.get(source_name) or (source.find(source_name) if rule is not None else None), None
     for alias in t.aliases if s is None else ():
         found_name, found_rule, s = _by_alias(alias, source, matcher)
         if s is not None:

@@ -54,6 +54,11 @@ class Rules(BaseModel):
     allow_shared_source: bool = Field(
         False, description="Allow one source variable to initialize several target variables."
     )
+    source_structure: str | None = Field(
+        None, description="The model a TF2 checkpoint source was written from (its .keras file or a "
+        "py:module:function builder): its variables are then named by layer names, not by object paths through "
+        "lists (which shift when a layer is inserted).",
+    )
     min_coverage: float = Field(
         0.0, ge=0.0, le=1.0, description="Fraction of target parameters (by element count) that must be copied."
     )

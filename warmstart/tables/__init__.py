@@ -2,7 +2,8 @@
 
 One module per kind: checkpoints (``table``), signature files (``signature``), TF1 graphs and
 MetaGraphs (``tf_graphs``), live trackables (``tf_objects``), Keras files (``keras_files``), user
-builders and live objects (``builders``); ``targets`` tells kinds apart. TensorFlow is imported
+builders and live objects (``builders``); ``targets`` tells kinds apart; ``structure`` names a TF2
+checkpoint's variables by the model that wrote it. TensorFlow is imported
 only inside the functions that need it.
 """
 
@@ -18,6 +19,7 @@ from .table import (
                     table_from_keras_weights,
                     table_from_reader,
 )
+from .structure import named_by_structure
 from .targets import signature_for, signature_of, target_kind
 from .tf_graphs import parse_meta_graph, table_from_graph, table_from_meta_graph, table_from_meta_graph_bytes
 from .tf_objects import stateful_layers, table_from_trackable, trackable_variables
@@ -27,5 +29,5 @@ __all__ = [
     "table_from_keras_weights", "signature_of", "signature_for", "target_kind",
     "read_signature_file", "table_from_graph", "table_from_meta_graph", "table_from_meta_graph_bytes",
     "table_from_trackable", "trackable_variables", "stateful_layers", "table_from_keras_file", "table_from_builder",
-    "table_from_object", "run_builder", "parse_meta_graph", "local_file", "load_keras_model",
+    "table_from_object", "run_builder", "parse_meta_graph", "local_file", "load_keras_model", "named_by_structure",
 ]
