@@ -202,3 +202,51 @@ def test_a_keras_target_is_planned_from_its_configuration_alone(tmp_path):
     for name in ("full.keras", "config-only.keras"):
         got = warmstart.signature_of(str(tmp_path / name))
         assert [(v.name, v.key, v.shape, v.dtype, v.weights_path) for v in got.variables] == want, name
+
+
+@keras.saving.register_keras_serializable(package="warmstart_tests")
+class Tower(keras.Model):
+    """A subclassed model: its layers are attributes, its structure is its code."""
+
+    def __init__(self, width: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.inner = keras.layers.Dense(width, name="inner")
+        self.out = keras.layers.Dense(2, name="out")
+
+    def call(self, x):
+        return self.out(self.inner(x))
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+def nested() -> keras.Model:
+    inputs = keras.Input((4,))
+    block = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="a"), keras.layers.Dense(4, name="b")],
+                             name="block")
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(block(inputs)))
+
+
+def subclassed() -> keras.Model:
+    model = Tower()
+    model(np.zeros((1, 4), "float32"))  # built
+    return model
+
+
+@pytest.mark.parametrize("make", [nested, subclassed])
+def test_nested_and_subclassed_models_from_their_weights_files(make, tmp_path):
+    """Into a live model (assign) and into a .weights.h5 template (stream): Keras loads the same weights."""
+    source = randomized(make())
+    source.save_weights(tmp_path / "source.weights.h5")
+    target = make()
+    report = warmstart.transfer(str(tmp_path / "source.weights.h5"), target, str(tmp_path / "live"))
+    assert report.plan.ok and report.plan.counts["copy"] == len(source.weights)
+    make().save_weights(tmp_path / "template.weights.h5")
+    warmstart.transfer(str(tmp_path / "source.weights.h5"), str(tmp_path / "template.weights.h5"),
+                       str(tmp_path / "streamed"))
+    loaded = make()
+    loaded.load_weights(tmp_path / "streamed" / "model.weights.h5")
+    for model in (target, loaded):
+        for got, want in zip(model.weights, source.weights):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=want.path)
