@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks import fetch_index, fetch_tensors, publish_report, transfer, upload, validate
+from warmstart.errors import PlanError
 from warmstart.planning import Rules
 
 from .shards import sharded_transfer
@@ -120,7 +121,7 @@ def warm_start(request: WarmStartRequest) -> dict[str, Any]:
         "counts": plan["counts"], "coverage": plan["coverage"], "transferred_bytes": plan["transferred_bytes"],
         "unused_source_count": len(plan["unused_source"]), "errors": plan["errors"],
         "positional": plan.get("positional", 0),
-        "source_index_cached": index["hit"],
+        "source_index_cached": index["hit"], "flow_run": str(flow_run.id),
     }
     if not request.dry_run and (request.shards or request.dask_address):
         report = sharded_transfer(request, rules, creds)
@@ -138,8 +139,11 @@ def warm_start(request: WarmStartRequest) -> dict[str, Any]:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         summary.update(output=published["output"], manifest=published["manifest"], strategy=report["strategy"],
-                       bytes_read=report["bytes_read"] if tensors.get("direct") else tensors["bytes_downloaded"], bytes_written=report["bytes_written"],
-                       source_tensors_cached=tensors["hit"])
+                       bytes_read=report["bytes_read"] if tensors.get("direct") else tensors["bytes_downloaded"],
+                       bytes_written=report["bytes_written"], source_tensors_cached=tensors["hit"])
     summary["seconds"] = round(time.perf_counter() - started, 3)
     publish_report(summary)
+    if plan["status"] != "ok":  # a dry run whose plan fails: its artifacts are published, the run is Failed
+        raise PlanError(f"dry run: the plan does not satisfy the rules ({len(plan['errors'])} problem(s)); "
+                        "see the warm-start-plan artifact")
     return summary

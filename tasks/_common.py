@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 from prefect.tasks import exponential_backoff
@@ -11,7 +12,14 @@ from prefect.tasks import exponential_backoff
 from warmstart.errors import UsageError
 from warmstart.storage import is_transient
 
-__all__ = ["IO_RETRY", "retry_on_transient", "storage_options_from_block"]
+__all__ = ["IO_RETRY", "retry_on_transient", "storage_options_from_block", "log_stage"]
+
+
+def log_stage(started: float, message: str, *args: Any) -> None:
+    """One line in the run's logs (the Logs tab): what the stage did, with its seconds."""
+    from prefect import get_run_logger
+
+    get_run_logger().info(message + " (%.2f s)", *args, time.perf_counter() - started)
 
 
 def retry_on_transient(task, task_run, state) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prefect import task
@@ -9,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from warmstart.cache import CachedIndex, CheckpointCache
 
-from ._common import IO_RETRY, storage_options_from_block
+from ._common import IO_RETRY, log_stage, storage_options_from_block
 
 __all__ = ["fetch_index", "fetch_tensors"]
 
@@ -17,12 +18,24 @@ __all__ = ["fetch_index", "fetch_tensors"]
 @task(name="fetch-index", cache_policy=NO_CACHE, **IO_RETRY)
 def fetch_index(source: str, credentials_block: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
     """Resolve the source checkpoint and cache its index; returns the cache record."""
-    return CheckpointCache(cache_dir).fetch_index(source, storage_options_from_block(credentials_block)).to_json()
+    started = time.perf_counter()
+    record = CheckpointCache(cache_dir).fetch_index(source, storage_options_from_block(credentials_block))
+    what = "structure" if record.kind == "keras-weights" else "index"
+    log_stage(started, "source %s: %s %s", record.url, what,
+              "from the local cache" if record.hit else f"fetched ({record.bytes_downloaded:,} bytes)")
+    return record.to_json()
 
 
 @task(name="fetch-tensors", cache_policy=NO_CACHE, **IO_RETRY)
 def fetch_tensors(index: dict[str, Any], keys: list[str], credentials_block: str | None = None,
                   cache_dir: str | None = None) -> dict[str, Any]:
     """Download only ``keys`` (byte ranges) into a local sparse checkpoint; returns its record."""
+    started = time.perf_counter()
     cache = CheckpointCache(cache_dir)
-    return cache.fetch_tensors(CachedIndex.from_json(index), keys, storage_options_from_block(credentials_block)).to_json()
+    record = cache.fetch_tensors(CachedIndex.from_json(index), keys, storage_options_from_block(credentials_block))
+    if record.direct:
+        log_stage(started, "%d tensors: read by byte range during the transfer (a Keras file)", len(record.keys))
+    else:
+        log_stage(started, "%d tensors: %s", len(record.keys),
+                  "from the local cache" if record.hit else f"{record.bytes_downloaded:,} bytes downloaded")
+    return record.to_json()

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from warmstart.cache import CachedIndex, CachedTensors, CheckpointCache
 
-from ._common import storage_options_from_block
+from ._common import log_stage, storage_options_from_block
 
 __all__ = ["transfer"]
 
@@ -38,10 +38,13 @@ def transfer(index: dict[str, Any], tensors: dict[str, Any], target: str, stagin
              rules: dict[str, Any] | str | None = None, strategy: str = "auto",
              credentials_block: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
     """Run the chosen strategy; TF work happens in this (the flow's) thread. Returns the report JSON."""
+    started = time.perf_counter()
     progress = _ProgressArtifact()
     report = CheckpointCache(cache_dir).transfer(
         CachedIndex.from_json(index), CachedTensors.from_json(tensors), target, staging, rules=rules,
         strategy=strategy, storage_options=storage_options_from_block(credentials_block), progress=progress,
         overwrite=True)
     progress(1, 1, "done")
+    log_stage(started, "strategy %s: %d variables written, %s bytes read, %s bytes written", report.strategy,
+              len(report.plan.transferred), f"{report.bytes_read:,}", f"{report.bytes_written:,}")
     return report.to_json()

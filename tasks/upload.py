@@ -2,22 +2,45 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.events import emit_event
 from prefect.cache_policies import NO_CACHE
 
 from warmstart.pipeline import publish_output
+from warmstart.storage import MANIFEST
 
-from ._common import IO_RETRY, storage_options_from_block
+from ._common import IO_RETRY, log_stage, storage_options_from_block
 
-__all__ = ["upload"]
+__all__ = ["upload", "PUBLISHED_EVENT"]
+
+PUBLISHED_EVENT = "warmstart.checkpoint.published"
 
 
 @task(name="upload", cache_policy=NO_CACHE, **IO_RETRY)
 def upload(staging: str, output: str, source: str, target: str, rules: dict[str, Any] | str | None = None,
            credentials_block: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Data and index objects first, then the state file and manifest; refuses an output that could
-    reach an input (the source, a template, a target or rules file)."""
-    return publish_output(staging, output, source, target, rules, storage_options_from_block(credentials_block),
-                          overwrite=overwrite)
+    reach an input (the source, a template, a target or rules file). Then emits the event
+    ``warmstart.checkpoint.published`` (the output as resource, the source as related resource, the
+    manifest's figures as payload) for a training deployment to trigger on."""
+    started = time.perf_counter()
+    manifest = json.loads((Path(staging) / MANIFEST).read_text())
+    published = publish_output(staging, output, source, target, rules, storage_options_from_block(credentials_block),
+                               overwrite=overwrite)
+    log_stage(started, "published %s (%d files; manifest %s)", published["output"], len(published["files"]),
+              published["manifest"])
+    emit_event(event=PUBLISHED_EVENT,
+               resource={"prefect.resource.id": f"warmstart.checkpoint.{published['output']}",
+                         "prefect.resource.name": published["output"]},
+               related=[{"prefect.resource.id": f"warmstart.source.{source}", "prefect.resource.role": "source",
+                         "prefect.resource.name": source}],
+               payload={"url": published["output"], "manifest": published["manifest"], "source": source,
+                        "target": target if isinstance(target, str) else None, "strategy": manifest["strategy"],
+                        "coverage": manifest["plan"]["coverage"], "counts": manifest["plan"]["counts"],
+                        **{k: manifest["stats"].get(k) for k in ("bytes_read", "bytes_written", "seconds")}})
+    return published

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -12,7 +13,7 @@ from warmstart.cache import CachedIndex, CheckpointCache
 from warmstart.errors import PlanError
 from warmstart.pipeline import check_output_for
 
-from ._common import storage_options_from_block
+from ._common import log_stage, storage_options_from_block
 
 __all__ = ["validate"]
 
@@ -25,6 +26,7 @@ def validate(index: dict[str, Any], target: str, rules: dict[str, Any] | str | N
     fails, unless ``dry_run`` (then the failed plan is returned for the report), and
     :class:`StorageError` when ``output`` cannot take the result (not empty, not writable, an
     input's place), before any tensor is fetched."""
+    started = time.perf_counter()
     options = storage_options_from_block(credentials_block)
     cache, cached = CheckpointCache(cache_dir), CachedIndex.from_json(index)
     if output is not None and not dry_run:
@@ -37,6 +39,7 @@ def validate(index: dict[str, Any], target: str, rules: dict[str, Any] | str | N
                for row in doc["variables"]],
         description=f"Warm-start plan ({doc['status']}): {plan.summary()}",
     )
+    log_stage(started, "plan %s: %s", doc["status"], plan.summary())
     if plan.positional:
         get_run_logger().warning("%d variable(s) matched by position, not by name, e.g. %r <- %r: right only if "
                                  "no layer was inserted or removed before them", len(plan.positional),

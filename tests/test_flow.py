@@ -101,12 +101,18 @@ def test_rerun_uses_the_local_cache(prefect_api, example, tmp_path):
 
 
 def test_dry_run_publishes_the_plan_and_writes_nothing(prefect_api, example, tmp_path):
+    """A dry run whose plan fails ends Failed, with its plan and summary artifacts; an ok one completes."""
     from flows.warm_start import warm_start
 
     out = tmp_path / "out"
-    summary = warm_start(request(source=example.source, target=example.target, output=str(out), rules=None,
-                                 dry_run=True))
-    assert summary["status"] == "dry run (failed)" and summary["errors"]
+    state = warm_start(request(source=example.source, target=example.target, output=str(out), rules=None,
+                               dry_run=True), return_state=True)
+    assert state.is_failed() and "dry run: the plan does not satisfy the rules" in state.message
+    _, _, artifacts = read_api(state.state_details.flow_run_id)
+    by_key = {a.key: a for a in artifacts}
+    assert "dry run (failed)" in by_key["warm-start-summary"].data and "warm-start-plan" in by_key
+    summary, _ = run_flow(source=example.source, target=example.target, output=str(out), dry_run=True)
+    assert summary["status"] == "dry run (ok)"
     assert not out.exists()
 
 
@@ -249,3 +255,37 @@ def test_positional_matches_are_warned_in_the_logs_and_the_summary(prefect_api, 
     assert any("4 variable(s) matched by position" in log.message for log in logs), [log.message for log in logs]
     report = next(a for a in artifacts if a.key == "warm-start-summary")
     assert "matched by position, not by name" in report.data
+
+
+def test_the_logs_say_what_each_stage_did_and_a_published_event_is_emitted(prefect_api, example, tmp_path):
+    """The Logs tab: the source, the plan's summary, the tensors, the transfer's bytes, the output URL,
+    each with its seconds; the event warmstart.checkpoint.published for a training deployment to
+    trigger on, with the output as resource and the manifest's figures."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogHandler
+
+    summary, run_id = run_flow(source=example.source, target=example.target, output=str(tmp_path / "out"))
+    APILogHandler().flush()
+    _, logs, _ = read_api(run_id)
+    messages = "\n".join(log.message for log in logs)
+    for expected in ("source file://", "plan ok: ", "tensors: ", "strategy stream: ", "bytes written",
+                     f"published {summary['output']}"):
+        assert expected in messages, (expected, messages)
+    assert all(line.endswith(" s)") for line in messages.splitlines() if line.startswith("published"))
+    EventsWorker.drain_all()
+    deadline, found = time.monotonic() + 30, []
+    while not found and time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(filter=EventFilter(event=EventNameFilter(name=["warmstart.checkpoint.published"])),
+                                      limit=50)  # the client asks 100 by default, which the server refuses
+        found = [e for e in page.events if e.payload.get("url") == summary["output"]]
+        time.sleep(0.5)
+    assert found, "no warmstart.checkpoint.published event for this output"
+    event = found[0]
+    assert event.resource.id == f"warmstart.checkpoint.{summary['output']}"
+    assert event.related[0].role == "source" and event.payload["coverage"] == summary["coverage"]
+    assert event.payload["bytes_written"] > 0 and event.payload["manifest"] == summary["manifest"]

@@ -161,7 +161,7 @@ def test_the_cli_transfers_from_a_keras_file_with_the_engine(files, tmp_path):
     rules.write_text("on_missing: init\n")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run([sys.executable, "-m", "warmstart.cli", "transfer", str(d / "src.keras"),
-                           str(d / "grown.keras"), str(tmp_path / "out"), "--rules", str(rules), "--json"],
+                           str(d / "grown.keras"), str(tmp_path / "out"), "--rules", str(rules), "--json", "-v"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "running the engine directly" in done.stderr

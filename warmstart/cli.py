@@ -2,17 +2,22 @@
 
 Exit codes: 0 success; 1 the plan does not satisfy the rules (nothing written); 2 usage error;
 3 an input is missing, unreadable or corrupt; 4 a storage or output error. Expected failures
-print one message on stderr, never a traceback.
+print one message on stderr, never a traceback. ``transfer`` runs the engine in process unless a
+Prefect API is configured or ``--prefect`` is given (Prefect's temporary server costs seconds).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import PlanError, StorageError, UsageError, WarmStartError
@@ -92,20 +97,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from .formats.keras import is_keras_file
-
-    keras_source = is_keras_file(args.source)
-    if keras_source and not args.no_prefect:
-        print("warmstart: a Keras weights file as source: running the engine directly (the warm-start flow "
-              "reads TF checkpoints)", file=sys.stderr)
-    if args.no_prefect or keras_source:
-        from .pipeline import transfer
-
-        report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,
-                          overwrite=args.overwrite, shards=args.shards, dask=args.dask)
-        doc = report.to_json()
-    else:
-        doc = _transfer_with_flow(args)
+    use_flow = args.prefect or (not args.no_prefect and _prefect_api_configured())
+    if args.verbose:
+        print(f"warmstart: running {'the Prefect warm-start flow' if use_flow else 'the engine directly'}",
+              file=sys.stderr)
+    doc = _transfer_with_flow(args) if use_flow else _transfer_with_engine(args)
     if args.json:
         _print_json(doc)
     else:
@@ -113,6 +109,47 @@ def cmd_transfer(args: argparse.Namespace) -> int:
               f"{doc['counts']['copy'] + doc['counts']['cast']} variables copied, {doc['seconds']:.2f} s); "
               f"manifest {doc['manifest']}")
     return EXIT_OK
+
+
+def _prefect_api_configured() -> bool:
+    """A Prefect API to report to: ``PREFECT_API_URL`` in the environment or in the active Prefect
+    profile (read from ``profiles.toml`` without importing Prefect, which takes seconds)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    import tomllib
+
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+    try:
+        doc = tomllib.loads((home / "profiles.toml").read_text())
+    except (OSError, ValueError):
+        return False
+    active = os.environ.get("PREFECT_PROFILE") or doc.get("active", "ephemeral")
+    return bool(doc.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"))
+
+
+def _transfer_with_engine(args: argparse.Namespace) -> dict:
+    from .pipeline import transfer
+
+    with _progress_bar(enabled=not args.json and sys.stderr.isatty() and not args.shards) as progress:
+        report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,
+                          overwrite=args.overwrite, shards=args.shards, dask=args.dask, progress=progress)
+    return {**report.to_json(), "flow_run": None}
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int, str], None] | None]:
+    """A progress callback drawing bytes, rate and ETA on the terminal (stderr); None when not a terminal."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                               TransferSpeedColumn)
+
+    columns = (TextColumn("copying"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("copy", total=None)
+        yield lambda done, total, name: bar.update(task, completed=done, total=total)
 
 
 class _ExpectedFailureFilter(logging.Filter):
@@ -136,7 +173,7 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
     itself never imports Prefect, only this command does."""
     from flows.warm_start import WarmStartRequest, warm_start
 
-    from .storage import read_manifest
+    from .storage import CHECKPOINT_NAME, KERAS_WEIGHTS, read_manifest, resolve
 
     _quiet_expected_tracebacks()
     request = WarmStartRequest(source=args.source, target=args.target, output=args.output, rules_url=args.rules,
@@ -144,9 +181,13 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
                                dask_address=args.dask)
     summary = warm_start(request)
     manifest = read_manifest(summary["manifest"])
-    return {**manifest["plan"], "output": summary["output"], "manifest": summary["manifest"],
-            "strategy": summary["strategy"], "bytes_read": summary["bytes_read"],
-            "bytes_written": summary["bytes_written"], "seconds": summary["seconds"]}
+    out = resolve(summary["output"])
+    keras_weights = out.child(KERAS_WEIGHTS)
+    return {**manifest["plan"], "strategy": summary["strategy"], "output": out.url,
+            "checkpoint": out.child(CHECKPOINT_NAME).url, "manifest": summary["manifest"],
+            "keras_weights": keras_weights.url if keras_weights.fs.exists(keras_weights.path) else None,
+            "bytes_read": summary["bytes_read"], "bytes_written": summary["bytes_written"],
+            "seconds": summary["seconds"], "flow_run": summary.get("flow_run")}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -155,11 +196,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.dir)
 
 
+_SOURCE_HELP = ("the trained checkpoint: a prefix or a directory with a 'checkpoint' state file, or a Keras file "
+                "(.keras, .weights.h5, .weights.json, legacy .h5); a path, file://, s3:// or gs:// URL")
+_TARGET_HELP = ("what the new model expects: a template checkpoint, a TF1 MetaGraph (.meta), a Keras model (.keras) "
+                "or weights template (.weights.h5), a signature (.json) or a builder py:module:function")
+EXIT_CODES = """exit codes:
+  0  success
+  1  the plan does not satisfy the rules (nothing written)
+  2  usage error (arguments, rules, a strategy that cannot work for these inputs)
+  3  an input is missing, unreadable, corrupt or of an unsupported format
+  4  a storage or output error (output not empty or not writable, an output that reaches an input)"""
+EXAMPLES = """examples:
+  warmstart inspect runs/old/                          the source's variables
+  warmstart plan runs/old/ new.keras --rules rules.yaml      what would be copied, and why
+  warmstart transfer runs/old/ new.keras out/warm --rules rules.yaml
+  warmstart transfer s3://models/bert/run-42 s3://models/clf/init s3://models/clf/warm --prefect"""
+
+
 def _source_target(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The SOURCE and TARGET positionals and ``--rules`` that ``plan`` and ``transfer`` share."""
-    p.add_argument("source", metavar="SOURCE")
-    p.add_argument("target", metavar="TARGET")
-    p.add_argument("--rules", metavar="FILE", help="rules file (YAML or JSON); default: strict rules")
+    p.add_argument("source", metavar="SOURCE", help=_SOURCE_HELP)
+    p.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
+    p.add_argument("--rules", metavar="FILE", help="rules file (YAML or JSON, any URL); default: strict rules")
     return p
 
 
@@ -167,6 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="warmstart",
         description="Copy learned variables from one TensorFlow checkpoint/graph/model into another, checked.",
+        epilog=EXAMPLES + "\n\n" + EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"warmstart {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -188,18 +247,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_plan)
 
-    p = _source_target(sub.add_parser("transfer", help="run the warm-start flow: plan, copy and publish a "
-                                                       "checkpoint the target loads"))
+    p = _source_target(sub.add_parser(
+        "transfer", help="plan, copy and publish a checkpoint the target loads",
+        description="Plan, copy and publish a checkpoint the target loads. Runs the engine in this process, or "
+        "the Prefect warm-start flow when a Prefect API is configured (PREFECT_API_URL, or the active Prefect "
+        "profile) or --prefect is given; --json prints the same document either way.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter))
     p.add_argument("output", metavar="OUTPUT", help="output directory URL (must be empty, or --overwrite)")
-    p.add_argument("--strategy", choices=["auto", "stream", "restore", "assign"], default="auto")
+    p.add_argument("--strategy", choices=["auto", "stream", "restore", "assign"], default="auto",
+                   help="auto (default): stream into template checkpoints, signatures and Keras weights files, "
+                   "restore into graphs and models that must be built; see the README's strategy table")
     p.add_argument("--overwrite", action="store_true", help="replace what a previous run published in OUTPUT")
     p.add_argument("--shards", type=int, metavar="N",
                    help="write N data files, each by a unit of work (on Dask with --dask, or in the flow)")
     p.add_argument("--dask", metavar="ADDRESS",
                    help="run the units on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786)")
-    p.add_argument("--no-prefect", action="store_true",
-                   help="run the engine directly instead of the Prefect warm-start flow")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--prefect", action="store_true",
+                      help="run the Prefect warm-start flow (Prefect's temporary server when no API is configured)")
+    mode.add_argument("--no-prefect", action="store_true",
+                      help="run the engine in this process even when a Prefect API is configured")
+    p.add_argument("--json", action="store_true", help="print one JSON document (no progress bar)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens (warmstart's, Prefect's, TF's logs)")
     p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("demo", help="the main job on example data: write checkpoints with TF, plan, run the flow")
@@ -208,8 +277,56 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _QuietTensorFlowImport:
+    """A ``sys.meta_path`` finder that imports TensorFlow with the process's stderr (fd 2) sent to
+    /dev/null: TF 2.21 prints its start-up lines (absl, oneDNN) from C++ whatever TF_CPP_MIN_LOG_LEVEL
+    says. Python exceptions of the import are raised as usual; later messages are not touched."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            loader, real = spec.loader, spec.loader.exec_module
+
+            def exec_module(module: Any) -> None:
+                with _stderr_discarded():
+                    real(module)
+
+            loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+@contextlib.contextmanager
+def _stderr_discarded() -> Iterator[None]:
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _quiet(verbose: bool) -> None:
+    """No TensorFlow start-up lines, no Prefect console chatter or telemetry, unless ``-v``; set before
+    either is imported (the user's own settings win)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _quiet(getattr(args, "verbose", False))
     if os.getcwd() not in sys.path:  # py:module:function targets import from where the user stands
         sys.path.insert(0, os.getcwd())
     func: Callable[[argparse.Namespace], int] = args.func
