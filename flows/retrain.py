@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.training import pretrain, save_new_model, train_from
 
-from .warm_start import WarmStartRequest, warm_start
+from .warm_start import warm_start
 
 __all__ = ["RetrainRequest", "retrain"]
 
@@ -38,8 +38,7 @@ def retrain(request: RetrainRequest = RetrainRequest()) -> dict[str, Any]:
     workdir = Path(request.workdir or tempfile.mkdtemp(prefix="retrain-"))
     source = request.previous_checkpoint or pretrain(str(workdir / "yesterday"))
     target = save_new_model(str(workdir / "today" / "model.keras"), seed=request.seed)
-    warm = warm_start(WarmStartRequest(source=source, target=target, output=str(workdir / "warm-started"),
-                                       overwrite=True))
+    warm = warm_start(source=source, target=target, output=str(workdir / "warm-started"), overwrite=True)
     warm_run = train_from(target, str(workdir / "warm-started"), request.steps, request.seed)
     cold_run = train_from(target, None, request.steps, request.seed)
     return {

@@ -26,61 +26,21 @@ __all__ = ["WarmStartRequest", "warm_start"]
 
 
 class WarmStartRequest(BaseModel):
-    """What to warm-start from, into what, and where to publish it."""
+    """The flow's parameters, checked together (the form describes each: see :func:`warm_start`)."""
 
-    model_config = ConfigDict(extra="forbid", title="Warm start")
+    model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(
-        title="Source checkpoint",
-        description="The trained checkpoint: a prefix (…/model.ckpt-1000) or a directory with a 'checkpoint' "
-        "state file, or a Keras file (.keras, .weights.h5, .weights.json, legacy .h5). Local path, file://, "
-        "s3://, gs:// or memory://.",
-        examples=["s3://models/bert-base/run-42"],
-    )
-    target: str = Field(
-        title="Target",
-        description="What the new model expects: a template checkpoint, a TF1 MetaGraph (.meta), a Keras file "
-        "(.keras), a signature (.json), or a builder py:package.module:function.",
-        examples=["s3://models/classifier/init"],
-    )
-    output: str = Field(
-        title="Output directory",
-        description="Where the warm-started checkpoint is published (with its 'checkpoint' state file and "
-        "warmstart.json manifest). Must be empty unless 'Overwrite' is set.",
-        examples=["s3://models/classifier/warm/2026-11-24"],
-    )
-    rules: Rules | None = Field(
-        default=None, title="Rules",
-        description="Inline rules: renames, include/exclude, what to do on missing variables and on shape or "
-        "dtype mismatches. Leave empty to use a rules file, or strict defaults.",
-    )
-    rules_url: str | None = Field(
-        default=None, title="Rules file",
-        description="URL of a YAML/JSON rules file (used when no inline rules are given).",
-    )
-    strategy: Literal["auto", "stream", "restore", "assign"] = Field(
-        default="auto", title="Strategy",
-        description="auto: stream for template checkpoints and signatures, restore for graphs and models.",
-    )
-    dry_run: bool = Field(default=False, title="Dry run",
-                          description="Validate and publish the plan only; copy and write nothing.")
-    overwrite: bool = Field(default=False, title="Overwrite",
-                            description="Replace a previous warm start in the output directory.")
-    shards: int | None = Field(
-        default=None, ge=1, le=100_000, title="Output data files",
-        description="Write the checkpoint as this many data files, each by a unit of work run on Dask workers "
-        "(sharded, parallel, resumable). Empty: one data file, written by this flow's process.",
-    )
-    dask_address: str | None = Field(
-        default=None, title="Dask scheduler",
-        description="Address of an existing Dask cluster's scheduler (tcp://host:8786) for the units. Empty with "
-        "'Output data files' set: a local cluster, one worker process per core.",
-    )
-    credentials_block: str | None = Field(
-        default=None, title="Storage credentials block",
-        description="A Prefect block with storage credentials: 'secret/NAME' (JSON fsspec storage options), "
-        "'aws-credentials/NAME' or 'gcp-credentials/NAME'. Empty: the worker's environment credentials.",
-    )
+    source: str
+    target: str
+    output: str
+    rules: Rules | None = None
+    rules_url: str | None = None
+    strategy: Literal["auto", "stream", "restore", "assign"] = "auto"
+    dry_run: bool = False
+    overwrite: bool = False
+    shards: int | None = Field(default=None, ge=1, le=100_000)
+    dask_address: str | None = None
+    credentials_block: str | None = None
 
     @model_validator(mode="after")
     def _one_rules_source(self) -> "WarmStartRequest":
@@ -100,16 +60,57 @@ def _short(url: str) -> str:
 
 
 def _run_name() -> str:
-    request = flow_run.parameters.get("request") or {}
-    if isinstance(request, BaseModel):
-        request = request.model_dump()
-    source, output = request.get("source", "?"), request.get("output", "?")
-    return f"warm-start {_short(source)} -> {_short(output)}" + (" (dry run)" if request.get("dry_run") else "")
+    params = flow_run.parameters
+    source, output = params.get("source") or "?", params.get("output") or "?"
+    return f"warm-start {_short(source)} -> {_short(output)}" + (" (dry run)" if params.get("dry_run") else "")
 
 
-@flow(name="warm-start", flow_run_name=_run_name, persist_result=True, validate_parameters=True)
-def warm_start(request: WarmStartRequest) -> dict[str, Any]:
-    """Warm-start ``request.target`` from ``request.source`` and publish it at ``request.output``."""
+@flow(name="warm-start", flow_run_name=_run_name, persist_result=True, validate_parameters=True,
+      result_serializer="json")
+def warm_start(
+    source: str,
+    target: str,
+    output: str,
+    rules: Rules | None = None,
+    rules_url: str | None = None,
+    strategy: Literal["auto", "stream", "restore", "assign"] = "auto",
+    dry_run: bool = False,
+    overwrite: bool = False,
+    shards: int | None = None,
+    dask_address: str | None = None,
+    credentials_block: str | None = None,
+) -> dict[str, Any]:
+    """Warm-start a model from a trained checkpoint and publish the result.
+
+    Each parameter is a field of the Prefect UI's form; run_deployment(..., parameters={"output": ...})
+    overrides one and keeps the deployment's others. Inline rules and a rules file together fail at once.
+
+    Args:
+        source: The trained checkpoint: a prefix (…/model.ckpt-1000) or a directory with a 'checkpoint' state
+            file, or a Keras file (.keras, .weights.h5, .weights.json, legacy .h5). A local path, file://,
+            s3://, gs:// or memory:// URL.
+        target: What the new model expects: a template checkpoint, a TF1 MetaGraph (.meta), a Keras model
+            (.keras) or weights template (.weights.h5), a signature (.json), or a builder
+            py:package.module:function.
+        output: Where the warm-started checkpoint is published (with its 'checkpoint' state file and
+            warmstart.json manifest). Must be empty unless 'overwrite' is set.
+        rules: Inline rules: renames, include/exclude, what to do on missing variables and on shape or dtype
+            mismatches. Leave empty to use a rules file, or strict defaults. Not together with rules_url.
+        rules_url: URL of a YAML/JSON rules file. Not together with inline rules.
+        strategy: auto: stream into template checkpoints, signatures and Keras weights files; restore into
+            graphs and models that must be built.
+        dry_run: Validate and publish the plan only; copy and write nothing. A failing plan fails the run.
+        overwrite: Replace a previous warm start in the output directory.
+        shards: Write the checkpoint as this many data files, each by a unit of work run on Dask workers.
+            Empty: one data file, written by this flow's process.
+        dask_address: An existing Dask cluster's scheduler (tcp://host:8786) for the units. Empty with shards
+            set: a local cluster, one worker process per core.
+        credentials_block: A Prefect block with storage credentials: 'secret/NAME' (JSON fsspec storage
+            options), 'aws-credentials/NAME' or 'gcp-credentials/NAME'. Empty: the worker's environment.
+    """
+    request = WarmStartRequest(source=source, target=target, output=output, rules=rules, rules_url=rules_url,
+                               strategy=strategy, dry_run=dry_run, overwrite=overwrite, shards=shards,
+                               dask_address=dask_address, credentials_block=credentials_block)
     started = time.perf_counter()
     creds, rules = request.credentials_block, request.rules_argument()
     index = fetch_index(request.source, creds)
@@ -147,3 +148,4 @@ def warm_start(request: WarmStartRequest) -> dict[str, Any]:
         raise PlanError(f"dry run: the plan does not satisfy the rules ({len(plan['errors'])} problem(s)); "
                         "see the warm-start-plan artifact")
     return summary
+

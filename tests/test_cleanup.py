@@ -117,7 +117,7 @@ def test_the_flow_refuses_a_non_empty_output_before_fetching_tensors(prefect_api
     for k, v in s3_server.env().items():
         monkeypatch.setenv(k, v)
     clear_fs_caches()
-    state = warm_start(request(source=f"{s3_bucket}/src", target=str(example / "tpl"), output=f"{s3_bucket}/out"),
+    state = warm_start(**request(source=f"{s3_bucket}/src", target=str(example / "tpl"), output=f"{s3_bucket}/out"),
                        return_state=True)
     assert state.is_failed()
     with pytest.raises(StorageError, match="not empty"):

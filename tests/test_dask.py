@@ -322,22 +322,22 @@ def test_cli_shards_on_a_dask_address(example, reference, cluster, tmp_path):
 
 
 def test_the_flow_maps_units_over_a_dask_task_runner(example, reference, cluster, prefect_api, tmp_path):
-    from flows.warm_start import WarmStartRequest, warm_start
+    from flows.warm_start import warm_start
 
     c, _ = cluster
     out = tmp_path / "out"
-    summary = warm_start(WarmStartRequest(source=example.source, target=example.target, output=str(out),
-                                          rules_url=example.rules, shards=3, dask_address=c.scheduler_address))
+    summary = warm_start(source=example.source, target=example.target, output=str(out), rules_url=example.rules,
+                         shards=3, dask_address=c.scheduler_address)
     assert summary["status"] == "ok" and summary["shards"] == 3
     assert len(data_files(out)) == 3
     assert_same_tensors(out, reference)
 
 
 def test_the_flow_starts_a_local_dask_cluster_without_an_address(example, reference, prefect_api, tmp_path):
-    from flows.warm_start import WarmStartRequest, warm_start
+    from flows.warm_start import warm_start
 
     out = tmp_path / "out"
-    summary = warm_start(WarmStartRequest(source=example.source, target=example.target, output=str(out),
-                                          rules_url=example.rules, shards=2))
+    summary = warm_start(source=example.source, target=example.target, output=str(out), rules_url=example.rules,
+                         shards=2)
     assert summary["status"] == "ok" and len(data_files(out)) == 2
     assert_same_tensors(out, reference)

@@ -139,7 +139,7 @@ class Stack:
                      context=lambda: f"last state: {self.get(f'/flow_runs/{flow_run_id}')['state']}\n{self.tail()}")
 
     def request(self, output: Path, **overrides: Any) -> dict[str, Any]:
-        """A full request, like the UI's form sends it (a ``request`` replaces the default one entirely)."""
+        """Every parameter, as the UI's custom-run form sends them."""
         assert self.examples is not None
         return {"source": self.examples.source, "target": self.examples.target, "rules_url": self.examples.rules,
                 "output": str(output), "strategy": "auto", "dry_run": False, "overwrite": False, **overrides}
@@ -210,7 +210,7 @@ def ui_run(stack: Stack) -> dict[str, Any]:
     output = stack.data / "out" / "from-ui"
     started = time.monotonic()
     created = stack.post(f"/deployments/{deployment['id']}/create_flow_run",
-                         {"parameters": {"request": stack.request(output)}})
+                         {"parameters": stack.request(output)})
     run = stack.wait_terminal(created["id"])
     stack.timings["ui run"] = time.monotonic() - started
     return {"run": run, "output": output}
@@ -227,16 +227,16 @@ def test_deployments_are_registered(stack: Stack):
         # the pull step recorded the checkout `prefect deploy` ran in: no clone, local code
         assert d["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
         assert d["enforce_parameter_schema"] is True
-        assert "request" in d["parameter_openapi_schema"]["properties"]
-        assert d["parameters"]["request"]["target"] == f"{stack.data}/new-model-init"
+        assert {"source", "target", "output", "rules"} <= set(d["parameter_openapi_schema"]["properties"])
+        assert d["parameters"]["target"] == f"{stack.data}/new-model-init"
 
     assert on_demand["schedules"] == [] and event["schedules"] == []
     [schedule] = nightly["schedules"]
     assert schedule["active"] is True
     assert schedule["schedule"]["cron"] == "0 2 * * *"
     assert schedule["schedule"]["timezone"] == "UTC"
-    assert nightly["parameters"]["request"]["output"] == f"{stack.data}/warm/nightly"
-    assert nightly["parameters"]["request"]["overwrite"] is True
+    assert nightly["parameters"]["output"] == f"{stack.data}/warm/nightly"
+    assert nightly["parameters"]["overwrite"] is True
 
     automations = stack.post("/automations/filter", {})
     [automation] = [a for a in automations if any(act.get("deployment_id") == event["id"] for act in a["actions"])]
@@ -246,8 +246,8 @@ def test_deployments_are_registered(stack: Stack):
     [action] = automation["actions"]
     assert action["type"] == "run-deployment"
     # the event templates survive `prefect deploy`; $WARMSTART_DATA was filled in at deploy time
-    assert action["parameters"]["request"]["source"] == "{{ event.payload.url }}"
-    assert action["parameters"]["request"]["output"] == (
+    assert action["parameters"]["source"] == "{{ event.payload.url }}"
+    assert action["parameters"]["output"] == (
         f"{stack.data}/warm/{{{{ event.resource.id.split('.')[-1] }}}}/{{{{ event.id }}}}")
 
 
@@ -272,7 +272,7 @@ def test_run_created_like_the_ui_completes(stack: Stack, ui_run: dict[str, Any])
     run, output = ui_run["run"], ui_run["output"]
     assert run["state_type"] == "COMPLETED", f"{run['state']}\n{stack.tail()}"
     assert run["work_pool_name"] == POOL
-    assert run["parameters"]["request"]["output"] == str(output)
+    assert run["parameters"]["output"] == str(output)
     assert (output / "checkpoint").is_file() and (output / "warmstart.json").is_file(), sorted(os.listdir(output))
     manifest = json.loads((output / "warmstart.json").read_text())
     assert manifest, "empty manifest"
@@ -289,7 +289,7 @@ def test_run_deployment_returns_the_report(stack: Stack):
     output = stack.data / "out" / "from-run-deployment"
     started = time.monotonic()
     with temporary_settings({PREFECT_API_URL: stack.api, PREFECT_LOCAL_STORAGE_PATH: stack.results}):
-        flow_run = run_deployment(f"{FLOW}/warm-start-on-demand", parameters={"request": stack.request(output)},
+        flow_run = run_deployment(f"{FLOW}/warm-start-on-demand", parameters={"output": str(output)},  # the rest: the deployment's defaults
                                   timeout=RUN_TIMEOUT, poll_interval=1)
         assert flow_run.state is not None and flow_run.state.is_completed(), f"{flow_run.state}\n{stack.tail()}"
         report = flow_run.state.result()
@@ -338,7 +338,7 @@ def test_checkpoint_created_event_runs_the_event_deployment(stack: Stack):
     stack.timings["event run"] = time.monotonic() - started
 
     assert run["state_type"] == "COMPLETED", f"{run['state']}\n{stack.tail()}"
-    request = run["parameters"]["request"]
+    request = run["parameters"]
     assert request["source"] == url
     output = stack.data / "warm" / "demo" / event_id
     assert request["output"] == str(output)
@@ -387,7 +387,7 @@ def test_serve_script_serves_the_same_deployments(stack: Stack):
     _poll("serve.py to register its deployments", served, timeout=90, context=stack.tail)
     deployment = stack.deployment("warm-start-on-demand")
     assert deployment["work_pool_name"] is None and deployment["entrypoint"] == "flows/warm_start.py:warm_start"
-    assert deployment["parameters"]["request"]["output"] == f"{stack.data}/warm/on-demand"
+    assert deployment["parameters"]["output"] == f"{stack.data}/warm/on-demand"
     nightly = stack.deployment("warm-start-nightly")
     assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in nightly["schedules"]] == [("0 2 * * *", "UTC")]
     event = stack.deployment("warm-start-on-new-checkpoint")
@@ -400,11 +400,11 @@ def test_serve_script_serves_the_same_deployments(stack: Stack):
     automations = _poll("serve.py to create the trigger's automation", event_automations, timeout=30,
                         context=stack.tail)
     assert len(automations) == 1, automations
-    assert automations[0]["actions"][0]["parameters"]["request"]["source"] == "{{ event.payload.url }}"
+    assert automations[0]["actions"][0]["parameters"]["source"] == "{{ event.payload.url }}"
 
     output = stack.data / "out" / "from-serve"
     created = stack.post(f"/deployments/{deployment['id']}/create_flow_run",
-                         {"parameters": {"request": stack.request(output)}})
+                         {"parameters": stack.request(output)})
     run = stack.wait_terminal(created["id"])
     stack.timings["serve run"] = time.monotonic() - started
     assert run["state_type"] == "COMPLETED", f"{run['state']}\n{stack.tail()}"

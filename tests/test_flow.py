@@ -23,16 +23,15 @@ def example(tmp_path_factory):
 
 
 def request(**fields):
-    from flows.warm_start import WarmStartRequest
-
-    return WarmStartRequest(**{"rules": EXAMPLE_RULES, **fields})
+    """The flow's parameters: the example's rules unless given."""
+    return {"rules": EXAMPLE_RULES, **fields}
 
 
 def run_flow(**fields):
     """Run the flow; returns (summary, flow_run_id)."""
     from flows.warm_start import warm_start
 
-    state = warm_start(request(**fields), return_state=True)
+    state = warm_start(**request(**fields), return_state=True)
     return state.result(), state.state_details.flow_run_id
 
 
@@ -105,8 +104,8 @@ def test_dry_run_publishes_the_plan_and_writes_nothing(prefect_api, example, tmp
     from flows.warm_start import warm_start
 
     out = tmp_path / "out"
-    state = warm_start(request(source=example.source, target=example.target, output=str(out), rules=None,
-                               dry_run=True), return_state=True)
+    state = warm_start(**request(source=example.source, target=example.target, output=str(out), rules=None,
+                                 dry_run=True), return_state=True)
     assert state.is_failed() and "dry run: the plan does not satisfy the rules" in state.message
     _, _, artifacts = read_api(state.state_details.flow_run_id)
     by_key = {a.key: a for a in artifacts}
@@ -209,7 +208,7 @@ def test_validation_and_corrupt_data_are_not_retried(prefect_api, example, tmp_p
     data.write_bytes(bytes(raw))
     from flows.warm_start import warm_start
 
-    state = warm_start(request(source=str(src), target=example.target, output=str(tmp_path / "out")),
+    state = warm_start(**request(source=str(src), target=example.target, output=str(tmp_path / "out")),
                        return_state=True)
     assert state.is_failed()
     with pytest.raises(CorruptCheckpointError):
@@ -289,3 +288,20 @@ def test_the_logs_say_what_each_stage_did_and_a_published_event_is_emitted(prefe
     assert event.resource.id == f"warmstart.checkpoint.{summary['output']}"
     assert event.related[0].role == "source" and event.payload["coverage"] == summary["coverage"]
     assert event.payload["bytes_written"] > 0 and event.payload["manifest"] == summary["manifest"]
+
+
+def test_the_parameters_are_flat_form_fields_and_conflicts_fail_before_any_task(prefect_api, example, tmp_path):
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.warm_start import warm_start
+
+    schema = parameter_schema(warm_start.fn).model_dump()
+    props = schema["properties"]
+    assert {"source", "target", "output", "rules", "rules_url", "strategy", "dry_run", "overwrite",
+            "credentials_block", "shards", "dask_address"} <= set(props)
+    assert set(schema["required"]) == {"source", "target", "output"}
+    assert props["output"]["title"] == "output" and "Must be empty unless" in props["output"]["description"]
+    state = warm_start(**request(source=example.source, target=example.target, output=str(tmp_path / "out"),
+                                 rules_url=example.rules), return_state=True)
+    assert state.is_failed() and "either inline rules or a rules file URL" in state.message
+    assert not task_runs(state.state_details.flow_run_id)  # failed before fetching anything

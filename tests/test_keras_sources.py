@@ -176,7 +176,7 @@ def test_the_cli_transfers_from_a_keras_file_with_the_engine(files, tmp_path):
 def test_the_flow_warm_starts_from_a_keras_file_on_s3(prefect_api, files, tmp_path, s3_server, s3_bucket, monkeypatch):
     """The flow with a .weights.h5 on moto S3 into a grown .keras model: its structure is cached (a
     re-run reads none), its tensors read by byte range, the output taken by Keras' load_weights."""
-    from flows.warm_start import WarmStartRequest, warm_start
+    from flows.warm_start import warm_start
     from servers import clear_fs_caches
 
     d, source = files
@@ -186,9 +186,8 @@ def test_the_flow_warm_starts_from_a_keras_file_on_s3(prefect_api, files, tmp_pa
     clear_fs_caches()
     summaries = []
     for run in ("a", "b"):
-        request = WarmStartRequest(source=f"s3://{s3_bucket}/runs/src.weights.h5", target=str(d / "grown.keras"),
-                                   output=str(tmp_path / run), rules={"on_missing": "init"})
-        summaries.append(warm_start(request))
+        summaries.append(warm_start(source=f"s3://{s3_bucket}/runs/src.weights.h5", target=str(d / "grown.keras"),
+                                    output=str(tmp_path / run), rules={"on_missing": "init"}))
     first, second = summaries
     assert first["status"] == "ok" and first["counts"]["copy"] == 6 and first["strategy"] == "stream"
     assert first["bytes_read"] == sum(np.asarray(w).nbytes for w in source.weights)  # the tensors' bytes, no more

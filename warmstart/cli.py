@@ -171,15 +171,13 @@ def _quiet_expected_tracebacks() -> None:
 def _transfer_with_flow(args: argparse.Namespace) -> dict:
     """Run the Prefect warm-start flow (an ephemeral API unless PREFECT_API_URL is set); the engine
     itself never imports Prefect, only this command does."""
-    from flows.warm_start import WarmStartRequest, warm_start
+    from flows.warm_start import warm_start
 
     from .storage import CHECKPOINT_NAME, KERAS_WEIGHTS, read_manifest, resolve
 
     _quiet_expected_tracebacks()
-    request = WarmStartRequest(source=args.source, target=args.target, output=args.output, rules_url=args.rules,
-                               strategy=args.strategy, overwrite=args.overwrite, shards=args.shards,
-                               dask_address=args.dask)
-    summary = warm_start(request)
+    summary = warm_start(source=args.source, target=args.target, output=args.output, rules_url=args.rules,
+                         strategy=args.strategy, overwrite=args.overwrite, shards=args.shards, dask_address=args.dask)
     manifest = read_manifest(summary["manifest"])
     out = resolve(summary["output"])
     keras_weights = out.child(KERAS_WEIGHTS)

@@ -57,8 +57,7 @@ def run_demo(directory: str | Path) -> int:
 
 
 def _run_flow(examples, output: Path) -> dict:
-    from flows.warm_start import WarmStartRequest, warm_start
+    from flows.warm_start import warm_start
 
-    request = WarmStartRequest(source=examples.source, target=examples.target, output=str(output),
-                               rules_url=examples.rules, overwrite=True)
-    return warm_start(request)
+    return warm_start(source=examples.source, target=examples.target, output=str(output), rules_url=examples.rules,
+                      overwrite=True)
