@@ -34,7 +34,8 @@ def fetch_tensors(index: dict[str, Any], keys: list[str], credentials_block: str
     cache = CheckpointCache(cache_dir)
     record = cache.fetch_tensors(CachedIndex.from_json(index), keys, storage_options_from_block(credentials_block))
     if record.direct:
-        log_stage(started, "%d tensors: read by byte range during the transfer (a Keras file)", len(record.keys))
+        log_stage(started, "%d tensors: read in place by the transfer (a local source or a Keras file)",
+                  len(record.keys))
     else:
         log_stage(started, "%d tensors: %s", len(record.keys),
                   "from the local cache" if record.hit else f"{record.bytes_downloaded:,} bytes downloaded")

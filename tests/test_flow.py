@@ -92,11 +92,24 @@ def test_local_run_publishes_a_checkpoint_tf_loads_and_its_artifacts(prefect_api
     assert by_key["warm-start-progress"].data == 100.0
 
 
-def test_rerun_uses_the_local_cache(prefect_api, example, tmp_path):
-    run_flow(source=example.source, target=example.target, output=str(tmp_path / "a"))
-    summary, _ = run_flow(source=example.source, target=example.target, output=str(tmp_path / "b"))
-    assert summary["source_index_cached"] and summary["source_tensors_cached"]
-    assert summary["bytes_read"] == 0
+def test_rerun_uses_the_local_cache_for_remote_sources_only(prefect_api, example, s3_server, s3_bucket, monkeypatch,
+                                                            tmp_path):
+    """From S3 the second run downloads nothing; a local source's tensors are never copied into the cache."""
+    from warmstart.cache import default_cache_dir
+
+    fs = fsspec.filesystem("s3", **s3_server.storage_options())
+    upload_dir(fs, Path(example.source), f"{s3_bucket}/cached")
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    clear_fs_caches()
+    first, _ = run_flow(source=f"{s3_bucket}/cached", target=example.target, output=str(tmp_path / "a"))
+    second, _ = run_flow(source=f"{s3_bucket}/cached", target=example.target, output=str(tmp_path / "b"))
+    assert not first["source_tensors_cached"] and first["bytes_read"] > 0
+    assert second["source_index_cached"] and second["source_tensors_cached"] and second["bytes_read"] == 0
+    before = set(default_cache_dir().rglob("tensors-*"))
+    local, _ = run_flow(source=example.source, target=example.target, output=str(tmp_path / "c"))
+    assert not local["source_tensors_cached"] and local["bytes_read"] > 0  # read in place by the transfer
+    assert set(default_cache_dir().rglob("tensors-*")) == before
 
 
 def test_dry_run_publishes_the_plan_and_writes_nothing(prefect_api, example, tmp_path):

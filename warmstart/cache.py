@@ -1,7 +1,8 @@
 """A local cache of remote checkpoints: the index first, then only the tensors a plan needs.
 
 A Keras weights file is cached as its structure (names, shapes, byte offsets); its tensors are not
-copied, since the transfer reads each by its byte range.
+copied, since the transfer reads each by its byte range; neither are a local source's. The cache is
+bounded (size and age, least recently used first) and ``warmstart cache prune`` trims it by hand.
 
 Entries are keyed by the source's resolved URL and the identity of its ``.index`` object
 (size plus etag/generation/mtime), so a re-run against an unchanged source downloads nothing,
@@ -15,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,10 +31,14 @@ from .tables import VariableTable, table_from_reader
 if TYPE_CHECKING:
     from .planning import Plan, Report
 
-__all__ = ["CachedIndex", "CachedTensors", "CheckpointCache", "default_cache_dir"]
+__all__ = ["CachedIndex", "CachedTensors", "CacheEntry", "CheckpointCache", "default_cache_dir"]
 
 
 _KERAS_STRUCTURE = "source.keras-structure.json"
+_LAST_USED = "last-used"
+DEFAULT_MAX_BYTES = 20 << 30
+DEFAULT_MAX_AGE_DAYS = 30
+SPARE_SECONDS = 600.0  # an entry used this recently may be in use by a run: never pruned
 
 
 def default_cache_dir() -> Path:
@@ -78,11 +84,27 @@ class CachedTensors:
         return cls(doc["prefix"], tuple(doc["keys"]), doc["hit"], doc["bytes_downloaded"], doc.get("direct", False))
 
 
-class CheckpointCache:
-    """Cache rooted at ``root`` (default ``$WARMSTART_CACHE_DIR`` or ``~/.cache/warmstart``)."""
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached source version: its directory, its size on disk, when a run last used it (epoch s)."""
 
-    def __init__(self, root: str | Path | None = None):
+    path: Path
+    bytes: int
+    last_used: float
+
+
+class CheckpointCache:
+    """Cache rooted at ``root`` (default ``$WARMSTART_CACHE_DIR`` or ``~/.cache/warmstart``), bounded to
+    ``max_bytes`` (``$WARMSTART_CACHE_MAX_BYTES``, default 20 GiB) and ``max_age_seconds``
+    (``$WARMSTART_CACHE_MAX_AGE_DAYS``, default 30 days of disuse), enforced after every copy."""
+
+    def __init__(self, root: str | Path | None = None, max_bytes: int | None = None,
+                 max_age_seconds: float | None = None):
         self.root = Path(root) if root else default_cache_dir()
+        self.max_bytes = max_bytes if max_bytes is not None else int(
+            os.environ.get("WARMSTART_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES))
+        self.max_age_seconds = max_age_seconds if max_age_seconds is not None else 86400 * float(
+            os.environ.get("WARMSTART_CACHE_MAX_AGE_DAYS", DEFAULT_MAX_AGE_DAYS))
 
     def _entry_dir(self, url: str, identity: dict[str, Any]) -> Path:
         digest = hashlib.sha256(json.dumps([url, identity], sort_keys=True).encode()).hexdigest()[:32]
@@ -99,8 +121,10 @@ class CheckpointCache:
         directory = self._entry_dir(prefix.url, identity)
         target = directory / "source.index"
         if target.exists():
+            _touch(directory)
             return CachedIndex(prefix.url, identity, str(directory), True, 0)
         directory.mkdir(parents=True, exist_ok=True)
+        _touch(directory)
         data = read_bytes(index)
         _atomic_write(target, data)
         (directory / "source.json").write_text(json.dumps({"url": prefix.url, "identity": identity}))
@@ -112,9 +136,11 @@ class CheckpointCache:
         directory = self._entry_dir(loc.url, identity)
         path = directory / _KERAS_STRUCTURE
         if path.exists():
+            _touch(directory)
             return CachedIndex(loc.url, identity, str(directory), True, 0, "keras-weights")
         reader = KerasWeightsReader(url, storage_options)
         directory.mkdir(parents=True, exist_ok=True)
+        _touch(directory)
         _atomic_write(path, json.dumps(reader.structure()).encode())
         (directory / "source.json").write_text(json.dumps({"url": loc.url, "identity": identity}))
         return CachedIndex(loc.url, identity, str(directory), False, 0, "keras-weights")
@@ -159,9 +185,11 @@ class CheckpointCache:
                       storage_options: dict[str, Any] | None = None,
                       chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> CachedTensors:
         """A local sparse checkpoint with only ``keys`` (and a TF2 object graph) of the source. A Keras
-        file's tensors are not copied: the transfer reads each by its byte range (``direct``)."""
-        if cached.kind == "keras-weights":
+        file's tensors, and a local source's, are not copied: the transfer reads them where they are
+        (``direct``). After a copy the cache is pruned to its bounds (:meth:`prune`)."""
+        if cached.kind == "keras-weights" or resolve(cached.url, storage_options).is_local:
             return CachedTensors(cached.url, tuple(sorted(set(keys))), False, 0, direct=True)
+        _touch(Path(cached.directory))
         reader = self.reader(cached, storage_options)
         wanted = sorted(set(keys) | ({OBJECT_GRAPH_KEY} & set(reader.records)))
         digest = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
@@ -183,7 +211,48 @@ class CheckpointCache:
         (staging / "complete").write_text("")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)  # readers see a complete entry or none
+        self.prune(self.max_bytes, self.max_age_seconds)
         return CachedTensors(str(prefix), tuple(wanted), False, stats.bytes_read)
+
+    def entries(self) -> list[CacheEntry]:
+        """Every cached source version, least recently used first."""
+        if not self.root.is_dir():
+            return []
+        found = [CacheEntry(d, _tree_bytes(d), _last_used(d)) for d in self.root.iterdir() if d.is_dir()]
+        return sorted(found, key=lambda e: e.last_used)
+
+    def prune(self, max_bytes: int | None = None, max_age_seconds: float | None = None,
+              spare_seconds: float = SPARE_SECONDS) -> list[CacheEntry]:
+        """Remove entries unused for ``max_age_seconds``, then the least recently used until the cache
+        holds at most ``max_bytes``; an entry used in the last ``spare_seconds`` is never removed (a run
+        may be reading it). Returns what was removed."""
+        now, removed = time.time(), []
+        entries = self.entries()
+        total = sum(e.bytes for e in entries)
+        for entry in entries:
+            idle = now - entry.last_used
+            too_old = max_age_seconds is not None and idle > max_age_seconds
+            too_big = max_bytes is not None and total > max_bytes
+            if (too_old or too_big) and idle > spare_seconds:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                total -= entry.bytes
+                removed.append(entry)
+        return removed
+
+
+def _touch(directory: Path) -> None:
+    (directory / _LAST_USED).touch()
+
+
+def _last_used(directory: Path) -> float:
+    try:
+        return (directory / _LAST_USED).stat().st_mtime
+    except OSError:
+        return directory.stat().st_mtime
+
+
+def _tree_bytes(directory: Path) -> int:
+    return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
 
 
 def _local_fs():

@@ -188,6 +188,31 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
             "seconds": summary["seconds"], "flow_run": summary.get("flow_run")}
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .cache import CheckpointCache
+
+    cache = CheckpointCache(args.dir)
+    if args.action == "prune":
+        removed = cache.prune(_size(args.max_size) if args.max_size else cache.max_bytes,
+                              86400 * args.max_age_days if args.max_age_days is not None else cache.max_age_seconds,
+                              spare_seconds=0 if args.all else 600)
+        print(f"removed {len(removed)} entries ({sum(e.bytes for e in removed):,} bytes)", file=sys.stderr)
+    entries = cache.entries()
+    print(f"{cache.root}: {len(entries)} entries, {sum(e.bytes for e in entries):,} bytes "
+          f"(bounds: {cache.max_bytes:,} bytes, {cache.max_age_seconds / 86400:g} days unused)")
+    return EXIT_OK
+
+
+def _size(text: str) -> int:
+    """``10G``, ``500M``, ``2048`` -> bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        return int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units else int(text)
+    except ValueError:
+        raise UsageError(f"not a size: {text!r} (examples: 10G, 500M, 2048)") from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -268,6 +293,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document (no progress bar)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens (warmstart's, Prefect's, TF's logs)")
     p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("cache", help="show or prune the local cache of remote sources' indexes and tensors")
+    p.add_argument("action", choices=["info", "prune"], help="info: entries and size; prune: trim to the bounds")
+    p.add_argument("--dir", help="cache directory (default: $WARMSTART_CACHE_DIR or ~/.cache/warmstart)")
+    p.add_argument("--max-size", metavar="SIZE", help="prune to at most SIZE (10G, 500M; default: the bound, "
+                   "$WARMSTART_CACHE_MAX_BYTES or 20G)")
+    p.add_argument("--max-age-days", type=float, metavar="DAYS", help="prune entries unused for DAYS (default: "
+                   "$WARMSTART_CACHE_MAX_AGE_DAYS or 30)")
+    p.add_argument("--all", action="store_true", help="also entries used in the last 10 minutes (no run may be "
+                   "using the cache)")
+    p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("demo", help="the main job on example data: write checkpoints with TF, plan, run the flow")
     p.add_argument("--dir", default="warmstart-demo", help="where to write the example data (default: %(default)s)")
