@@ -7,9 +7,12 @@ subflow of a retraining flow. It returns a small report, persisted for ``run_dep
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from prefect import flow
@@ -18,11 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks import fetch_index, fetch_tensors, publish_report, transfer, upload, validate
 from warmstart.errors import PlanError
+from warmstart.storage import resolve
 from warmstart.planning import Rules
 
 from .shards import sharded_transfer
 
 __all__ = ["WarmStartRequest", "warm_start"]
+
+LOCK_LEASE_SECONDS = 300  # renewed while the run holds its output; a crashed run's lock expires
 
 
 class WarmStartRequest(BaseModel):
@@ -53,6 +59,25 @@ class WarmStartRequest(BaseModel):
         if self.rules is not None:
             return self.rules.model_dump(mode="json")
         return self.rules_url
+
+
+@contextlib.contextmanager
+def _one_publisher(output: str) -> Iterator[None]:
+    """Runs that publish to the same output take turns (a Prefect global concurrency limit of 1 named
+    after the output): the second finds the first's output and fails as "not empty" (or, with
+    overwrite, replaces it whole); never a mix of the two."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
+
+    name = "warmstart-output-" + hashlib.sha256(resolve(output).url.encode()).hexdigest()[:20]
+    with get_client(sync_client=True) as client:
+        try:
+            client.upsert_global_concurrency_limit_by_name(name, 1)
+        except ObjectAlreadyExists:  # another run created it between the read and the create
+            pass
+    with concurrency(name, occupy=1, strict=True, lease_duration=LOCK_LEASE_SECONDS):
+        yield
 
 
 def _short(url: str) -> str:
@@ -125,7 +150,8 @@ def warm_start(
         "source_index_cached": index["hit"], "flow_run": str(flow_run.id),
     }
     if not request.dry_run and (request.shards or request.dask_address):
-        report = sharded_transfer(request, rules, creds)
+        with _one_publisher(request.output):
+            report = sharded_transfer(request, rules, creds)
         summary.update(output=report["output"], manifest=report["manifest"], strategy=report["strategy"],
                        bytes_read=report["bytes_read"], bytes_written=report["bytes_written"],
                        shards=request.shards or 1)
@@ -135,8 +161,9 @@ def warm_start(
         staging = tempfile.mkdtemp(prefix="warm-start-")
         try:
             report = transfer(index, tensors, request.target, staging, rules, request.strategy, creds)
-            published = upload(staging, request.output, index["url"], request.target, rules, creds,
-                               overwrite=request.overwrite)
+            with _one_publisher(request.output):
+                published = upload(staging, request.output, index["url"], request.target, rules, creds,
+                                   overwrite=request.overwrite)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         summary.update(output=published["output"], manifest=published["manifest"], strategy=report["strategy"],

@@ -318,3 +318,45 @@ def test_the_parameters_are_flat_form_fields_and_conflicts_fail_before_any_task(
                                  rules_url=example.rules), return_state=True)
     assert state.is_failed() and "either inline rules or a rules file URL" in state.message
     assert not task_runs(state.state_details.flow_run_id)  # failed before fetching anything
+
+
+def test_two_runs_into_one_output_at_once_exactly_one_publishes(prefect_api, example, tmp_path):
+    """Both pass validation (the output is empty then); they publish in turn, so the second finds the
+    first's output and fails as "not empty"; the output is one run's, whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flows.warm_start import warm_start
+
+    out = tmp_path / "shared"
+
+    def run(_):
+        return warm_start(**request(source=example.source, target=example.target, output=str(out)),
+                          return_state=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        states = list(pool.map(run, range(2)))
+    done = [s for s in states if s.is_completed()]
+    failed = [s for s in states if s.is_failed()]
+    assert len(done) == 1 and len(failed) == 1, [s.message for s in states]
+    assert "not empty" in failed[0].message
+    manifest = json.loads((out / "warmstart.json").read_text())
+    assert manifest["plan"]["status"] == "ok"
+    assert_warm_started(out, example)
+
+
+def test_a_run_waits_while_another_holds_its_output(prefect_api, example, tmp_path):
+    """The turn-taking itself: while the output's lock is held, a run transfers but does not publish."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flows.warm_start import _one_publisher, warm_start
+
+    out = tmp_path / "held"
+    with ThreadPoolExecutor(1) as pool:
+        with _one_publisher(str(out)):
+            future = pool.submit(warm_start, **request(source=example.source, target=example.target,
+                                                         output=str(out)), return_state=True)
+            time.sleep(15)  # a run alone publishes in a few seconds
+            assert not future.done() and not (out / "warmstart.json").exists()
+        state = future.result(timeout=120)
+    assert state.is_completed() and (out / "warmstart.json").is_file()
