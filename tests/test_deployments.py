@@ -229,6 +229,7 @@ def test_deployments_are_registered(stack: Stack):
         assert d["enforce_parameter_schema"] is True
         assert {"source", "target", "output", "rules"} <= set(d["parameter_openapi_schema"]["properties"])
         assert d["parameters"]["target"] == f"{stack.data}/new-model-init"
+        assert str(stack.data) in d["description"] and "{{" not in d["description"]  # the data root, rendered
 
     assert on_demand["schedules"] == [] and event["schedules"] == []
     [schedule] = nightly["schedules"]
