@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks import fetch_index, fetch_tensors, publish_report, transfer, upload, validate
-from warmstart.errors import PlanError
+from warmstart.errors import PlanError, UsageError
 from warmstart.storage import resolve
 from warmstart.planning import Rules
 
@@ -28,6 +28,7 @@ from .shards import sharded_transfer
 
 __all__ = ["WarmStartRequest", "warm_start"]
 
+MISSING = "missing:"  # a source the event trigger renders when the event lacks the field after it
 LOCK_LEASE_SECONDS = 300  # renewed while the run holds its output; a crashed run's lock expires
 
 
@@ -133,6 +134,9 @@ def warm_start(
         credentials_block: A Prefect block with storage credentials: 'secret/NAME' (JSON fsspec storage
             options), 'aws-credentials/NAME' or 'gcp-credentials/NAME'. Empty: the worker's environment.
     """
+    if source.startswith(MISSING):  # what the deployments' event trigger renders for an event without it
+        raise UsageError(f"no source: the triggering event has no {source[len(MISSING):]} (emit the "
+                         "checkpoint.created event with payload={'url': <checkpoint URL>})")
     request = WarmStartRequest(source=source, target=target, output=output, rules=rules, rules_url=rules_url,
                                strategy=strategy, dry_run=dry_run, overwrite=overwrite, shards=shards,
                                dask_address=dask_address, credentials_block=credentials_block)

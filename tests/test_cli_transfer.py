@@ -61,7 +61,8 @@ def test_a_configured_prefect_profile_selects_the_flow(tmp_path, monkeypatch):
     monkeypatch.delenv("PREFECT_PROFILE", raising=False)
     monkeypatch.setenv("PREFECT_HOME", str(home))
     assert not _prefect_api_configured()
-    (home / "profiles.toml").write_text('active = "prod"\n[profiles.prod]\nPREFECT_API_URL = "http://prefect:4200/api"\n'
+    (home / "profiles.toml").write_text('active = "prod"\n[profiles.prod]\n'
+                                        'PREFECT_API_URL = "http://prefect:4200/api"\n'
                                         '[profiles.local]\n')
     assert _prefect_api_configured()
     monkeypatch.setenv("PREFECT_PROFILE", "local")

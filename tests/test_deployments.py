@@ -247,7 +247,7 @@ def test_deployments_are_registered(stack: Stack):
     [action] = automation["actions"]
     assert action["type"] == "run-deployment"
     # the event templates survive `prefect deploy`; $WARMSTART_DATA was filled in at deploy time
-    assert action["parameters"]["source"] == "{{ event.payload.url }}"
+    assert action["parameters"]["source"] == "{{ (event.payload.get('url') or 'missing:payload.url') }}"
     assert action["parameters"]["output"] == (
         f"{stack.data}/warm/{{{{ event.resource.id.split('.')[-1] }}}}/{{{{ event.id }}}}")
 
@@ -290,7 +290,8 @@ def test_run_deployment_returns_the_report(stack: Stack):
     output = stack.data / "out" / "from-run-deployment"
     started = time.monotonic()
     with temporary_settings({PREFECT_API_URL: stack.api, PREFECT_LOCAL_STORAGE_PATH: stack.results}):
-        flow_run = run_deployment(f"{FLOW}/warm-start-on-demand", parameters={"output": str(output)},  # the rest: the deployment's defaults
+        # only the output: the rest are the deployment's defaults
+        flow_run = run_deployment(f"{FLOW}/warm-start-on-demand", parameters={"output": str(output)},
                                   timeout=RUN_TIMEOUT, poll_interval=1)
         assert flow_run.state is not None and flow_run.state.is_completed(), f"{flow_run.state}\n{stack.tail()}"
         report = flow_run.state.result()
@@ -312,7 +313,7 @@ _EMIT = textwrap.dedent("""
     from prefect.events.worker import EventsWorker
 
     event = emit_event(event="checkpoint.created", resource={"prefect.resource.id": sys.argv[1]},
-                       payload={"url": sys.argv[2]})
+                       payload={} if sys.argv[2] == "-" else {"url": sys.argv[2]})
     EventsWorker.drain_all()  # send before exiting
     print(json.dumps({"id": str(event.id) if event else None}))
 """)
@@ -401,7 +402,8 @@ def test_serve_script_serves_the_same_deployments(stack: Stack):
     automations = _poll("serve.py to create the trigger's automation", event_automations, timeout=30,
                         context=stack.tail)
     assert len(automations) == 1, automations
-    assert automations[0]["actions"][0]["parameters"]["source"] == "{{ event.payload.url }}"
+    assert automations[0]["actions"][0]["parameters"]["source"] == (
+        "{{ (event.payload.get('url') or 'missing:payload.url') }}")
 
     output = stack.data / "out" / "from-serve"
     created = stack.post(f"/deployments/{deployment['id']}/create_flow_run",
@@ -411,3 +413,18 @@ def test_serve_script_serves_the_same_deployments(stack: Stack):
     assert run["state_type"] == "COMPLETED", f"{run['state']}\n{stack.tail()}"
     assert run["work_pool_name"] is None  # run by serve.py's runner, not the pool's worker
     assert (output / "checkpoint").is_file() and (output / "warmstart.json").is_file()
+
+
+def test_an_event_without_a_url_starts_a_run_that_fails_saying_so(stack: Stack):
+    deployment = stack.deployment("warm-start-on-new-checkpoint")
+    stack.run("emit-without-url", [sys.executable, "-c", _EMIT, "warmstart.checkpoint.nourl", "-"], timeout=60)
+
+    def triggered_run() -> dict[str, Any] | None:
+        runs = stack.post("/flow_runs/filter", {"deployments": {"id": {"any_": [deployment["id"]]}}})
+        return next((r for r in runs if str(r["parameters"].get("source", "")).startswith("missing:")), None)
+
+    run = _poll("the automation to run warm-start-on-new-checkpoint for the event without a url", triggered_run,
+                timeout=60, context=lambda: f"automations: {stack.post('/automations/filter', {})}\n{stack.tail()}")
+    run = stack.wait_terminal(run["id"])
+    assert run["state_type"] == "FAILED", f"{run['state']}\n{stack.tail()}"
+    assert "the triggering event has no payload.url" in run["state"]["message"], run["state"]

@@ -292,7 +292,8 @@ def test_the_logs_say_what_each_stage_did_and_a_published_event_is_emitted(prefe
     deadline, found = time.monotonic() + 30, []
     while not found and time.monotonic() < deadline:
         with get_client(sync_client=True) as client:
-            page = client.read_events(filter=EventFilter(event=EventNameFilter(name=["warmstart.checkpoint.published"])),
+            page = client.read_events(filter=EventFilter(event=EventNameFilter(
+                name=["warmstart.checkpoint.published"])),
                                       limit=50)  # the client asks 100 by default, which the server refuses
         found = [e for e in page.events if e.payload.get("url") == summary["output"]]
         time.sleep(0.5)

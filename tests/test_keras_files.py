@@ -98,7 +98,8 @@ def test_a_shard_index_cannot_name_files_outside_its_directory(sharded, tmp_path
     (tmp_path / "in" / "m.weights.json").write_text('{"weight_map": [1, 2]}')
     with pytest.raises(warmstart.CorruptCheckpointError, match="not a Keras shard index"):
         open_source(str(tmp_path / "in" / "m.weights.json"))
-    (tmp_path / "in" / "gone.weights.json").write_text(json.dumps({"weight_map": {"/layers/dense/vars": ["gone.weights.h5"]}}))
+    (tmp_path / "in" / "gone.weights.json").write_text(
+        json.dumps({"weight_map": {"/layers/dense/vars": ["gone.weights.h5"]}}))
     with pytest.raises(warmstart.InputNotFoundError):
         open_source(str(tmp_path / "in" / "gone.weights.json"))
 

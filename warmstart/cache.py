@@ -145,7 +145,8 @@ class CheckpointCache:
         (directory / "source.json").write_text(json.dumps({"url": loc.url, "identity": identity}))
         return CachedIndex(loc.url, identity, str(directory), False, 0, "keras-weights")
 
-    def reader(self, cached: CachedIndex, storage_options: dict[str, Any] | None = None) -> BundleReader | KerasWeightsReader:
+    def reader(self, cached: CachedIndex,
+               storage_options: dict[str, Any] | None = None) -> BundleReader | KerasWeightsReader:
         """A reader over the remote source that takes its index (a Keras file's structure) from the cache."""
         path = Path(cached.directory) / (_KERAS_STRUCTURE if cached.kind == "keras-weights" else "source.index")
         try:

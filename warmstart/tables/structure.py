@@ -32,7 +32,8 @@ def named_by_structure(source: VariableTable, structure: Any,
     of another shape (no name is given by accident).
     """
     if source.kind != "tf2-checkpoint":
-        raise UsageError(f"source_structure names the variables of a TF2 checkpoint; {source.origin} is a {source.kind}")
+        raise UsageError(
+            f"source_structure names the variables of a TF2 checkpoint; {source.origin} is a {source.kind}")
     model = signature_of(structure, storage_options)
     if model.kind not in ("keras", "module"):
         raise UsageError(f"source_structure {model.origin} is a {model.kind}: give the source model's .keras file "

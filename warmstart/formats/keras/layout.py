@@ -105,7 +105,8 @@ def _dataset(path: str, ds: Any, url: str, base: int, size: int) -> Dataset:
         try:
             dtype = dtypes.by_numpy(ds.dtype).name
         except KeyError:
-            raise CorruptCheckpointError(f"{url}: dataset {path!r} has a dtype warmstart does not know: {ds.dtype}") from None
+            raise CorruptCheckpointError(
+                f"{url}: dataset {path!r} has a dtype warmstart does not know: {ds.dtype}") from None
     shape = tuple(int(d) for d in ds.shape)
     stored = int(ds.id.get_storage_size())
     return Dataset(path, dtype, ds.dtype.str, shape, stored, _offset(ds, shape, stored, url, base, size))

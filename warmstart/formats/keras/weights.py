@@ -199,8 +199,12 @@ def _records(scans: list[Scan], url: str) -> dict[str, KerasRecord]:
         for path, d in s.datasets.items():
             if path in found:
                 raise CorruptCheckpointError(f"{url}: dataset {path!r} is in two shards")
-            name, positional = (s.legacy_names[path], False) if s.legacy_names is not None else layer_name(path, vars_names)
-            found[path] = KerasRecord(path, d.dtype, d.shape, name, positional, d.stored_bytes, d.offset, d.layout, shard)
+            if s.legacy_names is not None:
+                name, positional = s.legacy_names[path], False
+            else:
+                name, positional = layer_name(path, vars_names)
+            found[path] = KerasRecord(path, d.dtype, d.shape, name, positional, d.stored_bytes, d.offset, d.layout,
+                                      shard)
     return found
 
 
@@ -219,7 +223,8 @@ def _from_structure(doc: dict[str, Any], url: str, shards: int) -> dict[str, Ker
             raise ValueError(f"format {doc.get('format')!r}")
         records = [KerasRecord(**{**r, "shape": tuple(int(d) for d in r["shape"])}) for r in doc["records"]]
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise CorruptCheckpointError(f"the cached structure of {url} is damaged ({exc}): remove it from the cache") from None
+        raise CorruptCheckpointError(
+            f"the cached structure of {url} is damaged ({exc}): remove it from the cache") from None
     if any(not 0 <= r.shard < shards for r in records):
         raise CorruptCheckpointError(f"the cached structure of {url} names shards it does not have: remove it")
     return {r.key: r for r in records}
@@ -237,5 +242,6 @@ def _shard_files(index: Location) -> list[Location]:
                                      f"{type(exc).__name__}: {exc}") from None
     outside = [n for n in names if not _SHARD_NAME.fullmatch(n) or n.startswith("..")]
     if outside:
-        raise CorruptCheckpointError(f"{index.url} names a shard that is not a .weights.h5 file beside it: {outside[0]!r}")
+        raise CorruptCheckpointError(
+            f"{index.url} names a shard that is not a .weights.h5 file beside it: {outside[0]!r}")
     return [index.parent.child(n) for n in names]
