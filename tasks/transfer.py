@@ -32,6 +32,11 @@ class _ProgressArtifact:
             update_progress_artifact(self.artifact_id, 100.0 * done / total if total else 100.0,
                                      description=f"copied {done:,} of {total:,} bytes (last: {name})")
 
+    def finish(self, bytes_read: int, bytes_written: int) -> None:
+        """100%, with the bytes the transfer really read and wrote (some strategies report no progress)."""
+        update_progress_artifact(self.artifact_id, 100.0,
+                                 description=f"done: {bytes_read:,} bytes read, {bytes_written:,} bytes written")
+
 
 @task(name="transfer", cache_policy=NO_CACHE)
 def transfer(index: dict[str, Any], tensors: dict[str, Any], target: str, staging: str,
@@ -44,7 +49,7 @@ def transfer(index: dict[str, Any], tensors: dict[str, Any], target: str, stagin
         CachedIndex.from_json(index), CachedTensors.from_json(tensors), target, staging, rules=rules,
         strategy=strategy, storage_options=storage_options_from_block(credentials_block), progress=progress,
         overwrite=True)
-    progress(1, 1, "done")
+    progress.finish(report.bytes_read, report.bytes_written)
     log_stage(started, "strategy %s: %d variables written, %s bytes read, %s bytes written", report.strategy,
               len(report.plan.transferred), f"{report.bytes_read:,}", f"{report.bytes_written:,}")
     return report.to_json()

@@ -15,7 +15,12 @@ from warmstart.pipeline import check_output_for
 
 from ._common import log_stage, storage_options_from_block
 
-__all__ = ["validate"]
+__all__ = ["validate", "FORM_HINT"]
+
+_COLUMNS = ("action", "reason", "target", "source", "shape", "dtype")
+# where a person in the Prefect UI finds every problem and what to change
+FORM_HINT = ("the warm-start-plan artifact lists all, errors first; change the 'rules' or 'rules_url' field, or "
+             "start a dry run to see the plan")
 
 
 @task(name="validate", cache_policy=NO_CACHE)
@@ -33,17 +38,24 @@ def validate(index: dict[str, Any], target: str, rules: dict[str, Any] | str | N
         check_output_for(cache.reader(cached, options), target, output, rules, options, overwrite)
     plan = cache.plan(cached, target, rules, options)
     doc = plan.to_json()
-    create_table_artifact(
-        key="warm-start-plan",
-        table=[{k: v for k, v in row.items() if k in ("target", "action", "source", "shape", "dtype", "reason")}
-               for row in doc["variables"]],
-        description=f"Warm-start plan ({doc['status']}): {plan.summary()}",
-    )
+    create_table_artifact(key="warm-start-plan", table=_plan_rows(doc),
+                          description=f"Warm-start plan ({doc['status']}): {plan.summary()}")
     log_stage(started, "plan %s: %s", doc["status"], plan.summary())
     if plan.positional:
         get_run_logger().warning("%d variable(s) matched by position, not by name, e.g. %r <- %r: right only if "
                                  "no layer was inserted or removed before them", len(plan.positional),
                                  plan.positional[0].target, plan.positional[0].source)
     if not plan.ok and not dry_run:
-        raise PlanError(plan.failure_message(), plan)
+        raise PlanError(plan.failure_message(FORM_HINT), plan)
     return doc
+
+
+def _plan_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plan table as a person reads it: errors first, then what was decided and why; the source's
+    unused variables last (action "unused")."""
+    order = {"error": 0, "skip": 1, "init": 2, "cast": 3, "copy": 4}
+    rows = [{k: row.get(k) for k in _COLUMNS} for row in sorted(doc["variables"],
+                                                                   key=lambda r: order.get(r["action"], 5))]
+    unused = [{"action": "unused", "reason": "in the source, filling no target variable", "target": None,
+               "source": name, "shape": None, "dtype": None} for name in doc["unused_source"]]
+    return rows + unused

@@ -88,8 +88,13 @@ def test_local_run_publishes_a_checkpoint_tf_loads_and_its_artifacts(prefect_api
     plan_rows = by_key["warm-start-plan"].data
     plan_rows = json.loads(plan_rows) if isinstance(plan_rows, str) else plan_rows
     assert any(r["target"] == "model/embeddings/word_embeddings" and r["action"] == "skip" for r in plan_rows)
+    assert list(plan_rows[0]) == ["action", "reason", "target", "source", "shape", "dtype"]
+    actions = [r["action"] for r in plan_rows]
+    assert actions == sorted(actions, key=["error", "skip", "init", "cast", "copy", "unused"].index)
+    assert "unused" in actions  # the source's optimizer slots and step counter, listed last
     assert "coverage" in by_key["warm-start-summary"].data
     assert by_key["warm-start-progress"].data == 100.0
+    assert by_key["warm-start-progress"].description.startswith(f"done: {summary['bytes_read']:,} bytes read")
 
 
 def test_rerun_uses_the_local_cache_for_remote_sources_only(prefect_api, example, s3_server, s3_bucket, monkeypatch,
@@ -131,7 +136,7 @@ def test_dry_run_publishes_the_plan_and_writes_nothing(prefect_api, example, tmp
 def test_failing_plan_fails_the_run_with_the_plans_message(prefect_api, example, tmp_path):
     from warmstart import PlanError
 
-    with pytest.raises(PlanError, match="does not satisfy the rules: 36 problem"):
+    with pytest.raises(PlanError, match="does not satisfy the rules: 36 problem.*warm-start-plan artifact"):
         run_flow(source=example.source, target=example.target, output=str(tmp_path / "out"), rules=None)
     assert not (tmp_path / "out").exists()
 

@@ -116,12 +116,12 @@ class Plan:
                                                if self.positional else "")
         )
 
-    def failure_message(self) -> str:
-        """One message: how many problems, the first one, and where the full list is."""
+    def failure_message(self, where: str = "--json or Plan.problems() lists all") -> str:
+        """One message: how many problems, the first one, and ``where`` the full list is."""
         problems = self.problems()
         if not problems:
             return ""
-        more = f" (and {len(problems) - 1} more; --json or Plan.problems() lists all)" if len(problems) > 1 else ""
+        more = f" (and {len(problems) - 1} more; {where})" if len(problems) > 1 else ""
         return f"the plan does not satisfy the rules: {len(problems)} problem(s). First: {problems[0]}{more}"
 
     def to_json(self) -> dict[str, Any]:
