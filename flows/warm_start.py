@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import shutil
 import tempfile
 import time
@@ -86,6 +87,11 @@ def _short(url: str) -> str:
 
 
 def _run_name() -> str:
+    """``warm-start <source> -> <output>``, unless the caller named the run (``run_deployment(...,
+    flow_run_name=...)``, the UI): Prefect names the runs it creates ``adjective-animal``."""
+    given = flow_run.name
+    if given and not re.fullmatch(r"[a-z]+-[a-z]+", given):
+        return given
     params = flow_run.parameters
     source, output = params.get("source") or "?", params.get("output") or "?"
     return f"warm-start {_short(source)} -> {_short(output)}" + (" (dry run)" if params.get("dry_run") else "")

@@ -292,6 +292,7 @@ def test_run_deployment_returns_the_report(stack: Stack):
     with temporary_settings({PREFECT_API_URL: stack.api, PREFECT_LOCAL_STORAGE_PATH: stack.results}):
         # only the output: the rest are the deployment's defaults
         flow_run = run_deployment(f"{FLOW}/warm-start-on-demand", parameters={"output": str(output)},
+                                  flow_run_name="from-run-deployment-1",  # kept, not replaced by ours
                                   timeout=RUN_TIMEOUT, poll_interval=1)
         assert flow_run.state is not None and flow_run.state.is_completed(), f"{flow_run.state}\n{stack.tail()}"
         report = flow_run.state.result()
@@ -305,6 +306,7 @@ def test_run_deployment_returns_the_report(stack: Stack):
     # persisted by the worker's flow-run process into the shared result storage
     assert Path(flow_run.state.data.storage_key).parent == stack.results, flow_run.state.data
     assert (output / "checkpoint").is_file()
+    assert stack.get(f"/flow_runs/{flow_run.id}")["name"] == "from-run-deployment-1"
 
 
 _EMIT = textwrap.dedent("""
