@@ -1,0 +1,180 @@
+"""Executing a plan's ``remap`` entries (vocabulary remap, overlap copy: :mod:`warmstart.planning.transforms`).
+
+:func:`remap_value` works on whole values (the TF strategies, the Keras stream, live copies).
+:func:`stream_remap` writes one remapped tensor into a checkpoint in bounded memory: the output is built
+in chunks of rows; for each chunk only the source rows it needs are read (rows are contiguous along
+axis 0; runs of neighbouring rows merged into ranged reads), and the initial values of the new rows
+from the template. A partial read cannot check the source tensor's CRC32C (it covers the whole
+tensor): it is checked when every source row is read in order, else the key is listed in
+``StreamStats.unchecked``; the output's CRC is computed over the bytes written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError
+from ..formats import dtypes
+from ..formats.bundle import BundleReader, BundleWriter, checksums
+from ..planning import PlanEntry
+from ..storage import fetch_blocks, plan_blocks
+
+__all__ = ["remap_value", "stream_remap"]
+
+
+def remap_value(value: np.ndarray, entry: PlanEntry, initial: Callable[[], np.ndarray]) -> np.ndarray:
+    """The target's value for a ``remap`` entry from the source's whole ``value``; ``initial()`` gives
+    the target's initial value (asked only when rows keep it)."""
+    remap = entry.remap
+    assert remap is not None
+    shape = tuple(int(n) for n in entry.shape)  # type: ignore[arg-type]
+    out_dtype = dtypes.by_name(entry.dtype).numpy
+    base = np.asarray(initial()) if remap.needs_initial else np.zeros(shape, out_dtype)
+    out = np.array(base, dtype=out_dtype, copy=True).reshape(shape)
+    _fill_from(out, np.asarray(value), remap, 0, shape)
+    return out
+
+
+def _fill_from(out: np.ndarray, rows: np.ndarray, remap, first: int, shape) -> None:
+    """Write into ``out`` (target rows ``first...``) the source entries ``rows`` holds for them: ``rows``
+    is indexed by source row along axis 0 (the whole source, or just the rows named by a chunk)."""
+    idx = [remap.index(d, n) for d, n in enumerate(shape)]
+    idx[0] = idx[0][first : first + out.shape[0]]
+    have = [np.nonzero(m >= 0)[0] for m in idx]
+    src = [m[h] for m, h in zip(idx, have)]
+    if any(len(h) == 0 for h in have):
+        return
+    out[np.ix_(*have)] = rows[np.ix_(*src)].astype(out.dtype, copy=False)
+    if remap.fill == "mean":
+        _fill_mean(out, have, remap.axis)
+
+
+def _fill_mean(out: np.ndarray, have: list[np.ndarray], axis: int) -> None:
+    copied = np.take(out, have[axis], axis=axis)
+    mean = copied.mean(axis=axis, keepdims=True) if copied.shape[axis] else 0
+    missing = np.setdiff1d(np.arange(out.shape[axis]), have[axis])
+    region = [slice(None)] * out.ndim
+    region[axis] = missing
+    out[tuple(region)] = mean
+
+
+def stream_remap(entry: PlanEntry, source: BundleReader, template: BundleReader | None, writer: BundleWriter,
+                 chunk_bytes: int, stats: Any, read_block: Callable, in_flight: int) -> None:
+    """Write the remapped tensor of ``entry`` into ``writer``, reading only the source rows it keeps."""
+    remap = entry.remap
+    assert remap is not None
+    record = source.records[entry.source_key]  # type: ignore[index]
+    shape = tuple(int(n) for n in entry.shape)  # type: ignore[arg-type]
+    out_np = dtypes.by_name(entry.dtype).numpy
+    if remap.needs_initial and template is None:
+        raise UsageError(f"target {entry.target!r}: its new rows keep their initial value, but the target has no "
+                         "template checkpoint to take it from (new_row: zeros or mean, or a template target)")
+    if record.slices or record.dtype == "string" or remap.fill == "mean":
+        # partitioned or string sources, and means (they need every copied row first): one value in memory
+        initial = (lambda: template.read(entry.target_key)) if template is not None else (lambda: None)
+        value = remap_value(source.read(entry.source_key), entry, initial)  # type: ignore[arg-type]
+        stats.bytes_read += record.stored_bytes
+        writer.add_array(entry.target_key, value, entry.dtype)
+        return
+    rows_reader = _Rows(source, entry.source_key, read_block, chunk_bytes, in_flight, stats)
+    init_reader = _Rows(template, entry.target_key, read_block, chunk_bytes, in_flight, stats) if remap.needs_initial else None
+    row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * out_np.itemsize)
+    step = max(1, chunk_bytes // row_bytes)
+    rows_map = remap.index(0, shape[0])
+    # a row keeps some initial values also when another axis has entries without a source
+    whole_rows_fresh = any(m is not None and bool((m < 0).any()) for m in remap.maps[1:])
+    writer.begin(entry.target_key, entry.dtype, shape)
+    for first in range(0, shape[0], step):
+        last = min(shape[0], first + step)
+        wanted = rows_map[first:last]
+        out = np.zeros((last - first, *shape[1:]), out_np)
+        if init_reader is not None:  # only the rows that keep their initial value (all rows for axis 1)
+            fresh = np.arange(last - first) if whole_rows_fresh else np.flatnonzero(wanted < 0)
+            if len(fresh):
+                out[fresh] = init_reader.rows(fresh + first)
+        needed = np.unique(wanted[wanted >= 0])
+        if len(needed):
+            held = rows_reader.rows(needed)
+            local = _LocalRows(remap, needed)
+            _fill_from(out, held, local, first, shape)
+        writer.write(memoryview(np.ascontiguousarray(out)).cast("B"))
+    writer.end()
+    rows_reader.finish(entry.source_key, stats)
+
+
+class _LocalRows:
+    """The remap seen through the rows a chunk read: source row ``r`` is ``held[position of r in needed]``."""
+
+    def __init__(self, remap, needed: np.ndarray):
+        self.remap, self.needed = remap, needed
+        self.fill, self.axis = remap.fill, remap.axis
+
+    def index(self, dim: int, size: int) -> np.ndarray:
+        m = self.remap.index(dim, size)
+        if dim != 0:
+            return m
+        out = np.full_like(m, -1)
+        ok = m >= 0
+        out[ok] = np.searchsorted(self.needed, m[ok])
+        return out
+
+
+class _Rows:
+    """Reads rows (along axis 0) of one plain tensor by merged byte ranges; checks the tensor's CRC32C when
+    its rows were read exactly once each, in order (a full, ordered pass)."""
+
+    def __init__(self, reader: BundleReader, key: str, read_block: Callable, chunk_bytes: int, in_flight: int,
+                 stats: Any):
+        record = reader.records[key]
+        self.reader, self.key, self.entry = reader, key, record.entry
+        self.dtype = dtypes.by_name(record.dtype).numpy.newbyteorder("<")  # type: ignore[union-attr]
+        self.inner = tuple(record.shape[1:])
+        self.row_bytes = int(np.prod(self.inner, dtype=np.int64)) * self.dtype.itemsize
+        self.read_block, self.chunk_bytes, self.in_flight, self.stats = read_block, chunk_bytes, in_flight, stats
+        self.next_row, self.crc, self.in_order = 0, 0, True
+        reader.check_in_files(key, [self.entry])
+
+    def rows(self, needed: np.ndarray) -> np.ndarray:
+        """Rows ``needed`` (sorted, unique) as an array ``(len(needed), *inner)``."""
+        starts = np.flatnonzero(np.diff(needed, prepend=needed[0] - 2) != 1)
+        ends = np.append(starts[1:], len(needed))
+        buf = bytearray(len(needed) * self.row_bytes)
+        place = {}
+        requests = []
+        for i, (a, b) in enumerate(zip(starts, ends)):
+            place[i] = [int(a) * self.row_bytes, 0]
+            requests.append((i, self.entry.shard_id, self.entry.offset + int(needed[a]) * self.row_bytes,
+                             int(b - a) * self.row_bytes))
+        view = memoryview(buf)
+        blocks = plan_blocks(requests, max_block=self.chunk_bytes, max_gap=0)
+        for block, data in fetch_blocks(blocks, lambda block: self.read_block(self.reader, block), self.in_flight,
+                                        self.in_flight * self.chunk_bytes):
+            self.stats.bytes_read += block.size
+            self.stats.requests += 1
+            for piece in block.pieces:
+                at = place[piece.tag]
+                view[at[0] + at[1] : at[0] + at[1] + piece.size] = memoryview(data)[piece.start : piece.start + piece.size]
+                at[1] += piece.size
+        self._track(needed, view)
+        return np.frombuffer(buf, dtype=self.dtype).reshape(len(needed), *self.inner)
+
+    def _track(self, needed: np.ndarray, view: memoryview) -> None:
+        if self.in_order and len(needed) and needed[0] == self.next_row and needed[-1] == self.next_row + len(needed) - 1:
+            self.crc = checksums.extend(self.crc, view)
+            self.next_row += len(needed)
+        else:
+            self.in_order = False
+
+    def finish(self, key: str, stats: Any) -> None:
+        """Check the CRC after a full ordered pass; otherwise record that it could not be checked."""
+        from ..errors import CorruptCheckpointError
+
+        rows = self.reader.records[self.key].shape[0] if self.inner is not None else 0
+        if self.in_order and self.next_row == rows:
+            if checksums.mask(self.crc) != self.entry.crc32c:
+                raise CorruptCheckpointError(f"{self.reader.url}: tensor {key!r} fails its CRC32C check (data corrupted)")
+        else:
+            stats.unchecked = tuple(stats.unchecked) + (key,)
