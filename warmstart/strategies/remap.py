@@ -38,11 +38,16 @@ def remap_value(value: np.ndarray, entry: PlanEntry, initial: Callable[[], np.nd
     return out
 
 
-def _fill_from(out: np.ndarray, rows: np.ndarray, remap, first: int, shape) -> None:
+def _fill_from(out: np.ndarray, rows: np.ndarray, remap, first: int, shape,
+               row_index: np.ndarray | None = None) -> None:
     """Write into ``out`` (target rows ``first...``) the source entries ``rows`` holds for them: ``rows``
-    is indexed by source row along axis 0 (the whole source, or just the rows named by a chunk)."""
+    is indexed by source row along axis 0, or by ``row_index`` (the chunk's rows' places in ``rows``)."""
     idx = [remap.index(d, n) for d, n in enumerate(shape)]
-    idx[0] = idx[0][first : first + out.shape[0]]
+    idx[0] = idx[0][first : first + out.shape[0]] if row_index is None else row_index
+    if remap.fill != "mean" and all(m is None for m in remap.maps[1:]):  # whole rows: a plain row gather
+        rows_at = np.flatnonzero(idx[0] >= 0)
+        out[rows_at] = rows[idx[0][rows_at]]
+        return
     have = [np.nonzero(m >= 0)[0] for m in idx]
     src = [m[h] for m, h in zip(idx, have)]
     if any(len(h) == 0 for h in have):
@@ -62,8 +67,9 @@ def _fill_mean(out: np.ndarray, have: list[np.ndarray], axis: int) -> None:
 
 
 def stream_remap(entry: PlanEntry, source: BundleReader, template: BundleReader | None, writer: BundleWriter,
-                 chunk_bytes: int, stats: Any, read_block: Callable, in_flight: int) -> None:
-    """Write the remapped tensor of ``entry`` into ``writer``, reading only the source rows it keeps."""
+                 chunk_bytes: int, stats: Any, read_block: Callable, in_flight: tuple[int, int]) -> None:
+    """Write the remapped tensor of ``entry`` into ``writer``, reading only the source rows it keeps;
+    ``in_flight``: (reads, chunks' worth of bytes) outstanding at most."""
     remap = entry.remap
     assert remap is not None
     record = source.records[entry.source_key]  # type: ignore[index]
@@ -98,35 +104,20 @@ def stream_remap(entry: PlanEntry, source: BundleReader, template: BundleReader 
         needed = np.unique(wanted[wanted >= 0])
         if len(needed):
             held = rows_reader.rows(needed)
-            local = _LocalRows(remap, needed)
-            _fill_from(out, held, local, first, shape)
+            places = np.full(len(wanted), -1, dtype=np.int64)
+            places[wanted >= 0] = np.searchsorted(needed, wanted[wanted >= 0])
+            _fill_from(out, held, remap, first, shape, places)
         writer.write(memoryview(np.ascontiguousarray(out)).cast("B"))
     writer.end()
     rows_reader.finish(entry.source_key, stats)
-
-
-class _LocalRows:
-    """The remap seen through the rows a chunk read: source row ``r`` is ``held[position of r in needed]``."""
-
-    def __init__(self, remap, needed: np.ndarray):
-        self.remap, self.needed = remap, needed
-        self.fill, self.axis = remap.fill, remap.axis
-
-    def index(self, dim: int, size: int) -> np.ndarray:
-        m = self.remap.index(dim, size)
-        if dim != 0:
-            return m
-        out = np.full_like(m, -1)
-        ok = m >= 0
-        out[ok] = np.searchsorted(self.needed, m[ok])
-        return out
 
 
 class _Rows:
     """Reads rows (along axis 0) of one plain tensor by merged byte ranges; checks the tensor's CRC32C when
     its rows were read exactly once each, in order (a full, ordered pass)."""
 
-    def __init__(self, reader: BundleReader, key: str, read_block: Callable, chunk_bytes: int, in_flight: int,
+    def __init__(self, reader: BundleReader, key: str, read_block: Callable, chunk_bytes: int,
+                 in_flight: tuple[int, int],
                  stats: Any):
         record = reader.records[key]
         self.reader, self.key, self.entry = reader, key, record.entry
@@ -139,6 +130,17 @@ class _Rows:
 
     def rows(self, needed: np.ndarray) -> np.ndarray:
         """Rows ``needed`` (sorted, unique) as an array ``(len(needed), *inner)``."""
+        if self.reader.prefix.is_local:  # mapped: the rows are copied out of the page cache
+            loc = self.reader.data_location(self.entry.shard_id)
+            n_rows = self.entry.size // max(1, self.row_bytes)
+            mapped = np.memmap(loc.path, dtype=self.dtype, mode="r", offset=self.entry.offset,
+                               shape=(n_rows, *self.inner))
+            out = np.asarray(mapped[needed])
+            del mapped
+            self.stats.bytes_read += out.nbytes
+            self.stats.requests += 1
+            self._track(needed, memoryview(out).cast("B"))
+            return out
         starts = np.flatnonzero(np.diff(needed, prepend=needed[0] - 2) != 1)
         ends = np.append(starts[1:], len(needed))
         buf = bytearray(len(needed) * self.row_bytes)
@@ -150,8 +152,9 @@ class _Rows:
                              int(b - a) * self.row_bytes))
         view = memoryview(buf)
         blocks = plan_blocks(requests, max_block=self.chunk_bytes, max_gap=0)
-        for block, data in fetch_blocks(blocks, lambda block: self.read_block(self.reader, block), self.in_flight,
-                                        self.in_flight * self.chunk_bytes):
+        count, budget = self.in_flight
+        for block, data in fetch_blocks(blocks, lambda block: self.read_block(self.reader, block), count,
+                                        budget * self.chunk_bytes):
             self.stats.bytes_read += block.size
             self.stats.requests += 1
             for piece in block.pieces:

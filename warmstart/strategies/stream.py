@@ -277,7 +277,9 @@ def _remap_all(entries: list[PlanEntry], source: BundleReader, template: BundleR
     """The ``remap`` entries, one tensor at a time, reading only the source rows each keeps."""
     from .remap import stream_remap
 
-    ahead = in_flight or (DEFAULT_IN_FLIGHT if source.prefix.is_local else DEFAULT_REMOTE_IN_FLIGHT)
+    # object stores: many small reads at once (scattered rows are a request each), within a byte budget
+    budget = (in_flight or (DEFAULT_IN_FLIGHT if source.prefix.is_local else DEFAULT_REMOTE_IN_FLIGHT))
+    ahead = (in_flight or DEFAULT_IN_FLIGHT, budget) if source.prefix.is_local else (MAX_REMOTE_REQUESTS, budget)
     for e in entries:
         stream_remap(e, source, template, writer, _aligned(chunk_bytes), stats, _read_block, ahead)
 
