@@ -11,6 +11,7 @@ tensor): it is checked when every source row is read in order, else the key is l
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -117,8 +118,7 @@ class _Rows:
     its rows were read exactly once each, in order (a full, ordered pass)."""
 
     def __init__(self, reader: BundleReader, key: str, read_block: Callable, chunk_bytes: int,
-                 in_flight: tuple[int, int],
-                 stats: Any):
+                 in_flight: tuple[int, int], stats: Any):
         record = reader.records[key]
         self.reader, self.key, self.entry = reader, key, record.entry
         self.dtype = dtypes.by_name(record.dtype).numpy.newbyteorder("<")  # type: ignore[union-attr]
@@ -130,27 +130,42 @@ class _Rows:
 
     def rows(self, needed: np.ndarray) -> np.ndarray:
         """Rows ``needed`` (sorted, unique) as an array ``(len(needed), *inner)``."""
-        if self.reader.prefix.is_local:  # mapped: the rows are copied out of the page cache
-            loc = self.reader.data_location(self.entry.shard_id)
-            n_rows = self.entry.size // max(1, self.row_bytes)
-            mapped = np.memmap(loc.path, dtype=self.dtype, mode="r", offset=self.entry.offset,
-                               shape=(n_rows, *self.inner))
-            out = np.asarray(mapped[needed])
-            del mapped
-            self.stats.bytes_read += out.nbytes
-            self.stats.requests += 1
-            self._track(needed, memoryview(out).cast("B"))
-            return out
         starts = np.flatnonzero(np.diff(needed, prepend=needed[0] - 2) != 1)
         ends = np.append(starts[1:], len(needed))
         buf = bytearray(len(needed) * self.row_bytes)
-        place = {}
-        requests = []
-        for i, (a, b) in enumerate(zip(starts, ends)):
-            place[i] = [int(a) * self.row_bytes, 0]
-            requests.append((i, self.entry.shard_id, self.entry.offset + int(needed[a]) * self.row_bytes,
-                             int(b - a) * self.row_bytes))
         view = memoryview(buf)
+        if self.reader.prefix.is_local:
+            self._pread(needed, starts, ends, view)
+        else:
+            self._fetch(needed, starts, ends, view)
+        self._track(needed, view)
+        return np.frombuffer(buf, dtype=self.dtype).reshape(len(needed), *self.inner)
+
+    def _pread(self, needed, starts, ends, view: memoryview) -> None:
+        """Each run of neighbouring rows read straight into its place (a local file: no mapping, so the
+        process's resident memory stays the chunk's)."""
+        from ..errors import CorruptCheckpointError
+
+        path = self.reader.data_location(self.entry.shard_id).path
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for a, b in zip(starts.tolist(), ends.tolist()):
+                at, size = a * self.row_bytes, (b - a) * self.row_bytes
+                got = os.preadv(fd, [view[at : at + size]], self.entry.offset + int(needed[a]) * self.row_bytes)
+                if got != size:
+                    raise CorruptCheckpointError(f"{path}: tensor {self.key!r} is past the file's end (truncated?)")
+        finally:
+            os.close(fd)
+        self.stats.bytes_read += len(view)
+        self.stats.requests += len(starts)
+
+    def _fetch(self, needed, starts, ends, view: memoryview) -> None:
+        """Runs of neighbouring rows as merged, bounded ranged reads (object stores)."""
+        place, requests = {}, []
+        for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+            place[i] = [a * self.row_bytes, 0]
+            requests.append((i, self.entry.shard_id, self.entry.offset + int(needed[a]) * self.row_bytes,
+                             (b - a) * self.row_bytes))
         blocks = plan_blocks(requests, max_block=self.chunk_bytes, max_gap=0)
         count, budget = self.in_flight
         for block, data in fetch_blocks(blocks, lambda block: self.read_block(self.reader, block), count,
@@ -161,8 +176,6 @@ class _Rows:
                 at = place[piece.tag]
                 view[at[0] + at[1] : at[0] + at[1] + piece.size] = memoryview(data)[piece.start : piece.start + piece.size]
                 at[1] += piece.size
-        self._track(needed, view)
-        return np.frombuffer(buf, dtype=self.dtype).reshape(len(needed), *self.inner)
 
     def _track(self, needed: np.ndarray, view: memoryview) -> None:
         if self.in_order and len(needed) and needed[0] == self.next_row and needed[-1] == self.next_row + len(needed) - 1:
