@@ -84,9 +84,9 @@ class Plan:
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self):
-        counts = {a: 0 for a in ("copy", "cast", "remap", "init", "skip", "error")}
+        counts = {a: 0 for a in ("copy", "cast", "init", "skip", "error")}  # "remap" only when there is one
         for e in self.entries:
-            counts[e.action] += 1
+            counts[e.action] = counts.get(e.action, 0) + 1
         object.__setattr__(self, "counts", counts)
 
     @property
@@ -120,7 +120,7 @@ class Plan:
         c = self.counts
         return (
             f"{len(self.entries)} target variables: {c['copy']} copy, {c['cast']} cast, "
-            + (f"{c['remap']} remap, " if c["remap"] else "") + f"{c['init']} init, "
+            + (f"{c['remap']} remap, " if "remap" in c else "") + f"{c['init']} init, "
             f"{c['skip']} skip, {c['error']} error; {len(self.unused_source)} source variables unused; "
             f"coverage {self.coverage:.1%}" + (f"; {len(self.positional)} matched by position, not by name"
                                                if self.positional else "")
