@@ -86,6 +86,18 @@ def test_axis_1_softmax_kernel_and_1d_bias(tmp_path, strategy):
     np.testing.assert_allclose(got["logits/bias"], [0.4, 0.3, 0.2, 0.1, 9.0])
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_partitioned_source_and_target(tmp_path, strategy):
+    # TF's test_warm_start_vocab_partitioned_*: 3 parts along the vocabulary axis, previous and current
+    src = builders.partitioned_checkpoint(tmp_path / "src")
+    builders.partitioned_checkpoint(tmp_path / "tpl")
+    tokens = [f"t{i}" for i in range(10)]
+    old, new = _vocab(tmp_path / "old.txt", tokens), _vocab(tmp_path / "new.txt", tokens[::-1])
+    got, report = _run(tmp_path, _vocab_rules("emb", old, new), strategy)
+    assert report.plan.counts["remap"] == 1
+    np.testing.assert_array_equal(got["emb"], src["values"]["emb"][::-1])
+
+
 def _bert_vocab(seed=0):
     """1000 old tokens; the new vocabulary drops 20, reorders 100 and adds 220: 1200 tokens."""
     rng = np.random.default_rng(seed)

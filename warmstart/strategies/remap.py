@@ -68,49 +68,64 @@ def _fill_mean(out: np.ndarray, have: list[np.ndarray], axis: int) -> None:
 
 
 def stream_remap(entry: PlanEntry, source: BundleReader, template: BundleReader | None, writer: BundleWriter,
-                 chunk_bytes: int, stats: Any, read_block: Callable, in_flight: tuple[int, int]) -> None:
+                 chunk_bytes: int, stats: Any, read_block: Callable, in_flight: tuple[int, int], sliced=()) -> None:
     """Write the remapped tensor of ``entry`` into ``writer``, reading only the source rows it keeps;
-    ``in_flight``: (reads, chunks' worth of bytes) outstanding at most."""
+    ``in_flight``: (reads, chunks' worth of bytes) outstanding at most; ``sliced``: the extents of a
+    target the template stores partitioned."""
     remap = entry.remap
     assert remap is not None
     record = source.records[entry.source_key]  # type: ignore[index]
     shape = tuple(int(n) for n in entry.shape)  # type: ignore[arg-type]
-    out_np = dtypes.by_name(entry.dtype).numpy
     if remap.needs_initial and template is None:
         raise UsageError(f"target {entry.target!r}: its new rows keep their initial value, but the target has no "
                          "template checkpoint to take it from (new_row: zeros or mean, or a template target)")
-    if record.slices or record.dtype == "string" or remap.fill == "mean":
-        # partitioned or string sources, and means (they need every copied row first): one value in memory
-        initial = (lambda: template.read(entry.target_key)) if template is not None else (lambda: None)
-        value = remap_value(source.read(entry.source_key), entry, initial)  # type: ignore[arg-type]
-        stats.bytes_read += record.stored_bytes
-        writer.add_array(entry.target_key, value, entry.dtype)
+    if record.slices or sliced or record.dtype == "string" or remap.fill == "mean":
+        _remap_whole(entry, source, template, writer, stats, sliced)
         return
     rows_reader = _Rows(source, entry.source_key, read_block, chunk_bytes, in_flight, stats)
     init_reader = _Rows(template, entry.target_key, read_block, chunk_bytes, in_flight, stats) if remap.needs_initial else None
-    row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * out_np.itemsize)
+    row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * dtypes.by_name(entry.dtype).itemsize)
     step = max(1, chunk_bytes // row_bytes)
-    rows_map = remap.index(0, shape[0])
-    # a row keeps some initial values also when another axis has entries without a source
-    whole_rows_fresh = any(m is not None and bool((m < 0).any()) for m in remap.maps[1:])
     writer.begin(entry.target_key, entry.dtype, shape)
     for first in range(0, shape[0], step):
-        last = min(shape[0], first + step)
-        wanted = rows_map[first:last]
-        out = np.zeros((last - first, *shape[1:]), out_np)
-        if init_reader is not None:  # only the rows that keep their initial value (all rows for axis 1)
-            fresh = np.arange(last - first) if whole_rows_fresh else np.flatnonzero(wanted < 0)
-            if len(fresh):
-                out[fresh] = init_reader.rows(fresh + first)
-        needed = np.unique(wanted[wanted >= 0])
-        if len(needed):
-            held = rows_reader.rows(needed)
-            places = np.full(len(wanted), -1, dtype=np.int64)
-            places[wanted >= 0] = np.searchsorted(needed, wanted[wanted >= 0])
-            _fill_from(out, held, remap, first, shape, places)
+        out = _remap_chunk(entry, first, min(shape[0], first + step), rows_reader, init_reader)
         writer.write(memoryview(np.ascontiguousarray(out)).cast("B"))
     writer.end()
     rows_reader.finish(entry.source_key, stats)
+
+
+def _remap_chunk(entry: PlanEntry, first: int, last: int, rows_reader: _Rows, init_reader: _Rows | None) -> np.ndarray:
+    """Target rows ``first:last``: the new rows' initial values, then the source rows they keep."""
+    remap = entry.remap
+    assert remap is not None
+    shape = tuple(int(n) for n in entry.shape)  # type: ignore[arg-type]
+    wanted = remap.index(0, shape[0])[first:last]
+    out = np.zeros((last - first, *shape[1:]), dtypes.by_name(entry.dtype).numpy)
+    if init_reader is not None:
+        # only the rows that keep an initial value: all of them when another axis has entries without a source
+        partial_rows = any(m is not None and bool((m < 0).any()) for m in remap.maps[1:])
+        fresh = np.arange(last - first) if partial_rows else np.flatnonzero(wanted < 0)
+        if len(fresh):
+            out[fresh] = init_reader.rows(fresh + first)
+    needed = np.unique(wanted[wanted >= 0])
+    if len(needed):
+        places = np.full(len(wanted), -1, dtype=np.int64)
+        places[wanted >= 0] = np.searchsorted(needed, wanted[wanted >= 0])
+        _fill_from(out, rows_reader.rows(needed), remap, first, shape, places)
+    return out
+
+
+def _remap_whole(entry: PlanEntry, source: BundleReader, template: BundleReader | None, writer: BundleWriter,
+                 stats: Any, sliced) -> None:
+    """Partitioned or string tensors, and means (every copied row first): one value in memory, written as
+    the template's slices when it has them."""
+    initial = (lambda: template.read(entry.target_key)) if template is not None else (lambda: None)
+    value = remap_value(source.read(entry.source_key), entry, initial)  # type: ignore[arg-type]
+    stats.bytes_read += source.records[entry.source_key].stored_bytes  # type: ignore[index]
+    if sliced:
+        writer.add_slices(entry.target_key, value, entry.dtype, sliced)
+    else:
+        writer.add_array(entry.target_key, value, entry.dtype)
 
 
 class _Rows:
@@ -188,8 +203,7 @@ class _Rows:
         """Check the CRC after a full ordered pass; otherwise record that it could not be checked."""
         from ..errors import CorruptCheckpointError
 
-        rows = self.reader.records[self.key].shape[0] if self.inner is not None else 0
-        if self.in_order and self.next_row == rows:
+        if self.in_order and self.next_row == self.reader.records[self.key].shape[0]:
             if checksums.mask(self.crc) != self.entry.crc32c:
                 raise CorruptCheckpointError(f"{self.reader.url}: tensor {key!r} fails its CRC32C check (data corrupted)")
         else:

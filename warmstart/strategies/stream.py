@@ -281,7 +281,8 @@ def _remap_all(entries: list[PlanEntry], source: BundleReader, template: BundleR
     budget = (in_flight or (DEFAULT_IN_FLIGHT if source.prefix.is_local else DEFAULT_REMOTE_IN_FLIGHT))
     ahead = (in_flight or DEFAULT_IN_FLIGHT, budget) if source.prefix.is_local else (MAX_REMOTE_REQUESTS, budget)
     for e in entries:
-        stream_remap(e, source, template, writer, _aligned(chunk_bytes), stats, _read_block, ahead)
+        stream_remap(e, source, template, writer, _aligned(chunk_bytes), stats, _read_block, ahead,
+                     _template_slices(template, e.target_key))
 
 
 def template_keys(plan: Plan, template: BundleReader | None) -> list[str]:
