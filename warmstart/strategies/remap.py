@@ -101,12 +101,16 @@ def _remap_chunk(entry: PlanEntry, first: int, last: int, rows_reader: _Rows, in
     shape = tuple(int(n) for n in entry.shape)  # type: ignore[arg-type]
     wanted = remap.index(0, shape[0])[first:last]
     out = np.zeros((last - first, *shape[1:]), dtypes.by_name(entry.dtype).numpy)
+    whole_rows = all(m is None for m in remap.maps[1:])
     if init_reader is not None:
         # only the rows that keep an initial value: all of them when another axis has entries without a source
-        partial_rows = any(m is not None and bool((m < 0).any()) for m in remap.maps[1:])
-        fresh = np.arange(last - first) if partial_rows else np.flatnonzero(wanted < 0)
+        fresh = np.flatnonzero(wanted < 0) if whole_rows else np.arange(last - first)
         if len(fresh):
-            out[fresh] = init_reader.rows(fresh + first)
+            init_reader.into(out, fresh, fresh + first)
+    if whole_rows:  # each run of rows read straight into its place in the output (from a local file)
+        kept = np.flatnonzero(wanted >= 0)
+        rows_reader.into(out, kept, wanted[kept])
+        return out
     needed = np.unique(wanted[wanted >= 0])
     if len(needed):
         places = np.full(len(wanted), -1, dtype=np.int64)
@@ -143,6 +147,45 @@ class _Rows:
         self.next_row, self.crc, self.in_order = 0, 0, True
         reader.check_in_files(key, [self.entry])
 
+    @property
+    def local(self) -> bool:
+        return self.reader.prefix.is_local
+
+    def into(self, out: np.ndarray, places: np.ndarray, rows: np.ndarray) -> None:
+        """``out[places] = rows of the tensor``; from a local file each run (consecutive in both) is one
+        ``pread`` into ``out``, otherwise the rows are read by range, then placed."""
+        if not len(places):
+            return
+        if not self.local or out.dtype != self.dtype:  # object storage, or a cast on the way
+            order = np.unique(rows)
+            out[places] = self.rows(order)[np.searchsorted(order, rows)]
+            return
+        breaks = np.flatnonzero((np.diff(places) != 1) | (np.diff(rows) != 1)) + 1
+        starts, ends = np.concatenate([[0], breaks]), np.concatenate([breaks, [len(places)]])
+        view = memoryview(out.reshape(len(out), -1)).cast("B")
+        self._pread_runs(view, [(int(places[a]) * self.row_bytes, int(rows[a]), int(b - a))
+                                for a, b in zip(starts, ends)])
+        if len(starts) == 1 and int(places[0]) == 0 and len(places) == len(out):  # the whole chunk, in order
+            self._track(rows, view)
+        else:
+            self.in_order = False
+
+    def _pread_runs(self, view: memoryview, runs: list[tuple[int, int, int]]) -> None:
+        """(byte position in ``view``, first row, row count) for each run, read from the local data file."""
+        from ..errors import CorruptCheckpointError
+
+        path = self.reader.data_location(self.entry.shard_id).path
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for at, row, count in runs:
+                size = count * self.row_bytes
+                if os.preadv(fd, [view[at : at + size]], self.entry.offset + row * self.row_bytes) != size:
+                    raise CorruptCheckpointError(f"{path}: tensor {self.key!r} is past the file's end (truncated?)")
+        finally:
+            os.close(fd)
+        self.stats.bytes_read += sum(count for _, _, count in runs) * self.row_bytes
+        self.stats.requests += len(runs)
+
     def rows(self, needed: np.ndarray) -> np.ndarray:
         """Rows ``needed`` (sorted, unique) as an array ``(len(needed), *inner)``."""
         starts = np.flatnonzero(np.diff(needed, prepend=needed[0] - 2) != 1)
@@ -157,22 +200,10 @@ class _Rows:
         return np.frombuffer(buf, dtype=self.dtype).reshape(len(needed), *self.inner)
 
     def _pread(self, needed, starts, ends, view: memoryview) -> None:
-        """Each run of neighbouring rows read straight into its place (a local file: no mapping, so the
-        process's resident memory stays the chunk's)."""
-        from ..errors import CorruptCheckpointError
-
-        path = self.reader.data_location(self.entry.shard_id).path
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            for a, b in zip(starts.tolist(), ends.tolist()):
-                at, size = a * self.row_bytes, (b - a) * self.row_bytes
-                got = os.preadv(fd, [view[at : at + size]], self.entry.offset + int(needed[a]) * self.row_bytes)
-                if got != size:
-                    raise CorruptCheckpointError(f"{path}: tensor {self.key!r} is past the file's end (truncated?)")
-        finally:
-            os.close(fd)
-        self.stats.bytes_read += len(view)
-        self.stats.requests += len(starts)
+        """Each run of neighbouring rows read straight into its place (no mapping: the process's resident
+        memory stays the chunk's)."""
+        self._pread_runs(view, [(a * self.row_bytes, int(needed[a]), b - a)
+                                for a, b in zip(starts.tolist(), ends.tolist())])
 
     def _fetch(self, needed, starts, ends, view: memoryview) -> None:
         """Runs of neighbouring rows as merged, bounded ranged reads (object stores)."""
