@@ -98,6 +98,19 @@ def test_partitioned_source_and_target(tmp_path, strategy):
     np.testing.assert_array_equal(got["emb"], src["values"]["emb"][::-1])
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_remap_composes_with_a_cast(tmp_path, strategy):
+    old, new = _pair(tmp_path, {"fruit_weights": PREV.astype(np.float16)},
+                     {"fruit_weights": np.full((5, 1), 7, np.float32)})
+    rules = _vocab_rules("fruit_weights", old, new)
+    assert "dtype float16 in the source" in warmstart.plan(str(tmp_path / "src"), str(tmp_path / "tpl"),
+                                                           rules).problems()[0]
+    got, report = _run(tmp_path, {**rules, "on_dtype_mismatch": "cast"}, strategy)
+    assert "cast float16 -> float32" in report.plan.entries[0].reason
+    assert got["fruit_weights"].dtype == np.float32
+    np.testing.assert_array_equal(got["fruit_weights"], [[2.0], [1.5], [1.0], [0.5], [7.0]])
+
+
 def _bert_vocab(seed=0):
     """1000 old tokens; the new vocabulary drops 20, reorders 100 and adds 220: 1200 tokens."""
     rng = np.random.default_rng(seed)
