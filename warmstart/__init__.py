@@ -64,7 +64,7 @@ def plan(
     source_table = source if isinstance(source, VariableTable) else read_table(str(source), storage_options)
     source_table = source_table_for(source_table, rules_model, storage_options)
     target_table = signature_for(target, source_table.kind, storage_options)
-    return make_plan(source_table, target_table, rules_model)
+    return make_plan(source_table, target_table, rules_model, storage_options)
 
 
 def transfer(source: str, target: Any, output: str, rules: Rules | dict[str, Any] | str | None = None,

@@ -22,7 +22,7 @@ from .errors import PlanError, UsageError
 from .formats import KerasWeightsReader, open_source
 from .formats.bundle import BundleReader
 from .formats.keras import is_keras_file
-from .planning import Plan, Report, Rules, load_rules, make_plan, source_table_for
+from .planning import TRANSFERRED, Plan, Report, Rules, load_rules, make_plan, source_table_for
 from .storage import (
     CHECKPOINT_NAME,
     KERAS_WEIGHTS,
@@ -163,7 +163,7 @@ def _planned(plan: Plan | None, reader: SourceReader, target: Any, rules: Rules,
     if plan is None:
         source_table = source_table_for(table_from_reader(reader), rules, storage_options)
         target_table, template = _target(target, storage_options, source_table.kind, strategy)
-        plan = make_plan(source_table, target_table, rules)
+        plan = make_plan(source_table, target_table, rules, storage_options)
     return plan, template
 
 
@@ -412,7 +412,7 @@ def _absent(plan: Plan, template: BundleReader | None) -> tuple[str, ...]:
     """Without a template, the variables kept at their initial value are not in the output (as in the stream)."""
     if template is not None:
         return ()
-    return tuple(sorted(e.target for e in plan.entries if e.action not in ("copy", "cast")))
+    return tuple(sorted(e.target for e in plan.entries if e.action not in TRANSFERRED))
 
 
 def _remove_parts(out: OutputDir, keep: str | None = None) -> None:

@@ -13,11 +13,12 @@ from typing import Any, Literal
 from ..formats.dtypes import is_value_preserving_cast
 from ..tables import Variable, VariableTable, has_list_index, named_by_structure
 from .rules import Rules
+from .transforms import Remap, TransformMatcher, plan_remap
 
 __all__ = ["Action", "PlanEntry", "Plan", "make_plan", "TRANSFERRED"]
 
-Action = Literal["copy", "cast", "init", "skip", "error"]
-TRANSFERRED: frozenset[str] = frozenset({"copy", "cast"})
+Action = Literal["copy", "cast", "remap", "init", "skip", "error"]
+TRANSFERRED: frozenset[str] = frozenset({"copy", "cast", "remap"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,12 @@ class PlanEntry:
     source_key: str | None = None
     num_elements: int = 0
     positional: bool = False  # the match rests on position in the source or the target (see Variable)
+    remap: Remap | None = field(default=None, compare=False)  # action remap: which source entries fill which
+
+    @property
+    def cast(self) -> bool:
+        """The value changes dtype on the way (a ``cast``, or a ``remap`` between dtypes)."""
+        return self.action == "cast" or (self.action == "remap" and self.source_dtype != self.dtype)
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -58,6 +65,8 @@ class PlanEntry:
         }
         if self.positional:
             out["positional"] = True
+        if self.remap is not None:
+            out["remap"] = self.remap.to_json()
         return out
 
 
@@ -75,9 +84,9 @@ class Plan:
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self):
-        counts = {a: 0 for a in ("copy", "cast", "init", "skip", "error")}
+        counts = {a: 0 for a in ("copy", "cast", "init", "skip", "error")}  # "remap" only when there is one
         for e in self.entries:
-            counts[e.action] += 1
+            counts[e.action] = counts.get(e.action, 0) + 1
         object.__setattr__(self, "counts", counts)
 
     @property
@@ -110,7 +119,8 @@ class Plan:
     def summary(self) -> str:
         c = self.counts
         return (
-            f"{len(self.entries)} target variables: {c['copy']} copy, {c['cast']} cast, {c['init']} init, "
+            f"{len(self.entries)} target variables: {c['copy']} copy, {c['cast']} cast, "
+            + (f"{c['remap']} remap, " if "remap" in c else "") + f"{c['init']} init, "
             f"{c['skip']} skip, {c['error']} error; {len(self.unused_source)} source variables unused; "
             f"coverage {self.coverage:.1%}" + (f"; {len(self.positional)} matched by position, not by name"
                                                if self.positional else "")
@@ -147,13 +157,17 @@ def source_table_for(source: VariableTable, rules: Rules, storage_options: dict[
     return named_by_structure(source, rules.source_structure, storage_options)
 
 
-def make_plan(source: VariableTable, target: VariableTable, rules: Rules) -> Plan:
-    """Plan the transfer of ``source`` into ``target`` under ``rules``. Pure; never raises for a bad match:
-    problems become ``error`` entries and ``rule_errors``."""
+def make_plan(source: VariableTable, target: VariableTable, rules: Rules,
+              storage_options: dict[str, Any] | None = None) -> Plan:
+    """Plan the transfer of ``source`` into ``target`` under ``rules``. Pure but for reading the vocabulary
+    files of transforms (with ``storage_options``); never raises for a bad match: problems become ``error``
+    entries and ``rule_errors``."""
     matcher = _Matcher(rules)
-    entries = [_plan_one(t, source, rules, matcher) for t in target.variables]
+    transforms = TransformMatcher(rules)
+    entries = [_with_transform(_plan_one(t, source, rules, matcher), t, rules, transforms, storage_options)
+               for t in target.variables]
     entries = _flag_shared_sources(entries, rules)
-    rule_errors = matcher.unused_rule_errors()
+    rule_errors = matcher.unused_rule_errors() + transforms.unused_rule_errors()
     total = sum(v.num_elements or 0 for v in target.variables)
     copied = sum(e.num_elements for e in entries if e.action in TRANSFERRED)
     coverage = copied / total if total else 1.0
@@ -251,6 +265,44 @@ def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matche
         reason = _copy_reason(t, via_alias, rule, found["positional"])
         return PlanEntry(action="copy", reason=reason, num_elements=s.num_elements or 0, **found, **base)
     return _dtype_mismatch(t, s, via, rules, found, base)
+
+
+def _with_transform(e: PlanEntry, t: Variable, rules: Rules, transforms: TransformMatcher,
+                    storage_options) -> PlanEntry:
+    """``e`` turned into a ``remap`` when a transform names its target and it has a source; a transform that
+    cannot be made (shape, vocabulary) is an ``error`` naming why."""
+    if e.source is None:
+        transforms.find(t.name)  # an excluded or missing target: the transform counts as used, nothing to do
+        return e
+    found = transforms.find(t.name)
+    if isinstance(found, str):
+        return replace(e, action="error", reason=found, num_elements=0)
+    index, transform = found
+    if transform is None:
+        return e
+    assert e.source_shape is not None
+    remap = plan_remap(transform, e.source_shape, t.shape, storage_options)
+    where = f"transforms[{index}]"
+    if isinstance(remap, str):
+        return replace(e, action="error", reason=f"{where}: {remap}", num_elements=0)
+    if e.source_dtype != e.dtype and not _castable(e, rules):
+        return replace(e, action="error", num_elements=0, reason=f"{where}: dtype {e.source_dtype} in the source, "
+                       f"{e.dtype} in the target (on_dtype_mismatch: cast, allow_lossy_cast if it loses values)")
+    cast = "" if e.source_dtype == e.dtype else f"; cast {e.source_dtype} -> {e.dtype}"
+    return replace(e, action="remap", remap=remap, num_elements=_copied_elements(remap, t.shape),
+                   reason=f"{remap.summary['reason']}{cast} ({where})")
+
+
+def _castable(e: PlanEntry, rules: Rules) -> bool:
+    return (rules.on_dtype_mismatch == "cast" and "string" not in (e.source_dtype, e.dtype)
+            and (rules.allow_lossy_cast or is_value_preserving_cast(e.source_dtype, e.dtype)))  # type: ignore[arg-type]
+
+
+def _copied_elements(remap: Remap, shape) -> int:
+    n = 1
+    for d, size in enumerate(shape):
+        n *= int((remap.index(d, size) >= 0).sum())
+    return n
 
 
 def _copy_reason(t: Variable, via_alias: str | None, rule: int | None, positional: bool) -> str:

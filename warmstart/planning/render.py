@@ -10,7 +10,7 @@ from .plan import Plan
 
 __all__ = ["render_table", "render_plan", "human_bytes"]
 
-_ACTION_STYLE = {"copy": "green", "cast": "cyan", "init": "yellow", "skip": "magenta", "error": "bold red"}
+_ACTION_STYLE = {"copy": "green", "cast": "cyan", "remap": "blue", "init": "yellow", "skip": "magenta", "error": "bold red"}
 
 
 def human_bytes(n: int | None) -> str:

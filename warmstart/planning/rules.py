@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import UsageError
 from ..storage import read_bytes, resolve
 
-__all__ = ["Rules", "DEFAULT_EXCLUDE", "load_rules"]
+__all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "load_rules"]
 
 # Bookkeeping that a warm start should not carry over: counters and optimizer state
 # (TF1 slot names, Keras 3 optimizer variables, TF2 slot paths).
@@ -28,6 +28,44 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
     r"(.*/)?optimizer/.*",
     r".*/\.OPTIMIZER_SLOT/.*",
 )
+
+
+class VocabRemap(BaseModel):
+    """A vocabulary remap with the semantics of TF's ``VocabInfo``: the target's rows (``axis: 0``) or
+    columns (``axis: 1``) follow the ``new`` vocabulary, each taken from the source's row of the same
+    token in the ``old`` vocabulary (one token a line, any fsspec URL)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    old: str = Field(description="The source's vocabulary file (one token a line).")
+    new: str = Field(description="The target's vocabulary file (one token a line).")
+    axis: Literal[0, 1] = Field(0, description="0: rows (embeddings, biases); 1: columns (softmax kernels).")
+    num_oov_buckets: int = Field(0, ge=0, description="Rows after the new vocabulary: never from the source.")
+    old_vocab_size: int = Field(-1, ge=-1, description="Use only the first N old tokens (-1: all), as TF's.")
+    new_row: Literal["init", "zeros", "mean"] = Field(
+        "init", description="Rows without a source: the target's initial value, zeros, or the mean of the copied rows.")
+
+
+class Transform(BaseModel):
+    """A per-variable transform: target variables whose name matches ``target`` (whole name) get their
+    source's value remapped by ``vocab``, or its ``overlap`` region copied (initial values elsewhere)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str = Field(description="Regex over target names (whole name).")
+    vocab: VocabRemap | None = None
+    overlap: bool = Field(False, description="Copy the region both shapes share; the target's initial value elsewhere.")
+    new_values: Literal["init", "zeros"] = Field("init", description="With overlap: outside the region.")
+
+    @field_validator("target")
+    @classmethod
+    def _target_compiles(cls, pattern: str) -> str:
+        _compile(pattern)
+        return pattern
+
+    def model_post_init(self, _context: Any) -> None:
+        if (self.vocab is None) == (not self.overlap):
+            raise ValueError("a transform needs exactly one of vocab: {...} or overlap: true")
 
 
 class Rules(BaseModel):
@@ -59,6 +97,9 @@ class Rules(BaseModel):
         "py:module:function builder): its variables are then named by layer names, not by object paths through "
         "lists (which shift when a layer is inserted).",
     )
+    transforms: list[Transform] = Field(
+        default_factory=list, description="Per-variable transforms (vocabulary remap, overlap copy); a target "
+        "variable matched by two of them is an error.")
     min_coverage: float = Field(
         0.0, ge=0.0, le=1.0, description="Fraction of target parameters (by element count) that must be copied."
     )

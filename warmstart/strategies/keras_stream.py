@@ -19,6 +19,7 @@ from ..errors import StorageError
 from ..formats.bundle import checksums
 from ..formats.keras import KerasWeightsReader
 from ..planning import Plan
+from .remap import remap_value
 from .tf_common import cast_value
 
 __all__ = ["stream_into_weights"]
@@ -37,11 +38,21 @@ def stream_into_weights(plan: Plan, source: Any, template: KerasWeightsReader, l
     rows, done, total = [], 0, sum(source.records[e.source_key].stored_bytes for e in plan.transferred)
     with h5py.File(local_path, "r+") as f:
         for e in plan.transferred:
-            value = np.ascontiguousarray(cast_value(source.read(e.source_key), e))
             dataset = f[e.target_key]
+            value = source.read(e.source_key)
+            value = np.ascontiguousarray(cast_value(value, e) if e.remap is None else remap_value(
+                value, e, lambda: _dataset_value(dataset, e.dtype)))
             dataset[...] = value.view(dataset.dtype) if dataset.dtype.kind == "V" else value  # bf16: raw 2-byte
             rows.append((e.target_key, e.dtype, value.shape, value.nbytes, checksums.mask(checksums.crc32c(value))))
             done += source.records[e.source_key].stored_bytes
             if progress is not None:
                 progress(done, total, e.target)
     return {"tensors": rows, "absent": [], "bytes_read": done, "bytes_written": os.path.getsize(local_path)}
+
+
+def _dataset_value(dataset: Any, dtype: str) -> np.ndarray:
+    """The initial value a Keras weights dataset holds (bfloat16 and other raw 2-byte types viewed as ``dtype``)."""
+    from ..formats import dtypes
+
+    value = dataset[...]
+    return value.view(dtypes.by_name(dtype).numpy) if dataset.dtype.kind == "V" else value

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import CorruptCheckpointError, UsageError
 from ..formats import dtypes
 from ..formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter, TensorRecord, checksums
-from ..planning import Plan, PlanEntry
+from ..planning import TRANSFERRED, Plan, PlanEntry
 from ..storage import Block, fetch_blocks, plan_blocks, read_range
 
 __all__ = ["stream_transfer", "stream_part", "template_keys", "copy_tensor", "copy_tensors", "write_subset", "StreamStats", "DEFAULT_CHUNK_BYTES",
@@ -49,6 +49,7 @@ class StreamStats:
     bytes_read: int = 0
     requests: int = 0
     absent: tuple[str, ...] = ()
+    unchecked: tuple[str, ...] = ()  # source tensors read in part (a remap): their whole-tensor CRC not checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,16 +265,31 @@ def stream_transfer(plan: Plan, source: BundleReader, template: BundleReader | N
     moved = [e for e in plan.entries if e.action in ("copy", "cast")]
     stats = stream_part(moved, template_keys(plan, template), source, template, writer, chunk_bytes, progress,
                         in_flight)
+    _remap_all([e for e in plan.entries if e.action == "remap"], source, template, writer, chunk_bytes, stats,
+               in_flight)
     if template is None:
-        stats.absent = tuple(sorted(e.target for e in plan.entries if e.action not in ("copy", "cast")))
+        stats.absent = tuple(sorted(e.target for e in plan.entries if e.action not in TRANSFERRED))
     return stats
+
+
+def _remap_all(entries: list[PlanEntry], source: BundleReader, template: BundleReader | None, writer: BundleWriter,
+               chunk_bytes: int, stats: StreamStats, in_flight: int | None) -> None:
+    """The ``remap`` entries, one tensor at a time, reading only the source rows each keeps."""
+    from .remap import stream_remap
+
+    # object stores: many small reads at once (scattered rows are a request each), within a byte budget
+    budget = (in_flight or (DEFAULT_IN_FLIGHT if source.prefix.is_local else DEFAULT_REMOTE_IN_FLIGHT))
+    ahead = (in_flight or DEFAULT_IN_FLIGHT, budget) if source.prefix.is_local else (MAX_REMOTE_REQUESTS, budget)
+    for e in entries:
+        stream_remap(e, source, template, writer, _aligned(chunk_bytes), stats, _read_block, ahead,
+                     _template_slices(template, e.target_key))
 
 
 def template_keys(plan: Plan, template: BundleReader | None) -> list[str]:
     """The template tensors an output of ``plan`` holds: kept initial values, and a TF2 object graph."""
     if template is None:
         return []
-    kept = [e.target_key for e in plan.entries if e.action not in ("copy", "cast")]
+    kept = [e.target_key for e in plan.entries if e.action not in TRANSFERRED]
     return kept + ([OBJECT_GRAPH_KEY] if OBJECT_GRAPH_KEY in template.records else [])
 
 

@@ -18,6 +18,7 @@ from ..formats.bundle import BundleReader
 from ..planning import TRANSFERRED, Plan, PlanEntry
 from ..storage import CHECKPOINT_NAME
 from ..tables import parse_meta_graph, run_builder, table_from_graph, target_kind
+from .remap import remap_value
 from .tf1_graphs import (
     GraphAssigner,
     GraphVar,
@@ -76,6 +77,8 @@ def run_tf1(strategy, plan: Plan, target: Any, source: BundleReader, workdir: st
         else:
             pending = copies + casts
         fill.assign(pending, lambda batch: (source.read(e.source_key) for e in batch))  # type: ignore[arg-type]
+        fill.assign([e for e in plan.transferred if e.action == "remap"], lambda batch: (
+            remap_value(source.read(e.source_key), e, lambda e=e: fill.current(e)) for e in batch))  # type: ignore[arg-type]
         prefix_out = os.path.join(out_dir, CHECKPOINT_NAME)
         with graph.as_default():
             saver = scoped_saver(graph, all_global_variables(graph))
@@ -118,6 +121,10 @@ class _Tf1Fill:
         """The values the targets of ``entries`` hold now (partitioned ones as one full value)."""
         return read_graph_values(self.built.session, [self.variables[e.target] for e in entries],
                                   [e.source_shape for e in entries])  # type: ignore[misc]
+
+    def current(self, entry: PlanEntry) -> np.ndarray:
+        """The value the target of ``entry`` holds now, in the target's shape."""
+        return read_graph_values(self.built.session, [self.variables[entry.target]], [entry.shape])[0]  # type: ignore[list-item]
 
     def assign(self, entries: list[PlanEntry], values: Callable[[list[PlanEntry]], Iterable[np.ndarray]]) -> None:
         """Assign to the targets of ``entries`` their ``values(batch)`` (cast for ``cast`` entries)."""
@@ -195,7 +202,8 @@ def _set_initial_values(plan: Plan, built: _Tf1Target, variables: dict[str, Grap
     """Give every variable the plan does not fill its initial value (or check that it has one)."""
     import tensorflow as tf
 
-    kept = [e for e in plan.entries if e.action not in TRANSFERRED]
+    # remap entries too: their new rows keep the initial value
+    kept = [e for e in plan.entries if e.action not in TRANSFERRED or e.action == "remap"]
     if not kept:
         return
     if built.initial == "live":

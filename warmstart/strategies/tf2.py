@@ -13,6 +13,7 @@ from ..formats.bundle import BundleReader
 from ..planning import Plan
 from ..storage import CHECKPOINT_NAME, KERAS_WEIGHTS
 from ..tables import load_keras_model, local_file, run_builder, table_from_trackable, target_kind, trackable_variables
+from .remap import remap_value
 from .tf_common import (
     Progress,
     ProgressTracker,
@@ -60,9 +61,11 @@ def run_tf2(strategy, plan: Plan, target: Any, source: BundleReader, workdir: st
                     variables[e.target].assign(value)
                     tracker.advance(e)
             del values
-        pending = [e for e in plan.transferred if e.action == "cast"]
+        pending = [e for e in plan.transferred if e.action != "copy"]  # casts and remaps: read, then assigned
     for e in pending:
-        variables[e.target].assign(target_value(source, e))
+        value = target_value(source, e) if e.action != "remap" else remap_value(
+            source.read(e.source_key), e, variables[e.target].numpy)  # type: ignore[arg-type]
+        variables[e.target].assign(value)
         tracker.advance(e)
     finalize_derived_state(obj)  # a live target is used as it is afterwards
     prefix_out = os.path.join(out_dir, CHECKPOINT_NAME)

@@ -130,6 +130,8 @@ def split_units(plan: Plan, source: BundleReader, template: BundleReader | None,
         raise UsageError(f"shards must be at least 1, not {count}")
     if not plan.ok:
         raise UsageError("refusing to split a plan that does not satisfy the rules")
+    if plan.counts.get("remap"):
+        raise UsageError("a sharded output cannot hold remap transforms yet: write it unsharded (shards: 1)")
     moved = [e for e in plan.entries if e.action in ("copy", "cast")]
     items = [((0, *_position(source, e.source_key)), source.records[e.source_key].stored_bytes, e) for e in moved]
     items += [((1, *_position(template, k)), template.records[k].stored_bytes, k)  # type: ignore[union-attr]

@@ -1,0 +1,269 @@
+"""Vocabulary remap and overlap copy (issue 11), checked against TF's own ``warm_starting_util_test.py``
+scenarios: the expected values below are the ones TF's ``warm_start`` + ``VocabInfo`` gives."""
+
+from __future__ import annotations
+
+import builders
+import fsspec
+import numpy as np
+import pytest
+from servers import upload_dir
+
+import warmstart
+from warmstart import PlanError
+
+PREV_VOCAB = ["apple", "banana", "guava", "orange"]
+NEW_VOCAB = ["orange", "guava", "banana", "apple", "raspberry"]
+PREV = np.array([[0.5], [1.0], [1.5], [2.0]], np.float32)  # TF's prev_val in test_warm_start_var_with_vocab
+STRATEGIES = ["stream", "restore", "assign"]
+
+
+def _vocab(path, tokens) -> str:
+    path.write_text("".join(t + "\n" for t in tokens))
+    return str(path)
+
+
+def _pair(tmp_path, source: dict, target: dict, old=PREV_VOCAB, new=NEW_VOCAB):
+    builders.tf1_checkpoint(tmp_path / "src", source)
+    builders.tf1_checkpoint(tmp_path / "tpl", target)  # with its .meta: restore and assign build it
+    return _vocab(tmp_path / "old.txt", old), _vocab(tmp_path / "new.txt", new)
+
+
+def _run(tmp_path, rules, strategy, name="out"):
+    report = warmstart.transfer(str(tmp_path / "src"), str(tmp_path / "tpl"), str(tmp_path / name), rules=rules,
+                                strategy=strategy)
+    assert report.ok
+    return builders.load_values(tmp_path / name / "model.ckpt"), report
+
+
+def _vocab_rules(target, old, new, **vocab):
+    return {"transforms": [{"target": target, "vocab": {"old": old, "new": new, **vocab}}]}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_vocabulary_rows_follow_their_tokens(tmp_path, strategy):
+    old, new = _pair(tmp_path, {"fruit_weights": PREV}, {"fruit_weights": np.zeros((5, 1), np.float32)})
+    got, report = _run(tmp_path, _vocab_rules("fruit_weights", old, new), strategy)
+    np.testing.assert_array_equal(got["fruit_weights"], [[2.0], [1.5], [1.0], [0.5], [0.0]])
+    entry = report.plan.entries[0]
+    assert entry.action == "remap" and "4 of 5 rows from the source" in entry.reason
+    assert report.plan.to_json()["variables"][0]["remap"]["new"] == 1
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_constrained_old_vocab_size(tmp_path, strategy):
+    old, new = _pair(tmp_path, {"fruit_weights": PREV}, {"fruit_weights": np.zeros((5, 1), np.float32)})
+    got, _ = _run(tmp_path, _vocab_rules("fruit_weights", old, new, old_vocab_size=2), strategy)
+    np.testing.assert_array_equal(got["fruit_weights"], [[0.0], [0.0], [1.0], [0.5], [0.0]])  # TF's expectation
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_oov_buckets_and_new_rows_keep_the_initial_value(tmp_path, strategy):
+    old, new = _pair(tmp_path, {"fruit_weights": PREV}, {"fruit_weights": np.full((6, 1), 7, np.float32)})
+    got, _ = _run(tmp_path, _vocab_rules("fruit_weights", old, new, num_oov_buckets=1), strategy)
+    np.testing.assert_array_equal(got["fruit_weights"], [[2.0], [1.5], [1.0], [0.5], [7.0], [7.0]])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("fill, expected", [("zeros", 0.0), ("mean", 1.25)])
+def test_new_row_choices(tmp_path, strategy, fill, expected):
+    old, new = _pair(tmp_path, {"fruit_weights": PREV}, {"fruit_weights": np.full((5, 1), 7, np.float32)})
+    got, _ = _run(tmp_path, _vocab_rules("fruit_weights", old, new, new_row=fill), strategy)
+    np.testing.assert_allclose(got["fruit_weights"], [[2.0], [1.5], [1.0], [0.5], [expected]])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_axis_1_softmax_kernel_and_1d_bias(tmp_path, strategy):
+    # TF's test_warm_start_var_with_columns_vocab: the vocabulary on the columns of a [2, vocab] kernel
+    kernel = np.array([[0.5, 1.0, 1.5, 2.0], [0.4, 0.8, 1.2, 1.6]], np.float32)
+    bias = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
+    old, new = _pair(tmp_path, {"logits/kernel": kernel, "logits/bias": bias},
+                     {"logits/kernel": np.zeros((2, 5), np.float32), "logits/bias": np.full(5, 9, np.float32)})
+    rules = {"transforms": [{"target": "logits/kernel", "vocab": {"old": old, "new": new, "axis": 1}},
+                            {"target": "logits/bias", "vocab": {"old": old, "new": new}}]}
+    got, _ = _run(tmp_path, rules, strategy)
+    np.testing.assert_array_equal(got["logits/kernel"], np.float32([[2.0, 1.5, 1.0, 0.5, 0.0], [1.6, 1.2, 0.8, 0.4, 0.0]]))
+    np.testing.assert_allclose(got["logits/bias"], [0.4, 0.3, 0.2, 0.1, 9.0])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_partitioned_source_and_target(tmp_path, strategy):
+    # TF's test_warm_start_vocab_partitioned_*: 3 parts along the vocabulary axis, previous and current
+    src = builders.partitioned_checkpoint(tmp_path / "src")
+    builders.partitioned_checkpoint(tmp_path / "tpl")
+    tokens = [f"t{i}" for i in range(10)]
+    old, new = _vocab(tmp_path / "old.txt", tokens), _vocab(tmp_path / "new.txt", tokens[::-1])
+    got, report = _run(tmp_path, _vocab_rules("emb", old, new), strategy)
+    assert report.plan.counts["remap"] == 1
+    np.testing.assert_array_equal(got["emb"], src["values"]["emb"][::-1])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_remap_composes_with_a_cast(tmp_path, strategy):
+    old, new = _pair(tmp_path, {"fruit_weights": PREV.astype(np.float16)},
+                     {"fruit_weights": np.full((5, 1), 7, np.float32)})
+    rules = _vocab_rules("fruit_weights", old, new)
+    assert "dtype float16 in the source" in warmstart.plan(str(tmp_path / "src"), str(tmp_path / "tpl"),
+                                                           rules).problems()[0]
+    got, report = _run(tmp_path, {**rules, "on_dtype_mismatch": "cast"}, strategy)
+    assert "cast float16 -> float32" in report.plan.entries[0].reason
+    assert got["fruit_weights"].dtype == np.float32
+    np.testing.assert_array_equal(got["fruit_weights"], [[2.0], [1.5], [1.0], [0.5], [7.0]])
+
+
+def _bert_vocab(seed=0):
+    """1000 old tokens; the new vocabulary drops 20, reorders 100 and adds 220: 1200 tokens."""
+    rng = np.random.default_rng(seed)
+    old = [f"tok{i}" for i in range(1000)]
+    removed = set(rng.choice(1000, 20, replace=False).tolist())
+    kept = [t for i, t in enumerate(old) if i not in removed]
+    moved = rng.choice(len(kept), 100, replace=False)
+    kept = np.array(kept, dtype=object)
+    kept[np.sort(moved)] = kept[moved]
+    return old, list(kept) + [f"new{i}" for i in range(220)]
+
+
+@pytest.mark.parametrize("strategy", ["stream", "assign"])
+def test_bert_embedding_1000_to_1200_keeps_all_980_rows(tmp_path, strategy):
+    old_vocab, new_vocab = _bert_vocab()
+    emb = np.random.default_rng(1).standard_normal((1000, 64)).astype(np.float32)
+    init = np.random.default_rng(2).standard_normal((1200, 64)).astype(np.float32)
+    old, new = _pair(tmp_path, {"bert/embeddings/word_embeddings": emb},
+                     {"bert/embeddings/word_embeddings": init}, old_vocab, new_vocab)
+    rules = _vocab_rules("bert/embeddings/word_embeddings", old, new)
+    got, report = _run(tmp_path, rules, strategy)
+    assert "980 of 1200 rows from the source" in report.plan.entries[0].reason
+    import tensorflow as tf
+
+    value = tf.train.load_checkpoint(str(tmp_path / "out" / "model.ckpt")).get_tensor("bert/embeddings/word_embeddings")
+    position = {t: i for i, t in enumerate(old_vocab)}
+    for i, tok in enumerate(new_vocab):
+        np.testing.assert_array_equal(value[i], emb[position[tok]] if tok in position else init[i])
+    assert (value == got["bert/embeddings/word_embeddings"]).all()
+
+
+def test_stream_reads_only_surviving_rows_in_small_chunks(tmp_path):
+    old_vocab, new_vocab = _bert_vocab()
+    emb = np.random.default_rng(1).standard_normal((1000, 64)).astype(np.float32)
+    old, new = _pair(tmp_path, {"emb": emb}, {"emb": np.zeros((1200, 64), np.float32)}, old_vocab, new_vocab)
+    report = warmstart.transfer(str(tmp_path / "src"), str(tmp_path / "tpl"), str(tmp_path / "out"),
+                                rules=_vocab_rules("emb", old, new, new_row="zeros"), chunk_bytes=4096)
+    assert report.ok
+    # the source's 980 surviving rows, no more (its 20 dropped rows are not read)
+    assert report.bytes_read == 980 * 64 * 4
+    got = builders.load_values(tmp_path / "out" / "model.ckpt")["emb"]
+    position = {t: i for i, t in enumerate(old_vocab)}
+    want = np.stack([emb[position[t]] if t in position else np.zeros(64, np.float32) for t in new_vocab])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_same_size_vocabulary_change_is_remapped_not_copied_by_position(tmp_path):
+    shuffled = PREV_VOCAB[::-1]
+    old, new = _pair(tmp_path, {"fruit_weights": PREV}, {"fruit_weights": np.zeros((4, 1), np.float32)},
+                     PREV_VOCAB, shuffled)
+    got, report = _run(tmp_path, _vocab_rules("fruit_weights", old, new), "stream")
+    assert report.plan.entries[0].action == "remap" and "(4 moved)" in report.plan.entries[0].reason
+    np.testing.assert_array_equal(got["fruit_weights"], PREV[::-1])
+
+
+def test_plan_errors_name_the_transform_and_the_problem(tmp_path):
+    old, new = _pair(tmp_path, {"fruit_weights": PREV}, {"fruit_weights": np.zeros((6, 1), np.float32)})
+    src, tpl = str(tmp_path / "src"), str(tmp_path / "tpl")
+    plan = warmstart.plan(src, tpl, _vocab_rules("fruit_weights", old, new))
+    assert not plan.ok and "transforms[0]: target has 6 rows along axis 0" in plan.problems()[0]
+    dup = _vocab(tmp_path / "dup.txt", ["a", "b", "a", "c", "d"])
+    plan = warmstart.plan(src, tpl, _vocab_rules("fruit_weights", old, dup, num_oov_buckets=1))
+    assert not plan.ok and "token 'a' twice" in plan.problems()[0]
+    plan = warmstart.plan(src, tpl, _vocab_rules("fruit_weights", old, str(tmp_path / "absent.txt")))
+    assert not plan.ok and "vocabulary file" in plan.problems()[0]
+    twice = {"transforms": [{"target": "fruit.*", "overlap": True}, {"target": ".*weights", "overlap": True}]}
+    assert "both match it (ambiguous)" in warmstart.plan(src, tpl, twice).problems()[0]
+    unused = {"transforms": [{"target": "nothing", "overlap": True}], "on_shape_mismatch": "skip"}
+    assert "transforms[0] 'nothing' matches no target variable" in warmstart.plan(src, tpl, unused).problems()
+    with pytest.raises(PlanError):
+        warmstart.transfer(src, tpl, str(tmp_path / "out"), rules=_vocab_rules("fruit_weights", old, new))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_overlap_copy_of_a_grown_head_and_position_table(tmp_path, strategy):
+    head = np.arange(12, dtype=np.float32).reshape(4, 3)  # 3 classes
+    pos = np.arange(8, dtype=np.float32).reshape(4, 2)  # 4 positions
+    builders.tf1_checkpoint(tmp_path / "src", {"head/kernel": head, "pos": pos})
+    builders.tf1_checkpoint(tmp_path / "tpl", {"head/kernel": np.full((4, 10), -1, np.float32),
+                                               "pos": np.full((6, 2), -1, np.float32)})
+    rules = {"transforms": [{"target": "head/kernel|pos", "overlap": True}]}
+    got, report = _run(tmp_path, rules, strategy)
+    want = np.full((4, 10), -1, np.float32)
+    want[:, :3] = head
+    np.testing.assert_array_equal(got["head/kernel"], want)
+    np.testing.assert_array_equal(got["pos"], np.concatenate([pos, np.full((2, 2), -1, np.float32)]))
+    assert "overlap copy: region [4, 3]" in report.plan.entries[0].reason
+
+
+def _keras_embedding(rows):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(rows, 4, name="emb")])
+    return model
+
+
+def test_keras_target_weights_file_and_live_copies(tmp_path):
+    old, new = _vocab(tmp_path / "old.txt", PREV_VOCAB), _vocab(tmp_path / "new.txt", NEW_VOCAB)
+    src, dst = _keras_embedding(4), _keras_embedding(5)
+    table = np.arange(16, dtype=np.float32).reshape(4, 4)
+    src.get_layer("emb").embeddings.assign(table)
+    src.save_weights(tmp_path / "src.weights.h5")
+    dst.save_weights(tmp_path / "tpl.weights.h5")
+    initial = np.asarray(dst.get_layer("emb").embeddings)
+    want = np.concatenate([table[[3, 2, 1, 0]], initial[4:]])
+    rules = _vocab_rules(".*emb.*", old, new)
+    warmstart.transfer(str(tmp_path / "src.weights.h5"), str(tmp_path / "tpl.weights.h5"), str(tmp_path / "out"),
+                       rules=rules)
+    loaded = _keras_embedding(5)
+    loaded.load_weights(tmp_path / "out" / "model.weights.h5")
+    np.testing.assert_array_equal(np.asarray(loaded.get_layer("emb").embeddings), want)
+    report = warmstart.copy_weights(src, dst, rules)
+    assert report.plan.counts["remap"] == 1
+    np.testing.assert_array_equal(np.asarray(dst.get_layer("emb").embeddings), want)
+
+
+def test_live_tf1_sessions(tmp_path):
+    import tensorflow as tf
+
+    old, new = _vocab(tmp_path / "old.txt", PREV_VOCAB), _vocab(tmp_path / "new.txt", NEW_VOCAB)
+    sessions = []
+    for value in (PREV, np.full((5, 1), 7, np.float32)):
+        graph = tf.Graph()
+        with graph.as_default():
+            var = tf.compat.v1.get_variable("fruit_weights", initializer=tf.constant(value))
+            session = tf.compat.v1.Session(graph=graph)
+            session.run(var.initializer)
+        sessions.append((session, var))
+    warmstart.copy_variables(sessions[0][0], sessions[1][0], _vocab_rules("fruit_weights", old, new))
+    np.testing.assert_array_equal(sessions[1][0].run(sessions[1][1]), [[2.0], [1.5], [1.0], [0.5], [7.0]])
+    for session, _ in sessions:
+        session.close()
+
+
+def test_stream_from_s3_reads_about_the_surviving_rows(tmp_path, s3_server, s3_bucket, monkeypatch):
+    old_vocab, new_vocab = _bert_vocab()
+    emb = np.random.default_rng(1).standard_normal((1000, 256)).astype(np.float32)
+    old, new = _pair(tmp_path, {"emb": emb}, {"emb": np.zeros((1200, 256), np.float32)}, old_vocab, new_vocab)
+    s3 = fsspec.filesystem("s3", **s3_server.storage_options())
+    upload_dir(s3, tmp_path / "src", f"{s3_bucket}/src")
+    s3.put_file(new, f"{s3_bucket}/new.txt")
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    from servers import clear_fs_caches
+
+    clear_fs_caches()
+    report = warmstart.transfer(f"{s3_bucket}/src", str(tmp_path / "tpl"), str(tmp_path / "out"),
+                                rules=_vocab_rules("emb", old, f"{s3_bucket}/new.txt"))
+    assert report.ok
+    surviving = 980 * 256 * 4
+    template = 220 * 256 * 4  # the new rows' initial values, read from the template
+    assert surviving + template <= report.bytes_read <= 1.05 * surviving + template
+    got = builders.load_values(tmp_path / "out" / "model.ckpt")["emb"]
+    position = {t: i for i, t in enumerate(old_vocab)}
+    rows = [i for i, t in enumerate(new_vocab) if t in position]
+    np.testing.assert_array_equal(got[rows], emb[[position[new_vocab[i]] for i in rows]])

@@ -1,0 +1,152 @@
+"""Per-variable transforms decided at plan time: a vocabulary remap (TF ``VocabInfo`` semantics) and an
+overlap copy. Each becomes a :class:`Remap`: for every axis of the target, which source index fills each
+target index (-1: none, the target keeps its initial value, zeros or the mean there). Planning reads the
+vocabulary files (one token a line) and no tensor data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..storage import read_bytes, resolve
+from .rules import Rules, Transform
+
+__all__ = ["Remap", "TransformMatcher", "plan_remap"]
+
+
+@dataclass(frozen=True, eq=False)
+class Remap:
+    """Target element ``(i, j, ...)`` is source element ``(maps[0][i], maps[1][j], ...)`` when every index is
+    ``>= 0``; otherwise ``fill`` ("init": the target's initial value, "zeros", "mean": the mean of the copied
+    entries along ``axis``). ``None`` in ``maps``: the same index (that axis has the same size)."""
+
+    kind: str  # "vocab" | "overlap"
+    maps: tuple[np.ndarray | None, ...]
+    fill: str
+    axis: int
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def index(self, dim: int, size: int) -> np.ndarray:
+        m = self.maps[dim]
+        return np.arange(size, dtype=np.int64) if m is None else m
+
+    @property
+    def needs_initial(self) -> bool:
+        return self.fill == "init" and any(m is not None and bool((m < 0).any()) for m in self.maps)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "axis": self.axis, "fill": self.fill, **self.summary}
+
+
+class TransformMatcher:
+    """Finds the transform of a target name (two matching: ambiguous) and remembers which were used."""
+
+    def __init__(self, rules: Rules):
+        self.transforms = [(t, re.compile(t.target)) for t in rules.transforms]
+        self.used: set[int] = set()
+
+    def find(self, name: str) -> tuple[int, Transform] | tuple[None, None] | str:
+        hits = [i for i, (_, rx) in enumerate(self.transforms) if rx.fullmatch(name)]
+        self.used.update(hits)
+        if len(hits) > 1:
+            return f"transforms[{hits[0]}] and transforms[{hits[1]}] both match it (ambiguous)"
+        return (hits[0], self.transforms[hits[0]][0]) if hits else (None, None)
+
+    def unused_rule_errors(self) -> list[str]:
+        return [f"transforms[{i}] {t.target!r} matches no target variable"
+                for i, (t, _) in enumerate(self.transforms) if i not in self.used]
+
+
+def plan_remap(t: Transform, source_shape: tuple[int, ...], target_shape: tuple[int | None, ...],
+               storage_options: dict[str, Any] | None = None) -> Remap | str:
+    """The :class:`Remap` of ``t`` between these shapes, or a reason (in words) why it cannot be made."""
+    if None in target_shape:
+        return f"target shape {list(target_shape)} is not fully known"
+    shape = tuple(int(n) for n in target_shape)  # type: ignore[arg-type]
+    if len(source_shape) != len(shape) or not shape:
+        return f"source rank {len(source_shape)}, target rank {len(shape)}: a transform needs equal ranks >= 1"
+    if t.overlap:
+        return _overlap(source_shape, shape, t.new_values)
+    return _vocab(t, source_shape, shape, storage_options)
+
+
+def _overlap(source_shape: tuple[int, ...], shape: tuple[int, ...], fill: str) -> Remap:
+    maps = []
+    for s, n in zip(source_shape, shape):
+        if s == n:
+            maps.append(None)
+        else:
+            m = np.full(n, -1, dtype=np.int64)
+            m[: min(s, n)] = np.arange(min(s, n))
+            maps.append(m)
+    region = [min(s, n) for s, n in zip(source_shape, shape)]
+    kept = int(np.prod(region))
+    total = int(np.prod(shape))
+    what = "initial value" if fill == "init" else "zeros"
+    reason = (f"overlap copy: region {region} of source {list(source_shape)} ({kept} of {total} elements), "
+              f"{total - kept} elements: {what}")
+    return Remap("overlap", tuple(maps), fill, 0, {"reason": reason, "from_source": kept, "new": total - kept})
+
+
+def _vocab(t: Transform, source_shape: tuple[int, ...], shape: tuple[int, ...], storage_options) -> Remap | str:
+    v = t.vocab
+    assert v is not None
+    if v.axis >= len(shape):
+        return f"axis {v.axis} of a rank-{len(shape)} variable"
+    try:
+        old, new = _tokens(v.old, storage_options), _tokens(v.new, storage_options)
+    except (InputError, OSError, ValueError) as exc:
+        return f"vocabulary file: {exc}"
+    if v.old_vocab_size > len(old):
+        return f"old_vocab_size {v.old_vocab_size} is larger than the old vocabulary {v.old} ({len(old)} tokens)"
+    old = old if v.old_vocab_size < 0 else old[: v.old_vocab_size]
+    for what, tokens, url in (("old", old, v.old), ("new", new, v.new)):
+        dup = _first_duplicate(tokens)
+        if dup is not None:
+            return f"the {what} vocabulary {url} has token {dup!r} twice (ambiguous)"
+    axis, name = v.axis, "rows" if v.axis == 0 else "columns"
+    if shape[axis] != len(new) + v.num_oov_buckets:
+        return (f"target has {shape[axis]} {name} along axis {axis}, the new vocabulary {len(new)} tokens + "
+                f"{v.num_oov_buckets} OOV buckets")
+    if source_shape[axis] < len(old):
+        return f"source has {source_shape[axis]} {name} along axis {axis}, fewer than the old vocabulary's {len(old)}"
+    other = [d for d in range(len(shape)) if d != axis and shape[d] != source_shape[d]]
+    if other:
+        return f"shape {list(source_shape)} in the source, {list(shape)} in the target differ off axis {axis}"
+    position = {tok: i for i, tok in enumerate(old)}
+    m = np.full(shape[axis], -1, dtype=np.int64)
+    m[: len(new)] = [position.get(tok, -1) for tok in new]
+    maps: list[np.ndarray | None] = [None] * len(shape)
+    maps[axis] = m
+    copied = int((m >= 0).sum())
+    moved = int(((m >= 0) & (m != np.arange(len(m)))).sum())
+    fill = {"init": "initial value", "zeros": "zeros", "mean": "mean of the copied " + name}[v.new_row]
+    reason = (f"vocabulary remap: {copied} of {shape[axis]} {name} from the source ({moved} moved), "
+              f"{shape[axis] - copied} new {name}: {fill}"
+              + (f" ({v.num_oov_buckets} OOV buckets)" if v.num_oov_buckets else "")
+              + f"; {len(old) - copied} old tokens dropped")
+    summary = {"reason": reason, "from_source": copied, "new": shape[axis] - copied, "moved": moved,
+               "dropped": len(old) - copied, "oov_buckets": v.num_oov_buckets}
+    return Remap("vocab", tuple(maps), v.new_row, axis, summary)
+
+
+def _first_duplicate(tokens: tuple[str, ...]) -> str | None:
+    seen: set[str] = set()
+    for tok in tokens:
+        if tok in seen:
+            return tok
+        seen.add(tok)
+    return None
+
+
+def _tokens(url: str, storage_options: dict[str, Any] | None) -> tuple[str, ...]:
+    text = read_bytes(resolve(url, storage_options)).decode("utf-8")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return tuple(line.rstrip("\r") for line in lines)
