@@ -106,7 +106,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         _print_json(doc)
     else:
         print(f"{doc['status']}: wrote {doc['output']} (strategy {doc['strategy']}, coverage {doc['coverage']:.1%}, "
-              f"{doc['counts']['copy'] + doc['counts']['cast']} variables copied, {doc['seconds']:.2f} s); "
+              f"{sum(doc['counts'].get(a, 0) for a in ('copy', 'cast', 'remap'))} variables copied, "
+              f"{doc['seconds']:.2f} s); "
               f"manifest {doc['manifest']}")
     return EXIT_OK
 
