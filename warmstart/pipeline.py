@@ -138,7 +138,7 @@ def transfer(
     out = OutputDir(out_loc.url, storage_options, overwrite=overwrite)
     try:
         if chosen == "stream" and plan.target.kind == "keras-weights":
-            result = _run_keras_stream(plan, reader, target, out, storage_options, progress)
+            result = _run_keras_stream(plan, reader, template, target, out, storage_options, progress)
         elif chosen == "stream":
             result = _run_stream(plan, reader, template, target, out, storage_options, chunk_bytes, progress)
         else:
@@ -156,9 +156,8 @@ def transfer(
 
 
 def _planned(plan: Plan | None, reader: SourceReader, target: Any, rules: Rules, storage_options,
-             strategy: str) -> tuple[Plan, BundleReader | None]:
-    """The plan (made here unless given) and a template checkpoint's reader, opened once for the plan
-    and the copy."""
+             strategy: str) -> tuple[Plan, BundleReader | KerasWeightsReader | None]:
+    """The plan (made here unless given) and a template's reader, opened once for the plan and the copy."""
     template = None
     if plan is None:
         source_table = source_table_for(table_from_reader(reader), rules, storage_options)
@@ -243,17 +242,22 @@ def _inputs(source: SourceReader | str, target: Any, rules: Any,
     return dirs, files
 
 
-def _target(target: Any, storage_options, source_kind: str, strategy: str) -> tuple[VariableTable, BundleReader | None]:
-    """The target's table and, for a template checkpoint, its opened reader (for the stream's initial
-    values). A ``.keras`` target of a Keras-file source is its own weights file unless the model is to
-    be built (``restore``/``assign``)."""
+def _target(target: Any, storage_options, source_kind: str,
+            strategy: str) -> tuple[VariableTable, BundleReader | KerasWeightsReader | None]:
+    """The target's table and, for a template (a checkpoint, a Keras weights file), its opened reader
+    (for the stream's initial values: opened once). A ``.keras`` target of a Keras-file source is its
+    own weights file unless the model is to be built (``restore``/``assign``)."""
     if hasattr(target, "__fspath__"):
         target = os.fspath(target)
-    if isinstance(target, str) and target_kind(target) == "checkpoint":
+    kind = target_kind(target) if isinstance(target, str) else "live"
+    if kind == "checkpoint":
         template = BundleReader(target, storage_options)
         return table_from_bundle(template), template
     if strategy in ("restore", "assign"):
         return signature_of(target, storage_options), None
+    if kind == "keras-weights" or (kind == "keras" and source_kind == "keras-weights"):
+        weights = KerasWeightsReader(target, storage_options)
+        return table_from_reader(weights), weights
     return signature_for(target, source_kind, storage_options), None
 
 
@@ -279,11 +283,12 @@ def _run_stream(plan, reader, template, target, out: OutputDir, storage_options,
             "bytes_read": stats.bytes_read, "bytes_written": writer.bytes_written}
 
 
-def _run_keras_stream(plan, reader, target, out: OutputDir, storage_options, progress) -> dict[str, Any]:
+def _run_keras_stream(plan, reader, template, target, out: OutputDir, storage_options, progress) -> dict[str, Any]:
     """Stream into a Keras weights file: written in place locally, uploaded from a work file otherwise."""
     from .strategies import stream_into_weights
 
-    template = KerasWeightsReader(os.fspath(target), storage_options)
+    if template is None:  # a plan made elsewhere: the target's weights not opened yet
+        template = KerasWeightsReader(os.fspath(target), storage_options)
     dest = out.loc.child(KERAS_WEIGHTS)
     with tempfile.TemporaryDirectory(prefix="warmstart-") as workdir:
         local = dest.path if out.loc.is_local else os.path.join(workdir, KERAS_WEIGHTS)
