@@ -20,7 +20,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tasks import fetch_index, fetch_tensors, publish_report, transfer, upload, validate
+from tasks import fetch_index, fetch_source_indexes, fetch_tensors, publish_report, transfer, upload, validate
 from warmstart.errors import PlanError, UsageError
 from warmstart.storage import resolve
 from warmstart.planning import Rules
@@ -80,6 +80,15 @@ def _one_publisher(output: str) -> Iterator[None]:
             pass
     with concurrency(name, occupy=1, strict=True, lease_duration=LOCK_LEASE_SECONDS):
         yield
+
+
+def _keys_by_source(plan: dict[str, Any]) -> dict[str, list[str]]:
+    """The source keys the transfer reads, by source name (``main``: the source)."""
+    keys: dict[str, set[str]] = {}
+    for row in plan["variables"]:
+        if row["action"] in ("copy", "cast"):
+            keys.setdefault(row.get("from") or "main", set()).add(row["source_key"])
+    return {name: sorted(found) for name, found in keys.items()}
 
 
 def _short(url: str) -> str:
@@ -149,8 +158,11 @@ def warm_start(
     started = time.perf_counter()
     creds, rules = request.credentials_block, request.rules_argument()
     index = fetch_index(request.source, creds)
+    # the named sources of the rules (sources:), each cached like the source
+    named_in_rules = request.rules_url or (request.rules is not None and request.rules.sources)
+    named = fetch_source_indexes(rules, creds) if named_in_rules else {}
     plan = validate(index, request.target, rules, creds, dry_run=request.dry_run, output=request.output,
-                    overwrite=request.overwrite)
+                    overwrite=request.overwrite, sources=named)
     summary: dict[str, Any] = {
         "status": plan["status"] if not request.dry_run else f"dry run ({plan['status']})",
         "source": index["url"], "target": request.target, "output": None, "manifest": None,
@@ -159,6 +171,8 @@ def warm_start(
         "positional": plan.get("positional", 0),
         "source_index_cached": index["hit"], "flow_run": str(flow_run.id),
     }
+    if named:
+        summary["sources"] = {name: {"url": s["url"], "coverage": s["coverage"]} for name, s in plan["sources"].items()}
     if not request.dry_run and (request.shards or request.dask_address):
         with _one_publisher(request.output):
             report = sharded_transfer(request, rules, creds)
@@ -166,11 +180,13 @@ def warm_start(
                        bytes_read=report["bytes_read"], bytes_written=report["bytes_written"],
                        shards=request.shards or 1)
     elif not request.dry_run:
-        keys = sorted({row["source_key"] for row in plan["variables"] if row["action"] in ("copy", "cast")})
-        tensors = fetch_tensors(index, keys, creds)
+        keys = _keys_by_source(plan)
+        tensors = fetch_tensors(index, keys.get("main", []), creds)
+        named_tensors = {name: fetch_tensors(record, keys.get(name, []), creds) for name, record in named.items()}
         staging = tempfile.mkdtemp(prefix="warm-start-")
         try:
-            report = transfer(index, tensors, request.target, staging, rules, request.strategy, creds)
+            report = transfer(index, tensors, request.target, staging, rules, request.strategy, creds,
+                              sources=named, source_tensors=named_tensors)
             with _one_publisher(request.output):
                 published = upload(staging, request.output, index["url"], request.target, rules, creds,
                                    overwrite=request.overwrite)

@@ -12,7 +12,7 @@ from warmstart.cache import CachedIndex, CheckpointCache
 
 from ._common import IO_RETRY, log_stage, storage_options_from_block
 
-__all__ = ["fetch_index", "fetch_tensors"]
+__all__ = ["fetch_index", "fetch_source_indexes", "fetch_tensors"]
 
 
 @task(name="fetch-index", cache_policy=NO_CACHE, **IO_RETRY)
@@ -24,6 +24,18 @@ def fetch_index(source: str, credentials_block: str | None = None, cache_dir: st
     log_stage(started, "source %s: %s %s", record.url, what,
               "from the local cache" if record.hit else f"fetched ({record.bytes_downloaded:,} bytes)")
     return record.to_json()
+
+
+@task(name="fetch-source-indexes", cache_policy=NO_CACHE, **IO_RETRY)
+def fetch_source_indexes(rules: dict[str, Any] | str | None, credentials_block: str | None = None,
+                         cache_dir: str | None = None) -> dict[str, dict[str, Any]]:
+    """Cache the index of every named source of the rules (``sources:``); returns their records by name."""
+    started = time.perf_counter()
+    records = CheckpointCache(cache_dir).fetch_sources(rules, storage_options_from_block(credentials_block))
+    for name, record in records.items():
+        log_stage(started, "source %r %s: %s", name, record.url,
+                  "from the local cache" if record.hit else f"fetched ({record.bytes_downloaded:,} bytes)")
+    return {name: record.to_json() for name, record in records.items()}
 
 
 @task(name="fetch-tensors", cache_policy=NO_CACHE, **IO_RETRY)

@@ -35,6 +35,9 @@ def publish_report(summary: dict[str, Any]) -> None:
         "|---|---|",
         rows,
     ]
+    if summary.get("sources"):
+        lines += ["", "| source | url | coverage |", "|---|---|---|"] + [
+            f"| {name} | `{s['url']}` | {s['coverage']:.1%} |" for name, s in summary["sources"].items()]
     if summary.get("positional"):
         lines += ["", f"**warning**: {summary['positional']} variable(s) matched by position, not by name (a list "
                       "index or a layer name Keras counted): right only if no layer was inserted or removed before "

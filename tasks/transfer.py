@@ -41,14 +41,18 @@ class _ProgressArtifact:
 @task(name="transfer", cache_policy=NO_CACHE)
 def transfer(index: dict[str, Any], tensors: dict[str, Any], target: str, staging: str,
              rules: dict[str, Any] | str | None = None, strategy: str = "auto",
-             credentials_block: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
-    """Run the chosen strategy; TF work happens in this (the flow's) thread. Returns the report JSON."""
+             credentials_block: str | None = None, cache_dir: str | None = None,
+             sources: dict[str, dict[str, Any]] | None = None,
+             source_tensors: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run the chosen strategy; TF work happens in this (the flow's) thread. Returns the report JSON.
+    ``sources``/``source_tensors``: the named sources' cached index and tensor records, by name."""
     started = time.perf_counter()
     progress = _ProgressArtifact()
     report = CheckpointCache(cache_dir).transfer(
         CachedIndex.from_json(index), CachedTensors.from_json(tensors), target, staging, rules=rules,
         strategy=strategy, storage_options=storage_options_from_block(credentials_block), progress=progress,
-        overwrite=True)
+        overwrite=True, sources={name: CachedIndex.from_json(r) for name, r in (sources or {}).items()},
+        source_tensors={name: CachedTensors.from_json(r) for name, r in (source_tensors or {}).items()})
     progress.finish(report.bytes_read, report.bytes_written)
     log_stage(started, "strategy %s: %d variables written, %s bytes read, %s bytes written", report.strategy,
               len(report.plan.transferred), f"{report.bytes_read:,}", f"{report.bytes_written:,}")

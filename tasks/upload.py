@@ -25,8 +25,8 @@ PUBLISHED_EVENT = "warmstart.checkpoint.published"
 def upload(staging: str, output: str, source: str, target: str, rules: dict[str, Any] | str | None = None,
            credentials_block: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Data and index objects first, then the state file and manifest; refuses an output that could
-    reach an input (the source, a template, a target or rules file). Then emits the event
-    ``warmstart.checkpoint.published`` (the output as resource, the source as related resource, the
+    reach an input (the sources, a template, a target or rules file). Then emits the event
+    ``warmstart.checkpoint.published`` (the output as resource, every source as related resource, the
     manifest's figures as payload) for a training deployment to trigger on."""
     started = time.perf_counter()
     manifest = json.loads((Path(staging) / MANIFEST).read_text())
@@ -38,9 +38,18 @@ def upload(staging: str, output: str, source: str, target: str, rules: dict[str,
                resource={"prefect.resource.id": f"warmstart.checkpoint.{published['output']}",
                          "prefect.resource.name": published["output"]},
                related=[{"prefect.resource.id": f"warmstart.source.{source}", "prefect.resource.role": "source",
-                         "prefect.resource.name": source}],
+                         "prefect.resource.name": source}] + _named_sources(manifest),
                payload={"url": published["output"], "manifest": published["manifest"], "source": source,
                         "target": target if isinstance(target, str) else None, "strategy": manifest["strategy"],
                         "coverage": manifest["plan"]["coverage"], "counts": manifest["plan"]["counts"],
-                        **{k: manifest["stats"].get(k) for k in ("bytes_read", "bytes_written", "seconds")}})
+                        **{k: manifest["stats"].get(k) for k in ("bytes_read", "bytes_written", "seconds")},
+                        **({"sources": {name: record["url"] for name, record in manifest["sources"].items()}}
+                           if len(manifest.get("sources", {})) > 1 else {})})
     return published
+
+
+def _named_sources(manifest: dict[str, Any]) -> list[dict[str, str]]:
+    """The named sources (beside ``main``) of the manifest as related resources, role ``source``."""
+    return [{"prefect.resource.id": f"warmstart.source.{record['url']}", "prefect.resource.role": "source",
+             "prefect.resource.name": record["url"], "warmstart.source.name": name}
+            for name, record in manifest.get("sources", {}).items() if name != "main"]

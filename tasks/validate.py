@@ -26,17 +26,19 @@ FORM_HINT = ("the warm-start-plan artifact lists all, errors first; change the '
 @task(name="validate", cache_policy=NO_CACHE)
 def validate(index: dict[str, Any], target: str, rules: dict[str, Any] | str | None = None,
              credentials_block: str | None = None, dry_run: bool = False,
-             cache_dir: str | None = None, output: str | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """The plan as JSON, also published as a table artifact. Raises :class:`PlanError` when the plan
-    fails, unless ``dry_run`` (then the failed plan is returned for the report), and
-    :class:`StorageError` when ``output`` cannot take the result (not empty, not writable, an
-    input's place), before any tensor is fetched."""
+             cache_dir: str | None = None, output: str | None = None, overwrite: bool = False,
+             sources: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The plan as JSON (``sources``: the named sources' cached index records, by name), also published as
+    a table artifact. Raises :class:`PlanError` when the plan fails, unless ``dry_run`` (then the failed
+    plan is returned for the report), and :class:`StorageError` when ``output`` cannot take the result
+    (not empty, not writable, an input's place), before any tensor is fetched."""
     started = time.perf_counter()
     options = storage_options_from_block(credentials_block)
     cache, cached = CheckpointCache(cache_dir), CachedIndex.from_json(index)
     if output is not None and not dry_run:
         check_output_for(cache.reader(cached, options), target, output, rules, options, overwrite)
-    plan = cache.plan(cached, target, rules, options)
+    named = {name: CachedIndex.from_json(record) for name, record in (sources or {}).items()}
+    plan = cache.plan(cached, target, rules, options, named)
     doc = plan.to_json()
     create_table_artifact(key="warm-start-plan", table=_plan_rows(doc),
                           description=f"Warm-start plan ({doc['status']}): {plan.summary()}")
@@ -52,10 +54,16 @@ def validate(index: dict[str, Any], target: str, rules: dict[str, Any] | str | N
 
 def _plan_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The plan table as a person reads it: errors first, then what was decided and why; the source's
-    unused variables last (action "unused")."""
+    unused variables last (action "unused"). With several sources, a "from" column names the source of
+    each row, and the unused variables of every source are listed."""
+    several = len(doc.get("sources", {})) > 1
+    columns = _COLUMNS[:4] + ("from",) + _COLUMNS[4:] if several else _COLUMNS
     order = {"error": 0, "skip": 1, "init": 2, "cast": 3, "copy": 4}
-    rows = [{k: row.get(k) for k in _COLUMNS} for row in sorted(doc["variables"],
-                                                                   key=lambda r: order.get(r["action"], 5))]
-    unused = [{"action": "unused", "reason": "in the source, filling no target variable", "target": None,
-               "source": name, "shape": None, "dtype": None} for name in doc["unused_source"]]
+    rows = [{k: row.get(k) for k in columns} for row in sorted(doc["variables"],
+                                                                  key=lambda r: order.get(r["action"], 5))]
+    unused_by_source = ({name: s["unused"] for name, s in doc["sources"].items()} if several
+                        else {None: doc["unused_source"]})
+    unused = [{k: {"action": "unused", "reason": "in the source, filling no target variable", "source": name,
+                   "from": source}.get(k) for k in columns}
+              for source, names in unused_by_source.items() for name in names]
     return rows + unused

@@ -50,27 +50,33 @@ def plan(
     target: Any,
     rules: Rules | dict[str, Any] | str | None = None,
     storage_options: dict[str, Any] | None = None,
+    sources: dict[str, Any] | None = None,
 ) -> Plan:
     """Validate ``source`` against ``target`` under ``rules`` and return the :class:`Plan`.
 
     ``source``: a checkpoint URL/path or a :class:`VariableTable`; ``target``: anything
-    :func:`signature_of` accepts. Reads only index files. The plan may fail (``Plan.ok`` is
-    False, ``Plan.problems()`` says why); inputs that cannot be read raise :class:`InputError`.
+    :func:`signature_of` accepts. ``sources``: more sources by name (URLs or tables), added to (or
+    replacing) the rules' ``sources:``; the rules' ``from:`` says which target variables each fills.
+    Reads only index files. The plan may fail (``Plan.ok`` is False, ``Plan.problems()`` says why);
+    inputs that cannot be read raise :class:`InputError`.
     """
-    from .planning import make_plan, source_table_for
+    from .planning import declared_sources, make_plan, source_table_for
     from .tables import signature_for
 
     rules_model = load_rules(rules, storage_options)
     source_table = source if isinstance(source, VariableTable) else read_table(str(source), storage_options)
     source_table = source_table_for(source_table, rules_model, storage_options)
+    named = {name: value if isinstance(value, VariableTable) else read_table(str(value), storage_options)
+             for name, value in declared_sources(rules_model, sources).items()}
     target_table = signature_for(target, source_table.kind, storage_options)
-    return make_plan(source_table, target_table, rules_model, storage_options)
+    return make_plan(source_table, target_table, rules_model, storage_options, sources=named)
 
 
 def transfer(source: str, target: Any, output: str, rules: Rules | dict[str, Any] | str | None = None,
              strategy: str = "auto", storage_options: dict[str, Any] | None = None, **kwargs: Any) -> Report:
     """Plan, then write a checkpoint for ``target`` at the ``output`` directory URL; see
-    :func:`warmstart.pipeline.transfer` for the keyword arguments (overwrite, chunk_bytes, progress, shards, dask).
+    :func:`warmstart.pipeline.transfer` for the keyword arguments (overwrite, chunk_bytes, progress, shards, dask,
+    sources: more named sources, as for :func:`plan`).
     Raises :class:`PlanError` (nothing written) when the plan does not satisfy the rules."""
     from .pipeline import transfer as _transfer
 

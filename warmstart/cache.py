@@ -145,6 +145,13 @@ class CheckpointCache:
         (directory / "source.json").write_text(json.dumps({"url": loc.url, "identity": identity}))
         return CachedIndex(loc.url, identity, str(directory), False, 0, "keras-weights")
 
+    def fetch_sources(self, rules: Any, storage_options: dict[str, Any] | None = None) -> dict[str, CachedIndex]:
+        """Cache the index (a Keras file's structure) of every named source of ``rules`` (``sources:``)."""
+        from .planning import load_rules
+
+        return {name: self.fetch_index(url, storage_options)
+                for name, url in load_rules(rules, storage_options).sources.items()}
+
     def reader(self, cached: CachedIndex,
                storage_options: dict[str, Any] | None = None) -> BundleReader | KerasWeightsReader:
         """A reader over the remote source that takes its index (a Keras file's structure) from the cache."""
@@ -162,25 +169,37 @@ class CheckpointCache:
         return table_from_reader(self.reader(cached, storage_options))
 
     def plan(self, cached: CachedIndex, target: Any, rules: Any = None,
-             storage_options: dict[str, Any] | None = None) -> "Plan":
-        """Plan against the cached source index (no tensor data is read)."""
+             storage_options: dict[str, Any] | None = None,
+             sources: dict[str, CachedIndex] | None = None) -> "Plan":
+        """Plan against the cached source indexes (``sources``: the named sources', by name); no tensor
+        data is read."""
         from . import plan as make
 
-        return make(self.table(cached, storage_options), target, rules, storage_options)
+        named = {name: self.table(c, storage_options) for name, c in (sources or {}).items()}
+        return make(self.table(cached, storage_options), target, rules, storage_options, sources=named or None)
 
     def transfer(self, cached: CachedIndex, tensors: CachedTensors, target: Any, output: str, rules: Any = None,
-                 strategy: str = "auto", storage_options: dict[str, Any] | None = None, **kwargs: Any) -> "Report":
-        """Run :func:`warmstart.transfer` from the local sparse copy, planned on the full cached index;
-        the manifest names the real source and its identity."""
+                 strategy: str = "auto", storage_options: dict[str, Any] | None = None,
+                 sources: dict[str, CachedIndex] | None = None,
+                 source_tensors: dict[str, CachedTensors] | None = None, **kwargs: Any) -> "Report":
+        """Run :func:`warmstart.transfer` from the local sparse copies (``source_tensors``: the named
+        ``sources``', by name), planned on the full cached indexes; the manifest names the real sources
+        and their identities."""
         from .pipeline import transfer
 
-        plan = self.plan(cached, target, rules, storage_options)
+        plan = self.plan(cached, target, rules, storage_options, sources)
+        named, provenance = {}, {}
+        for name, c in (sources or {}).items():
+            copy = (source_tensors or {}).get(name)
+            named[name] = self.reader(c, storage_options) if copy is None or copy.direct else copy.prefix
+            provenance[name] = {"url": c.url, "index": c.identity}
+        more = {"sources": named, "sources_provenance": provenance} if named else {}
         if tensors.direct:  # a Keras file: its tensors are read by their byte ranges now
             return transfer(self.reader(cached, storage_options), target, output, rules=rules,  # type: ignore[arg-type]
-                            strategy=strategy, storage_options=storage_options, plan=plan, **kwargs)
+                            strategy=strategy, storage_options=storage_options, plan=plan, **more, **kwargs)
         return transfer(tensors.prefix, target, output, rules=rules, strategy=strategy,  # type: ignore[arg-type]
                         storage_options=storage_options, plan=plan,
-                        provenance={"url": cached.url, "index": cached.identity}, **kwargs)
+                        provenance={"url": cached.url, "index": cached.identity}, **more, **kwargs)
 
     def fetch_tensors(self, cached: CachedIndex, keys: list[str] | tuple[str, ...],
                       storage_options: dict[str, Any] | None = None,

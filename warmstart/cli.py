@@ -82,7 +82,7 @@ def cmd_signature(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from . import plan
 
-    result = plan(args.source, args.target, rules=args.rules)
+    result = plan(args.source, args.target, rules=args.rules, sources=_named_sources(args))
     if args.json:
         _print_json(result.to_json())
     else:
@@ -133,7 +133,8 @@ def _transfer_with_engine(args: argparse.Namespace) -> dict:
 
     with _progress_bar(enabled=not args.json and sys.stderr.isatty() and not args.shards) as progress:
         report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,
-                          overwrite=args.overwrite, shards=args.shards, dask=args.dask, progress=progress)
+                          overwrite=args.overwrite, shards=args.shards, dask=args.dask, progress=progress,
+                          sources=_named_sources(args))
     return {**report.to_json(), "flow_run": None}
 
 
@@ -176,6 +177,9 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
 
     from .storage import CHECKPOINT_NAME, KERAS_WEIGHTS, read_manifest, resolve
 
+    if args.sources:
+        raise UsageError("--source is for runs of the engine in this process (--no-prefect); to run the flow, "
+                         "declare the sources under 'sources:' in the rules file")
     _quiet_expected_tracebacks()
     summary = warm_start(source=args.source, target=args.target, output=args.output, rules_url=args.rules,
                          strategy=args.strategy, overwrite=args.overwrite, shards=args.shards, dask_address=args.dask)
@@ -238,11 +242,27 @@ EXAMPLES = """examples:
 
 
 def _source_target(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The SOURCE and TARGET positionals and ``--rules`` that ``plan`` and ``transfer`` share."""
+    """The SOURCE and TARGET positionals, ``--rules`` and ``--source`` that ``plan`` and ``transfer`` share."""
     p.add_argument("source", metavar="SOURCE", help=_SOURCE_HELP)
     p.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
     p.add_argument("--rules", metavar="FILE", help="rules file (YAML or JSON, any URL); default: strict rules")
+    p.add_argument("--source", dest="sources", action="append", metavar="NAME=URL",
+                   help="another source by name (repeatable), as under 'sources:' in the rules (it replaces one of "
+                   "the same name); the rules' 'from:' says which target variables it fills; SOURCE is 'main'")
     return p
+
+
+def _named_sources(args: argparse.Namespace) -> dict[str, str] | None:
+    """``--source NAME=URL`` options as a dict. Raises :class:`UsageError` for a malformed or repeated one."""
+    named: dict[str, str] = {}
+    for option in args.sources or ():
+        name, sep, url = option.partition("=")
+        if not sep or not name or not url:
+            raise UsageError(f"--source {option!r}: expected NAME=URL (e.g. --source encoder_run=s3://b/run-a/ckpt-7)")
+        if name in named:
+            raise UsageError(f"--source {name!r} is given twice")
+        named[name] = url
+    return named or None
 
 
 def _parser() -> argparse.ArgumentParser:

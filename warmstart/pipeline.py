@@ -22,7 +22,17 @@ from .errors import PlanError, UsageError
 from .formats import KerasWeightsReader, open_source
 from .formats.bundle import BundleReader
 from .formats.keras import is_keras_file
-from .planning import TRANSFERRED, Plan, Report, Rules, load_rules, make_plan, source_table_for
+from .planning import (
+    MAIN_SOURCE,
+    TRANSFERRED,
+    Plan,
+    Report,
+    Rules,
+    declared_sources,
+    load_rules,
+    make_plan,
+    source_table_for,
+)
 from .storage import (
     CHECKPOINT_NAME,
     KERAS_WEIGHTS,
@@ -106,6 +116,8 @@ def transfer(
     provenance: dict[str, Any] | None = None,
     shards: int | None = None,
     dask: Any = None,
+    sources: dict[str, str | SourceReader] | None = None,
+    sources_provenance: dict[str, dict[str, Any]] | None = None,
 ) -> Report:
     """Copy the planned variables of ``source`` into a checkpoint for ``target`` at ``output``.
 
@@ -119,10 +131,14 @@ def transfer(
     ``shards``: write that many data files, each by a unit of work (:func:`prepare_sharded`); ``dask``
     (a ``distributed.Client`` or a scheduler address) runs the units on that Dask cluster, else they
     run here one after the other. Stream strategy only; ``progress`` is not called then.
+
+    ``sources``: more sources by name (URLs or opened readers), added to (or replacing) the rules'
+    ``sources:``; the rules' ``from:`` says which target variables each one fills, and each is read from its
+    own source. ``sources_provenance``: their manifest records by name, as ``provenance`` for ``source``.
     """
     if shards is not None or dask is not None:
         job = prepare_sharded(source, target, output, 1 if shards is None else shards, rules, storage_options,
-                              overwrite, chunk_bytes, plan, provenance, strategy)
+                              overwrite, chunk_bytes, plan, provenance, strategy, sources)
         return run_sharded(job, dask)
     started = time.perf_counter()
     # its index (HDF5 structure) only; or a reader already open (a cached index or structure)
@@ -131,21 +147,26 @@ def transfer(
     # trace, and no spelling of a path (.., symlinks) lets the output reach an input.
     out_loc = check_output_for(reader, target, output, rules, storage_options, overwrite)
     rules_model = load_rules(rules, storage_options)
-    plan, template = _planned(plan, reader, target, rules_model, storage_options, strategy)
-    chosen = choose_strategy(strategy, plan.target, plan.source.kind)  # what cannot work at all is said first
+    named = open_named_sources(rules_model, sources, storage_options)
+    check_output_location(out_loc, *_named_inputs(named))
+    plan, template = _planned(plan, reader, target, rules_model, storage_options, strategy, named)
+    chosen = choose_strategy(strategy, plan.target, _source_kind(plan))  # what cannot work at all is said first
     if not plan.ok:
         raise PlanError(plan.failure_message(), plan)
+    from .strategies import SourceReaders
+
+    readers = SourceReaders({MAIN_SOURCE: reader, **named}) if named else reader
     out = OutputDir(out_loc.url, storage_options, overwrite=overwrite)
     try:
         if chosen == "stream" and plan.target.kind == "keras-weights":
-            result = _run_keras_stream(plan, reader, template, target, out, storage_options, progress)
+            result = _run_keras_stream(plan, readers, template, target, out, storage_options, progress)
         elif chosen == "stream":
-            result = _run_stream(plan, reader, template, target, out, storage_options, chunk_bytes, progress)
+            result = _run_stream(plan, readers, template, target, out, storage_options, chunk_bytes, progress)
         else:
-            result = _run_tf(chosen, plan, reader, target, out, storage_options, progress)
+            result = _run_tf(chosen, plan, readers, target, out, storage_options, progress)
         result["seconds"] = round(time.perf_counter() - started, 3)
-        manifest_url = out.commit(_manifest(plan, _source_record(reader, provenance), target, rules_model, chosen,
-                                            result),
+        records = _source_records(reader, provenance, named, sources_provenance)
+        manifest_url = out.commit(_manifest(plan, records, target, rules_model, chosen, result),
                                   state_file=plan.target.kind != "keras-weights")
     except BaseException:
         out.abort()
@@ -156,24 +177,50 @@ def transfer(
 
 
 def _planned(plan: Plan | None, reader: SourceReader, target: Any, rules: Rules, storage_options,
-             strategy: str) -> tuple[Plan, BundleReader | KerasWeightsReader | None]:
+             strategy: str, named: dict[str, SourceReader] | None = None,
+             ) -> tuple[Plan, BundleReader | KerasWeightsReader | None]:
     """The plan (made here unless given) and a template's reader, opened once for the plan and the copy."""
     template = None
     if plan is None:
         source_table = source_table_for(table_from_reader(reader), rules, storage_options)
         target_table, template = _target(target, storage_options, source_table.kind, strategy)
-        plan = make_plan(source_table, target_table, rules, storage_options)
+        plan = make_plan(source_table, target_table, rules, storage_options,
+                         sources={name: table_from_reader(r) for name, r in (named or {}).items()})
     return plan, template
+
+
+def open_named_sources(rules: Rules, sources: dict[str, Any] | None,
+                       storage_options: dict[str, Any] | None = None) -> dict[str, SourceReader]:
+    """Readers of the named sources (the rules' ``sources:`` and ``sources``, URLs or readers): their
+    indexes or structures only."""
+    return {name: value if isinstance(value, (BundleReader, KerasWeightsReader)) else open_source(value, storage_options)
+            for name, value in declared_sources(rules, sources).items()}
+
+
+def _source_kind(plan: Plan) -> str:
+    """The source kind strategies must serve: ``keras-weights`` if any source is a Keras weights file."""
+    kinds = [table.kind for table in plan.sources.values()]
+    return "keras-weights" if "keras-weights" in kinds else plan.source.kind
 
 
 def _source_record(reader: SourceReader, provenance: dict[str, Any] | None) -> dict[str, Any]:
     return provenance or {"url": reader.url, "index": reader.identity()}
 
 
-def _manifest(plan: Plan, source: dict[str, Any], target: Any, rules: Rules, strategy: str,
+def _source_records(reader: SourceReader, provenance: dict[str, Any] | None, named: dict[str, SourceReader],
+                    named_provenance: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Every source's manifest record by name: its URL and the identity of its index (its real place and
+    version when it was read from a cached copy)."""
+    records = {MAIN_SOURCE: _source_record(reader, provenance)}
+    for name, r in named.items():
+        records[name] = _source_record(r, (named_provenance or {}).get(name))
+    return records
+
+
+def _manifest(plan: Plan, sources: dict[str, dict[str, Any]], target: Any, rules: Rules, strategy: str,
               result: dict[str, Any]) -> dict[str, Any]:
-    return manifest_document(
-        source=source,
+    return {**manifest_document(
+        source=sources[MAIN_SOURCE],
         target={"spec": target if isinstance(target, str) else plan.target.origin,
                 "origin": plan.target.origin, "kind": plan.target.kind},
         rules=rules.model_dump(mode="json"),
@@ -182,7 +229,7 @@ def _manifest(plan: Plan, source: dict[str, Any], target: Any, rules: Rules, str
         tensors=result["tensors"],
         absent=result["absent"],
         stats={k: result[k] for k in ("bytes_read", "bytes_written", "seconds")},
-    )
+    ), "sources": sources}
 
 
 def _tensor_checksums(rows) -> list[dict[str, Any]]:
@@ -214,22 +261,15 @@ def publish_output(staging: str, output: str, source: str, target: Any, rules: A
     """Publish a finished local output (:func:`publish_directory`) for a transfer from ``source`` for
     ``target``: refused, before anything is written, where it could reach an input."""
     dirs, files = _inputs(source, target, rules, storage_options)
-    return publish_directory(staging, output, storage_options, overwrite, dirs, files)
+    named = _named_inputs(declared_sources(load_rules(rules, storage_options)), storage_options)
+    return publish_directory(staging, output, storage_options, overwrite, dirs + named[0], files + named[1])
 
 
 def _inputs(source: SourceReader | str, target: Any, rules: Any,
             storage_options) -> tuple[list[Location], list[Location]]:
     """The directories and files a transfer reads: a source or template checkpoint (its directory and
     files), a Keras source file, a target file, a rules file."""
-    if isinstance(source, KerasWeightsReader):  # one file: its directory is not the input's
-        dirs, files = [], source.files()
-    elif isinstance(source, BundleReader):
-        dirs, files = [source.prefix.parent], source.files()
-    elif is_keras_file(source):
-        dirs, files = [], [resolve(source, storage_options)]
-    else:
-        prefix = resolve_checkpoint(source, storage_options)
-        dirs, files = [prefix.parent], [prefix.with_suffix(".index")]
+    dirs, files = _source_inputs(source, storage_options)
     kind = target_kind(os.fspath(target)) if isinstance(target, (str, os.PathLike)) else "live"
     if kind == "checkpoint":
         prefix = resolve_checkpoint(target, storage_options)
@@ -239,6 +279,29 @@ def _inputs(source: SourceReader | str, target: Any, rules: Any,
         files.append(resolve(target, storage_options))
     if isinstance(rules, (str, os.PathLike)):
         files.append(resolve(rules, storage_options))
+    return dirs, files
+
+
+def _source_inputs(source: SourceReader | str, storage_options) -> tuple[list[Location], list[Location]]:
+    """The directories and files of one source: a checkpoint's directory and files, a Keras file."""
+    if isinstance(source, KerasWeightsReader):  # one file: its directory is not the input's
+        return [], source.files()
+    if isinstance(source, BundleReader):
+        return [source.prefix.parent], source.files()
+    if is_keras_file(source):
+        return [], [resolve(source, storage_options)]
+    prefix = resolve_checkpoint(source, storage_options)
+    return [prefix.parent], [prefix.with_suffix(".index")]
+
+
+def _named_inputs(named: dict[str, SourceReader | str],
+                  storage_options=None) -> tuple[list[Location], list[Location]]:
+    """The directories and files of the named sources (an output may reach none of them)."""
+    dirs: list[Location] = []
+    files: list[Location] = []
+    for source in named.values():
+        more = _source_inputs(source, storage_options)
+        dirs, files = dirs + more[0], files + more[1]
     return dirs, files
 
 
@@ -380,17 +443,23 @@ class ShardedJob:
 def prepare_sharded(source: str, target: Any, output: str, shards: int, rules: Any = None,
                     storage_options: dict[str, Any] | None = None, overwrite: bool = False,
                     chunk_bytes: int | None = None, plan: Plan | None = None,
-                    provenance: dict[str, Any] | None = None, strategy: str = "auto") -> ShardedJob:
+                    provenance: dict[str, Any] | None = None, strategy: str = "auto",
+                    sources: dict[str, Any] | None = None) -> ShardedJob:
     """Plan, check and prepare the output (marked incomplete; parts an interrupted run of the same plan
     staged are kept, others removed), and split the plan into ``shards`` units (:func:`split_units`).
-    Raises :class:`PlanError` for a failed plan and :class:`UsageError` where streaming cannot serve."""
+    Raises :class:`PlanError` for a failed plan and :class:`UsageError` where streaming cannot serve
+    (several named sources included: a sharded transfer reads one source)."""
     from .strategies import DEFAULT_CHUNK_BYTES, run_prefix, split_units
 
     if shards < 1:
         raise UsageError(f"shards must be at least 1, not {shards}")
+    rules_model = load_rules(rules, storage_options)
+    named = declared_sources(rules_model, sources)
+    if named:
+        raise UsageError(f"sharded transfers (shards, dask) read one source, but {len(named)} more are named "
+                         f"({', '.join(repr(n) for n in named)}): transfer without shards, or from one source")
     reader = open_source(source, storage_options)
     out_loc = check_output_for(reader, target, output, rules, storage_options, overwrite)
-    rules_model = load_rules(rules, storage_options)
     plan, template = _planned(plan, reader, target, rules_model, storage_options, strategy)
     if choose_strategy(strategy, plan.target, plan.source.kind) != "stream" or not isinstance(reader, BundleReader) \
             or plan.target.kind == "keras-weights":
@@ -462,8 +531,8 @@ def commit_sharded(job: ShardedJob, results: list[UnitResult]) -> Report:
         result = {"tensors": _tensor_checksums(rows), "absent": list(job.absent), "bytes_read": sum(r.bytes_read for r in results),
                   "bytes_written": sum(r.bytes_written for r in results),
                   "seconds": round(time.time() - job.started, 3)}
-        manifest_url = out.commit(_manifest(job.plan, job.source, job.target, load_rules(job.rules), "stream",
-                                            result))
+        manifest_url = out.commit(_manifest(job.plan, {MAIN_SOURCE: job.source}, job.target, load_rules(job.rules),
+                                            "stream", result))
     except BaseException:
         _roll_back(out)
         raise

@@ -7,7 +7,8 @@ plans for a terminal (rich is imported only there).
 
 from .plan import TRANSFERRED, Action, Plan, PlanEntry, make_plan, source_table_for
 from .report import Report
-from .rules import DEFAULT_EXCLUDE, Rules, load_rules
+from .rules import DEFAULT_EXCLUDE, MAIN_SOURCE, Rules, load_rules
+from .sources import declared_sources
 
-__all__ = ["Rules", "DEFAULT_EXCLUDE", "load_rules", "Plan", "PlanEntry", "Action", "make_plan", "source_table_for", "TRANSFERRED",
+__all__ = ["Rules", "DEFAULT_EXCLUDE", "MAIN_SOURCE", "declared_sources", "load_rules", "Plan", "PlanEntry", "Action", "make_plan", "source_table_for", "TRANSFERRED",
            "Report"]

@@ -7,12 +7,14 @@ from __future__ import annotations
 import difflib
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..formats.dtypes import is_value_preserving_cast
 from ..tables import Variable, VariableTable, has_list_index, named_by_structure
-from .rules import Rules
+from .rules import MAIN_SOURCE, Rules
+from .sources import SourceChooser
 from .transforms import Remap, TransformMatcher, plan_remap
 
 __all__ = ["Action", "PlanEntry", "Plan", "make_plan", "TRANSFERRED"]
@@ -44,6 +46,7 @@ class PlanEntry:
     num_elements: int = 0
     positional: bool = False  # the match rests on position in the source or the target (see Variable)
     remap: Remap | None = field(default=None, compare=False)  # action remap: which source entries fill which
+    from_source: str | None = None  # the name of the source holding ``source`` (``main``: the SOURCE argument)
 
     @property
     def cast(self) -> bool:
@@ -54,6 +57,7 @@ class PlanEntry:
         out = {
             "target": self.target,
             "source": self.source,
+            "from": self.from_source,
             "action": self.action,
             "shape": list(self.shape),
             "dtype": self.dtype,
@@ -82,8 +86,11 @@ class Plan:
     rule_errors: tuple[str, ...]
     coverage: float
     counts: dict[str, int] = field(init=False)
+    sources: Mapping[str, VariableTable] = field(default_factory=dict)  # every source by name; default: main
 
     def __post_init__(self):
+        if not self.sources:
+            object.__setattr__(self, "sources", {MAIN_SOURCE: self.source})
         counts = {a: 0 for a in ("copy", "cast", "init", "skip", "error")}  # "remap" only when there is one
         for e in self.entries:
             counts[e.action] = counts.get(e.action, 0) + 1
@@ -101,9 +108,35 @@ class Plan:
     def transferred_bytes(self) -> int:
         total = 0
         for e in self.transferred:
-            src = self.source[e.source]  # type: ignore[index]
+            src = self.sources[e.from_source or MAIN_SOURCE][e.source]  # type: ignore[index]
             total += src.nbytes or 0
         return total
+
+    def unused_in(self, name: str) -> tuple[str, ...]:
+        """The variables of source ``name`` that fill no target variable."""
+        if name == MAIN_SOURCE:
+            return self.unused_source
+        matched = {e.source for e in self.entries if e.from_source == name}
+        return tuple(n for n in self.sources[name] if n not in matched)
+
+    def coverage_by_source(self) -> dict[str, float]:
+        """The fraction of the target's parameters (by element count) each source fills."""
+        total = sum(v.num_elements or 0 for v in self.target.variables)
+        filled = {name: 0 for name in self.sources}
+        for e in self.transferred:
+            filled[e.from_source or MAIN_SOURCE] += e.num_elements
+        return {name: (n / total if total else 0.0) for name, n in filled.items()}
+
+    def sources_json(self) -> dict[str, Any]:
+        """Per source: where it is, what it fills (variables, parameters, coverage) and its unused variables."""
+        coverage = self.coverage_by_source()
+        out = {}
+        for name, table in self.sources.items():
+            filled = [e for e in self.transferred if (e.from_source or MAIN_SOURCE) == name]
+            out[name] = {"url": table.origin, "kind": table.kind, "variables": len(filled),
+                         "parameters": sum(e.num_elements for e in filled), "coverage": coverage[name],
+                         "unused": list(self.unused_in(name))}
+        return out
 
     @property
     def positional(self) -> tuple[PlanEntry, ...]:
@@ -124,6 +157,8 @@ class Plan:
             f"{c['skip']} skip, {c['error']} error; {len(self.unused_source)} source variables unused; "
             f"coverage {self.coverage:.1%}" + (f"; {len(self.positional)} matched by position, not by name"
                                                if self.positional else "")
+            + ("; by source: " + ", ".join(f"{n} {c:.1%}" for n, c in self.coverage_by_source().items())
+               if len(self.sources) > 1 else "")
         )
 
     def failure_message(self, where: str = "--json or Plan.problems() lists all") -> str:
@@ -145,6 +180,7 @@ class Plan:
             "counts": dict(self.counts),
             "positional": len(self.positional),
             "coverage": self.coverage,
+            "sources": self.sources_json(),
             "transferred_bytes": self.transferred_bytes,
             "rules": self.rules.model_dump(mode="json"),
         }
@@ -158,24 +194,38 @@ def source_table_for(source: VariableTable, rules: Rules, storage_options: dict[
 
 
 def make_plan(source: VariableTable, target: VariableTable, rules: Rules,
-              storage_options: dict[str, Any] | None = None) -> Plan:
-    """Plan the transfer of ``source`` into ``target`` under ``rules``. Pure but for reading the vocabulary
-    files of transforms (with ``storage_options``); never raises for a bad match: problems become ``error``
-    entries and ``rule_errors``."""
+              storage_options: dict[str, Any] | None = None,
+              sources: Mapping[str, VariableTable] | None = None) -> Plan:
+    """Plan the transfer of ``source`` (named ``main``) and the named ``sources`` (the tables of the rules'
+    ``sources:``, by name) into ``target`` under ``rules``. Pure but for reading the vocabulary files of
+    transforms (with ``storage_options``); never raises for a bad match: problems become ``error`` entries
+    and ``rule_errors``. Raises :class:`UsageError` when a source the rules declare has no table here."""
+    tables = {MAIN_SOURCE: source, **(sources or {})}
+    missing = [n for n in rules.sources if n not in tables]
+    if missing:
+        from ..errors import UsageError
+
+        raise UsageError(f"the rules declare source {missing[0]!r}, but it was not read (several sources are for "
+                         "transfers and plans from files: warmstart.plan/transfer, the CLI, the flow)")
     matcher = _Matcher(rules)
     transforms = TransformMatcher(rules)
-    entries = [_with_transform(_plan_one(t, source, rules, matcher), t, rules, transforms, storage_options)
+    chooser = SourceChooser(rules, tables)
+    entries = [_with_transform(_plan_one(t, tables, rules, matcher, chooser), t, rules, transforms, storage_options)
                for t in target.variables]
     entries = _flag_shared_sources(entries, rules)
-    rule_errors = matcher.unused_rule_errors() + transforms.unused_rule_errors()
+    filled = defaultdict(int)
+    for e in entries:
+        if e.action in TRANSFERRED:
+            filled[e.from_source] += 1
+    rule_errors = matcher.unused_rule_errors() + transforms.unused_rule_errors() + chooser.rule_errors(filled)
     total = sum(v.num_elements or 0 for v in target.variables)
     copied = sum(e.num_elements for e in entries if e.action in TRANSFERRED)
     coverage = copied / total if total else 1.0
     if coverage < rules.min_coverage:
         rule_errors.append(f"coverage {coverage:.1%} is below min_coverage {rules.min_coverage:.1%}")
-    matched = {e.source for e in entries if e.source is not None}
+    matched = {e.source for e in entries if e.source is not None and e.from_source == MAIN_SOURCE}
     unused = tuple(n for n in source if n not in matched)
-    return Plan(source, target, rules, tuple(entries), unused, tuple(rule_errors), coverage)
+    return Plan(source, target, rules, tuple(entries), unused, tuple(rule_errors), coverage, sources=tables)
 
 
 class _Matcher:
@@ -231,17 +281,39 @@ class _Matcher:
         return errors
 
 
-def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matcher) -> PlanEntry:
+def _plan_one(t: Variable, tables: Mapping[str, VariableTable], rules: Rules, matcher: _Matcher,
+              chooser: SourceChooser) -> PlanEntry:
     base = dict(target=t.name, shape=t.shape, dtype=t.dtype, target_key=t.key)
     pattern = matcher.excluded_by(t.name)
     if pattern is not None:
         return PlanEntry(source=None, action="init", reason=f"excluded by {pattern!r}", **base)
     if not matcher.included(t.name):
         return PlanEntry(source=None, action="init", reason="matched by no include pattern", **base)
-    source_name, rule = matcher.source_name(t.name)
-    via = "" if rule is None else f" (via rename[{rule}])"
-    if source_name is None:
+    renamed, rule = matcher.source_name(t.name)
+    if renamed is None:
         return PlanEntry(source=None, action="init", reason=f"rename[{rule}] maps it to null", **base)
+    names, from_rule = chooser.choose(t.name)
+    undeclared = chooser.undeclared(names)
+    if undeclared:
+        return PlanEntry(source=None, action="error", reason=f"from[{from_rule}] names source {undeclared[0]!r}, "
+                         "which is not declared (add it under sources:)", **base)
+    for i, name in enumerate(names):  # a fallback order: the first source that has it
+        found = _lookup(t, tables[name], renamed, rule, matcher)
+        if found[2] is not None:
+            entry = _matched(t, found, rules, base)
+            if chooser.several:
+                entry = replace(entry, reason=f"{entry.reason}; {chooser.describe(name, from_rule, names[:i])}")
+            return replace(entry, from_source=name)
+    where = "the source" if not chooser.several else chooser.describe(names[0], from_rule)
+    if len(names) > 1:
+        where = f"sources {', '.join(repr(n) for n in names)} (from[{from_rule}])"
+    via = "" if rule is None else f" (via rename[{rule}])"
+    return _missing(t, renamed, via, tables[names[0]], rules, base, where)
+
+
+def _lookup(t: Variable, source: VariableTable, source_name: str, rule: int | None, matcher: _Matcher):
+    """(source name, rename rule, source variable or None, the target's other name used or None, how)."""
+    via = "" if rule is None else f" (via rename[{rule}])"
     # a rename rule may name a source variable by its other name (a TF2 object path, under source_structure)
     s, via_alias = source.get(source_name) or (source.find(source_name) if rule is not None else None), None
     for alias in t.aliases if s is None else ():
@@ -250,8 +322,13 @@ def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matche
             source_name, rule, via_alias = found_name, found_rule, alias
             via = f" (via {alias!r}" + ("" if rule is None else f" and rename[{rule}]") + ")"
             break
-    if s is None:
-        return _missing(t, source_name, via, source, rules, base)
+    return source_name, rule, s, via_alias, via
+
+
+def _matched(t: Variable, lookup, rules: Rules, base: dict[str, Any]) -> PlanEntry:
+    """The entry of a target variable whose source variable was found (:func:`_lookup`): copy, cast, skip or
+    error."""
+    source_name, rule, s, via_alias, via = lookup
     by_position = via_alias is not None and via_alias == t.object_path and has_list_index(source_name)
     found = dict(source=s.name, source_shape=s.shape, source_dtype=s.dtype, source_key=s.key,
                  positional=s.positional or t.positional or by_position)
@@ -327,14 +404,14 @@ def _by_alias(alias: str, source: VariableTable, matcher: _Matcher):
     return name, rule, s
 
 
-def _missing(t, source_name, via, source, rules, base) -> PlanEntry:
+def _missing(t, source_name, via, source, rules, base, where: str = "the source") -> PlanEntry:
     if rules.on_missing == "init":
-        return PlanEntry(source=None, action="init", reason=f"{source_name!r} is not in the source{via}", **base)
+        return PlanEntry(source=None, action="init", reason=f"{source_name!r} is not in {where}{via}", **base)
     close = difflib.get_close_matches(source_name, list(source), n=1, cutoff=0.6)
     hint = f"; closest source name: {close[0]!r}" if close else ""
     return PlanEntry(
         source=None, action="error",
-        reason=f"{source_name!r} is not in the source{via}{hint} (add a rename rule, or on_missing: init)",
+        reason=f"{source_name!r} is not in {where}{via}{hint} (add a rename rule, or on_missing: init)",
         **base,
     )
 
@@ -366,13 +443,14 @@ def _shapes_compatible(source: tuple[int, ...], target: tuple[int | None, ...]) 
 def _flag_shared_sources(entries: list[PlanEntry], rules: Rules) -> list[PlanEntry]:
     if rules.allow_shared_source:
         return entries
-    users: dict[str, list[str]] = defaultdict(list)
+    users: dict[tuple[str | None, str], list[str]] = defaultdict(list)  # by source and variable
     for e in entries:
         if e.action in TRANSFERRED:
-            users[e.source].append(e.target)  # type: ignore[index]
+            users[(e.from_source, e.source)].append(e.target)  # type: ignore[index]
     out = []
     for e in entries:
-        others = [n for n in users.get(e.source, []) if n != e.target] if e.action in TRANSFERRED else []
+        others = ([n for n in users.get((e.from_source, e.source), []) if n != e.target]  # type: ignore[arg-type]
+                  if e.action in TRANSFERRED else [])
         if others:
             reason = (f"source {e.source!r} also fills {others[0]!r}"
                       + (f" and {len(others) - 1} more" if len(others) > 1 else "")

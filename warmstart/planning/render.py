@@ -50,21 +50,31 @@ def render_table(table: VariableTable, console: Console | None = None) -> None:
 
 def render_plan(plan: Plan, console: Console | None = None) -> None:
     console = console or _console()
+    several = len(plan.sources) > 1
     out = Table(title=f"plan: {plan.source.origin} -> {plan.target.origin}", title_justify="left")
     out.add_column("target", overflow="fold")
     out.add_column("action")
+    if several:
+        out.add_column("from")
     out.add_column("source", overflow="fold")
     out.add_column("shape")
     out.add_column("dtype")
     out.add_column("reason", overflow="fold")
     for e in plan.entries:
         style = _ACTION_STYLE[e.action]
-        out.add_row(e.target, f"[{style}]{e.action}[/]", e.source or "-", _shape(e.shape), e.dtype, e.reason)
+        origin = [e.from_source or "-"] if several else []
+        out.add_row(e.target, f"[{style}]{e.action}[/]", *origin, e.source or "-", _shape(e.shape), e.dtype, e.reason)
     console.print(out)
-    if plan.unused_source:
-        shown = ", ".join(plan.unused_source[:8])
-        more = f" and {len(plan.unused_source) - 8} more" if len(plan.unused_source) > 8 else ""
-        console.print(f"unused source variables ({len(plan.unused_source)}): {shown}{more}")
+    coverage = plan.coverage_by_source()
+    for name in plan.sources:
+        unused = plan.unused_in(name)
+        if several:
+            console.print(f"source {name!r} ({plan.sources[name].origin}): coverage {coverage[name]:.1%}")
+        if unused:
+            shown = ", ".join(unused[:8])
+            more = f" and {len(unused) - 8} more" if len(unused) > 8 else ""
+            label = f"unused variables of {name!r}" if several else "unused source variables"
+            console.print(f"{label} ({len(unused)}): {shown}{more}")
     for problem in plan.rule_errors:
         console.print(f"[bold red]rule error:[/] {problem}")
     if plan.positional:

@@ -16,7 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import UsageError
 from ..storage import read_bytes, resolve
 
-__all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "load_rules"]
+__all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "MAIN_SOURCE", "load_rules"]
+
+#: The name of the source given as SOURCE (the ``source`` argument): the default of every target variable.
+MAIN_SOURCE = "main"
+_SOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 # Bookkeeping that a warm start should not carry over: counters and optimizer state
 # (TF1 slot names, Keras 3 optimizer variables, TF2 slot paths).
@@ -71,7 +75,9 @@ class Transform(BaseModel):
 class Rules(BaseModel):
     """What to copy and how strictly. The defaults are strict: anything unexpected is an error."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # ``from`` is a Python keyword: the field is ``from_``, read and written as ``from``
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
 
     include: list[str] = Field(
         default_factory=lambda: [".*"], description="Regexes over target names to fill from the source."
@@ -103,6 +109,31 @@ class Rules(BaseModel):
     min_coverage: float = Field(
         0.0, ge=0.0, le=1.0, description="Fraction of target parameters (by element count) that must be copied."
     )
+    sources: dict[str, str] = Field(
+        default_factory=dict, description="More sources by name (name: URL of a checkpoint or Keras file); the "
+        "source given as SOURCE is named 'main'. 'from' says which target variables each one fills.")
+    from_: list[tuple[str, str | list[str]]] = Field(
+        default_factory=list, alias="from", description="Ordered [target regex, source name] pairs (first match "
+        "wins; unmatched: 'main'); a list of names is a fallback order: the first source that has the variable.")
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, sources: dict[str, str]) -> dict[str, str]:
+        for name in sources:
+            if name == MAIN_SOURCE:
+                raise ValueError(f"{MAIN_SOURCE!r} names the source given as SOURCE; choose another name")
+            if not _SOURCE_NAME.fullmatch(name):
+                raise ValueError(f"source name {name!r}: letters, digits, '_', '.', '-', not starting with a digit")
+        return sources
+
+    @field_validator("from_")
+    @classmethod
+    def _from_compiles(cls, pairs: list[tuple[str, str | list[str]]]) -> list[tuple[str, str | list[str]]]:
+        for pattern, names in pairs:
+            _compile(pattern)
+            if isinstance(names, list) and (not names or len(set(names)) != len(names)):
+                raise ValueError(f"from {pattern!r}: a fallback order names each source once, at least one")
+        return pairs
 
     @field_validator("include", "exclude")
     @classmethod

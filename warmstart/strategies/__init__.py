@@ -10,6 +10,7 @@ from .keras_stream import stream_into_weights
 from .live import copy_variables, copy_weights
 from .restore_assign import restore_or_assign
 from .scaleout import run_units
+from .sources import SourceReaders
 from .stream import (
     DEFAULT_CHUNK_BYTES,
     StreamStats,
@@ -25,6 +26,6 @@ from .units import Unit, UnitResult, run_prefix, run_unit, run_unit_retrying, sp
 __all__ = [
     "stream_transfer", "stream_part", "template_keys", "write_subset", "copy_tensors", "StreamStats", "DEFAULT_CHUNK_BYTES",
     "restore_or_assign", "TFResult", "UninitializedVariableError", "local_checkpoint_copy", "BATCH_BYTES",
-    "copy_variables", "copy_weights", "stream_into_weights",
+    "copy_variables", "copy_weights", "stream_into_weights", "SourceReaders",
     "Unit", "UnitResult", "split_units", "run_prefix", "run_unit", "run_unit_retrying", "run_units",
 ]

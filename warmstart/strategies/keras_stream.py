@@ -20,6 +20,7 @@ from ..formats.bundle import checksums
 from ..formats.keras import KerasWeightsReader
 from ..planning import Plan
 from .remap import remap_value
+from .sources import SourceReaders
 from .tf_common import cast_value
 
 __all__ = ["stream_into_weights"]
@@ -27,24 +28,27 @@ __all__ = ["stream_into_weights"]
 
 def stream_into_weights(plan: Plan, source: Any, template: KerasWeightsReader, local_path: str,
                         progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
-    """Write ``template`` with the plan's tensors from ``source`` to the local file ``local_path``;
-    returns the manifest's tensor rows and byte counts. Raises :class:`StorageError` when writing fails."""
+    """Write ``template`` with the plan's tensors from ``source`` (a reader, or the readers of several
+    sources by name) to the local file ``local_path``; returns the manifest's tensor rows and byte counts.
+    Raises :class:`StorageError` when writing fails."""
     import h5py
+
+    readers = SourceReaders.of(source, plan)
 
     try:
         template.copy_to(local_path)
     except OSError as exc:
         raise StorageError(f"copying the template {template.url} failed: {exc}") from None
-    rows, done, total = [], 0, sum(source.records[e.source_key].stored_bytes for e in plan.transferred)
+    rows, done, total = [], 0, sum(readers.stored_bytes(e) for e in plan.transferred)
     with h5py.File(local_path, "r+") as f:
         for e in plan.transferred:
             dataset = f[e.target_key]
-            value = source.read(e.source_key)
+            value = readers.read(e)
             value = np.ascontiguousarray(cast_value(value, e) if e.remap is None else remap_value(
                 value, e, lambda: _dataset_value(dataset, e.dtype)))
             dataset[...] = value.view(dataset.dtype) if dataset.dtype.kind == "V" else value  # bf16: raw 2-byte
             rows.append((e.target_key, e.dtype, value.shape, value.nbytes, checksums.mask(checksums.crc32c(value))))
-            done += source.records[e.source_key].stored_bytes
+            done += readers.stored_bytes(e)
             if progress is not None:
                 progress(done, total, e.target)
     return {"tensors": rows, "absent": [], "bytes_read": done, "bytes_written": os.path.getsize(local_path)}

@@ -29,6 +29,7 @@ from typing import Any
 from ..errors import PlanError, UsageError
 from ..formats.bundle import BundleReader
 from ..planning import Plan
+from .sources import SourceReaders
 from .tf1 import run_tf1
 from .tf2 import run_tf2
 from .tf_common import Progress, TFResult
@@ -40,7 +41,7 @@ def restore_or_assign(
     strategy: str,
     plan: Plan,
     target: Any,
-    source: BundleReader,
+    source: BundleReader | SourceReaders,
     workdir: str,
     progress: Progress | None = None,
     storage_options: dict[str, Any] | None = None,
@@ -53,7 +54,9 @@ def restore_or_assign(
     ``target`` is what the plan was made for: a ``.meta``, ``.keras`` or TF1 template checkpoint URL
     (the template needs its ``<prefix>.meta``), a ``py:module:function`` builder, or a live
     ``tf.Graph``, ``tf.compat.v1.Session``, Keras model or ``tf.Module`` (live objects are modified
-    in place). ``progress(done_bytes, total_bytes, target_name)`` is called after each variable.
+    in place). ``source``: the reader of a plan of one source, or the readers of several by name (each
+    entry is read, or restored, from its own). ``progress(done_bytes, total_bytes, target_name)`` is
+    called after each variable.
 
     Raises :class:`UsageError` for a strategy or target these strategies cannot serve,
     :class:`TargetError` when the target cannot be built or differs from the planned one,

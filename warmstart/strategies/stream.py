@@ -23,8 +23,9 @@ import numpy as np
 from ..errors import CorruptCheckpointError, UsageError
 from ..formats import dtypes
 from ..formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter, TensorRecord, checksums
-from ..planning import TRANSFERRED, Plan, PlanEntry
+from ..planning import MAIN_SOURCE, TRANSFERRED, Plan, PlanEntry
 from ..storage import Block, fetch_blocks, plan_blocks, read_range
+from .sources import SourceReaders
 
 __all__ = ["stream_transfer", "stream_part", "template_keys", "copy_tensor", "copy_tensors", "write_subset", "StreamStats", "DEFAULT_CHUNK_BYTES",
            "DEFAULT_IN_FLIGHT", "DEFAULT_REMOTE_IN_FLIGHT", "MAX_REMOTE_REQUESTS", "DEFAULT_MAX_GAP"]
@@ -254,33 +255,56 @@ def _write_value(writer: BundleWriter, key: str, value: np.ndarray, dtype: str, 
         writer.add_array(key, value, dtype)
 
 
-def stream_transfer(plan: Plan, source: BundleReader, template: BundleReader | None, writer: BundleWriter,
-                    chunk_bytes: int = DEFAULT_CHUNK_BYTES, progress: Progress | None = None,
+def stream_transfer(plan: Plan, source: BundleReader | SourceReaders, template: BundleReader | None,
+                    writer: BundleWriter, chunk_bytes: int = DEFAULT_CHUNK_BYTES, progress: Progress | None = None,
                     in_flight: int | None = None) -> StreamStats:
-    """Write every planned tensor into ``writer``. ``template`` supplies initial values (and a TF2
-    object graph); without one (a signature target), kept-initial variables are left out and
+    """Write every planned tensor into ``writer``, each read from its own source (``source``: the one
+    reader of a plan of one source, or the readers by name). ``template`` supplies initial values (and a
+    TF2 object graph); without one (a signature target), kept-initial variables are left out and
     listed in ``StreamStats.absent``. Raises :class:`UsageError` for a failed plan."""
     if not plan.ok:
         raise UsageError("refusing to execute a plan that does not satisfy the rules")
+    readers = SourceReaders.of(source, plan)
     moved = [e for e in plan.entries if e.action in ("copy", "cast")]
-    stats = stream_part(moved, template_keys(plan, template), source, template, writer, chunk_bytes, progress,
-                        in_flight)
-    _remap_all([e for e in plan.entries if e.action == "remap"], source, template, writer, chunk_bytes, stats,
+    stats = _stream_sources(readers, moved, template_keys(plan, template), template, writer, chunk_bytes, progress,
+                            in_flight)
+    _remap_all([e for e in plan.entries if e.action == "remap"], readers, template, writer, chunk_bytes, stats,
                in_flight)
     if template is None:
         stats.absent = tuple(sorted(e.target for e in plan.entries if e.action not in TRANSFERRED))
     return stats
 
 
-def _remap_all(entries: list[PlanEntry], source: BundleReader, template: BundleReader | None, writer: BundleWriter,
+def _stream_sources(readers: SourceReaders, moved: list[PlanEntry], kept: list[str], template: BundleReader | None,
+                    writer: BundleWriter, chunk_bytes: int, progress: Progress | None,
+                    in_flight: int | None) -> StreamStats:
+    """The copy/cast entries ``moved``, source after source (each its own merged, CRC-checked reads), and
+    the template's ``kept`` tensors; progress counts over all sources."""
+    groups = readers.by_source(moved) or {MAIN_SOURCE: []}
+    if len(groups) == 1:
+        name, group = next(iter(groups.items()))
+        return stream_part(group, kept, readers.readers[name], template, writer, chunk_bytes, progress, in_flight)
+    stats, total, done = StreamStats(), sum(readers.stored_bytes(e) for e in moved), 0
+    for i, (name, group) in enumerate(groups.items()):
+        offset = done
+        step = None if progress is None else (lambda n, _total, label, offset=offset: progress(offset + n, total, label))
+        part = stream_part(group, kept if i == 0 else [], readers.readers[name], template, writer, chunk_bytes, step,
+                           in_flight)
+        stats.bytes_read, stats.requests = stats.bytes_read + part.bytes_read, stats.requests + part.requests
+        done += sum(readers.stored_bytes(e) for e in group)
+    return stats
+
+
+def _remap_all(entries: list[PlanEntry], readers: SourceReaders, template: BundleReader | None, writer: BundleWriter,
                chunk_bytes: int, stats: StreamStats, in_flight: int | None) -> None:
     """The ``remap`` entries, one tensor at a time, reading only the source rows each keeps."""
     from .remap import stream_remap
 
-    # object stores: many small reads at once (scattered rows are a request each), within a byte budget
-    budget = (in_flight or (DEFAULT_IN_FLIGHT if source.prefix.is_local else DEFAULT_REMOTE_IN_FLIGHT))
-    ahead = (in_flight or DEFAULT_IN_FLIGHT, budget) if source.prefix.is_local else (MAX_REMOTE_REQUESTS, budget)
     for e in entries:
+        source = readers.reader_for(e)
+        # object stores: many small reads at once (scattered rows are a request each), within a byte budget
+        budget = (in_flight or (DEFAULT_IN_FLIGHT if source.prefix.is_local else DEFAULT_REMOTE_IN_FLIGHT))
+        ahead = (in_flight or DEFAULT_IN_FLIGHT, budget) if source.prefix.is_local else (MAX_REMOTE_REQUESTS, budget)
         stream_remap(e, source, template, writer, _aligned(chunk_bytes), stats, _read_block, ahead,
                      _template_slices(template, e.target_key))
 

@@ -19,6 +19,7 @@ from ..planning import TRANSFERRED, Plan, PlanEntry
 from ..storage import CHECKPOINT_NAME
 from ..tables import parse_meta_graph, run_builder, table_from_graph, target_kind
 from .remap import remap_value
+from .sources import SourceReaders
 from .tf1_graphs import (
     GraphAssigner,
     GraphVar,
@@ -59,26 +60,28 @@ class _Tf1Target:
     what: str = "the target"
 
 
-def run_tf1(strategy, plan: Plan, target: Any, source: BundleReader, workdir: str,
+def run_tf1(strategy, plan: Plan, target: Any, source: BundleReader | SourceReaders, workdir: str,
              progress: Progress | None, storage_options, out_dir: str) -> TFResult:
+    readers = SourceReaders.of(source, plan)
     built = _build_tf1_target(plan, target, storage_options)
     try:
         graph, session = built.graph, built.session
         check_built(plan.target, table_from_graph(graph, built.what), built.what)
         variables = graph_variables(graph)
         _set_initial_values(plan, built, variables, workdir)
-        sizes = source_sizes(source)
+        sizes = source_sizes(readers)
         fill = _Tf1Fill(built, variables, sizes, ProgressTracker(plan, sizes, progress), GraphAssigner(graph, session))
         copies = [e for e in plan.transferred if e.action == "copy"]
         casts = [e for e in plan.transferred if e.action == "cast"]
+        pending = copies + casts
         if strategy == "restore":
-            fill.restore(source, copies, workdir)
+            # each source's copies restored from its own checkpoint, by a Saver of their own
+            for name, group in readers.by_source(copies).items():
+                fill.restore(readers.readers[name], group, workdir, name)
             pending = casts
-        else:
-            pending = copies + casts
-        fill.assign(pending, lambda batch: (source.read(e.source_key) for e in batch))  # type: ignore[arg-type]
+        fill.assign(pending, lambda batch: (readers.read(e) for e in batch))
         fill.assign([e for e in plan.transferred if e.action == "remap"], lambda batch: (
-            remap_value(source.read(e.source_key), e, lambda e=e: fill.current(e)) for e in batch))  # type: ignore[arg-type]
+            remap_value(readers.read(e), e, lambda e=e: fill.current(e)) for e in batch))
         prefix_out = os.path.join(out_dir, CHECKPOINT_NAME)
         with graph.as_default():
             saver = scoped_saver(graph, all_global_variables(graph))
@@ -100,14 +103,15 @@ class _Tf1Fill:
     tracker: ProgressTracker
     assigner: GraphAssigner
 
-    def restore(self, source: BundleReader, copies: list[PlanEntry], workdir: str) -> None:
-        """TF restores every source key of ``copies`` once, into its first target (a ``Saver``'s
-        ``var_list`` holds one variable per key); the other targets of a shared key get that value."""
+    def restore(self, source: BundleReader, copies: list[PlanEntry], workdir: str, name: str = "main") -> None:
+        """TF restores every source key of ``copies`` (all of the source ``source``, named ``name``) once,
+        into its first target (a ``Saver``'s ``var_list`` holds one variable per key); the other targets of
+        a shared key get that value."""
         if not copies:
             return
         groups = by_source(copies)
         firsts = [group[0] for group in groups.values()]
-        prefix = local_source_prefix(source, groups, workdir)
+        prefix = local_source_prefix(source, groups, workdir, name)
         graph = self.built.graph
         for batch in batches(firsts, self.sizes):
             with graph.as_default():

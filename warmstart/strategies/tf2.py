@@ -14,6 +14,7 @@ from ..planning import Plan
 from ..storage import CHECKPOINT_NAME, KERAS_WEIGHTS
 from ..tables import load_keras_model, local_file, run_builder, table_from_trackable, target_kind, trackable_variables
 from .remap import remap_value
+from .sources import SourceReaders
 from .tf_common import (
     Progress,
     ProgressTracker,
@@ -32,39 +33,26 @@ from .tf_common import (
 __all__ = ["run_tf2"]
 
 
-def run_tf2(strategy, plan: Plan, target: Any, source: BundleReader, workdir: str,
+def run_tf2(strategy, plan: Plan, target: Any, source: BundleReader | SourceReaders, workdir: str,
              progress: Progress | None, storage_options, out_dir: str) -> TFResult:
     import keras
     import tensorflow as tf
 
+    readers = SourceReaders.of(source, plan)
     obj, what = _build_tf2_target(plan, target, storage_options)
     check_built(plan.target, table_from_trackable(obj, origin=what), what)
     variables = trackable_variables(obj)
-    sizes = source_sizes(source)
+    sizes = source_sizes(readers)
     tracker = ProgressTracker(plan, sizes, progress)
     copies = [e for e in plan.transferred if e.action == "copy"]
     pending = list(plan.transferred)
     if strategy == "restore" and copies:
-        groups = by_source(copies)  # each source key is restored once, for all the targets sharing it
-        prefix = local_source_prefix(source, groups, workdir)
-        for batch in batches(list(groups.values()), lambda group: sizes(group[0])):
-            with tf.device("/cpu:0"):
-                values = tf_call(
-                    f"restoring from {source.url}", tf.raw_ops.RestoreV2,
-                    prefix=prefix,
-                    tensor_names=[group[0].source_key for group in batch],
-                    shape_and_slices=[""] * len(batch),
-                    dtypes=[tf.as_dtype(group[0].dtype) for group in batch],
-                )
-            for group, value in zip(batch, values):
-                for e in group:
-                    variables[e.target].assign(value)
-                    tracker.advance(e)
-            del values
+        for name, group in readers.by_source(copies).items():  # each source from its own checkpoint
+            _restore(readers.readers[name], group, variables, sizes, tracker, workdir, name)
         pending = [e for e in plan.transferred if e.action != "copy"]  # casts and remaps: read, then assigned
     for e in pending:
-        value = target_value(source, e) if e.action != "remap" else remap_value(
-            source.read(e.source_key), e, variables[e.target].numpy)  # type: ignore[arg-type]
+        value = target_value(readers, e) if e.action != "remap" else remap_value(
+            readers.read(e), e, variables[e.target].numpy)
         variables[e.target].assign(value)
         tracker.advance(e)
     finalize_derived_state(obj)  # a live target is used as it is afterwards
@@ -79,6 +67,30 @@ def run_tf2(strategy, plan: Plan, target: Any, source: BundleReader, workdir: st
         weights = os.path.join(out_dir, KERAS_WEIGHTS)
         obj.save_weights(weights)
     return TFResult(prefix_out, weights, tracker.total)
+
+
+def _restore(source: BundleReader, copies: list, variables, sizes, tracker: ProgressTracker, workdir: str,
+             name: str) -> None:
+    """TF restores the ``copies`` of one source checkpoint (``RestoreV2`` in batches) and assigns them; each
+    source key is restored once, for all the targets sharing it."""
+    import tensorflow as tf
+
+    groups = by_source(copies)
+    prefix = local_source_prefix(source, groups, workdir, name)
+    for batch in batches(list(groups.values()), lambda group: sizes(group[0])):
+        with tf.device("/cpu:0"):
+            values = tf_call(
+                f"restoring from {source.url}", tf.raw_ops.RestoreV2,
+                prefix=prefix,
+                tensor_names=[group[0].source_key for group in batch],
+                shape_and_slices=[""] * len(batch),
+                dtypes=[tf.as_dtype(group[0].dtype) for group in batch],
+            )
+        for group, value in zip(batch, values):
+            for e in group:
+                variables[e.target].assign(value)
+                tracker.advance(e)
+        del values
 
 
 def _build_tf2_target(plan: Plan, target: Any, storage_options) -> tuple[Any, str]:

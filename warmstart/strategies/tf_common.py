@@ -18,6 +18,7 @@ from ..formats import dtypes
 from ..formats.bundle import BundleReader, BundleWriter
 from ..planning import Plan, PlanEntry
 from ..tables import VariableTable, stateful_layers
+from .sources import SourceReaders
 from .stream import write_subset
 
 __all__ = ["BATCH_BYTES", "Progress", "TFResult", "UninitializedVariableError", "ProgressTracker", "batches", "target_value", "cast_value", "local_source_prefix", "check_built", "local_checkpoint_copy", "by_source", "source_sizes", "tf_call", "overlaps", "value_nbytes"]
@@ -75,10 +76,9 @@ def batches(items: Sequence[Any], size: Callable[[Any], int], limit: int = BATCH
         yield batch
 
 
-def target_value(source: BundleReader, entry: PlanEntry) -> np.ndarray:
-    """The value ``entry`` puts into its target: the source tensor, cast to the target dtype for ``cast``."""
-    value = source.read(entry.source_key)  # type: ignore[arg-type]
-    return cast_value(value, entry)
+def target_value(sources: SourceReaders, entry: PlanEntry) -> np.ndarray:
+    """The value ``entry`` puts into its target: its source's tensor, cast to the target dtype for ``cast``."""
+    return cast_value(sources.read(entry), entry)
 
 
 def cast_value(value: np.ndarray, entry: PlanEntry) -> np.ndarray:
@@ -90,11 +90,13 @@ def cast_value(value: np.ndarray, entry: PlanEntry) -> np.ndarray:
     return np.asarray(value).astype(target.numpy)
 
 
-def local_source_prefix(source: BundleReader, keys: Iterable[str], workdir: str) -> str:
-    """A local prefix TensorFlow can open for ``keys`` of ``source``: its own, or a partial local copy."""
+def local_source_prefix(source: BundleReader, keys: Iterable[str], workdir: str, name: str = "main") -> str:
+    """A local prefix TensorFlow can open for ``keys`` of ``source`` (named ``name``): its own, or a partial
+    local copy (one directory per source)."""
     if source.prefix.is_local:
         return source.prefix.path
-    return local_checkpoint_copy(source, os.path.join(workdir, "source"), keys=keys)
+    return local_checkpoint_copy(source, os.path.join(workdir, "source" if name == "main" else f"source-{name}"),
+                                 keys=keys)
 
 
 def check_built(planned: VariableTable, built: VariableTable, what: str) -> None:
@@ -144,8 +146,8 @@ def by_source(entries: Iterable[PlanEntry]) -> dict[str, list[PlanEntry]]:
     return groups
 
 
-def source_sizes(source: BundleReader) -> Callable[[PlanEntry], int]:
-    return lambda e: source.records[e.source_key].stored_bytes  # type: ignore[index]
+def source_sizes(sources: SourceReaders) -> Callable[[PlanEntry], int]:
+    return sources.stored_bytes
 
 
 def tf_call(doing: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
