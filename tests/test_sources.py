@@ -401,3 +401,14 @@ def test_flow_fetches_and_reads_every_source(prefect_api, merge, tmp_path, s3_se
     related = {r.id for r in found[0].related if r.role == "source"}
     assert f"warmstart.source.{s3_bucket}/run_a/ckpt" in related and len(related) == 3
     assert set(found[0].payload["sources"]) == {"main", "encoder_run", "decoder_run"}
+
+
+def test_units_and_live_copies_refuse_several_sources(merge, tmp_path):
+    from warmstart.formats.bundle import BundleReader
+    from warmstart.strategies import split_units
+
+    plan = warmstart.plan(merge["base"], merge["template"], rules=_three_source_rules(merge["run_a"], merge["run_b"]))
+    with pytest.raises(UsageError, match="reads one source"):
+        split_units(plan, BundleReader(merge["base"]), BundleReader(merge["template"]), str(tmp_path / "out"), 2)
+    with pytest.raises(UsageError, match="declare source 'encoder_run', but it was not read"):
+        warmstart.copy_weights(_keras_model(0), _keras_model(1), rules={"sources": {"encoder_run": merge["run_a"]}})

@@ -72,7 +72,7 @@ class SourceChooser:
                               " add it under sources:)")
             if i not in self.used:
                 errors.append(f"from[{i}] {p!r} is applied to no target variable (it matches none, or only names "
-                              "an earlier from rule, an exclude or no include already took)")
+                              "an earlier from rule, an exclude, no include or a null rename already took)")
         if self.several:
             for name, table in self.names.items():
                 if not filled.get(name):

@@ -132,6 +132,8 @@ def split_units(plan: Plan, source: BundleReader, template: BundleReader | None,
         raise UsageError("refusing to split a plan that does not satisfy the rules")
     if plan.counts.get("remap"):
         raise UsageError("a sharded output cannot hold remap transforms yet: write it unsharded (shards: 1)")
+    if len(plan.sources) > 1:  # a unit reads one source: never another source's tensor by the same key
+        raise UsageError("a sharded output reads one source, but the plan names several: write it unsharded")
     moved = [e for e in plan.entries if e.action in ("copy", "cast")]
     items = [((0, *_position(source, e.source_key)), source.records[e.source_key].stored_bytes, e) for e in moved]
     items += [((1, *_position(template, k)), template.records[k].stored_bytes, k)  # type: ignore[union-attr]
