@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tasks import fetch_index, fetch_source_indexes, fetch_tensors, publish_report, transfer, upload, validate
 from warmstart.errors import PlanError, UsageError
 from warmstart.storage import resolve
-from warmstart.planning import Rules
+from warmstart.planning import MAIN_SOURCE, Rules
 
 from .shards import sharded_transfer
 
@@ -87,7 +87,7 @@ def _keys_by_source(plan: dict[str, Any]) -> dict[str, list[str]]:
     keys: dict[str, set[str]] = {}
     for row in plan["variables"]:
         if row["action"] in ("copy", "cast"):
-            keys.setdefault(row.get("from") or "main", set()).add(row["source_key"])
+            keys.setdefault(row.get("from") or MAIN_SOURCE, set()).add(row["source_key"])
     return {name: sorted(found) for name, found in keys.items()}
 
 
@@ -181,7 +181,7 @@ def warm_start(
                        shards=request.shards or 1)
     elif not request.dry_run:
         keys = _keys_by_source(plan)
-        tensors = fetch_tensors(index, keys.get("main", []), creds)
+        tensors = fetch_tensors(index, keys.get(MAIN_SOURCE, []), creds)
         named_tensors = {name: fetch_tensors(record, keys.get(name, []), creds) for name, record in named.items()}
         staging = tempfile.mkdtemp(prefix="warm-start-")
         try:

@@ -12,6 +12,7 @@ from prefect.events import emit_event
 from prefect.cache_policies import NO_CACHE
 
 from warmstart.pipeline import publish_output
+from warmstart.planning import MAIN_SOURCE
 from warmstart.storage import MANIFEST
 
 from ._common import IO_RETRY, log_stage, storage_options_from_block
@@ -52,4 +53,4 @@ def _named_sources(manifest: dict[str, Any]) -> list[dict[str, str]]:
     """The named sources (beside ``main``) of the manifest as related resources, role ``source``."""
     return [{"prefect.resource.id": f"warmstart.source.{record['url']}", "prefect.resource.role": "source",
              "prefect.resource.name": record["url"], "warmstart.source.name": name}
-            for name, record in manifest.get("sources", {}).items() if name != "main"]
+            for name, record in manifest.get("sources", {}).items() if name != MAIN_SOURCE]

@@ -112,8 +112,12 @@ def _assert_merged(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) 
 
 def test_three_source_merge_streams_each_variable_from_the_source_the_plan_names(merge, tmp_path):
     rules = _three_source_rules(merge["run_a"], merge["run_b"])
-    report = warmstart.transfer(merge["base"], merge["template"], str(tmp_path / "out"), rules=rules)
+    progress: list[tuple[int, int]] = []
+    report = warmstart.transfer(merge["base"], merge["template"], str(tmp_path / "out"), rules=rules,
+                                progress=lambda done, total, name: progress.append((done, total)))
     assert report.strategy == "stream"
+    done = [d for d, _ in progress]  # counted over every source, in one pass
+    assert done == sorted(done) and progress[-1] == (report.plan.transferred_bytes,) * 2
     _assert_merged(_restored(tmp_path / "out"), _expected())
     by_target = {e.target: e for e in report.plan.entries}
     assert by_target["model/encoder/w"].from_source == "encoder_run"
@@ -164,6 +168,9 @@ def test_sources_given_on_the_command_line(merge, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["sources"]["encoder_run"]["variables"] == 2
     _assert_merged(_restored(tmp_path / "out"), _expected())
     assert cli_main(["plan", merge["base"], merge["template"], "--source", "oops"]) == 2
+    assert cli_main(["transfer", merge["base"], merge["template"], str(tmp_path / "flow-out"), "--prefect",
+                     "--source", f"encoder_run={merge['run_a']}"]) == 2  # the flow takes sources from the rules
+    assert "declare the sources under 'sources:'" in capsys.readouterr().err
 
 
 def test_an_undeclared_source_name_is_a_plan_error(merge, tmp_path, capsys):
@@ -219,18 +226,29 @@ def test_rules_refuse_main_as_a_name_and_sharded_transfers_refuse_several_source
 
 
 def test_an_output_inside_a_named_source_is_refused(merge):
+    from warmstart.pipeline import check_output_for
+
     rules = _three_source_rules(merge["run_a"], merge["run_b"])
-    with pytest.raises(warmstart.StorageError):
-        warmstart.transfer(merge["base"], merge["template"], str(Path(merge["run_b"]) / "out"), rules=rules)
+    inside = str(Path(merge["run_b"]) / "out")
+    with pytest.raises(warmstart.StorageError, match="input"):
+        warmstart.transfer(merge["base"], merge["template"], inside, rules=rules)
+    with pytest.raises(warmstart.StorageError, match="input"):  # the flow's validate step, before any fetch
+        check_output_for(merge["base"], merge["template"], inside, rules)
+    assert not Path(inside).exists()
 
 
-def test_one_source_on_s3(merge, tmp_path, s3_server, s3_bucket, monkeypatch):
+def _run_a_on_s3(merge, s3_server, s3_bucket, monkeypatch) -> dict:
+    """Run A uploaded to the moto server (reached through the AWS variables only); the merge's rules with it."""
     s3 = fsspec.filesystem("s3", **s3_server.storage_options())
     upload_dir(s3, Path(merge["run_a"]).parent, f"{s3_bucket}/run_a")
     for key, value in s3_server.env().items():
         monkeypatch.setenv(key, value)
     clear_fs_caches()
-    rules = _three_source_rules(f"{s3_bucket}/run_a/ckpt", merge["run_b"])
+    return _three_source_rules(f"{s3_bucket}/run_a/ckpt", merge["run_b"])
+
+
+def test_one_source_on_s3(merge, tmp_path, s3_server, s3_bucket, monkeypatch):
+    rules = _run_a_on_s3(merge, s3_server, s3_bucket, monkeypatch)
     report = warmstart.transfer(merge["base"], merge["template"], str(tmp_path / "out"), rules=rules)
     _assert_merged(_restored(tmp_path / "out"), _expected())
     assert report.plan.sources["encoder_run"].origin.startswith("s3://")
@@ -364,12 +382,7 @@ def test_flow_fetches_and_reads_every_source(prefect_api, merge, tmp_path, s3_se
 
     from flows.warm_start import warm_start
 
-    s3 = fsspec.filesystem("s3", **s3_server.storage_options())
-    upload_dir(s3, Path(merge["run_a"]).parent, f"{s3_bucket}/run_a")
-    for key, value in s3_server.env().items():
-        monkeypatch.setenv(key, value)
-    clear_fs_caches()
-    rules = _three_source_rules(f"{s3_bucket}/run_a/ckpt", merge["run_b"])
+    rules = _run_a_on_s3(merge, s3_server, s3_bucket, monkeypatch)
     state = warm_start(source=merge["base"], target=merge["template"], output=str(tmp_path / "out"), rules=rules,
                        return_state=True)
     summary = state.result()

@@ -173,13 +173,13 @@ def _quiet_expected_tracebacks() -> None:
 def _transfer_with_flow(args: argparse.Namespace) -> dict:
     """Run the Prefect warm-start flow (an ephemeral API unless PREFECT_API_URL is set); the engine
     itself never imports Prefect, only this command does."""
+    if args.sources:
+        raise UsageError("--source is for runs of the engine in this process (--no-prefect); to run the flow, "
+                         "declare the sources under 'sources:' in the rules file")
     from flows.warm_start import warm_start
 
     from .storage import CHECKPOINT_NAME, KERAS_WEIGHTS, read_manifest, resolve
 
-    if args.sources:
-        raise UsageError("--source is for runs of the engine in this process (--no-prefect); to run the flow, "
-                         "declare the sources under 'sources:' in the rules file")
     _quiet_expected_tracebacks()
     summary = warm_start(source=args.source, target=args.target, output=args.output, rules_url=args.rules,
                          strategy=args.strategy, overwrite=args.overwrite, shards=args.shards, dask_address=args.dask)

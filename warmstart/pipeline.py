@@ -145,10 +145,9 @@ def transfer(
     reader = source if isinstance(source, (BundleReader, KerasWeightsReader)) else open_source(source, storage_options)
     # Checked before any tensor byte is read or anything is created: a refused output leaves no
     # trace, and no spelling of a path (.., symlinks) lets the output reach an input.
-    out_loc = check_output_for(reader, target, output, rules, storage_options, overwrite)
+    out_loc = check_output_for(reader, target, output, rules, storage_options, overwrite, sources)
     rules_model = load_rules(rules, storage_options)
     named = open_named_sources(rules_model, sources, storage_options)
-    check_output_location(out_loc, *_named_inputs(named))
     plan, template = _planned(plan, reader, target, rules_model, storage_options, strategy, named)
     chosen = choose_strategy(strategy, plan.target, _source_kind(plan))  # what cannot work at all is said first
     if not plan.ok:
@@ -246,12 +245,17 @@ def _reader_rows(reader: BundleReader):
 
 
 def check_output_for(source: SourceReader | str, target: Any, output: str | Location, rules: Any = None,
-                     storage_options: dict[str, Any] | None = None, overwrite: bool = False) -> Location:
-    """Raise :class:`StorageError` unless a transfer from ``source`` for ``target`` may publish at
-    ``output``: not an input's place (:func:`check_output_location`), empty or ``overwrite``, writable
-    (:func:`check_output`). Reads no tensor and creates nothing; returns the output's location."""
+                     storage_options: dict[str, Any] | None = None, overwrite: bool = False,
+                     sources: dict[str, Any] | None = None) -> Location:
+    """Raise :class:`StorageError` unless a transfer from ``source`` (and the named sources of ``rules`` and
+    ``sources``) for ``target`` may publish at ``output``: not an input's place
+    (:func:`check_output_location`), empty or ``overwrite``, writable (:func:`check_output`). Reads no
+    tensor and creates nothing; returns the output's location."""
     out_loc = output if isinstance(output, Location) else resolve(output, storage_options)
     check_output_location(out_loc, *_inputs(source, target, rules, storage_options))
+    if rules is not None or sources:
+        named = declared_sources(load_rules(rules, storage_options), sources)
+        check_output_location(out_loc, *_named_inputs(named, storage_options))
     check_output(out_loc, overwrite)
     return out_loc
 
