@@ -395,6 +395,7 @@ def test_flow_fetches_and_reads_every_source(prefect_api, merge, tmp_path, s3_se
         run_id = state.state_details.flow_run_id
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    assert "| encoder_run | `" in {a.key: a for a in artifacts}["warm-start-summary"].data  # coverage per source
     rows = {a.key: a for a in artifacts}["warm-start-plan"].data
     rows = json.loads(rows) if isinstance(rows, str) else rows
     assert {r["target"]: r["from"] for r in rows if r["target"]}["model/encoder/w"] == "encoder_run"
