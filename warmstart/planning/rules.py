@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -73,17 +73,22 @@ class Rules(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # The defaults are also written into the JSON schema, so that a form (the Prefect UI's) shows them.
     include: list[str] = Field(
-        default_factory=lambda: [".*"], description="Regexes over target names to fill from the source."
+        default_factory=lambda: [".*"], json_schema_extra={"default": [".*"]}, min_length=1,
+        description="Regexes over target names to fill from the source (at least one).",
     )
     exclude: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_EXCLUDE),
+        default_factory=lambda: list(DEFAULT_EXCLUDE), json_schema_extra={"default": list(DEFAULT_EXCLUDE)},
         description="Regexes over target names never taken from the source (they keep their initial value).",
     )
-    rename: list[tuple[str, str | None]] = Field(
+    # Strings first: a form (the Prefect UI's) then offers one text field per rule, in which a template like
+    # bert/\1 is typed as it is (no JSON quoting or escaping); rules files keep their pairs.
+    rename: Annotated[list[str], Field(title="regex -> template")] | Annotated[
+            list[tuple[str, str | None]], Field(title="[regex, template] pairs")] = Field(
         default_factory=list,
-        description="Ordered [target regex, source name template] pairs; first match wins; "
-        "\\1 back-references; null keeps the initial value.",
+        description="Ordered rules, first match wins: 'target regex -> source name template' (\\1 back-references; "
+        "nothing after the arrow: keep the initial value); or, all of them, [target regex, template or null] pairs.",
     )
     on_missing: Literal["error", "init"] = Field("error", description="A target variable absent from the source.")
     on_shape_mismatch: Literal["error", "skip"] = Field("error", description="Source and target shapes differ.")
@@ -113,7 +118,8 @@ class Rules(BaseModel):
 
     @field_validator("rename")
     @classmethod
-    def _renames_compile(cls, pairs: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    def _renames_compile(cls, rules: list[str] | list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+        pairs = [_rename_pair(rule) if isinstance(rule, str) else rule for rule in rules]
         for pattern, template in pairs:
             compiled = _compile(pattern)
             if template is not None:
@@ -126,6 +132,20 @@ class Rules(BaseModel):
     def user_excludes(self) -> list[str]:
         """Exclude patterns the user wrote (the defaults may match nothing without complaint)."""
         return [p for p in self.exclude if p not in DEFAULT_EXCLUDE]
+
+
+RENAME_ARROW = " -> "
+
+
+def _rename_pair(rule: str) -> tuple[str, str | None]:
+    """``'model/(.*) -> bert/\\1'`` as a pair; nothing after the arrow keeps the initial value (None)."""
+    if rule.count(RENAME_ARROW.strip()) != 1:
+        raise ValueError(f"rename rule {rule!r}: expected 'target regex -> source name template' "
+                         "(one arrow; nothing after it keeps the initial value)")
+    pattern, template = (part.strip() for part in rule.split(RENAME_ARROW.strip()))
+    if not pattern:
+        raise ValueError(f"rename rule {rule!r}: no target regex before the arrow")
+    return pattern, template or None
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
