@@ -365,3 +365,12 @@ def test_two_transforms_on_one_target_and_back_references(tmp_path):
     by_group = {"transforms": [{"target": "x/(kernel)", "from": "a/\\1", "ops": [{"transpose": {}}]}]}
     plan = warmstart.plan(src, tpl, by_group)
     assert plan.ok and plan.entries[0].source == "a/kernel"
+
+
+def test_add_refuses_what_it_cannot_do_exactly(tmp_path):
+    src, tpl = _pair(tmp_path, {"n": np.zeros(4, np.int32)}, {"n": np.arange(4, dtype=np.int32)})
+    half = {"transforms": [{"target": "n", "ops": [{"add": {"value": 0.5}}]}]}
+    assert "ops[0] add: 0.5 added to int32 values would be truncated" in warmstart.plan(src, tpl, half).problems()[0]
+    got, _ = _transfer(src, tpl, tmp_path / "out", {"transforms": [{"target": "n", "ops": [{"add": {"value": 2}}]}]},
+                       "stream")
+    np.testing.assert_array_equal(got["n"], np.arange(4) + 2)

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+
+from ..formats.dtypes import by_name
 
 __all__ = ["BlockOp", "Concat", "Blocks", "BlockSource", "plan_blocks", "disjoint"]
 
@@ -94,6 +96,10 @@ class BlockOp(BaseModel):
         given = [name for name in _OPS if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(f"an op is one of {', '.join(_OPS)}; received {len(given)} ({', '.join(given) or 'none'})")
+
+    @model_serializer(mode="wrap")
+    def _only_its_op(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}  # {slice: {...}}, as written
 
     @property
     def kind(self) -> str:
@@ -174,8 +180,10 @@ def plan_blocks(ops: list[BlockOp], sources: tuple[BlockSource, ...], concat_axi
     dtypes = {s.dtype for s in sources}
     if len(dtypes) > 1:
         return "concat: the sources have different dtypes (" + ", ".join(f"{s.name} {s.dtype}" for s in sources) + ")"
-    if "string" in dtypes and any(op.kind == "add" for op in ops):
-        return "add: the source holds strings"
+    for i, op in enumerate(ops):
+        problem = _add_problem(op, next(iter(dtypes))) if op.kind == "add" else None
+        if problem:
+            return f"ops[{i}] add: {problem}"
     region = [(0, n) for n in shape] if concat_axis is None else None
     steps, leading = [], True
     for i, op in enumerate(ops):
@@ -193,6 +201,16 @@ def plan_blocks(ops: list[BlockOp], sources: tuple[BlockSource, ...], concat_axi
         steps.insert(0, what)
     return Blocks(sources, concat_axis, tuple(ops), shape, None if region is None else tuple(region),
                   {"reason": f"{', '.join(steps)} -> {list(shape)}"})
+
+
+def _add_problem(op: BlockOp, dtype: str) -> str | None:
+    """Why ``value`` cannot be added exactly to a ``dtype`` tensor (strings, booleans, a fraction to integers)."""
+    kind = np.dtype(by_name(dtype).numpy or object).kind
+    if kind in "OSUb":
+        return f"the source holds {dtype} values"
+    if kind in "iu" and not float(op.args.value).is_integer():
+        return f"{op.args.value} added to {dtype} values would be truncated"
+    return None
 
 
 def _concat_shape(shapes: list[tuple[int, ...]], axis: int) -> tuple[int, ...] | str:
