@@ -238,7 +238,7 @@ def test_partitioned_source_through_block_ops(tmp_path, strategy):
 
 
 def test_a_source_on_s3(tmp_path, s3_server, s3_bucket, monkeypatch):
-    src, tpl = _pair(tmp_path, {"joint": np.zeros((6, 6), np.float32), "p": np.zeros((6, 4), np.float32)})
+    _, tpl = _pair(tmp_path, {"joint": np.zeros((6, 6), np.float32), "p": np.zeros((6, 4), np.float32)})
     s3 = fsspec.filesystem("s3", **s3_server.storage_options())
     upload_dir(s3, tmp_path / "src", f"{s3_bucket}/src")
     for k, v in s3_server.env().items():
@@ -256,41 +256,40 @@ def test_a_source_on_s3(tmp_path, s3_server, s3_bucket, monkeypatch):
     assert report.bytes_read >= A.nbytes + B.nbytes
 
 
-def test_live_copies(tmp_path):
-    import keras
+def test_live_tf1_sessions_concat(tmp_path):
     import tensorflow as tf
 
-    src = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, name="a"), keras.layers.Dense(6, name="b")])
-    dst = keras.Sequential([keras.Input((4,)), keras.layers.Dense(12, name="ab")])
-    rules = {"transforms": [{"target": "ab/kernel", "concat": {"axis": 1, "sources": ["a/kernel", "b/kernel"]}}],
-             "exclude": ["ab/bias"]}
-    sources_before = [np.asarray(src.get_layer(n).kernel) for n in ("a", "b")]
-    src.get_layer("b").kernel.assign(np.ones((6, 6), np.float32))  # a [4, 6] and b [6, 6]: cannot be joined
-    plan_failure = pytest.raises(warmstart.PlanError)
-    with plan_failure as failed:
-        warmstart.copy_weights(src, dst, rules)
-    assert "concat: the sources' shapes [[4, 6], [6, 6]] differ off axis 1" in str(failed.value)
-    src2 = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, name="a")])
-    src2.get_layer("a").kernel.assign(sources_before[0])
-    rules = {"transforms": [{"target": "ab/kernel", "from": "a/kernel",
-                             "ops": [{"reshape": {"shape": [4, 6, 1]}}, {"transpose": {"perm": [0, 2, 1]}},
-                                     {"reshape": {"shape": [4, 6]}}, {"permute": {"axis": 1, "blocks": 2, "order": [1, 0]}}]}],
-             "exclude": ["ab/bias"], "on_shape_mismatch": "skip"}
-    with pytest.raises(warmstart.PlanError, match=r"transforms\[0\]: the ops make \[4, 6\] float32"):
-        warmstart.copy_weights(src2, dst, rules)
-    graphs = []
+    sessions = []
     for values in ({"a": A, "b": B}, {"joint": np.zeros((6, 6), np.float32)}):
         graph = tf.Graph()
         with graph.as_default():
             variables = [tf.compat.v1.get_variable(n, initializer=tf.constant(v)) for n, v in values.items()]
             session = tf.compat.v1.Session(graph=graph)
             session.run([v.initializer for v in variables])
-        graphs.append((session, variables))
-    warmstart.copy_variables(graphs[0][0], graphs[1][0],
-                             {"transforms": [{"target": "joint", "concat": {"axis": 0, "sources": ["a", "b"]}}]})
-    np.testing.assert_array_equal(graphs[1][0].run(graphs[1][1][0]), np.concatenate([A, B]))
-    for session, _ in graphs:
+        sessions.append((session, variables))
+    report = warmstart.copy_variables(sessions[0][0], sessions[1][0], {"transforms": [
+        {"target": "joint", "concat": {"axis": 0, "sources": ["a", "b"]}}]})
+    assert report.plan.unused_source == ()
+    np.testing.assert_array_equal(sessions[1][0].run(sessions[1][1][0]), np.concatenate([A, B]))
+    for session, _ in sessions:
         session.close()
+
+
+def test_live_keras_plan_errors_touch_nothing():
+    import keras
+
+    src = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, name="a"), keras.layers.Dense(6, name="b")])
+    dst = keras.Sequential([keras.Input((4,)), keras.layers.Dense(12, name="ab")])
+    before = np.asarray(dst.get_layer("ab").kernel).copy()
+    joined = {"transforms": [{"target": "ab/kernel", "concat": {"axis": 1, "sources": ["a/kernel", "b/kernel"]}}],
+              "exclude": ["ab/bias"]}  # a [4, 6] and b [6, 6]
+    with pytest.raises(warmstart.PlanError, match=r"concat: the sources' shapes \[\[4, 6\], \[6, 6\]\] differ off axis 1"):
+        warmstart.copy_weights(src, dst, joined)
+    wrong = {"transforms": [{"target": "ab/kernel", "from": "a/kernel", "ops": [{"transpose": {}}]}],
+             "exclude": ["ab/bias"]}
+    with pytest.raises(warmstart.PlanError, match=r"transforms\[0\]: the ops make \[6, 4\] float32 from a/kernel"):
+        warmstart.copy_weights(src, dst, wrong)
+    np.testing.assert_array_equal(np.asarray(dst.get_layer("ab").kernel), before)
 
 
 def test_live_keras_models(tmp_path):
@@ -374,3 +373,28 @@ def test_add_refuses_what_it_cannot_do_exactly(tmp_path):
     got, _ = _transfer(src, tpl, tmp_path / "out", {"transforms": [{"target": "n", "ops": [{"add": {"value": 2}}]}]},
                        "stream")
     np.testing.assert_array_equal(got["n"], np.arange(4) + 2)
+
+
+def test_keras_weights_file_source_into_keras_weights_file(tmp_path):
+    import keras
+
+    src = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, name="a"), keras.layers.Dense(6, name="b")])
+    dst = keras.Sequential([keras.Input((4,)), keras.layers.Dense(12, name="ab")])
+    rng = np.random.default_rng(5)
+    for name in ("a", "b"):
+        src.get_layer(name).bias.assign(rng.standard_normal(6).astype(np.float32))
+    src.save_weights(tmp_path / "src.weights.h5")
+    dst.save_weights(tmp_path / "tpl.weights.h5")
+    rules = {"transforms": [{"target": "ab/vars/1", "concat": {"axis": 0, "sources": ["a/vars/1", "b/vars/1"]},
+                             "ops": [{"add": {"value": 0.25}}]},
+                            {"target": "ab/vars/0", "from": "a/vars/0",
+                             "ops": [{"permute": {"axis": 1, "blocks": 2, "order": [0, 0]}}]}]}
+    plan = warmstart.plan(str(tmp_path / "src.weights.h5"), str(tmp_path / "tpl.weights.h5"), rules)
+    assert "order [0, 0] is not a permutation of 0..1" in plan.problems()[0]
+    rules = {"transforms": rules["transforms"][:1], "exclude": ["ab/vars/0"]}
+    report = warmstart.transfer(str(tmp_path / "src.weights.h5"), str(tmp_path / "tpl.weights.h5"),
+                                str(tmp_path / "out"), rules=rules)
+    assert report.ok and report.strategy == "stream" and report.plan.unused_source == ("a/vars/0", "b/vars/0")
+    dst.load_weights(tmp_path / "out" / "model.weights.h5")
+    want = np.concatenate([np.asarray(src.get_layer("a").bias), np.asarray(src.get_layer("b").bias)]) + 0.25
+    np.testing.assert_allclose(np.asarray(dst.get_layer("ab").bias), want)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from ..formats.dtypes import by_name
 
-__all__ = ["BlockOp", "Concat", "Blocks", "BlockSource", "plan_blocks", "disjoint"]
+__all__ = ["BlockOp", "BlockSource", "Blocks", "Concat", "disjoint", "plan_blocks"]
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 

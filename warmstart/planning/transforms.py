@@ -18,7 +18,7 @@ from ..tables import Variable, VariableTable
 from .blocks import Blocks, BlockSource, plan_blocks
 from .rules import Rules, Transform
 
-__all__ = ["Remap", "TransformMatcher", "plan_remap", "plan_block_transform"]
+__all__ = ["Remap", "TransformMatcher", "plan_block_transform", "plan_remap"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,8 +86,8 @@ def plan_block_transform(t: Transform, first: Variable, target: Variable, source
         if v is None:
             return f"concat source {name!r} is not in the source"
         found.append(v)
-    if None in target.shape:
-        return f"target shape {list(target.shape)} is not fully known"
+    if None in target.shape or any(None in v.shape for v in found):
+        return "shapes not fully known: " + ", ".join(f"{v.name} {list(v.shape)}" for v in (*found, target))
     sources = tuple(BlockSource(v.name, v.key, tuple(v.shape), v.dtype) for v in found)
     blocks = plan_blocks(t.ops, sources, None if t.concat is None else t.concat.axis)
     if isinstance(blocks, str) or blocks.shape == tuple(target.shape):

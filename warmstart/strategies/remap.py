@@ -26,7 +26,7 @@ from ..formats.bundle import BundleReader, BundleWriter, checksums
 from ..planning import Blocks, BlockSource, PlanEntry
 from ..storage import fetch_blocks, plan_blocks
 
-__all__ = ["remap_value", "remap_from", "other_sources", "stream_remap"]
+__all__ = ["other_sources", "remap_from", "remap_value", "stream_remap"]
 
 
 def other_sources(entry: PlanEntry) -> tuple[BlockSource, ...]:
