@@ -229,7 +229,8 @@ def test_concat_sources_count_as_used_and_composes_with_a_cast(tmp_path):
 def test_partitioned_source_through_block_ops(tmp_path, strategy):
     parts = builders.partitioned_checkpoint(tmp_path / "src")  # emb [10, 4] in 3 slices on axis 0
     emb = parts["values"]["emb"]
-    builders.tf1_checkpoint(tmp_path / "tpl", {"emb_t": np.zeros((4, 6), np.float32), "dense/kernel": np.zeros((4, 2), np.float32)})
+    builders.tf1_checkpoint(tmp_path / "tpl", {"emb_t": np.zeros((4, 6), np.float32),
+                                               "dense/kernel": np.zeros((4, 2), np.float32)})
     rules = {"transforms": [{"target": "emb_t", "from": "emb",
                              "ops": [{"slice": {"axis": 0, "start": 2, "stop": 8}}, {"transpose": {}}]}]}
     got, report = _transfer(str(tmp_path / "src"), str(tmp_path / "tpl"), tmp_path / "out", rules, strategy)
@@ -283,7 +284,7 @@ def test_live_keras_plan_errors_touch_nothing():
     before = np.asarray(dst.get_layer("ab").kernel).copy()
     joined = {"transforms": [{"target": "ab/kernel", "concat": {"axis": 1, "sources": ["a/kernel", "b/kernel"]}}],
               "exclude": ["ab/bias"]}  # a [4, 6] and b [6, 6]
-    with pytest.raises(warmstart.PlanError, match=r"concat: the sources' shapes \[\[4, 6\], \[6, 6\]\] differ off axis 1"):
+    with pytest.raises(warmstart.PlanError, match=r"the sources' shapes \[\[4, 6\], \[6, 6\]\] differ off axis 1"):
         warmstart.copy_weights(src, dst, joined)
     wrong = {"transforms": [{"target": "ab/kernel", "from": "a/kernel", "ops": [{"transpose": {}}]}],
              "exclude": ["ab/bias"]}
@@ -327,7 +328,8 @@ def _cli_plan(src, tpl, rules, tmp_path, capsys, command="plan"):
      "ops[0] split: axis 1 of size 6 does not split into 4 equal parts"),
     ({"from": "a/kernel", "ops": [{"add": {"value": 1.0, "axis": 1, "blocks": 3, "block": 3}}]},
      "ops[0] add: block 3 of 3 blocks"),
-    ({"concat": {"axis": 0, "sources": ["a/kernel", "c/kernel"]}}, "transforms[0]: concat source 'c/kernel' is not in the source"),
+    ({"concat": {"axis": 0, "sources": ["a/kernel", "c/kernel"]}},
+     "transforms[0]: concat source 'c/kernel' is not in the source"),
     ({"concat": {"axis": 0, "sources": ["x/kernel", "b/kernel"]}}, "transforms[0]: 'x/kernel' is not in the source"),
     ({"from": "a/kernel", "ops": [{"transpose": {}}]},
      "transforms[0]: the ops make [6, 4] float32 from a/kernel [4, 6]; the target t is [4, 6] float32"),

@@ -135,8 +135,8 @@ class BlockSource:
 class Blocks:
     """A planned block transform: the value is ``ops`` applied to ``sources`` (concatenated along
     ``concat_axis`` when there are several). ``region``: the box of the single source the value comes
-    from (per axis ``(start, stop)``: narrowed by the slices and splits the ops begin with); two targets may share a source
-    without ``allow_shared_source`` when their regions are disjoint."""
+    from (per axis ``(start, stop)``: narrowed by the slices and splits the ops begin with); two targets may
+    share a source without ``allow_shared_source`` when their regions are disjoint."""
 
     sources: tuple[BlockSource, ...]
     concat_axis: int | None
@@ -216,7 +216,8 @@ def _add_problem(op: BlockOp, dtype: str) -> str | None:
 def _concat_shape(shapes: list[tuple[int, ...]], axis: int) -> tuple[int, ...] | str:
     rank = len(shapes[0])
     if any(len(s) != rank for s in shapes) or axis >= rank:
-        return f"the sources' shapes {[list(s) for s in shapes]} cannot be joined along axis {axis} (ranks differ or too low)"
+        return (f"the sources' shapes {[list(s) for s in shapes]} cannot be joined along axis {axis} "
+                "(ranks differ or too low)")
     for d in range(rank):
         if d != axis and len({s[d] for s in shapes}) > 1:
             return f"the sources' shapes {[list(s) for s in shapes]} differ off axis {axis}"
@@ -233,7 +234,8 @@ def _slice_bounds(shape: tuple[int, ...], op: Slice) -> tuple[int, int] | str:
         return bad
     stop = shape[op.axis] if op.stop is None else op.stop
     if not op.start < stop <= shape[op.axis]:
-        return f"{op.start}:{stop} is out of range for axis {op.axis} of size {shape[op.axis]} (0 <= start < stop <= size)"
+        return (f"{op.start}:{stop} is out of range for axis {op.axis} of size {shape[op.axis]} "
+                "(0 <= start < stop <= size)")
     return op.start, stop
 
 
@@ -381,7 +383,9 @@ def _describe(op: BlockOp, shape: tuple[int, ...]) -> str:
     a = op.args
     if op.kind in ("slice", "split"):
         start, stop = (_slice_bounds if op.kind == "slice" else _split_bounds)(shape, a)  # type: ignore[misc]
-        part = f" (part {a.index} of {a.parts if isinstance(a.parts, int) else len(a.parts)})" if op.kind == "split" else ""
+        part = ""
+        if op.kind == "split":
+            part = f" (part {a.index} of {a.parts if isinstance(a.parts, int) else len(a.parts)})"
         return f"{_axis_word(a.axis, len(shape))} {start}:{stop}{part}"
     if op.kind == "permute":
         return f"{a.blocks} blocks along axis {a.axis} reordered {','.join(map(str, a.order))}"

@@ -74,7 +74,8 @@ class Transform(BaseModel):
     def model_post_init(self, _context: Any) -> None:
         kinds = [self.vocab is not None, self.overlap, bool(self.ops) or self.concat is not None]
         if sum(kinds) != 1:
-            raise ValueError("a transform needs exactly one of vocab: {...}, overlap: true, or ops: [...] / concat: {...}")
+            raise ValueError("a transform needs exactly one of vocab: {...}, overlap: true, "
+                             "or ops: [...] / concat: {...}")
         if self.concat is not None and self.from_ is not None:
             raise ValueError("concat names its sources: from: is not allowed with it")
         for name in [self.from_] if self.concat is None else self.concat.sources:
