@@ -400,3 +400,14 @@ def test_keras_weights_file_source_into_keras_weights_file(tmp_path):
     dst.load_weights(tmp_path / "out" / "model.weights.h5")
     want = np.concatenate([np.asarray(src.get_layer("a").bias), np.asarray(src.get_layer("b").bias)]) + 0.25
     np.testing.assert_allclose(np.asarray(dst.get_layer("ab").bias), want)
+
+
+@pytest.mark.parametrize("strategy", ["stream", "restore", "assign"])
+def test_partitioned_target_through_block_ops(tmp_path, strategy):
+    builders.partitioned_checkpoint(tmp_path / "tpl")  # emb [10, 4] stored as 3 slices on axis 0
+    emb_t = np.arange(40, dtype=np.float32).reshape(4, 10)
+    builders.tf1_checkpoint(tmp_path / "src", {"emb_t": emb_t, "dense/kernel": np.ones((4, 2), np.float32)})
+    rules = {"transforms": [{"target": "emb", "from": "emb_t", "ops": [{"transpose": {}}]}]}
+    got, _ = _transfer(str(tmp_path / "src"), str(tmp_path / "tpl"), tmp_path / "out", rules, strategy)
+    np.testing.assert_array_equal(got["emb"], emb_t.T)
+    np.testing.assert_array_equal(got["dense/kernel"], np.ones((4, 2), np.float32))
