@@ -180,7 +180,7 @@ def warm_start(
                        bytes_read=report["bytes_read"], bytes_written=report["bytes_written"],
                        shards=request.shards or 1)
     elif not request.dry_run:
-        keys = sorted({row["source_key"] for row in plan["variables"] if row["action"] in ("copy", "cast")})
+        keys = _source_keys(plan)
         tensors = fetch_tensors(index, keys, creds)
         staging = tempfile.mkdtemp(prefix="warm-start-")
         try:
@@ -200,3 +200,12 @@ def warm_start(
                         "see the warm-start-plan artifact")
     return summary
 
+
+def _source_keys(plan: dict[str, Any]) -> list[str]:
+    """The source tensors a plan's transfer reads: each transferred row's, and a concat's other sources."""
+    keys = set()
+    for row in plan["variables"]:
+        if row["action"] in ("copy", "cast", "remap"):
+            keys.add(row["source_key"])
+            keys.update(source["key"] for source in row.get("remap", {}).get("sources", ()))
+    return sorted(keys)

@@ -5,9 +5,10 @@ cast, init, skip, error) and why; strategies only execute that decision. ``rende
 plans for a terminal (rich is imported only there).
 """
 
+from .blocks import Blocks, BlockSource
 from .plan import TRANSFERRED, Action, Plan, PlanEntry, make_plan, source_table_for
 from .report import Report
 from .rules import DEFAULT_EXCLUDE, Rules, load_rules
 
 __all__ = ["Rules", "DEFAULT_EXCLUDE", "load_rules", "Plan", "PlanEntry", "Action", "make_plan", "source_table_for", "TRANSFERRED",
-           "Report"]
+           "Report", "Blocks", "BlockSource"]

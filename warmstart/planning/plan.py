@@ -10,10 +10,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
+
 from ..formats.dtypes import is_value_preserving_cast
 from ..tables import Variable, VariableTable, has_list_index, named_by_structure
-from .rules import Rules
-from .transforms import Remap, TransformMatcher, plan_remap
+from .blocks import Blocks, disjoint
+from .rules import Rules, Transform
+from .transforms import Remap, TransformMatcher, plan_block_transform, plan_remap
 
 __all__ = ["Action", "PlanEntry", "Plan", "make_plan", "TRANSFERRED"]
 
@@ -43,7 +46,14 @@ class PlanEntry:
     source_key: str | None = None
     num_elements: int = 0
     positional: bool = False  # the match rests on position in the source or the target (see Variable)
-    remap: Remap | None = field(default=None, compare=False)  # action remap: which source entries fill which
+    remap: Remap | Blocks | None = field(default=None, compare=False)  # action remap: how the value is made
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every source variable the entry reads: its ``source``, and a concat's other sources."""
+        if isinstance(self.remap, Blocks):
+            return tuple(s.name for s in self.remap.sources)
+        return () if self.source is None else (self.source,)
 
     @property
     def cast(self) -> bool:
@@ -101,8 +111,7 @@ class Plan:
     def transferred_bytes(self) -> int:
         total = 0
         for e in self.transferred:
-            src = self.source[e.source]  # type: ignore[index]
-            total += src.nbytes or 0
+            total += sum(self.source[name].nbytes or 0 for name in e.sources)
         return total
 
     @property
@@ -164,8 +173,11 @@ def make_plan(source: VariableTable, target: VariableTable, rules: Rules,
     entries and ``rule_errors``."""
     matcher = _Matcher(rules)
     transforms = TransformMatcher(rules)
-    entries = [_with_transform(_plan_one(t, source, rules, matcher), t, rules, transforms, storage_options)
-               for t in target.variables]
+    entries = []
+    for t in target.variables:
+        found = transforms.find(t.name)
+        entry = _plan_one(t, source, rules, matcher, _named_source(found, t.name))
+        entries.append(_with_transform(entry, t, found, rules, source, storage_options))
     entries = _flag_shared_sources(entries, rules)
     rule_errors = matcher.unused_rule_errors() + transforms.unused_rule_errors()
     total = sum(v.num_elements or 0 for v in target.variables)
@@ -173,7 +185,7 @@ def make_plan(source: VariableTable, target: VariableTable, rules: Rules,
     coverage = copied / total if total else 1.0
     if coverage < rules.min_coverage:
         rule_errors.append(f"coverage {coverage:.1%} is below min_coverage {rules.min_coverage:.1%}")
-    matched = {e.source for e in entries if e.source is not None}
+    matched = {name for e in entries for name in e.sources}
     unused = tuple(n for n in source if n not in matched)
     return Plan(source, target, rules, tuple(entries), unused, tuple(rule_errors), coverage)
 
@@ -231,25 +243,40 @@ class _Matcher:
         return errors
 
 
-def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matcher) -> PlanEntry:
+def _named_source(found, target_name: str) -> tuple[int, str] | None:
+    """(transform index, source name) when the target's transform names its source (``from``, ``concat``)."""
+    if isinstance(found, str) or found[1] is None:
+        return None
+    names = found[1].source_names(target_name)
+    return (found[0], names[0]) if names else None
+
+
+def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matcher,
+              named: tuple[int, str] | None = None) -> PlanEntry:
     base = dict(target=t.name, shape=t.shape, dtype=t.dtype, target_key=t.key)
     pattern = matcher.excluded_by(t.name)
     if pattern is not None:
         return PlanEntry(source=None, action="init", reason=f"excluded by {pattern!r}", **base)
     if not matcher.included(t.name):
         return PlanEntry(source=None, action="init", reason="matched by no include pattern", **base)
-    source_name, rule = matcher.source_name(t.name)
-    via = "" if rule is None else f" (via rename[{rule}])"
+    if named is not None:  # the transform names the source: the rename rules are not asked
+        source_name, rule, via = named[1], None, f" (named by transforms[{named[0]}])"
+    else:
+        source_name, rule = matcher.source_name(t.name)
+        via = "" if rule is None else f" (via rename[{rule}])"
     if source_name is None:
         return PlanEntry(source=None, action="init", reason=f"rename[{rule}] maps it to null", **base)
     # a rename rule may name a source variable by its other name (a TF2 object path, under source_structure)
-    s, via_alias = source.get(source_name) or (source.find(source_name) if rule is not None else None), None
-    for alias in t.aliases if s is None else ():
+    s, via_alias = source.get(source_name) or (source.find(source_name) if rule is not None or named else None), None
+    for alias in t.aliases if s is None and named is None else ():
         found_name, found_rule, s = _by_alias(alias, source, matcher)
         if s is not None:
             source_name, rule, via_alias = found_name, found_rule, alias
             via = f" (via {alias!r}" + ("" if rule is None else f" and rename[{rule}]") + ")"
             break
+    if s is None and named is not None:  # never on_missing: init, a name written in a transform is a typo
+        return PlanEntry(source=None, action="error", reason=f"transforms[{named[0]}]: {source_name!r} is not in "
+                         "the source", **base)
     if s is None:
         return _missing(t, source_name, via, source, rules, base)
     by_position = via_alias is not None and via_alias == t.object_path and has_list_index(source_name)
@@ -267,21 +294,20 @@ def _plan_one(t: Variable, source: VariableTable, rules: Rules, matcher: _Matche
     return _dtype_mismatch(t, s, via, rules, found, base)
 
 
-def _with_transform(e: PlanEntry, t: Variable, rules: Rules, transforms: TransformMatcher,
+def _with_transform(e: PlanEntry, t: Variable, found, rules: Rules, source: VariableTable,
                     storage_options) -> PlanEntry:
-    """``e`` turned into a ``remap`` when a transform names its target and it has a source; a transform that
-    cannot be made (shape, vocabulary) is an ``error`` naming why."""
-    if e.source is None:
-        transforms.find(t.name)  # an excluded or missing target: the transform counts as used, nothing to do
-        return e
-    found = transforms.find(t.name)
-    if isinstance(found, str):
+    """``e`` turned into a ``remap`` when a transform (``found`` by :class:`TransformMatcher`) names its target
+    and it has a source; a transform that cannot be made (shape, vocabulary, ops) is an ``error`` naming why.
+    An excluded or missing target keeps its entry (the transform counts as used)."""
+    if isinstance(found, str) and (e.source is not None or e.action == "error"):  # ambiguous: said first
         return replace(e, action="error", reason=found, num_elements=0)
+    if e.source is None or isinstance(found, str):
+        return e
     index, transform = found
     if transform is None:
         return e
     assert e.source_shape is not None
-    remap = plan_remap(transform, e.source_shape, t.shape, storage_options)
+    remap = _transformed(transform, e, t, source, storage_options)
     where = f"transforms[{index}]"
     if isinstance(remap, str):
         return replace(e, action="error", reason=f"{where}: {remap}", num_elements=0)
@@ -293,13 +319,22 @@ def _with_transform(e: PlanEntry, t: Variable, rules: Rules, transforms: Transfo
                    reason=f"{remap.summary['reason']}{cast} ({where})")
 
 
+def _transformed(transform: Transform, e: PlanEntry, t: Variable, source: VariableTable,
+                 storage_options) -> Remap | Blocks | str:
+    if transform.blocks:
+        return plan_block_transform(transform, source[e.source], t, source)  # type: ignore[index]
+    return plan_remap(transform, e.source_shape, t.shape, storage_options)  # type: ignore[arg-type]
+
+
 def _castable(e: PlanEntry, rules: Rules) -> bool:
     return (rules.on_dtype_mismatch == "cast" and "string" not in (e.source_dtype, e.dtype)
             and (rules.allow_lossy_cast or is_value_preserving_cast(e.source_dtype, e.dtype)))  # type: ignore[arg-type]
 
 
-def _copied_elements(remap: Remap, shape) -> int:
+def _copied_elements(remap: Remap | Blocks, shape) -> int:
     n = 1
+    if isinstance(remap, Blocks):  # every element from the sources
+        return int(np.prod(remap.shape, dtype=np.int64))
     for d, size in enumerate(shape):
         n *= int((remap.index(d, size) >= 0).sum())
     return n
@@ -364,20 +399,34 @@ def _shapes_compatible(source: tuple[int, ...], target: tuple[int | None, ...]) 
 
 
 def _flag_shared_sources(entries: list[PlanEntry], rules: Rules) -> list[PlanEntry]:
+    """Two targets filled from one source variable are an error (an ambiguous rename?) unless
+    ``allow_shared_source``; block transforms reading disjoint slices of one source are not a share (a fused
+    kernel split into two), and their reasons say so."""
     if rules.allow_shared_source:
         return entries
-    users: dict[str, list[str]] = defaultdict(list)
+    users: dict[str, list[PlanEntry]] = defaultdict(list)
     for e in entries:
         if e.action in TRANSFERRED:
-            users[e.source].append(e.target)  # type: ignore[index]
+            for name in e.sources:
+                users[name].append(e)
     out = []
     for e in entries:
-        others = [n for n in users.get(e.source, []) if n != e.target] if e.action in TRANSFERRED else []
-        if others:
-            reason = (f"source {e.source!r} also fills {others[0]!r}"
-                      + (f" and {len(others) - 1} more" if len(others) > 1 else "")
+        others = [o for name in e.sources for o in users[name] if o is not e] if e.action in TRANSFERRED else []
+        shared = [o.target for o in others if not _disjoint_slices(e, o)]
+        if shared:
+            reason = (f"source {e.source!r} also fills {shared[0]!r}"
+                      + (f" and {len(shared) - 1} more" if len(shared) > 1 else "")
                       + " (an ambiguous rename? allow_shared_source: true if intended)")
             e = replace(e, action="error", reason=reason, num_elements=0)
+        elif others:
+            names = ", ".join(repr(o.target) for o in others)
+            e = replace(e, reason=f"{e.reason}; {names} takes another, disjoint slice of {e.source!r} "
+                        "(not a shared source)")
         out.append(e)
     return out
 
+
+def _disjoint_slices(a: PlanEntry, b: PlanEntry) -> bool:
+    """Both are block transforms of one single source reading disjoint regions of it."""
+    return (isinstance(a.remap, Blocks) and isinstance(b.remap, Blocks) and len(a.sources) == len(b.sources) == 1
+            and a.source == b.source and disjoint(a.remap, b.remap))

@@ -59,7 +59,8 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
     out.add_column("reason", overflow="fold")
     for e in plan.entries:
         style = _ACTION_STYLE[e.action]
-        out.add_row(e.target, f"[{style}]{e.action}[/]", e.source or "-", _shape(e.shape), e.dtype, e.reason)
+        out.add_row(e.target, f"[{style}]{e.action}[/]", " + ".join(e.sources) or "-", _shape(e.shape), e.dtype,
+                    e.reason)
     console.print(out)
     if plan.unused_source:
         shown = ", ".join(plan.unused_source[:8])

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import UsageError
 from ..storage import read_bytes, resolve
+from .blocks import BlockOp, Concat
 
 __all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "load_rules"]
 
@@ -48,14 +49,21 @@ class VocabRemap(BaseModel):
 
 class Transform(BaseModel):
     """A per-variable transform: target variables whose name matches ``target`` (whole name) get their
-    source's value remapped by ``vocab``, or its ``overlap`` region copied (initial values elsewhere)."""
+    source's value remapped by ``vocab``, its ``overlap`` region copied (initial values elsewhere), or made by
+    block ``ops`` (slice, split, permute, transpose, reshape, add: :mod:`warmstart.planning.blocks`) from one
+    source or from the ``concat`` of several. ``from`` names the source variable instead of the rename rules."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
 
     target: str = Field(description="Regex over target names (whole name).")
+    from_: str | None = Field(None, alias="from", description="The source variable's name (default: the target's "
+                              "name after the rename rules); \\1 back-references to the target regex's groups.")
     vocab: VocabRemap | None = None
     overlap: bool = Field(False, description="Copy the region both shapes share; the target's initial value elsewhere.")
     new_values: Literal["init", "zeros"] = Field("init", description="With overlap: outside the region.")
+    ops: list[BlockOp] = Field(default_factory=list, description="Block ops applied in order to the source value "
+                               "(or to the concat): slice, split, permute, transpose, reshape, add.")
+    concat: Concat | None = Field(None, description="The source value is these source variables joined along an axis.")
 
     @field_validator("target")
     @classmethod
@@ -64,8 +72,30 @@ class Transform(BaseModel):
         return pattern
 
     def model_post_init(self, _context: Any) -> None:
-        if (self.vocab is None) == (not self.overlap):
-            raise ValueError("a transform needs exactly one of vocab: {...} or overlap: true")
+        kinds = [self.vocab is not None, self.overlap, bool(self.ops) or self.concat is not None]
+        if sum(kinds) != 1:
+            raise ValueError("a transform needs exactly one of vocab: {...}, overlap: true, "
+                             "or ops: [...] / concat: {...}")
+        if self.concat is not None and self.from_ is not None:
+            raise ValueError("concat names its sources: from: is not allowed with it")
+        for name in [self.from_] if self.concat is None else self.concat.sources:
+            try:
+                if name is not None:
+                    _check_template(_compile(self.target), name)
+            except re.error as exc:
+                raise ValueError(f"source name {name!r} for {self.target!r}: {exc}") from None
+
+    def source_names(self, target_name: str) -> list[str]:
+        """The source names ``from`` or ``concat`` give for ``target_name`` (back-references expanded); []: the
+        rename rules name the source."""
+        names = self.concat.sources if self.concat is not None else [self.from_] if self.from_ is not None else []
+        match = re.fullmatch(self.target, target_name)
+        return [match.expand(n) for n in names] if match else []
+
+    @property
+    def blocks(self) -> bool:
+        """Block ops or a concat (not a vocabulary remap or overlap copy)."""
+        return bool(self.ops) or self.concat is not None
 
 
 class Rules(BaseModel):
@@ -103,8 +133,8 @@ class Rules(BaseModel):
         "lists (which shift when a layer is inserted).",
     )
     transforms: list[Transform] = Field(
-        default_factory=list, description="Per-variable transforms (vocabulary remap, overlap copy); a target "
-        "variable matched by two of them is an error.")
+        default_factory=list, description="Per-variable transforms (vocabulary remap, overlap copy, block ops and "
+        "concat); a target variable matched by two of them is an error.")
     min_coverage: float = Field(
         0.0, ge=0.0, le=1.0, description="Fraction of target parameters (by element count) that must be copied."
     )

@@ -19,7 +19,7 @@ from ..errors import StorageError
 from ..formats.bundle import checksums
 from ..formats.keras import KerasWeightsReader
 from ..planning import Plan
-from .remap import remap_value
+from .remap import remap_from
 from .tf_common import cast_value
 
 __all__ = ["stream_into_weights"]
@@ -39,9 +39,8 @@ def stream_into_weights(plan: Plan, source: Any, template: KerasWeightsReader, l
     with h5py.File(local_path, "r+") as f:
         for e in plan.transferred:
             dataset = f[e.target_key]
-            value = source.read(e.source_key)
-            value = np.ascontiguousarray(cast_value(value, e) if e.remap is None else remap_value(
-                value, e, lambda: _dataset_value(dataset, e.dtype)))
+            value = np.ascontiguousarray(cast_value(source.read(e.source_key), e) if e.remap is None else remap_from(
+                source, e, lambda: _dataset_value(dataset, e.dtype)))
             dataset[...] = value.view(dataset.dtype) if dataset.dtype.kind == "V" else value  # bf16: raw 2-byte
             rows.append((e.target_key, e.dtype, value.shape, value.nbytes, checksums.mask(checksums.crc32c(value))))
             done += source.records[e.source_key].stored_bytes

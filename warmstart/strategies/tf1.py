@@ -18,7 +18,7 @@ from ..formats.bundle import BundleReader
 from ..planning import TRANSFERRED, Plan, PlanEntry
 from ..storage import CHECKPOINT_NAME
 from ..tables import parse_meta_graph, run_builder, table_from_graph, target_kind
-from .remap import remap_value
+from .remap import remap_from
 from .tf1_graphs import (
     GraphAssigner,
     GraphVar,
@@ -78,7 +78,7 @@ def run_tf1(strategy, plan: Plan, target: Any, source: BundleReader, workdir: st
             pending = copies + casts
         fill.assign(pending, lambda batch: (source.read(e.source_key) for e in batch))  # type: ignore[arg-type]
         fill.assign([e for e in plan.transferred if e.action == "remap"], lambda batch: (
-            remap_value(source.read(e.source_key), e, lambda e=e: fill.current(e)) for e in batch))  # type: ignore[arg-type]
+            remap_from(source, e, lambda e=e: fill.current(e)) for e in batch))
         prefix_out = os.path.join(out_dir, CHECKPOINT_NAME)
         with graph.as_default():
             saver = scoped_saver(graph, all_global_variables(graph))

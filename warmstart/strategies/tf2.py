@@ -13,7 +13,7 @@ from ..formats.bundle import BundleReader
 from ..planning import Plan
 from ..storage import CHECKPOINT_NAME, KERAS_WEIGHTS
 from ..tables import load_keras_model, local_file, run_builder, table_from_trackable, target_kind, trackable_variables
-from .remap import remap_value
+from .remap import remap_from
 from .tf_common import (
     Progress,
     ProgressTracker,
@@ -63,8 +63,7 @@ def run_tf2(strategy, plan: Plan, target: Any, source: BundleReader, workdir: st
             del values
         pending = [e for e in plan.transferred if e.action != "copy"]  # casts and remaps: read, then assigned
     for e in pending:
-        value = target_value(source, e) if e.action != "remap" else remap_value(
-            source.read(e.source_key), e, variables[e.target].numpy)  # type: ignore[arg-type]
+        value = target_value(source, e) if e.action != "remap" else remap_from(source, e, variables[e.target].numpy)
         variables[e.target].assign(value)
         tracker.advance(e)
     finalize_derived_state(obj)  # a live target is used as it is afterwards
