@@ -1,6 +1,6 @@
 """Serve the three warm-start deployments from this process: no work pool, no worker.
 
-Usage (from anywhere; the flow runs in the repository root, like the work-pool deployments)::
+Usage (from anywhere, with warmstart installed: the flow is imported as ``flows.warm_start``)::
 
     export PREFECT_API_URL=http://127.0.0.1:4200/api     # a running `prefect server start`
     export WARMSTART_DATA=s3://ml-models/classifier        # or a local dir made by `warmstart demo --dir`
@@ -8,9 +8,11 @@ Usage (from anywhere; the flow runs in the repository root, like the work-pool d
     python deployments/serve.py --check                    # print what would be served, then exit
 
 The deployments are read from ``deployments/prefect.yaml`` (one source of truth): same names,
-parameters, nightly cron schedule and ``checkpoint.created`` event trigger. ``{{ $VAR }}``
-placeholders are filled from this process's environment exactly as ``prefect deploy`` does;
-``{{ event.* }}`` templates stay for the server to render when the trigger fires.
+parameters, nightly cron schedule and ``checkpoint.created`` event trigger, validated and converted by
+the functions of Prefect's own ``prefect deploy`` (private to Prefect's CLI, hence the ``<3.9`` pin being
+tested by tests/test_deployments.py). ``{{ $VAR }}`` placeholders are filled from this process's
+environment exactly as ``prefect deploy`` does; ``{{ event.* }}`` templates stay for the server to render
+when the trigger fires.
 
 Deployment names are shared with the work-pool deployments of ``prefect deploy``. Serving over a
 work-pool deployment of the same name would leave it half-converted (still assigned to the pool, with
@@ -36,52 +38,42 @@ __all__ = ["load_specs", "build_deployments", "pool_deployments", "main"]
 
 
 def load_specs(prefect_file: Path = PREFECT_FILE) -> list[dict[str, Any]]:
-    """The ``deployments:`` entries of the project file, with ``{{ $VAR }}`` filled from the environment."""
+    """The ``deployments:`` entries of the project file, validated by Prefect's own model of ``prefect.yaml``
+    (what ``prefect deploy`` uses), with ``{{ $VAR }}`` filled from the environment."""
+    from prefect.cli.deploy._models import PrefectYamlModel
     from prefect.utilities.templating import apply_values
 
     if not os.environ.get("WARMSTART_DATA"):
         raise SystemExit("WARMSTART_DATA is not set: export the storage root of the retraining pipeline "
                          "(it holds pretrained/, new-model-init/, rules.yaml; see deployments/README.md)")
-    spec = yaml.safe_load(prefect_file.read_text())
+    model = PrefectYamlModel.model_validate(yaml.safe_load(prefect_file.read_text()))
+    specs = [d.model_dump(exclude_unset=True, mode="json") for d in model.deployments]
     # Env-var placeholders are replaced; any other placeholder ({{ event.id }}...) is kept as is.
-    return apply_values(spec["deployments"], {}, remove_notset=False)
-
-
-def _schedules(entries: list[dict[str, Any]] | None) -> list[Any]:
-    from prefect.schedules import Cron, Interval, RRule
-
-    schedules = []
-    for entry in entries or []:
-        extra = {k: entry[k] for k in ("timezone", "active", "parameters", "slug") if entry.get(k) is not None}
-        if "cron" in entry:
-            schedules.append(Cron(entry["cron"], day_or=entry.get("day_or", True), **extra))
-        elif "interval" in entry:
-            schedules.append(Interval(entry["interval"], anchor_date=entry.get("anchor_date"), **extra))
-        elif "rrule" in entry:
-            schedules.append(RRule(entry["rrule"], **extra))
-        else:
-            raise ValueError(f"unsupported schedule {entry!r}: expected cron, interval or rrule")
-    return schedules
+    return apply_values(specs, {}, remove_notset=False)
 
 
 def build_deployments(specs: list[dict[str, Any]]) -> list[Any]:
-    """``RunnerDeployment`` objects for ``prefect.serve``, one per project-file deployment."""
-    from pydantic import TypeAdapter
-
-    from prefect.events.schemas.deployment_triggers import DeploymentTriggerTypes
+    """``RunnerDeployment`` objects for ``prefect.serve``, one per project-file deployment; schedules and
+    triggers are turned into Prefect's objects by the same functions ``prefect deploy`` calls."""
+    from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
+    from prefect.cli.deploy._triggers import _initialize_deployment_triggers
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.deployments.runner import EntrypointType
 
     from flows.warm_start import warm_start
 
-    triggers = TypeAdapter(DeploymentTriggerTypes)
     deployments = []
     for spec in specs:
+        schedules = [DeploymentScheduleCreate(**_schedule_config_to_deployment_schedule(entry))
+                     for entry in spec.get("schedules") or []]
         deployments.append(warm_start.to_deployment(
             name=spec["name"],
             description=spec.get("description"),
             tags=spec.get("tags"),
             parameters=spec.get("parameters"),
-            schedules=_schedules(spec.get("schedules")),
-            triggers=[triggers.validate_python(t) for t in spec.get("triggers") or []] or None,
+            schedules=schedules,
+            triggers=_initialize_deployment_triggers(spec["name"], spec.get("triggers") or []) or None,
+            entrypoint_type=EntrypointType.MODULE_PATH,  # flows.warm_start.warm_start, as in prefect.yaml
         ))
     return deployments
 
@@ -114,11 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="delete work-pool deployments of the same names first (see above)")
     args = parser.parse_args(argv)
 
-    # Local relative paths (WARMSTART_DATA=./data) mean the same as for the work-pool deployments, whose
-    # pull step runs the flow in the repository root; and the entrypoint becomes flows/warm_start.py.
-    os.chdir(REPO)
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
+    if str(REPO) not in sys.path:  # a checkout without `pip install`: import flows/ from it
+        sys.path.append(str(REPO))
     deployments = build_deployments(load_specs())
     if args.check:
         for d in deployments:

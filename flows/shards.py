@@ -15,6 +15,7 @@ from prefect import flow, unmapped
 from prefect.futures import wait
 
 from tasks import abort_units, prepare_units, publish_units, transfer_unit
+from tasks.credentials import CredentialsRef
 
 __all__ = ["dask_runner", "sharded_transfer"]
 
@@ -30,7 +31,7 @@ def dask_runner(address: str | None, units: int):
 
 
 @flow(name="warm-start-units", persist_result=False, validate_parameters=False)
-def transfer_units(units: list[Any], credentials_block: str | None = None) -> list[Any]:
+def transfer_units(units: list[Any], credentials_block: CredentialsRef = None) -> list[Any]:
     """Run every unit (one task each, on the Dask workers); raises the first failure once all stopped."""
     futures = transfer_unit.map(units, credentials_block=unmapped(credentials_block))
     wait(futures)

@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks import fetch_index, fetch_source_indexes, fetch_tensors, publish_report, transfer, upload, validate
+from tasks.credentials import CredentialsParameter, credentials_reference
 from warmstart.errors import PlanError, UsageError
 from warmstart.storage import resolve
 from warmstart.planning import MAIN_SOURCE, Rules
@@ -48,13 +49,20 @@ class WarmStartRequest(BaseModel):
     overwrite: bool = False
     shards: int | None = Field(default=None, ge=1, le=100_000)
     dask_address: str | None = None
+    credentials: CredentialsParameter = None
     credentials_block: str | None = None
 
     @model_validator(mode="after")
-    def _one_rules_source(self) -> "WarmStartRequest":
+    def _one_of_each(self) -> "WarmStartRequest":
         if self.rules is not None and self.rules_url:
             raise ValueError("give either inline rules or a rules file URL, not both")
+        if self.credentials is not None and self.credentials_block:
+            raise ValueError("give either a credentials block or a credentials_block name, not both")
         return self
+
+    def credentials_argument(self) -> Any:
+        """What the tasks take: a saved block's slug (each task loads it), an unsaved block, or None."""
+        return credentials_reference(self.credentials) if self.credentials is not None else self.credentials_block
 
     def rules_argument(self) -> dict[str, Any] | str | None:
         """What the engine accepts as rules: a dict, a URL, or None (strict defaults)."""
@@ -80,15 +88,6 @@ def _one_publisher(output: str) -> Iterator[None]:
             pass
     with concurrency(name, occupy=1, strict=True, lease_duration=LOCK_LEASE_SECONDS):
         yield
-
-
-def _keys_by_source(plan: dict[str, Any]) -> dict[str, list[str]]:
-    """The source keys the transfer reads, by source name (``main``: the source)."""
-    keys: dict[str, set[str]] = {}
-    for row in plan["variables"]:
-        if row["action"] in ("copy", "cast"):
-            keys.setdefault(row.get("from") or MAIN_SOURCE, set()).add(row["source_key"])
-    return {name: sorted(found) for name, found in keys.items()}
 
 
 def _short(url: str) -> str:
@@ -119,6 +118,7 @@ def warm_start(
     overwrite: bool = False,
     shards: int | None = None,
     dask_address: str | None = None,
+    credentials: CredentialsParameter = None,
     credentials_block: str | None = None,
 ) -> dict[str, Any]:
     """Warm-start a model from a trained checkpoint and publish the result.
@@ -146,17 +146,22 @@ def warm_start(
             Empty: one data file, written by this flow's process.
         dask_address: An existing Dask cluster's scheduler (tcp://host:8786) for the units. Empty with shards
             set: a local cluster, one worker process per core.
-        credentials_block: A Prefect block with storage credentials: 'secret/NAME' (JSON fsspec storage
-            options), 'aws-credentials/NAME' or 'gcp-credentials/NAME'. Empty: the worker's environment.
+        credentials: Storage credentials for s3:// or gs:// URLs: an AWS Credentials, S3 Bucket, GCP Credentials
+            or GCS Bucket block (a bucket block lends its credentials; URLs stay whole), or a Secret holding a
+            JSON object of fsspec storage options. Empty: the worker's environment.
+        credentials_block: The same by name, for callers without the picker: 'aws-credentials/NAME',
+            's3-bucket/NAME', 'gcp-credentials/NAME', 'gcs-bucket/NAME' or 'secret/NAME'. Not together with
+            credentials.
     """
     if source.startswith(MISSING):  # what the deployments' event trigger renders for an event without it
         raise UsageError(f"no source: the triggering event has no {source[len(MISSING):]} (emit the "
                          "checkpoint.created event with payload={'url': <checkpoint URL>})")
     request = WarmStartRequest(source=source, target=target, output=output, rules=rules, rules_url=rules_url,
                                strategy=strategy, dry_run=dry_run, overwrite=overwrite, shards=shards,
-                               dask_address=dask_address, credentials_block=credentials_block)
+                               dask_address=dask_address, credentials=credentials,
+                               credentials_block=credentials_block)
     started = time.perf_counter()
-    creds, rules = request.credentials_block, request.rules_argument()
+    creds, rules = request.credentials_argument(), request.rules_argument()
     index = fetch_index(request.source, creds)
     # the named sources of the rules (sources:), each cached like the source
     named_in_rules = request.rules_url or (request.rules is not None and request.rules.sources)
@@ -180,7 +185,7 @@ def warm_start(
                        bytes_read=report["bytes_read"], bytes_written=report["bytes_written"],
                        shards=request.shards or 1)
     elif not request.dry_run:
-        keys = _keys_by_source(plan)
+        keys = _source_keys(plan)
         tensors = fetch_tensors(index, keys.get(MAIN_SOURCE, []), creds)
         named_tensors = {name: fetch_tensors(record, keys.get(name, []), creds) for name, record in named.items()}
         staging = tempfile.mkdtemp(prefix="warm-start-")
@@ -202,3 +207,14 @@ def warm_start(
                         "see the warm-start-plan artifact")
     return summary
 
+
+def _source_keys(plan: dict[str, Any]) -> dict[str, list[str]]:
+    """The source tensors a plan's transfer reads, by source name (``main``: the source): each transferred
+    row's, and a concat's other sources (in the same source)."""
+    keys: dict[str, set[str]] = {}
+    for row in plan["variables"]:
+        if row["action"] in ("copy", "cast", "remap"):
+            found = keys.setdefault(row.get("from") or MAIN_SOURCE, set())
+            found.add(row["source_key"])
+            found.update(source["key"] for source in row.get("remap", {}).get("sources", ()))
+    return {name: sorted(found) for name, found in keys.items()}

@@ -10,13 +10,14 @@ from prefect.cache_policies import NO_CACHE
 
 from warmstart.cache import CachedIndex, CheckpointCache
 
-from ._common import IO_RETRY, log_stage, storage_options_from_block
+from ._common import IO_RETRY, log_stage
+from .credentials import CredentialsRef, storage_options_from_block
 
 __all__ = ["fetch_index", "fetch_source_indexes", "fetch_tensors"]
 
 
 @task(name="fetch-index", cache_policy=NO_CACHE, **IO_RETRY)
-def fetch_index(source: str, credentials_block: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
+def fetch_index(source: str, credentials_block: CredentialsRef = None, cache_dir: str | None = None) -> dict[str, Any]:
     """Resolve the source checkpoint and cache its index; returns the cache record."""
     started = time.perf_counter()
     record = CheckpointCache(cache_dir).fetch_index(source, storage_options_from_block(credentials_block))
@@ -27,7 +28,7 @@ def fetch_index(source: str, credentials_block: str | None = None, cache_dir: st
 
 
 @task(name="fetch-source-indexes", cache_policy=NO_CACHE, **IO_RETRY)
-def fetch_source_indexes(rules: dict[str, Any] | str | None, credentials_block: str | None = None,
+def fetch_source_indexes(rules: dict[str, Any] | str | None, credentials_block: CredentialsRef = None,
                          cache_dir: str | None = None) -> dict[str, dict[str, Any]]:
     """Cache the index of every named source of the rules (``sources:``); returns their records by name."""
     started = time.perf_counter()
@@ -39,7 +40,7 @@ def fetch_source_indexes(rules: dict[str, Any] | str | None, credentials_block: 
 
 
 @task(name="fetch-tensors", cache_policy=NO_CACHE, **IO_RETRY)
-def fetch_tensors(index: dict[str, Any], keys: list[str], credentials_block: str | None = None,
+def fetch_tensors(index: dict[str, Any], keys: list[str], credentials_block: CredentialsRef = None,
                   cache_dir: str | None = None) -> dict[str, Any]:
     """Download only ``keys`` (byte ranges) into a local sparse checkpoint; returns its record."""
     started = time.perf_counter()

@@ -16,14 +16,14 @@ from prefect.cache_policies import NO_CACHE
 from warmstart.pipeline import ShardedJob, abort_sharded, commit_sharded, prepare_sharded
 from warmstart.strategies import Unit, UnitResult, run_unit_retrying
 
-from ._common import storage_options_from_block
+from .credentials import CredentialsRef, storage_options_from_block
 
 __all__ = ["prepare_units", "transfer_unit", "publish_units", "abort_units"]
 
 
 @task(name="prepare-units", cache_policy=NO_CACHE, persist_result=False)
 def prepare_units(source: str, target: str, output: str, shards: int, rules: dict[str, Any] | str | None = None,
-                  strategy: str = "auto", credentials_block: str | None = None,
+                  strategy: str = "auto", credentials_block: CredentialsRef = None,
                   overwrite: bool = False) -> ShardedJob:
     """Plan, prepare the output (marked incomplete) and split the plan into ``shards`` units."""
     job = prepare_sharded(source, target, output, shards, rules, storage_options_from_block(credentials_block),
@@ -33,19 +33,19 @@ def prepare_units(source: str, target: str, output: str, shards: int, rules: dic
 
 @task(name="transfer-unit", cache_policy=NO_CACHE, persist_result=False,
       task_run_name="unit {unit.index} of {unit.count}")
-def transfer_unit(unit: Unit, credentials_block: str | None = None) -> UnitResult:
+def transfer_unit(unit: Unit, credentials_block: CredentialsRef = None) -> UnitResult:
     """Write one data file of the output under its staging name (reused if an earlier run staged it);
     transient storage errors are retried inside the unit."""
     return run_unit_retrying(replace(unit, storage_options=storage_options_from_block(credentials_block)))
 
 
 @task(name="publish-units", cache_policy=NO_CACHE)
-def publish_units(job: ShardedJob, results: list[UnitResult], credentials_block: str | None = None) -> dict[str, Any]:
+def publish_units(job: ShardedJob, results: list[UnitResult], credentials_block: CredentialsRef = None) -> dict[str, Any]:
     """Rename the staged parts, write the merged index, the state file and the manifest."""
     return commit_sharded(job.with_storage_options(storage_options_from_block(credentials_block)), results).to_json()
 
 
 @task(name="abort-units", cache_policy=NO_CACHE)
-def abort_units(job: ShardedJob, credentials_block: str | None = None) -> None:
+def abort_units(job: ShardedJob, credentials_block: CredentialsRef = None) -> None:
     """Remove what a failed sharded run wrote in its output."""
     abort_sharded(job.with_storage_options(storage_options_from_block(credentials_block)))

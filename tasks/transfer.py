@@ -11,7 +11,8 @@ from prefect.cache_policies import NO_CACHE
 
 from warmstart.cache import CachedIndex, CachedTensors, CheckpointCache
 
-from ._common import log_stage, storage_options_from_block
+from ._common import log_stage
+from .credentials import CredentialsRef, storage_options_from_block
 
 __all__ = ["transfer"]
 
@@ -41,7 +42,7 @@ class _ProgressArtifact:
 @task(name="transfer", cache_policy=NO_CACHE)
 def transfer(index: dict[str, Any], tensors: dict[str, Any], target: str, staging: str,
              rules: dict[str, Any] | str | None = None, strategy: str = "auto",
-             credentials_block: str | None = None, cache_dir: str | None = None,
+             credentials_block: CredentialsRef = None, cache_dir: str | None = None,
              sources: dict[str, dict[str, Any]] | None = None,
              source_tensors: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Run the chosen strategy; TF work happens in this (the flow's) thread. Returns the report JSON.

@@ -15,7 +15,8 @@ from warmstart.pipeline import publish_output
 from warmstart.planning import MAIN_SOURCE
 from warmstart.storage import MANIFEST
 
-from ._common import IO_RETRY, log_stage, storage_options_from_block
+from ._common import IO_RETRY, log_stage
+from .credentials import CredentialsRef, storage_options_from_block
 
 __all__ = ["upload", "PUBLISHED_EVENT"]
 
@@ -24,7 +25,7 @@ PUBLISHED_EVENT = "warmstart.checkpoint.published"
 
 @task(name="upload", cache_policy=NO_CACHE, **IO_RETRY)
 def upload(staging: str, output: str, source: str, target: str, rules: dict[str, Any] | str | None = None,
-           credentials_block: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+           credentials_block: CredentialsRef = None, overwrite: bool = False) -> dict[str, Any]:
     """Data and index objects first, then the state file and manifest; refuses an output that could
     reach an input (the sources, a template, a target or rules file). Then emits the event
     ``warmstart.checkpoint.published`` (the output as resource, every source as related resource, the

@@ -13,7 +13,8 @@ from warmstart.cache import CachedIndex, CheckpointCache
 from warmstart.errors import PlanError
 from warmstart.pipeline import check_output_for
 
-from ._common import log_stage, storage_options_from_block
+from ._common import log_stage
+from .credentials import CredentialsRef, storage_options_from_block
 
 __all__ = ["validate", "FORM_HINT"]
 
@@ -25,7 +26,7 @@ FORM_HINT = ("the warm-start-plan artifact lists all, errors first; change the '
 
 @task(name="validate", cache_policy=NO_CACHE)
 def validate(index: dict[str, Any], target: str, rules: dict[str, Any] | str | None = None,
-             credentials_block: str | None = None, dry_run: bool = False,
+             credentials_block: CredentialsRef = None, dry_run: bool = False,
              cache_dir: str | None = None, output: str | None = None, overwrite: bool = False,
              sources: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The plan as JSON (``sources``: the named sources' cached index records, by name), also published as

@@ -158,7 +158,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         PREFECT_HOME=str(root / "prefect-home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_API_LOG_RETRYABLE_ERRORS="true",  # the server logs why it answers 503
-        PREFECT_UI_ENABLED="false",  # the UI's REST calls are made directly; its static build isn't needed
+        PREFECT_UI_API_URL=api,  # the UI, driven in Chromium by test_the_custom_run_form_in_a_browser
         PREFECT_CLI_PROMPT="false",
         PREFECT_WORKER_QUERY_SECONDS="1",
         PREFECT_RUNNER_POLL_FREQUENCY="1",
@@ -223,9 +223,9 @@ def test_deployments_are_registered(stack: Stack):
 
     for d in (on_demand, nightly, event):
         assert d["work_pool_name"] == POOL
-        assert d["entrypoint"] == "flows/warm_start.py:warm_start"
-        # the pull step recorded the checkout `prefect deploy` ran in: no clone, local code
-        assert d["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+        # the installed package's module: nothing of the deploying checkout (no path, no pull step) is recorded
+        assert d["entrypoint"] == "flows.warm_start.warm_start"
+        assert not d["pull_steps"] and str(REPO) not in json.dumps(d)
         assert d["enforce_parameter_schema"] is True
         assert {"source", "target", "output", "rules"} <= set(d["parameter_openapi_schema"]["properties"])
         assert d["parameters"]["target"] == f"{stack.data}/new-model-init"
@@ -377,6 +377,67 @@ def test_artifacts_are_readable_through_the_api(stack: Stack, ui_run: dict[str, 
     assert latest["type"] == "markdown"
 
 
+def test_the_custom_run_form_in_a_browser(stack: Stack, tmp_path):
+    """The Prefect UI in headless Chromium: open the on-demand deployment's custom-run form, fill its flat
+    fields, inline rules typed as text (a template with a back-reference, no JSON escaping), a credentials
+    block from the picker; submit; the run completes, its plan artifact is shown, the output is right."""
+    import numpy as np
+    import tensorflow as tf
+    from browser import choose, chromium_page, form_field
+
+    stack.run("save-block", [sys.executable, "-c", textwrap.dedent("""
+        from prefect_aws import AwsCredentials
+        AwsCredentials(aws_access_key_id="ui-key", aws_secret_access_key="ui-secret").save("ui-picked", overwrite=True)
+        """)])
+    deployment = stack.deployment("warm-start-on-demand")
+    ui = stack.api.removesuffix("/api")
+    output = stack.data / "out" / "from-browser"
+    started = time.monotonic()
+    with chromium_page(str(tmp_path / "chromium-profile")) as page:
+        page.goto(f"{ui}/deployments/deployment/{deployment['id']}/run")
+        form_field(page, "credentials (Optional)").wait_for()
+        form_field(page, "output").locator("textarea, input").first.fill(str(output))
+        form_field(page, "rules_url (Optional)").get_by_role("button", name="None", exact=True).click()
+        form_field(page, "rules (Optional)").get_by_role("button", name="Rules", exact=True).click()
+        rename = form_field(page, "Rename (Optional)")
+        for rule in (r"model/(embeddings|encoder|pooler)/(.*) -> bert/\1/\2", "head/.* ->"):
+            rename.get_by_role("button", name="Add item").click()
+            rename.locator("textarea, input[type=text]").last.fill(rule)
+        choose(page, form_field(page, "On Shape Mismatch (Optional)"), "skip")
+        form_field(page, "Min Coverage (Optional)").locator("input").fill("0.3")
+        credentials = form_field(page, "credentials (Optional)")
+        credentials.get_by_role("button", name="AwsCredentials", exact=True).click()
+        choose(page, credentials, "ui-picked")
+        page.get_by_role("button", name="Submit").click()
+        page.wait_for_url(f"**/deployments/deployment/{deployment['id']}**")
+
+        def submitted() -> dict[str, Any] | None:
+            runs = stack.post("/flow_runs/filter", {"deployments": {"id": {"any_": [deployment["id"]]}}})
+            return next((r for r in runs if r["parameters"].get("output") == str(output)), None)
+
+        run = _poll("the run submitted from the form", submitted, timeout=30, context=stack.tail)
+        run = stack.wait_terminal(run["id"])
+        assert run["state_type"] == "COMPLETED", f"{run['state']}\n{stack.tail()}"
+        # what the form sent: flat fields, the rename rules as typed, the block as a reference
+        params = run["parameters"]
+        assert params["rules_url"] is None and params["rules"]["on_shape_mismatch"] == "skip"
+        assert params["rules"]["rename"] == [r"model/(embeddings|encoder|pooler)/(.*) -> bert/\1/\2", "head/.* ->"]
+        assert set(params["credentials"]) == {"$ref"} and "ui-secret" not in json.dumps(params)
+
+        page.goto(f"{ui}/runs/flow-run/{run['id']}")
+        page.get_by_role("tab", name="Artifacts").or_(page.get_by_text("Artifacts", exact=True)).first.click()
+        page.get_by_text("warm-start-plan", exact=True).first.click()  # the plan's table, row by row
+        table = page.locator("table").first
+        table.wait_for()
+        assert "copy" in table.inner_text() and "bert/embeddings/word_embeddings" in table.inner_text()
+        stack.timings["browser run"] = time.monotonic() - started
+
+    got = tf.train.load_checkpoint(str(output))
+    src = tf.train.load_checkpoint(stack.examples.source)
+    name = "encoder/layer_1/output/dense/kernel"
+    np.testing.assert_array_equal(got.get_tensor(f"model/{name}"), src.get_tensor(f"bert/{name}"))
+
+
 def test_serve_script_serves_the_same_deployments(stack: Stack):
     """Last: ``serve.py --replace`` swaps the work-pool deployments for served ones of the same names."""
     started = time.monotonic()
@@ -390,7 +451,7 @@ def test_serve_script_serves_the_same_deployments(stack: Stack):
 
     _poll("serve.py to register its deployments", served, timeout=90, context=stack.tail)
     deployment = stack.deployment("warm-start-on-demand")
-    assert deployment["work_pool_name"] is None and deployment["entrypoint"] == "flows/warm_start.py:warm_start"
+    assert deployment["work_pool_name"] is None and deployment["entrypoint"] == "flows.warm_start.warm_start"
     assert deployment["parameters"]["output"] == f"{stack.data}/warm/on-demand"
     nightly = stack.deployment("warm-start-nightly")
     assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in nightly["schedules"]] == [("0 2 * * *", "UTC")]

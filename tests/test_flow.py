@@ -366,3 +366,24 @@ def test_a_run_waits_while_another_holds_its_output(prefect_api, example, tmp_pa
             assert not future.done() and not (out / "warmstart.json").exists()
         state = future.result(timeout=120)
     assert state.is_completed() and (out / "warmstart.json").is_file()
+
+
+def test_transforms_from_s3_fetch_every_source_they_read(prefect_api, s3_server, s3_bucket, monkeypatch, tmp_path):
+    """The flow downloads the tensors its plan reads, a transform's too (a concat's every source): the
+    transfer then runs from the local copy."""
+    a, b = np.arange(6, dtype=np.float32).reshape(2, 3), np.arange(3, dtype=np.float32).reshape(1, 3)
+    builders.tf1_checkpoint(tmp_path / "src", {"a": a, "b": b, "c": np.ones(4, np.float32)})
+    builders.tf1_checkpoint(tmp_path / "tpl", {"joint": np.zeros((3, 3), np.float32), "c2": np.zeros(2, np.float32)})
+    fs = fsspec.filesystem("s3", **s3_server.storage_options())
+    upload_dir(fs, tmp_path / "src", f"{s3_bucket}/src")
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    clear_fs_caches()
+    rules = {"transforms": [{"target": "joint", "concat": {"axis": 0, "sources": ["a", "b"]}},
+                            {"target": "c2", "from": "c", "overlap": True}]}
+    summary, _ = run_flow(source=f"{s3_bucket}/src", target=str(tmp_path / "tpl"), output=str(tmp_path / "out"),
+                          rules=rules)
+    assert summary["status"] == "ok" and summary["counts"]["remap"] == 2
+    got = builders.load_values(tmp_path / "out" / "model.ckpt")
+    np.testing.assert_array_equal(got["joint"], np.concatenate([a, b]))
+    np.testing.assert_array_equal(got["c2"], np.ones(2, np.float32))

@@ -69,6 +69,15 @@ def test_rename_to_null_keeps_the_initial_value():
     assert "null" in e.reason
 
 
+def test_rename_rules_as_text_plan_like_pairs():
+    """'regex -> template' (one text field per rule in the Prefect form) means the same as the pair."""
+    target = table(("model/encoder/w", [4, 4], "float32"), ("head/w", [4, 2], "float32"))
+    as_text = plan(target, rename=[r"model/(.*) -> bert/\1", "head/.* ->"])
+    as_pairs = plan(target, rename=[["model/(.*)", r"bert/\1"], ["head/.*", None]])
+    assert as_text.ok and as_text.to_json()["variables"] == as_pairs.to_json()["variables"]
+    assert (entry(as_text, "head/w").action, entry(as_text, "model/encoder/w").source) == ("init", "bert/encoder/w")
+
+
 def test_first_rename_rule_wins_and_a_shadowed_rule_is_an_error():
     target = table(("model/encoder/w", [4, 4], "float32"))
     p = plan(target, rename=[["model/(.*)", r"bert/\1"], ["model/encoder/w", "bert/embeddings"]])
@@ -198,6 +207,12 @@ def test_rules_from_dict_file_and_model(tmp_path):
     ({"on_missing": "ignore"}, "on_missing"),
     ({"min_coverage": 2}, "min_coverage"),
     ({"exclud": []}, "exclud"),
+    ({"include": []}, "include"),  # nothing would be copied: a form's emptied list, not a plan
+    ({"rename": ["model/(.*) bert/\\1"]}, "expected 'target regex -> source name template'"),
+    ({"rename": ["a -> b -> c"]}, "one arrow"),
+    ({"rename": [" -> bert/x"]}, "no target regex"),
+    ({"rename": ["a/.* -> b/\\1"]}, "refers to group 1"),
+    ({"rename": ["a -> b", ["c", "d"]]}, "rename"),  # one form per list
 ])
 def test_invalid_rules_are_usage_errors_naming_the_field(bad, fragment):
     with pytest.raises(UsageError, match=r"invalid rules") as info:

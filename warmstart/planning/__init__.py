@@ -5,10 +5,11 @@ cast, init, skip, error) and why; strategies only execute that decision. ``rende
 plans for a terminal (rich is imported only there).
 """
 
+from .blocks import Blocks, BlockSource
 from .plan import TRANSFERRED, Action, Plan, PlanEntry, make_plan, source_table_for
 from .report import Report
 from .rules import DEFAULT_EXCLUDE, MAIN_SOURCE, Rules, load_rules
 from .sources import declared_sources
 
-__all__ = ["Rules", "DEFAULT_EXCLUDE", "MAIN_SOURCE", "declared_sources", "load_rules", "Plan", "PlanEntry", "Action", "make_plan", "source_table_for", "TRANSFERRED",
-           "Report"]
+__all__ = ["Rules", "DEFAULT_EXCLUDE", "MAIN_SOURCE", "declared_sources", "load_rules", "Plan", "PlanEntry", "Action",
+           "make_plan", "source_table_for", "TRANSFERRED", "Report", "Blocks", "BlockSource"]

@@ -11,11 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
+
 from ..formats.dtypes import is_value_preserving_cast
 from ..tables import Variable, VariableTable, has_list_index, named_by_structure
-from .rules import MAIN_SOURCE, Rules
+from .blocks import Blocks, disjoint
+from .rules import MAIN_SOURCE, Rules, Transform
 from .sources import SourceChooser
-from .transforms import Remap, TransformMatcher, plan_remap
+from .transforms import Remap, TransformMatcher, plan_block_transform, plan_remap
 
 __all__ = ["Action", "PlanEntry", "Plan", "make_plan", "TRANSFERRED"]
 
@@ -45,8 +48,15 @@ class PlanEntry:
     source_key: str | None = None
     num_elements: int = 0
     positional: bool = False  # the match rests on position in the source or the target (see Variable)
-    remap: Remap | None = field(default=None, compare=False)  # action remap: which source entries fill which
+    remap: Remap | Blocks | None = field(default=None, compare=False)  # action remap: how the value is made
     from_source: str | None = None  # the name of the source holding ``source`` (``main``: the SOURCE argument)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every source variable the entry reads: its ``source``, and a concat's other sources."""
+        if isinstance(self.remap, Blocks):
+            return tuple(s.name for s in self.remap.sources)
+        return () if self.source is None else (self.source,)
 
     @property
     def cast(self) -> bool:
@@ -108,15 +118,15 @@ class Plan:
     def transferred_bytes(self) -> int:
         total = 0
         for e in self.transferred:
-            src = self.sources[e.from_source or MAIN_SOURCE][e.source]  # type: ignore[index]
-            total += src.nbytes or 0
+            table = self.sources[e.from_source or MAIN_SOURCE]
+            total += sum(table[name].nbytes or 0 for name in e.sources)
         return total
 
     def unused_in(self, name: str) -> tuple[str, ...]:
         """The variables of source ``name`` that fill no target variable."""
         if name == MAIN_SOURCE:
             return self.unused_source
-        matched = {e.source for e in self.entries if e.from_source == name}
+        matched = {n for e in self.entries if e.from_source == name for n in e.sources}
         return tuple(n for n in self.sources[name] if n not in matched)
 
     def coverage_by_source(self) -> dict[str, float]:
@@ -210,8 +220,12 @@ def make_plan(source: VariableTable, target: VariableTable, rules: Rules,
     matcher = _Matcher(rules)
     transforms = TransformMatcher(rules)
     chooser = SourceChooser(rules, tables)
-    entries = [_with_transform(_plan_one(t, tables, rules, matcher, chooser), t, rules, transforms, storage_options)
-               for t in target.variables]
+    entries = []
+    for t in target.variables:
+        found = transforms.find(t.name)
+        entry = _plan_one(t, tables, rules, matcher, chooser, _named_source(found, t.name))
+        chosen = tables[entry.from_source or MAIN_SOURCE]  # a transform's other sources are in the same one
+        entries.append(_with_transform(entry, t, found, rules, chosen, storage_options))
     entries = _flag_shared_sources(entries, rules)
     filled = defaultdict(int)
     for e in entries:
@@ -223,7 +237,7 @@ def make_plan(source: VariableTable, target: VariableTable, rules: Rules,
     coverage = copied / total if total else 1.0
     if coverage < rules.min_coverage:
         rule_errors.append(f"coverage {coverage:.1%} is below min_coverage {rules.min_coverage:.1%}")
-    matched = {e.source for e in entries if e.source is not None and e.from_source == MAIN_SOURCE}
+    matched = {name for e in entries if e.from_source == MAIN_SOURCE for name in e.sources}
     unused = tuple(n for n in source if n not in matched)
     return Plan(source, target, rules, tuple(entries), unused, tuple(rule_errors), coverage, sources=tables)
 
@@ -281,15 +295,28 @@ class _Matcher:
         return errors
 
 
+def _named_source(found, target_name: str) -> tuple[int, str] | None:
+    """(transform index, source name) when the target's transform names its source (``from``, ``concat``)."""
+    if isinstance(found, str) or found[1] is None:
+        return None
+    names = found[1].source_names(target_name)
+    return (found[0], names[0]) if names else None
+
+
 def _plan_one(t: Variable, tables: Mapping[str, VariableTable], rules: Rules, matcher: _Matcher,
-              chooser: SourceChooser) -> PlanEntry:
+              chooser: SourceChooser, named: tuple[int, str] | None = None) -> PlanEntry:
+    """The entry of one target variable, from the source ``from`` chooses among ``tables`` (by name)."""
     base = dict(target=t.name, shape=t.shape, dtype=t.dtype, target_key=t.key)
     pattern = matcher.excluded_by(t.name)
     if pattern is not None:
         return PlanEntry(source=None, action="init", reason=f"excluded by {pattern!r}", **base)
     if not matcher.included(t.name):
         return PlanEntry(source=None, action="init", reason="matched by no include pattern", **base)
-    renamed, rule = matcher.source_name(t.name)
+    if named is not None:  # the transform names the source: the rename rules are not asked
+        renamed, rule, via = named[1], None, f" (named by transforms[{named[0]}])"
+    else:
+        renamed, rule = matcher.source_name(t.name)
+        via = "" if rule is None else f" (via rename[{rule}])"
     if renamed is None:
         return PlanEntry(source=None, action="init", reason=f"rename[{rule}] maps it to null", **base)
     names, from_rule = chooser.choose(t.name)
@@ -298,7 +325,7 @@ def _plan_one(t: Variable, tables: Mapping[str, VariableTable], rules: Rules, ma
         return PlanEntry(source=None, action="error", reason=f"from[{from_rule}] names source {undeclared[0]!r}, "
                          "which is not declared (add it under sources:)", **base)
     for i, name in enumerate(names):  # a fallback order: the first source that has it
-        found = _lookup(t, tables[name], renamed, rule, matcher)
+        found = _lookup(t, tables[name], renamed, rule, via, matcher, named)
         if found[2] is not None:
             entry = _matched(t, found, rules, base)
             if chooser.several:
@@ -307,16 +334,18 @@ def _plan_one(t: Variable, tables: Mapping[str, VariableTable], rules: Rules, ma
     where = "the source" if not chooser.several else chooser.describe(names[0], from_rule)
     if len(names) > 1:
         where = f"sources {', '.join(repr(n) for n in names)} (from[{from_rule}])"
-    via = "" if rule is None else f" (via rename[{rule}])"
+    if named is not None:  # never on_missing: init, a name written in a transform is a typo
+        return PlanEntry(source=None, action="error", reason=f"transforms[{named[0]}]: {renamed!r} is not in "
+                         f"{where}", **base)
     return _missing(t, renamed, via, tables[names[0]], rules, base, where)
 
 
-def _lookup(t: Variable, source: VariableTable, source_name: str, rule: int | None, matcher: _Matcher):
+def _lookup(t: Variable, source: VariableTable, source_name: str, rule: int | None, via: str, matcher: _Matcher,
+            named: tuple[int, str] | None):
     """(source name, rename rule, source variable or None, the target's other name used or None, how)."""
-    via = "" if rule is None else f" (via rename[{rule}])"
     # a rename rule may name a source variable by its other name (a TF2 object path, under source_structure)
-    s, via_alias = source.get(source_name) or (source.find(source_name) if rule is not None else None), None
-    for alias in t.aliases if s is None else ():
+    s, via_alias = source.get(source_name) or (source.find(source_name) if rule is not None or named else None), None
+    for alias in t.aliases if s is None and named is None else ():
         found_name, found_rule, s = _by_alias(alias, source, matcher)
         if s is not None:
             source_name, rule, via_alias = found_name, found_rule, alias
@@ -344,21 +373,20 @@ def _matched(t: Variable, lookup, rules: Rules, base: dict[str, Any]) -> PlanEnt
     return _dtype_mismatch(t, s, via, rules, found, base)
 
 
-def _with_transform(e: PlanEntry, t: Variable, rules: Rules, transforms: TransformMatcher,
+def _with_transform(e: PlanEntry, t: Variable, found, rules: Rules, source: VariableTable,
                     storage_options) -> PlanEntry:
-    """``e`` turned into a ``remap`` when a transform names its target and it has a source; a transform that
-    cannot be made (shape, vocabulary) is an ``error`` naming why."""
-    if e.source is None:
-        transforms.find(t.name)  # an excluded or missing target: the transform counts as used, nothing to do
-        return e
-    found = transforms.find(t.name)
-    if isinstance(found, str):
+    """``e`` turned into a ``remap`` when a transform (``found`` by :class:`TransformMatcher`) names its target
+    and it has a source; a transform that cannot be made (shape, vocabulary, ops) is an ``error`` naming why.
+    An excluded or missing target keeps its entry (the transform counts as used)."""
+    if isinstance(found, str) and (e.source is not None or e.action == "error"):  # ambiguous: said first
         return replace(e, action="error", reason=found, num_elements=0)
+    if e.source is None or isinstance(found, str):
+        return e
     index, transform = found
     if transform is None:
         return e
     assert e.source_shape is not None
-    remap = plan_remap(transform, e.source_shape, t.shape, storage_options)
+    remap = _transformed(transform, e, t, source, storage_options)
     where = f"transforms[{index}]"
     if isinstance(remap, str):
         return replace(e, action="error", reason=f"{where}: {remap}", num_elements=0)
@@ -370,13 +398,22 @@ def _with_transform(e: PlanEntry, t: Variable, rules: Rules, transforms: Transfo
                    reason=f"{remap.summary['reason']}{cast} ({where})")
 
 
+def _transformed(transform: Transform, e: PlanEntry, t: Variable, source: VariableTable,
+                 storage_options) -> Remap | Blocks | str:
+    if transform.blocks:
+        return plan_block_transform(transform, source[e.source], t, source)  # type: ignore[index]
+    return plan_remap(transform, e.source_shape, t.shape, storage_options)  # type: ignore[arg-type]
+
+
 def _castable(e: PlanEntry, rules: Rules) -> bool:
     return (rules.on_dtype_mismatch == "cast" and "string" not in (e.source_dtype, e.dtype)
             and (rules.allow_lossy_cast or is_value_preserving_cast(e.source_dtype, e.dtype)))  # type: ignore[arg-type]
 
 
-def _copied_elements(remap: Remap, shape) -> int:
+def _copied_elements(remap: Remap | Blocks, shape) -> int:
     n = 1
+    if isinstance(remap, Blocks):  # every element from the sources
+        return int(np.prod(remap.shape, dtype=np.int64))
     for d, size in enumerate(shape):
         n *= int((remap.index(d, size) >= 0).sum())
     return n
@@ -441,21 +478,35 @@ def _shapes_compatible(source: tuple[int, ...], target: tuple[int | None, ...]) 
 
 
 def _flag_shared_sources(entries: list[PlanEntry], rules: Rules) -> list[PlanEntry]:
+    """Two targets filled from one source variable are an error (an ambiguous rename?) unless
+    ``allow_shared_source``; block transforms reading disjoint slices of one source are not a share (a fused
+    kernel split into two), and their reasons say so."""
     if rules.allow_shared_source:
         return entries
-    users: dict[tuple[str | None, str], list[str]] = defaultdict(list)  # by source and variable
+    users: dict[tuple[str | None, str], list[PlanEntry]] = defaultdict(list)  # by source and variable
     for e in entries:
         if e.action in TRANSFERRED:
-            users[(e.from_source, e.source)].append(e.target)  # type: ignore[index]
+            for name in e.sources:
+                users[(e.from_source, name)].append(e)
     out = []
     for e in entries:
-        others = ([n for n in users.get((e.from_source, e.source), []) if n != e.target]  # type: ignore[arg-type]
+        others = ([o for name in e.sources for o in users[(e.from_source, name)] if o is not e]
                   if e.action in TRANSFERRED else [])
-        if others:
-            reason = (f"source {e.source!r} also fills {others[0]!r}"
-                      + (f" and {len(others) - 1} more" if len(others) > 1 else "")
+        shared = [o.target for o in others if not _disjoint_slices(e, o)]
+        if shared:
+            reason = (f"source {e.source!r} also fills {shared[0]!r}"
+                      + (f" and {len(shared) - 1} more" if len(shared) > 1 else "")
                       + " (an ambiguous rename? allow_shared_source: true if intended)")
             e = replace(e, action="error", reason=reason, num_elements=0)
+        elif others:
+            names = ", ".join(repr(o.target) for o in others)
+            e = replace(e, reason=f"{e.reason}; {names} takes another, disjoint slice of {e.source!r} "
+                        "(not a shared source)")
         out.append(e)
     return out
 
+
+def _disjoint_slices(a: PlanEntry, b: PlanEntry) -> bool:
+    """Both are block transforms of one single source reading disjoint regions of it."""
+    return (isinstance(a.remap, Blocks) and isinstance(b.remap, Blocks) and len(a.sources) == len(b.sources) == 1
+            and a.source == b.source and disjoint(a.remap, b.remap))

@@ -63,7 +63,8 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
     for e in plan.entries:
         style = _ACTION_STYLE[e.action]
         origin = [e.from_source or "-"] if several else []
-        out.add_row(e.target, f"[{style}]{e.action}[/]", *origin, e.source or "-", _shape(e.shape), e.dtype, e.reason)
+        out.add_row(e.target, f"[{style}]{e.action}[/]", *origin, " + ".join(e.sources) or "-", _shape(e.shape),
+                    e.dtype, e.reason)
     console.print(out)
     coverage = plan.coverage_by_source()
     for name in plan.sources:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import UsageError
 from ..storage import read_bytes, resolve
+from .blocks import BlockOp, Concat
 
 __all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "MAIN_SOURCE", "load_rules"]
 
@@ -52,14 +53,21 @@ class VocabRemap(BaseModel):
 
 class Transform(BaseModel):
     """A per-variable transform: target variables whose name matches ``target`` (whole name) get their
-    source's value remapped by ``vocab``, or its ``overlap`` region copied (initial values elsewhere)."""
+    source's value remapped by ``vocab``, its ``overlap`` region copied (initial values elsewhere), or made by
+    block ``ops`` (slice, split, permute, transpose, reshape, add: :mod:`warmstart.planning.blocks`) from one
+    source or from the ``concat`` of several. ``from`` names the source variable instead of the rename rules."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
 
     target: str = Field(description="Regex over target names (whole name).")
+    from_: str | None = Field(None, alias="from", description="The source variable's name (default: the target's "
+                              "name after the rename rules); \\1 back-references to the target regex's groups.")
     vocab: VocabRemap | None = None
     overlap: bool = Field(False, description="Copy the region both shapes share; the target's initial value elsewhere.")
     new_values: Literal["init", "zeros"] = Field("init", description="With overlap: outside the region.")
+    ops: list[BlockOp] = Field(default_factory=list, description="Block ops applied in order to the source value "
+                               "(or to the concat): slice, split, permute, transpose, reshape, add.")
+    concat: Concat | None = Field(None, description="The source value is these source variables joined along an axis.")
 
     @field_validator("target")
     @classmethod
@@ -68,8 +76,30 @@ class Transform(BaseModel):
         return pattern
 
     def model_post_init(self, _context: Any) -> None:
-        if (self.vocab is None) == (not self.overlap):
-            raise ValueError("a transform needs exactly one of vocab: {...} or overlap: true")
+        kinds = [self.vocab is not None, self.overlap, bool(self.ops) or self.concat is not None]
+        if sum(kinds) != 1:
+            raise ValueError("a transform needs exactly one of vocab: {...}, overlap: true, "
+                             "or ops: [...] / concat: {...}")
+        if self.concat is not None and self.from_ is not None:
+            raise ValueError("concat names its sources: from: is not allowed with it")
+        for name in [self.from_] if self.concat is None else self.concat.sources:
+            try:
+                if name is not None:
+                    _check_template(_compile(self.target), name)
+            except re.error as exc:
+                raise ValueError(f"source name {name!r} for {self.target!r}: {exc}") from None
+
+    def source_names(self, target_name: str) -> list[str]:
+        """The source names ``from`` or ``concat`` give for ``target_name`` (back-references expanded); []: the
+        rename rules name the source."""
+        names = self.concat.sources if self.concat is not None else [self.from_] if self.from_ is not None else []
+        match = re.fullmatch(self.target, target_name)
+        return [match.expand(n) for n in names] if match else []
+
+    @property
+    def blocks(self) -> bool:
+        """Block ops or a concat (not a vocabulary remap or overlap copy)."""
+        return bool(self.ops) or self.concat is not None
 
 
 class Rules(BaseModel):
@@ -79,17 +109,22 @@ class Rules(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True,
                               serialize_by_alias=True)
 
+    # The defaults are also written into the JSON schema, so that a form (the Prefect UI's) shows them.
     include: list[str] = Field(
-        default_factory=lambda: [".*"], description="Regexes over target names to fill from the source."
+        default_factory=lambda: [".*"], json_schema_extra={"default": [".*"]}, min_length=1,
+        description="Regexes over target names to fill from the source (at least one).",
     )
     exclude: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_EXCLUDE),
+        default_factory=lambda: list(DEFAULT_EXCLUDE), json_schema_extra={"default": list(DEFAULT_EXCLUDE)},
         description="Regexes over target names never taken from the source (they keep their initial value).",
     )
-    rename: list[tuple[str, str | None]] = Field(
+    # Strings first: a form (the Prefect UI's) then offers one text field per rule, in which a template like
+    # bert/\1 is typed as it is (no JSON quoting or escaping); rules files keep their pairs.
+    rename: Annotated[list[str], Field(title="regex -> template")] | Annotated[
+            list[tuple[str, str | None]], Field(title="[regex, template] pairs")] = Field(
         default_factory=list,
-        description="Ordered [target regex, source name template] pairs; first match wins; "
-        "\\1 back-references; null keeps the initial value.",
+        description="Ordered rules, first match wins: 'target regex -> source name template' (\\1 back-references; "
+        "nothing after the arrow: keep the initial value); or, all of them, [target regex, template or null] pairs.",
     )
     on_missing: Literal["error", "init"] = Field("error", description="A target variable absent from the source.")
     on_shape_mismatch: Literal["error", "skip"] = Field("error", description="Source and target shapes differ.")
@@ -104,8 +139,8 @@ class Rules(BaseModel):
         "lists (which shift when a layer is inserted).",
     )
     transforms: list[Transform] = Field(
-        default_factory=list, description="Per-variable transforms (vocabulary remap, overlap copy); a target "
-        "variable matched by two of them is an error.")
+        default_factory=list, description="Per-variable transforms (vocabulary remap, overlap copy, block ops and "
+        "concat); a target variable matched by two of them is an error.")
     min_coverage: float = Field(
         0.0, ge=0.0, le=1.0, description="Fraction of target parameters (by element count) that must be copied."
     )
@@ -144,7 +179,8 @@ class Rules(BaseModel):
 
     @field_validator("rename")
     @classmethod
-    def _renames_compile(cls, pairs: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    def _renames_compile(cls, rules: list[str] | list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+        pairs = [_rename_pair(rule) if isinstance(rule, str) else rule for rule in rules]
         for pattern, template in pairs:
             compiled = _compile(pattern)
             if template is not None:
@@ -157,6 +193,20 @@ class Rules(BaseModel):
     def user_excludes(self) -> list[str]:
         """Exclude patterns the user wrote (the defaults may match nothing without complaint)."""
         return [p for p in self.exclude if p not in DEFAULT_EXCLUDE]
+
+
+RENAME_ARROW = " -> "
+
+
+def _rename_pair(rule: str) -> tuple[str, str | None]:
+    """``'model/(.*) -> bert/\\1'`` as a pair; nothing after the arrow keeps the initial value (None)."""
+    if rule.count(RENAME_ARROW.strip()) != 1:
+        raise ValueError(f"rename rule {rule!r}: expected 'target regex -> source name template' "
+                         "(one arrow; nothing after it keeps the initial value)")
+    pattern, template = (part.strip() for part in rule.split(RENAME_ARROW.strip()))
+    if not pattern:
+        raise ValueError(f"rename rule {rule!r}: no target regex before the arrow")
+    return pattern, template or None
 
 
 def _compile(pattern: str) -> re.Pattern[str]:

@@ -14,9 +14,11 @@ import numpy as np
 
 from ..errors import InputError
 from ..storage import read_bytes, resolve
+from ..tables import Variable, VariableTable
+from .blocks import Blocks, BlockSource, plan_blocks
 from .rules import Rules, Transform
 
-__all__ = ["Remap", "TransformMatcher", "plan_remap"]
+__all__ = ["Remap", "TransformMatcher", "plan_block_transform", "plan_remap"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +75,26 @@ def plan_remap(t: Transform, source_shape: tuple[int, ...], target_shape: tuple[
     if t.overlap:
         return _overlap(source_shape, shape, t.new_values)
     return _vocab(t, source_shape, shape, storage_options)
+
+
+def plan_block_transform(t: Transform, first: Variable, target: Variable, source: VariableTable) -> Blocks | str:
+    """The :class:`Blocks` of ``t`` from ``first`` (the source the entry found) and, for a concat, the other
+    sources it names, checked against the target's shape; or a reason (in words) why it cannot be made."""
+    found = [first]
+    for name in t.source_names(target.name)[1:]:
+        v = source.get(name) or source.find(name)
+        if v is None:
+            return f"concat source {name!r} is not in the source"
+        found.append(v)
+    if None in target.shape or any(None in v.shape for v in found):
+        return "shapes not fully known: " + ", ".join(f"{v.name} {list(v.shape)}" for v in (*found, target))
+    sources = tuple(BlockSource(v.name, v.key, tuple(v.shape), v.dtype) for v in found)
+    blocks = plan_blocks(t.ops, sources, None if t.concat is None else t.concat.axis)
+    if isinstance(blocks, str) or blocks.shape == tuple(target.shape):
+        return blocks
+    return (f"the ops make {list(blocks.shape)} {sources[0].dtype} from "
+            + ", ".join(f"{s.name} {list(s.shape)}" for s in sources)
+            + f"; the target {target.name} is {list(target.shape)} {target.dtype}")
 
 
 def _overlap(source_shape: tuple[int, ...], shape: tuple[int, ...], fill: str) -> Remap:

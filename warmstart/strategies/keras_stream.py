@@ -19,7 +19,7 @@ from ..errors import StorageError
 from ..formats.bundle import checksums
 from ..formats.keras import KerasWeightsReader
 from ..planning import Plan
-from .remap import remap_value
+from .remap import remap_from
 from .sources import SourceReaders
 from .tf_common import cast_value
 
@@ -43,9 +43,8 @@ def stream_into_weights(plan: Plan, source: Any, template: KerasWeightsReader, l
     with h5py.File(local_path, "r+") as f:
         for e in plan.transferred:
             dataset = f[e.target_key]
-            value = readers.read(e)
-            value = np.ascontiguousarray(cast_value(value, e) if e.remap is None else remap_value(
-                value, e, lambda: _dataset_value(dataset, e.dtype)))
+            value = np.ascontiguousarray(cast_value(readers.read(e), e) if e.remap is None else remap_from(
+                readers.reader_for(e), e, lambda: _dataset_value(dataset, e.dtype)))
             dataset[...] = value.view(dataset.dtype) if dataset.dtype.kind == "V" else value  # bf16: raw 2-byte
             rows.append((e.target_key, e.dtype, value.shape, value.nbytes, checksums.mask(checksums.crc32c(value))))
             done += readers.stored_bytes(e)

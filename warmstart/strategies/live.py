@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import PlanError, UsageError
 from ..planning import Report, Rules, load_rules, make_plan
 from ..tables import table_from_graph, table_from_trackable, trackable_variables
-from .remap import remap_value
+from .remap import other_sources, remap_value
 from .tf1_graphs import GraphAssigner, check_not_finalized, check_open, graph_variables, read_graph_values
 from .tf_common import BATCH_BYTES, batches, cast_value, finalize_derived_state, overlaps, tf_call, value_nbytes
 
@@ -74,7 +74,10 @@ def copy_variables(src_session: Any, dst_session: Any, rules: Rules | dict[str, 
         for e, value in zip(batch, values):
             bytes_read += value_nbytes(value)
             if e.remap is not None:
-                value = remap_value(value, e, lambda e=e: read_graph_values(dst, [dst_vars[e.target]], [e.shape])[0])
+                others = read_graph_values(src, [src_vars[o.name] for o in other_sources(e)],
+                                           [o.shape for o in other_sources(e)])
+                value = remap_value(value, e, lambda e=e: read_graph_values(dst, [dst_vars[e.target]], [e.shape])[0],
+                                    others)
             pairs.extend(dst_vars[e.target].split(cast_value(value, e)))
         tf_call("assigning into the destination session", assigner.assign, pairs)
     return Report(plan=plan, strategy="assign", bytes_read=bytes_read)
@@ -102,7 +105,8 @@ def copy_weights(src_model: Any, dst_model: Any, rules: Rules | dict[str, Any] |
     for e, value in zip(entries, values):
         bytes_read += value_nbytes(value)
         if e.remap is not None:
-            value = remap_value(value, e, dst_vars[e.target].numpy)
+            value = remap_value(value, e, dst_vars[e.target].numpy,
+                                [np.asarray(src_vars[o.name].numpy()) for o in other_sources(e)])
         dst_vars[e.target].assign(cast_value(value, e))
     finalize_derived_state(dst_model)
     return Report(plan=plan, strategy="assign", bytes_read=bytes_read)

@@ -1,6 +1,9 @@
-"""Executing a plan's ``remap`` entries (vocabulary remap, overlap copy: :mod:`warmstart.planning.transforms`).
+"""Executing a plan's ``remap`` entries (vocabulary remap, overlap copy: :mod:`warmstart.planning.transforms`;
+block ops and concat: :mod:`warmstart.planning.blocks`).
 
-:func:`remap_value` works on whole values (the TF strategies, the Keras stream, live copies).
+:func:`remap_value` works on whole values (the TF strategies, the Keras stream, live copies), :func:`remap_from`
+reads them from a reader first (every source of a concat). Block transforms are computed on whole values
+everywhere, the stream's too (each source read whole, CRC-checked).
 :func:`stream_remap` writes one remapped tensor into a checkpoint in bounded memory: the output is built
 in chunks of rows; for each chunk only the source rows it needs are read (rows are contiguous along
 axis 0; runs of neighbouring rows merged into ranged reads), and the initial values of the new rows
@@ -12,7 +15,7 @@ tensor): it is checked when every source row is read in order, else the key is l
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,19 +23,35 @@ import numpy as np
 from ..errors import UsageError
 from ..formats import dtypes
 from ..formats.bundle import BundleReader, BundleWriter, checksums
-from ..planning import PlanEntry
+from ..planning import Blocks, BlockSource, PlanEntry
 from ..storage import fetch_blocks, plan_blocks
 
-__all__ = ["remap_value", "stream_remap"]
+__all__ = ["other_sources", "remap_from", "remap_value", "stream_remap"]
 
 
-def remap_value(value: np.ndarray, entry: PlanEntry, initial: Callable[[], np.ndarray]) -> np.ndarray:
-    """The target's value for a ``remap`` entry from the source's whole ``value``; ``initial()`` gives
-    the target's initial value (asked only when rows keep it)."""
+def other_sources(entry: PlanEntry) -> tuple[BlockSource, ...]:
+    """The sources a ``remap`` entry reads besides ``entry.source`` (a concat's others), in order."""
+    return entry.remap.sources[1:] if isinstance(entry.remap, Blocks) else ()
+
+
+def remap_from(reader: Any, entry: PlanEntry, initial: Callable[[], np.ndarray]) -> np.ndarray:
+    """:func:`remap_value` of the values ``reader`` (a checkpoint or Keras weights reader) holds."""
+    others = [reader.read(s.key) for s in other_sources(entry)]
+    return remap_value(reader.read(entry.source_key), entry, initial, others)
+
+
+def remap_value(value: np.ndarray, entry: PlanEntry, initial: Callable[[], np.ndarray],
+                others: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """The target's value for a ``remap`` entry from the source's whole ``value`` (and a concat's
+    ``others``, as :func:`other_sources` orders them); ``initial()`` gives the target's initial value (asked
+    only when rows keep it). A cast to the target's dtype comes last."""
     remap = entry.remap
     assert remap is not None
     shape = tuple(int(n) for n in entry.shape)  # type: ignore[arg-type]
     out_dtype = dtypes.by_name(entry.dtype).numpy
+    if isinstance(remap, Blocks):
+        value = remap.apply([np.asarray(value), *(np.asarray(v) for v in others)])
+        return np.ascontiguousarray(value if out_dtype is None else value.astype(out_dtype, copy=False))
     base = np.asarray(initial()) if remap.needs_initial else np.zeros(shape, out_dtype)
     out = np.array(base, dtype=out_dtype, copy=True).reshape(shape)
     _fill_from(out, np.asarray(value), remap, 0, shape)
@@ -79,7 +98,7 @@ def stream_remap(entry: PlanEntry, source: BundleReader, template: BundleReader 
     if remap.needs_initial and template is None:
         raise UsageError(f"target {entry.target!r}: its new rows keep their initial value, but the target has no "
                          "template checkpoint to take it from (new_row: zeros or mean, or a template target)")
-    if record.slices or sliced or record.dtype == "string" or remap.fill == "mean":
+    if isinstance(remap, Blocks) or record.slices or sliced or record.dtype == "string" or remap.fill == "mean":
         _remap_whole(entry, source, template, writer, stats, sliced)
         return
     rows_reader = _Rows(source, entry.source_key, read_block, chunk_bytes, in_flight, stats)
@@ -121,11 +140,12 @@ def _remap_chunk(entry: PlanEntry, first: int, last: int, rows_reader: _Rows, in
 
 def _remap_whole(entry: PlanEntry, source: BundleReader, template: BundleReader | None, writer: BundleWriter,
                  stats: Any, sliced) -> None:
-    """Partitioned or string tensors, and means (every copied row first): one value in memory, written as
-    the template's slices when it has them."""
+    """Block transforms, partitioned or string tensors, and means (every copied row first): one value in memory
+    (each source read whole, CRC-checked), written as the template's slices when it has them."""
     initial = (lambda: template.read(entry.target_key)) if template is not None else (lambda: None)
-    value = remap_value(source.read(entry.source_key), entry, initial)  # type: ignore[arg-type]
-    stats.bytes_read += source.records[entry.source_key].stored_bytes  # type: ignore[index]
+    value = remap_from(source, entry, initial)  # type: ignore[arg-type]
+    keys = [entry.source_key, *(s.key for s in other_sources(entry))]
+    stats.bytes_read += sum(source.records[k].stored_bytes for k in keys)  # type: ignore[index]
     if sliced:
         writer.add_slices(entry.target_key, value, entry.dtype, sliced)
     else:

@@ -18,7 +18,7 @@ from ..formats.bundle import BundleReader
 from ..planning import TRANSFERRED, Plan, PlanEntry
 from ..storage import CHECKPOINT_NAME
 from ..tables import parse_meta_graph, run_builder, table_from_graph, target_kind
-from .remap import remap_value
+from .remap import remap_from
 from .sources import SourceReaders
 from .tf1_graphs import (
     GraphAssigner,
@@ -81,7 +81,7 @@ def run_tf1(strategy, plan: Plan, target: Any, source: BundleReader | SourceRead
             pending = casts
         fill.assign(pending, lambda batch: (readers.read(e) for e in batch))
         fill.assign([e for e in plan.transferred if e.action == "remap"], lambda batch: (
-            remap_value(readers.read(e), e, lambda e=e: fill.current(e)) for e in batch))
+            remap_from(readers.reader_for(e), e, lambda e=e: fill.current(e)) for e in batch))
         prefix_out = os.path.join(out_dir, CHECKPOINT_NAME)
         with graph.as_default():
             saver = scoped_saver(graph, all_global_variables(graph))

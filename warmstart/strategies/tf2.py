@@ -13,7 +13,7 @@ from ..formats.bundle import BundleReader
 from ..planning import Plan
 from ..storage import CHECKPOINT_NAME, KERAS_WEIGHTS
 from ..tables import load_keras_model, local_file, run_builder, table_from_trackable, target_kind, trackable_variables
-from .remap import remap_value
+from .remap import remap_from
 from .sources import SourceReaders
 from .tf_common import (
     Progress,
@@ -51,8 +51,8 @@ def run_tf2(strategy, plan: Plan, target: Any, source: BundleReader | SourceRead
             _restore(readers.readers[name], group, variables, sizes, tracker, workdir, name)
         pending = [e for e in plan.transferred if e.action != "copy"]  # casts and remaps: read, then assigned
     for e in pending:
-        value = target_value(readers, e) if e.action != "remap" else remap_value(
-            readers.read(e), e, variables[e.target].numpy)
+        value = target_value(readers, e) if e.action != "remap" else remap_from(
+            readers.reader_for(e), e, variables[e.target].numpy)
         variables[e.target].assign(value)
         tracker.advance(e)
     finalize_derived_state(obj)  # a live target is used as it is afterwards

@@ -186,7 +186,7 @@ def overlaps(plan: Plan, same_object: bool) -> bool:
     if not same_object:
         return False
     written = {e.target for e in plan.transferred}
-    return any(e.source in written and e.source != e.target for e in plan.transferred)
+    return any(name in written and name != e.target for e in plan.transferred for name in e.sources)
 
 
 def value_nbytes(value: np.ndarray) -> int:
