@@ -71,7 +71,7 @@ def _decoder_run(directory: Path, seed: int = 2) -> dict[str, np.ndarray]:
 def _three_source_rules(encoder_run: str, decoder_run: str, prefix: str = "model/") -> dict:
     return {
         "sources": {"encoder_run": encoder_run, "decoder_run": decoder_run},
-        "from": [[f"{prefix}encoder/.*", "encoder_run"], [f"{prefix}decoder/.*", "decoder_run"]],
+        "fill_from": [[f"{prefix}encoder/.*", "encoder_run"], [f"{prefix}decoder/.*", "decoder_run"]],
         "rename": [[f"{prefix}decoder/(w|b)", r"dec/\1"]],
     }
 
@@ -124,7 +124,7 @@ def test_three_source_merge_streams_each_variable_from_the_source_the_plan_names
     assert by_target["model/decoder/w"].from_source == "decoder_run"
     assert by_target["model/decoder/w"].source == "dec/w"  # the rename applied within run B
     assert by_target["model/head/w"].from_source == "main"
-    assert "source 'encoder_run' (from[0])" in by_target["model/encoder/w"].reason
+    assert "source 'encoder_run' (fill_from[0])" in by_target["model/encoder/w"].reason
     # the same names in the base checkpoint: its encoder stays unused, listed per source
     doc = report.to_json()
     assert "model/encoder/w" in doc["sources"]["main"]["unused"]
@@ -175,12 +175,12 @@ def test_sources_given_on_the_command_line(merge, tmp_path, capsys):
 
 def test_an_undeclared_source_name_is_a_plan_error(merge, tmp_path, capsys):
     rules = _three_source_rules(merge["run_a"], merge["run_b"])
-    rules["from"][0][1] = "encodr_run"
+    rules["fill_from"][0][1] = "encodr_run"
     plan = warmstart.plan(merge["base"], merge["template"], rules=rules)
     assert not plan.ok
     problems = "\n".join(plan.problems())
-    assert "from[0] 'model/encoder/.*' names source 'encodr_run', which is not declared" in problems
-    assert "target 'model/encoder/w': from[0] names source 'encodr_run'" in problems
+    assert "fill_from[0] 'model/encoder/.*' names source 'encodr_run', which is not declared" in problems
+    assert "target 'model/encoder/w': fill_from[0] names source 'encodr_run'" in problems
     rules_file = tmp_path / "rules.json"
     rules_file.write_text(json.dumps(rules))
     assert cli_main(["plan", merge["base"], merge["template"], "--rules", str(rules_file), "--json"]) == 1
@@ -197,18 +197,18 @@ def test_a_declared_source_that_fills_nothing_is_an_error(merge):
     assert not plan.ok and any("source 'spare_run'" in p and "fills no target variable" in p for p in plan.problems())
     # the base filling nothing is one too: every target variable routed elsewhere
     rules = _three_source_rules(merge["run_a"], merge["run_b"])
-    rules["from"].append(["model/head/.*", "encoder_run"])
+    rules["fill_from"].append(["model/head/.*", "encoder_run"])
     plan = warmstart.plan(merge["base"], merge["template"], rules=rules)
     assert any("source 'main'" in p and "fills no target variable" in p for p in plan.problems())
 
 
 def test_a_chosen_source_that_lacks_the_variable_is_an_error_naming_it_unless_a_fallback_is_declared(merge):
     rules = _three_source_rules(merge["run_a"], merge["run_b"])
-    rules["from"][1] = ["model/(decoder|head)/.*", "decoder_run"]  # run B has no head
+    rules["fill_from"][1] = ["model/(decoder|head)/.*", "decoder_run"]  # run B has no head
     plan = warmstart.plan(merge["base"], merge["template"], rules=rules)
     head = {e.target: e for e in plan.entries}["model/head/w"]
-    assert head.action == "error" and "'model/head/w' is not in source 'decoder_run' (from[1])" in head.reason
-    rules["from"][1] = ["model/(decoder|head)/.*", ["decoder_run", "main"]]  # a declared fallback order
+    assert head.action == "error" and "'model/head/w' is not in source 'decoder_run' (fill_from[1])" in head.reason
+    rules["fill_from"][1] = ["model/(decoder|head)/.*", ["decoder_run", "main"]]  # a declared fallback order
     plan = warmstart.plan(merge["base"], merge["template"], rules=rules)
     assert plan.ok, plan.problems()
     head = {e.target: e for e in plan.entries}["model/head/w"]
@@ -327,7 +327,7 @@ def test_three_source_merge_into_a_keras_model(tmp_path, strategy, run_a_kind):
     _keras_model(9).save(str(tmp_path / "new.keras"))
     rules = _three_source_rules(run_a, str(tmp_path / "run_b"), prefix="")
     rules["rename"] = [["decoder/kernel", "dec/w"], ["decoder/bias", "dec/b"]]
-    rules["from"] = [["encoder/.*", "encoder_run"], ["decoder/.*", "decoder_run"]]
+    rules["fill_from"] = [["encoder/.*", "encoder_run"], ["decoder/.*", "decoder_run"]]
     report = warmstart.transfer(str(tmp_path / "base"), str(tmp_path / "new.keras"), str(tmp_path / "out"),
                                 rules=rules, strategy=strategy)
     assert report.strategy == ("assign" if strategy == "auto" else strategy)
@@ -343,7 +343,7 @@ def test_restore_from_a_keras_weights_source_is_refused(tmp_path):
     tf.train.Checkpoint(model=_keras_model(0)).write(str(tmp_path / "base" / "ckpt"))
     _keras_model(1).save_weights(str(tmp_path / "run_a.weights.h5"))
     _keras_model(9).save(str(tmp_path / "new.keras"))
-    rules = {"sources": {"encoder_run": str(tmp_path / "run_a.weights.h5")}, "from": [["encoder/.*", "encoder_run"]]}
+    rules = {"sources": {"encoder_run": str(tmp_path / "run_a.weights.h5")}, "fill_from": [["encoder/.*", "encoder_run"]]}
     with pytest.raises(UsageError, match="only assign works"):
         warmstart.transfer(str(tmp_path / "base"), str(tmp_path / "new.keras"), str(tmp_path / "out"), rules=rules,
                            strategy="restore")
@@ -356,7 +356,7 @@ def test_three_source_merge_into_a_keras_weights_template(tmp_path):
     _keras_model(9).save_weights(str(tmp_path / "new.weights.h5"))
     _decoder_run(tmp_path / "run_b")
     rules = {"sources": {"encoder_run": str(tmp_path / "run_a.weights.h5"), "decoder_run": str(tmp_path / "run_b")},
-             "from": [["encoder/.*", "encoder_run"], ["decoder/.*", "decoder_run"]],
+             "fill_from": [["encoder/.*", "encoder_run"], ["decoder/.*", "decoder_run"]],
              "rename": [["decoder/vars/0", "dec/w"], ["decoder/vars/1", "dec/b"]]}
     report = warmstart.transfer(str(tmp_path / "base.weights.h5"), str(tmp_path / "new.weights.h5"),
                                 str(tmp_path / "out"), rules=rules)
@@ -426,3 +426,21 @@ def test_units_and_live_copies_refuse_several_sources(merge, tmp_path):
         split_units(plan, BundleReader(merge["base"]), BundleReader(merge["template"]), str(tmp_path / "out"), 2)
     with pytest.raises(UsageError, match="declare source 'encoder_run', but it was not read"):
         warmstart.copy_weights(_keras_model(0), _keras_model(1), rules={"sources": {"encoder_run": merge["run_a"]}})
+
+
+def test_a_block_transform_reads_from_the_chosen_source(merge, tmp_path):
+    """A transform's source variable is looked up in the target's source (run B's dec/w), never in main."""
+    rules = _three_source_rules(merge["run_a"], merge["run_b"])
+    rules["transforms"] = [{"target": "model/decoder/w", "ops": [{"transpose": {"perm": [1, 0]}}]}]
+    report = warmstart.transfer(merge["base"], merge["template"], str(tmp_path / "out"), rules=rules)
+    entry = {e.target: e for e in report.plan.entries}["model/decoder/w"]
+    assert entry.action == "remap" and entry.from_source == "decoder_run" and entry.source == "dec/w"
+    expected = _expected()
+    expected["decoder/w"] = expected["decoder/w"].T
+    _assert_merged(_restored(tmp_path / "out"), expected)
+    paths = _tf1_merge(tmp_path / "tf1")
+    rules = _three_source_rules(paths["run_a"], paths["run_b"], prefix="")
+    rules["transforms"] = [{"target": "decoder/w", "ops": [{"transpose": {"perm": [1, 0]}}]}]
+    template = paths["meta"].removesuffix(".meta")  # its initializers need fed values: initial values from here
+    warmstart.transfer(paths["base"], template, str(tmp_path / "tf1-out"), rules=rules, strategy="restore")
+    _assert_merged(_saver_restored(paths["meta"], str(tmp_path / "tf1-out" / "model.ckpt")), expected)

@@ -56,7 +56,7 @@ def plan(
 
     ``source``: a checkpoint URL/path or a :class:`VariableTable`; ``target``: anything
     :func:`signature_of` accepts. ``sources``: more sources by name (URLs or tables), added to (or
-    replacing) the rules' ``sources:``; the rules' ``from:`` says which target variables each fills.
+    replacing) the rules' ``sources:``; the rules' ``fill_from:`` says which target variables each fills.
     Reads only index files. The plan may fail (``Plan.ok`` is False, ``Plan.problems()`` says why);
     inputs that cannot be read raise :class:`InputError`.
     """

@@ -248,7 +248,7 @@ def _source_target(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--rules", metavar="FILE", help="rules file (YAML or JSON, any URL); default: strict rules")
     p.add_argument("--source", dest="sources", action="append", metavar="NAME=URL",
                    help="another source by name (repeatable), as under 'sources:' in the rules (it replaces one of "
-                   "the same name); the rules' 'from:' says which target variables it fills; SOURCE is 'main'")
+                   "the same name); the rules' 'fill_from:' says which target variables it fills; SOURCE is 'main'")
     return p
 
 

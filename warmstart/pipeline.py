@@ -133,7 +133,7 @@ def transfer(
     run here one after the other. Stream strategy only; ``progress`` is not called then.
 
     ``sources``: more sources by name (URLs or opened readers), added to (or replacing) the rules'
-    ``sources:``; the rules' ``from:`` says which target variables each one fills, and each is read from its
+    ``sources:``; the rules' ``fill_from:`` says which target variables each one fills, and each is read from its
     own source. ``sources_provenance``: their manifest records by name, as ``provenance`` for ``source``.
     """
     if shards is not None or dask is not None:

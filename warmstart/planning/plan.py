@@ -305,7 +305,7 @@ def _named_source(found, target_name: str) -> tuple[int, str] | None:
 
 def _plan_one(t: Variable, tables: Mapping[str, VariableTable], rules: Rules, matcher: _Matcher,
               chooser: SourceChooser, named: tuple[int, str] | None = None) -> PlanEntry:
-    """The entry of one target variable, from the source ``from`` chooses among ``tables`` (by name)."""
+    """The entry of one target variable, from the source ``fill_from`` chooses among ``tables`` (by name)."""
     base = dict(target=t.name, shape=t.shape, dtype=t.dtype, target_key=t.key)
     pattern = matcher.excluded_by(t.name)
     if pattern is not None:
@@ -322,7 +322,7 @@ def _plan_one(t: Variable, tables: Mapping[str, VariableTable], rules: Rules, ma
     names, from_rule = chooser.choose(t.name)
     undeclared = chooser.undeclared(names)
     if undeclared:
-        return PlanEntry(source=None, action="error", reason=f"from[{from_rule}] names source {undeclared[0]!r}, "
+        return PlanEntry(source=None, action="error", reason=f"fill_from[{from_rule}] names source {undeclared[0]!r}, "
                          "which is not declared (add it under sources:)", **base)
     for i, name in enumerate(names):  # a fallback order: the first source that has it
         found = _lookup(t, tables[name], renamed, rule, via, matcher, named)
@@ -333,7 +333,7 @@ def _plan_one(t: Variable, tables: Mapping[str, VariableTable], rules: Rules, ma
             return replace(entry, from_source=name)
     where = "the source" if not chooser.several else chooser.describe(names[0], from_rule)
     if len(names) > 1:
-        where = f"sources {', '.join(repr(n) for n in names)} (from[{from_rule}])"
+        where = f"sources {', '.join(repr(n) for n in names)} (fill_from[{from_rule}])"
     if named is not None:  # never on_missing: init, a name written in a transform is a typo
         return PlanEntry(source=None, action="error", reason=f"transforms[{named[0]}]: {renamed!r} is not in "
                          f"{where}", **base)

@@ -105,9 +105,7 @@ class Transform(BaseModel):
 class Rules(BaseModel):
     """What to copy and how strictly. The defaults are strict: anything unexpected is an error."""
 
-    # ``from`` is a Python keyword: the field is ``from_``, read and written as ``from``
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True,
-                              serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # The defaults are also written into the JSON schema, so that a form (the Prefect UI's) shows them.
     include: list[str] = Field(
@@ -146,9 +144,9 @@ class Rules(BaseModel):
     )
     sources: dict[str, str] = Field(
         default_factory=dict, description="More sources by name (name: URL of a checkpoint or Keras file); the "
-        "source given as SOURCE is named 'main'. 'from' says which target variables each one fills.")
-    from_: list[tuple[str, str | list[str]]] = Field(
-        default_factory=list, alias="from", description="Ordered [target regex, source name] pairs (first match "
+        "source given as SOURCE is named 'main'. 'fill_from' says which target variables each one fills.")
+    fill_from: list[tuple[str, str | list[str]]] = Field(
+        default_factory=list, description="Ordered [target regex, source name] pairs (first match "
         "wins; unmatched: 'main'); a list of names is a fallback order: the first source that has the variable.")
 
     @field_validator("sources")
@@ -161,13 +159,13 @@ class Rules(BaseModel):
                 raise ValueError(f"source name {name!r}: letters, digits, '_', '.', '-', not starting with a digit")
         return sources
 
-    @field_validator("from_")
+    @field_validator("fill_from")
     @classmethod
-    def _from_compiles(cls, pairs: list[tuple[str, str | list[str]]]) -> list[tuple[str, str | list[str]]]:
+    def _fill_from_compiles(cls, pairs: list[tuple[str, str | list[str]]]) -> list[tuple[str, str | list[str]]]:
         for pattern, names in pairs:
             _compile(pattern)
             if isinstance(names, list) and (not names or len(set(names)) != len(names)):
-                raise ValueError(f"from {pattern!r}: a fallback order names each source once, at least one")
+                raise ValueError(f"fill_from {pattern!r}: a fallback order names each source once, at least one")
         return pairs
 
     @field_validator("include", "exclude")

@@ -1,8 +1,8 @@
 """Several named sources: which source fills each target variable.
 
 The source given as SOURCE is ``main``; the rules' ``sources:`` (or the ``sources=`` argument) name more,
-and ``from:`` says, first match wins, which target variables each one fills (a list of names: a fallback
-order, the first source that has the variable). A target variable no ``from`` rule matches comes from
+and ``fill_from:`` says, first match wins, which target variables each one fills (a list of names: a fallback
+order, the first source that has the variable). A target variable no ``fill_from`` rule matches comes from
 ``main``. Rename rules apply within the chosen source. Pure: the tables are read by the callers.
 """
 
@@ -33,11 +33,11 @@ def declared_sources(rules: Rules, given: Mapping[str, Any] | None = None) -> di
 
 
 class SourceChooser:
-    """Applies the ``from`` rules to target names and remembers which rules were used."""
+    """Applies the ``fill_from`` rules to target names and remembers which rules were used."""
 
     def __init__(self, rules: Rules, names: Mapping[str, Any]):
         self.names = names  # every source by name, main included
-        self.rules = [(p, re.compile(p), (n,) if isinstance(n, str) else tuple(n)) for p, n in rules.from_]
+        self.rules = [(p, re.compile(p), (n,) if isinstance(n, str) else tuple(n)) for p, n in rules.fill_from]
         self.used: set[int] = set()
 
     @property
@@ -45,7 +45,7 @@ class SourceChooser:
         return len(self.names) > 1
 
     def choose(self, target: str) -> tuple[tuple[str, ...], int | None]:
-        """(the source names to try, in order; the ``from`` rule that chose them, None for ``main`` by default)."""
+        """(the source names to try, in order; the ``fill_from`` rule that chose them, None for ``main`` by default)."""
         for i, (_, rx, names) in enumerate(self.rules):
             if rx.fullmatch(target):
                 self.used.add(i)
@@ -57,27 +57,27 @@ class SourceChooser:
 
     def describe(self, name: str, rule: int | None, tried: tuple[str, ...] = ()) -> str:
         """Where the value comes from, for a plan row's reason."""
-        why = "no from rule matches" if rule is None else f"from[{rule}]"
+        why = "no fill_from rule matches" if rule is None else f"fill_from[{rule}]"
         lacking = f"; not in {', '.join(repr(n) for n in tried)}" if tried else ""
         return f"source {name!r} ({why}{lacking})"
 
     def rule_errors(self, filled: Mapping[str, int]) -> list[str]:
-        """``from`` rules applied to no target variable or naming undeclared sources; sources that fill
+        """``fill_from`` rules applied to no target variable or naming undeclared sources; sources that fill
         nothing (``filled``: transferred variables by source name), when there are several."""
         errors = []
         declared = ", ".join(repr(n) for n in self.names)
         for i, (p, _, names) in enumerate(self.rules):
             for name in self.undeclared(names):
-                errors.append(f"from[{i}] {p!r} names source {name!r}, which is not declared (declared: {declared};"
+                errors.append(f"fill_from[{i}] {p!r} names source {name!r}, which is not declared (declared: {declared};"
                               " add it under sources:)")
             if i not in self.used:
-                errors.append(f"from[{i}] {p!r} is applied to no target variable (it matches none, or only names "
-                              "an earlier from rule, an exclude, no include or a null rename already took)")
+                errors.append(f"fill_from[{i}] {p!r} is applied to no target variable (it matches none, or only names "
+                              "an earlier fill_from rule, an exclude, no include or a null rename already took)")
         if self.several:
             for name, table in self.names.items():
                 if not filled.get(name):
                     hint = ("pass one of the named sources as SOURCE" if name == MAIN_SOURCE
-                            else "check its from rules, or remove it")
+                            else "check its fill_from rules, or remove it")
                     errors.append(f"source {name!r} ({getattr(table, 'origin', table)}) fills no target variable "
                                   f"({hint})")
         return errors

@@ -1,7 +1,7 @@
 """The readers of a plan's sources, by name: each entry is read from the source the plan says fills it.
 
 A plan of one source (``main``) takes one reader as before; a plan of several named sources (the rules'
-``sources:`` and ``from:``) takes a :class:`SourceReaders`, and every strategy reads each entry through
+``sources:`` and ``fill_from:``) takes a :class:`SourceReaders`, and every strategy reads each entry through
 :meth:`SourceReaders.reader_for` (never from another source's reader by the same key).
 """
 
