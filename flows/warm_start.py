@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks import fetch_index, fetch_source_indexes, fetch_tensors, publish_report, transfer, upload, validate
+from tasks._common import FLOW_TIMEOUT
 from tasks.credentials import CredentialsParameter, credentials_reference
 from warmstart.errors import PlanError, UsageError
 from warmstart.storage import resolve
@@ -106,7 +107,7 @@ def _run_name() -> str:
 
 
 @flow(name="warm-start", flow_run_name=_run_name, persist_result=True, validate_parameters=True,
-      result_serializer="json")
+      result_serializer="json", timeout_seconds=FLOW_TIMEOUT)
 def warm_start(
     source: str,
     target: str,

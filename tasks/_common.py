@@ -10,7 +10,22 @@ from prefect.tasks import exponential_backoff
 
 from warmstart.storage import is_transient
 
-__all__ = ["IO_RETRY", "retry_on_transient", "log_stage"]
+__all__ = ["IO_RETRY", "retry_on_transient", "log_stage", "METADATA_TIMEOUT", "DATA_TIMEOUT", "FLOW_TIMEOUT"]
+
+
+def _seconds(variable: str, default: float) -> float | None:
+    """A timeout from the environment (read when the tasks are imported: set it in the worker's or the
+    deployment's environment); 0 means none."""
+    value = float(os.environ.get(variable, default))
+    return value if value > 0 else None
+
+
+# A hung storage call (a stalled connection, a server that never answers) fails its task instead of holding
+# the run (and its output's lock) forever. Index and plan work reads metadata only; data tasks scale with the
+# model (6 h is 1 TB at 50 MB/s). A timed-out task is not retried: its time budget is spent.
+METADATA_TIMEOUT = _seconds("WARMSTART_METADATA_TIMEOUT_SECONDS", 30 * 60)
+DATA_TIMEOUT = _seconds("WARMSTART_DATA_TIMEOUT_SECONDS", 6 * 3600)
+FLOW_TIMEOUT = _seconds("WARMSTART_FLOW_TIMEOUT_SECONDS", 24 * 3600)
 
 
 def log_stage(started: float, message: str, *args: Any) -> None:
@@ -21,9 +36,14 @@ def log_stage(started: float, message: str, *args: Any) -> None:
 
 
 def retry_on_transient(task, task_run, state) -> bool:
-    """Retry only what a retry can fix: throttling, 5xx, dropped connections, timeouts."""
+    """Retry only what a retry can fix: throttling, 5xx, dropped connections, storage timeouts (not the
+    task's own time limit)."""
+    from prefect.task_engine import TaskRunTimeoutError
+
     try:
         state.result()
+    except TaskRunTimeoutError:
+        return False
     except Exception as exc:  # the task's own failure, re-raised by the state; classified, not swallowed
         return is_transient(exc)
     return False

@@ -10,13 +10,13 @@ from prefect.cache_policies import NO_CACHE
 
 from warmstart.cache import CachedIndex, CheckpointCache
 
-from ._common import IO_RETRY, log_stage
+from ._common import DATA_TIMEOUT, IO_RETRY, METADATA_TIMEOUT, log_stage
 from .credentials import CredentialsRef, storage_options_from_block
 
 __all__ = ["fetch_index", "fetch_source_indexes", "fetch_tensors"]
 
 
-@task(name="fetch-index", cache_policy=NO_CACHE, **IO_RETRY)
+@task(name="fetch-index", cache_policy=NO_CACHE, timeout_seconds=METADATA_TIMEOUT, **IO_RETRY)
 def fetch_index(source: str, credentials_block: CredentialsRef = None, cache_dir: str | None = None) -> dict[str, Any]:
     """Resolve the source checkpoint and cache its index; returns the cache record."""
     started = time.perf_counter()
@@ -27,7 +27,7 @@ def fetch_index(source: str, credentials_block: CredentialsRef = None, cache_dir
     return record.to_json()
 
 
-@task(name="fetch-source-indexes", cache_policy=NO_CACHE, **IO_RETRY)
+@task(name="fetch-source-indexes", cache_policy=NO_CACHE, timeout_seconds=METADATA_TIMEOUT, **IO_RETRY)
 def fetch_source_indexes(rules: dict[str, Any] | str | None, credentials_block: CredentialsRef = None,
                          cache_dir: str | None = None) -> dict[str, dict[str, Any]]:
     """Cache the index of every named source of the rules (``sources:``); returns their records by name."""
@@ -39,7 +39,7 @@ def fetch_source_indexes(rules: dict[str, Any] | str | None, credentials_block: 
     return {name: record.to_json() for name, record in records.items()}
 
 
-@task(name="fetch-tensors", cache_policy=NO_CACHE, **IO_RETRY)
+@task(name="fetch-tensors", cache_policy=NO_CACHE, timeout_seconds=DATA_TIMEOUT, **IO_RETRY)
 def fetch_tensors(index: dict[str, Any], keys: list[str], credentials_block: CredentialsRef = None,
                   cache_dir: str | None = None) -> dict[str, Any]:
     """Download only ``keys`` (byte ranges) into a local sparse checkpoint; returns its record."""

@@ -10,10 +10,12 @@ from prefect.cache_policies import NO_CACHE
 
 from warmstart.planning.render import human_bytes
 
+from ._common import METADATA_TIMEOUT
+
 __all__ = ["publish_report"]
 
 
-@task(name="report", cache_policy=NO_CACHE)
+@task(name="report", cache_policy=NO_CACHE, timeout_seconds=METADATA_TIMEOUT)
 def publish_report(summary: dict[str, Any]) -> None:
     """Markdown summary (counts, coverage, bytes, time, output) and, when published, a link to the output."""
     counts = summary.get("counts", {})

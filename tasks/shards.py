@@ -16,12 +16,13 @@ from prefect.cache_policies import NO_CACHE
 from warmstart.pipeline import ShardedJob, abort_sharded, commit_sharded, prepare_sharded
 from warmstart.strategies import Unit, UnitResult, run_unit_retrying
 
+from ._common import DATA_TIMEOUT, METADATA_TIMEOUT
 from .credentials import CredentialsRef, storage_options_from_block
 
 __all__ = ["prepare_units", "transfer_unit", "publish_units", "abort_units"]
 
 
-@task(name="prepare-units", cache_policy=NO_CACHE, persist_result=False)
+@task(name="prepare-units", cache_policy=NO_CACHE, persist_result=False, timeout_seconds=METADATA_TIMEOUT)
 def prepare_units(source: str, target: str, output: str, shards: int, rules: dict[str, Any] | str | None = None,
                   strategy: str = "auto", credentials_block: CredentialsRef = None,
                   overwrite: bool = False) -> ShardedJob:
@@ -31,7 +32,7 @@ def prepare_units(source: str, target: str, output: str, shards: int, rules: dic
     return job.with_storage_options(None)
 
 
-@task(name="transfer-unit", cache_policy=NO_CACHE, persist_result=False,
+@task(name="transfer-unit", cache_policy=NO_CACHE, persist_result=False, timeout_seconds=DATA_TIMEOUT,
       task_run_name="unit {unit.index} of {unit.count}")
 def transfer_unit(unit: Unit, credentials_block: CredentialsRef = None) -> UnitResult:
     """Write one data file of the output under its staging name (reused if an earlier run staged it);
@@ -39,13 +40,13 @@ def transfer_unit(unit: Unit, credentials_block: CredentialsRef = None) -> UnitR
     return run_unit_retrying(replace(unit, storage_options=storage_options_from_block(credentials_block)))
 
 
-@task(name="publish-units", cache_policy=NO_CACHE)
+@task(name="publish-units", cache_policy=NO_CACHE, timeout_seconds=METADATA_TIMEOUT)
 def publish_units(job: ShardedJob, results: list[UnitResult], credentials_block: CredentialsRef = None) -> dict[str, Any]:
     """Rename the staged parts, write the merged index, the state file and the manifest."""
     return commit_sharded(job.with_storage_options(storage_options_from_block(credentials_block)), results).to_json()
 
 
-@task(name="abort-units", cache_policy=NO_CACHE)
+@task(name="abort-units", cache_policy=NO_CACHE, timeout_seconds=METADATA_TIMEOUT)
 def abort_units(job: ShardedJob, credentials_block: CredentialsRef = None) -> None:
     """Remove what a failed sharded run wrote in its output."""
     abort_sharded(job.with_storage_options(storage_options_from_block(credentials_block)))

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from warmstart.cache import CachedIndex, CachedTensors, CheckpointCache
 
-from ._common import log_stage
+from ._common import DATA_TIMEOUT, log_stage
 from .credentials import CredentialsRef, storage_options_from_block
 
 __all__ = ["transfer"]
@@ -39,7 +39,7 @@ class _ProgressArtifact:
                                  description=f"done: {bytes_read:,} bytes read, {bytes_written:,} bytes written")
 
 
-@task(name="transfer", cache_policy=NO_CACHE)
+@task(name="transfer", cache_policy=NO_CACHE, timeout_seconds=DATA_TIMEOUT)
 def transfer(index: dict[str, Any], tensors: dict[str, Any], target: str, staging: str,
              rules: dict[str, Any] | str | None = None, strategy: str = "auto",
              credentials_block: CredentialsRef = None, cache_dir: str | None = None,

@@ -15,7 +15,7 @@ from warmstart.pipeline import publish_output
 from warmstart.planning import MAIN_SOURCE
 from warmstart.storage import MANIFEST
 
-from ._common import IO_RETRY, log_stage
+from ._common import DATA_TIMEOUT, IO_RETRY, log_stage
 from .credentials import CredentialsRef, storage_options_from_block
 
 __all__ = ["upload", "PUBLISHED_EVENT"]
@@ -23,7 +23,7 @@ __all__ = ["upload", "PUBLISHED_EVENT"]
 PUBLISHED_EVENT = "warmstart.checkpoint.published"
 
 
-@task(name="upload", cache_policy=NO_CACHE, **IO_RETRY)
+@task(name="upload", cache_policy=NO_CACHE, timeout_seconds=DATA_TIMEOUT, **IO_RETRY)
 def upload(staging: str, output: str, source: str, target: str, rules: dict[str, Any] | str | None = None,
            credentials_block: CredentialsRef = None, overwrite: bool = False) -> dict[str, Any]:
     """Data and index objects first, then the state file and manifest; refuses an output that could

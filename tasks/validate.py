@@ -13,7 +13,7 @@ from warmstart.cache import CachedIndex, CheckpointCache
 from warmstart.errors import PlanError
 from warmstart.pipeline import check_output_for
 
-from ._common import log_stage
+from ._common import METADATA_TIMEOUT, log_stage
 from .credentials import CredentialsRef, storage_options_from_block
 
 __all__ = ["validate", "FORM_HINT"]
@@ -24,7 +24,7 @@ FORM_HINT = ("the warm-start-plan artifact lists all, errors first; change the '
              "start a dry run to see the plan")
 
 
-@task(name="validate", cache_policy=NO_CACHE)
+@task(name="validate", cache_policy=NO_CACHE, timeout_seconds=METADATA_TIMEOUT)
 def validate(index: dict[str, Any], target: str, rules: dict[str, Any] | str | None = None,
              credentials_block: CredentialsRef = None, dry_run: bool = False,
              cache_dir: str | None = None, output: str | None = None, overwrite: bool = False,

@@ -387,3 +387,59 @@ def test_transforms_from_s3_fetch_every_source_they_read(prefect_api, s3_server,
     got = builders.load_values(tmp_path / "out" / "model.ckpt")
     np.testing.assert_array_equal(got["joint"], np.concatenate([a, b]))
     np.testing.assert_array_equal(got["c2"], np.ones(2, np.float32))
+
+
+class StallingServer:
+    """A TCP server that accepts connections, reads what comes, and never answers: a hung storage endpoint."""
+
+    def __enter__(self) -> str:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.held: list = []
+
+        def accept() -> None:
+            while True:
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:
+                    return
+                self.held.append(conn)  # kept open, never written to
+
+        threading.Thread(target=accept, daemon=True).start()
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_a_stalled_source_fails_its_task_at_the_timeout_and_is_not_retried(prefect_api, example, tmp_path):
+    """A storage endpoint that never answers: fetch-index fails at WARMSTART_METADATA_TIMEOUT_SECONDS (a
+    worker-side setting, read when the tasks are imported: hence a fresh process), not hours later."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from prefect.settings import PREFECT_API_URL
+
+    script = ("import sys; from flows.warm_start import warm_start; "
+              "s = warm_start(source=sys.argv[1], target=sys.argv[2], output=sys.argv[3], return_state=True); "
+              "print('STATE', s.type.value, s.message)")
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "WARMSTART_METADATA_TIMEOUT_SECONDS": "3"}
+    with StallingServer() as url:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", script, f"{url}/model.ckpt", example.target,
+                               str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=300)
+        elapsed = time.monotonic() - started
+    output = done.stdout + done.stderr
+    assert "STATE FAILED" in output, output[-3000:]
+    assert "Task run exceeded timeout of 3.0 second(s)" in output, output[-3000:]
+    assert "Retry 1/" not in output, output[-3000:]  # one attempt: its time budget is spent
+    assert elapsed < 120, elapsed
+    assert not (tmp_path / "out").exists()
