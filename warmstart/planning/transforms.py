@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -140,9 +141,9 @@ def _vocab(t: Transform, source_shape: tuple[int, ...], shape: tuple[int, ...], 
     other = [d for d in range(len(shape)) if d != axis and shape[d] != source_shape[d]]
     if other:
         return f"shape {list(source_shape)} in the source, {list(shape)} in the target differ off axis {axis}"
-    position = {tok: i for i, tok in enumerate(old)}
+    position = dict(zip(old, range(len(old))))
     m = np.full(shape[axis], -1, dtype=np.int64)
-    m[: len(new)] = [position.get(tok, -1) for tok in new]
+    m[: len(new)] = np.fromiter(map(position.get, new, repeat(-1)), dtype=np.int64, count=len(new))
     maps: list[np.ndarray | None] = [None] * len(shape)
     maps[axis] = m
     copied = int((m >= 0).sum())
@@ -158,6 +159,8 @@ def _vocab(t: Transform, source_shape: tuple[int, ...], shape: tuple[int, ...], 
 
 
 def _first_duplicate(tokens: tuple[str, ...]) -> str | None:
+    if len(set(tokens)) == len(tokens):
+        return None
     seen: set[str] = set()
     for tok in tokens:
         if tok in seen:
@@ -171,4 +174,4 @@ def _tokens(url: str, storage_options: dict[str, Any] | None) -> tuple[str, ...]
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return tuple(line.rstrip("\r") for line in lines)
+    return tuple(line.rstrip("\r") for line in lines) if "\r" in text else tuple(lines)

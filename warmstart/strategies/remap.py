@@ -105,23 +105,30 @@ def stream_remap(entry: PlanEntry, source: BundleReader, template: BundleReader 
     init_reader = _Rows(template, entry.target_key, read_block, chunk_bytes, in_flight, stats) if remap.needs_initial else None
     row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * dtypes.by_name(entry.dtype).itemsize)
     step = max(1, chunk_bytes // row_bytes)
+    # One chunk buffer for the whole tensor: every row of it is written before it is used (no zeroing, no
+    # fresh pages per chunk); the writer copies or writes it out before the next chunk.
+    buffer = np.empty((min(step, shape[0]), *shape[1:]), dtypes.by_name(entry.dtype).numpy)
     writer.begin(entry.target_key, entry.dtype, shape)
     for first in range(0, shape[0], step):
-        out = _remap_chunk(entry, first, min(shape[0], first + step), rows_reader, init_reader)
-        writer.write(memoryview(np.ascontiguousarray(out)).cast("B"))
+        out = _remap_chunk(entry, first, min(shape[0], first + step), rows_reader, init_reader, buffer)
+        writer.write(memoryview(out).cast("B"))
     writer.end()
     rows_reader.finish(entry.source_key, stats)
 
 
-def _remap_chunk(entry: PlanEntry, first: int, last: int, rows_reader: _Rows, init_reader: _Rows | None) -> np.ndarray:
-    """Target rows ``first:last``: the new rows' initial values, then the source rows they keep."""
+def _remap_chunk(entry: PlanEntry, first: int, last: int, rows_reader: _Rows, init_reader: _Rows | None,
+                 buffer: np.ndarray) -> np.ndarray:
+    """Target rows ``first:last`` in ``buffer``'s first rows: the new rows' initial values (or zeros), then
+    the source rows they keep."""
     remap = entry.remap
     assert remap is not None
     shape = tuple(int(n) for n in entry.shape)  # type: ignore[arg-type]
     wanted = remap.index(0, shape[0])[first:last]
-    out = np.zeros((last - first, *shape[1:]), dtypes.by_name(entry.dtype).numpy)
+    out = buffer[: last - first]
     whole_rows = all(m is None for m in remap.maps[1:])
-    if init_reader is not None:
+    if init_reader is None:  # zeros where no source entry lands (whole rows: just the new ones)
+        out[wanted < 0 if whole_rows else slice(None)] = 0
+    else:
         # only the rows that keep an initial value: all of them when another axis has entries without a source
         fresh = np.flatnonzero(wanted < 0) if whole_rows else np.arange(last - first)
         if len(fresh):
