@@ -267,3 +267,36 @@ def test_stream_from_s3_reads_about_the_surviving_rows(tmp_path, s3_server, s3_b
     position = {t: i for i, t in enumerate(old_vocab)}
     rows = [i for i, t in enumerate(new_vocab) if t in position]
     np.testing.assert_array_equal(got[rows], emb[[position[new_vocab[i]] for i in rows]])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_overlap_copy_from_a_partitioned_source(tmp_path, strategy):
+    """A partitioned [10, 4] table into a longer [12, 4] one: the 10 rows assembled from the parts, 2 kept."""
+    src = builders.partitioned_checkpoint(tmp_path / "src")
+    kernel = src["values"]["dense/kernel"]
+    builders.tf1_checkpoint(tmp_path / "tpl", {"emb": np.full((12, 4), -1, np.float32), "dense/kernel": kernel * 0})
+    got, report = _run(tmp_path, {"transforms": [{"target": "emb", "overlap": True}]}, strategy)
+    assert report.plan.counts["remap"] == 1
+    np.testing.assert_array_equal(got["emb"][:10], src["values"]["emb"])
+    np.testing.assert_array_equal(got["emb"][10:], np.full((2, 4), -1, np.float32))
+    np.testing.assert_array_equal(got["dense/kernel"], kernel)
+
+
+def test_overlap_copy_from_s3_reads_only_the_region(tmp_path, s3_server, s3_bucket, monkeypatch):
+    """A position table that shrinks (512 -> 384 rows) from moto S3: only the kept rows' bytes are read."""
+    pos = np.random.default_rng(2).standard_normal((512, 64)).astype(np.float32)
+    builders.tf1_checkpoint(tmp_path / "src", {"pos": pos})
+    builders.tf1_checkpoint(tmp_path / "tpl", {"pos": np.zeros((384, 64), np.float32)})
+    s3 = fsspec.filesystem("s3", **s3_server.storage_options())
+    upload_dir(s3, tmp_path / "src", f"{s3_bucket}/src")
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    from servers import clear_fs_caches
+
+    clear_fs_caches()
+    report = warmstart.transfer(f"{s3_bucket}/src", str(tmp_path / "tpl"), str(tmp_path / "out"),
+                                rules={"transforms": [{"target": "pos", "overlap": True}]})
+    assert report.ok
+    kept = 384 * 64 * 4
+    assert kept <= report.bytes_read <= 1.05 * kept
+    np.testing.assert_array_equal(builders.load_values(tmp_path / "out" / "model.ckpt")["pos"], pos[:384])
