@@ -3,6 +3,8 @@ scenarios: the expected values below are the ones TF's ``warm_start`` + ``VocabI
 
 from __future__ import annotations
 
+import re
+
 import builders
 import fsspec
 import numpy as np
@@ -300,3 +302,116 @@ def test_overlap_copy_from_s3_reads_only_the_region(tmp_path, s3_server, s3_buck
     kept = 384 * 64 * 4
     assert kept <= report.bytes_read <= 1.05 * kept
     np.testing.assert_array_equal(builders.load_values(tmp_path / "out" / "model.ckpt")["pos"], pos[:384])
+
+
+# --------------------------------------------------------------------------- declared initializers (backup_initializer)
+
+EMB = "input_layer/sc_vocab_embedding/embedding_weights"
+
+
+def _partitioned_template(dirpath, name, shape, parts):
+    """A TF1 checkpoint (with its .meta) of one variable cut into ``parts`` along axis 0, initialized as an
+    ``embedding_column``'s: a truncated normal (so a row kept at its initial value is never 0.42)."""
+    import tensorflow as tf
+
+    dirpath.mkdir(parents=True, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.get_variable(name, shape=shape, partitioner=tf.compat.v1.fixed_size_partitioner(parts),
+                                  initializer=tf.compat.v1.truncated_normal_initializer(stddev=1.0, seed=1))
+        saver = tf.compat.v1.train.Saver(save_relative_paths=True)
+        with tf.compat.v1.Session(graph=graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            saver.save(sess, str(dirpath / "model.ckpt"))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_backup_initializer_fills_new_rows_as_tf_does(tmp_path, strategy):
+    # TF's testWarmStartEmbeddingColumn: a [6, 2] embedding in 2 parts warm-started from [4, 2] with
+    # VocabInfo(backup_initializer=random_uniform_initializer(minval=0.42, maxval=0.42))
+    builders.tf1_checkpoint(tmp_path / "src", {EMB: np.float32([[0.5, 0.4], [1.0, 1.1], [2.0, 2.2], [3.0, 3.3]])})
+    _partitioned_template(tmp_path / "tpl", EMB, [6, 2], 2)
+    old = _vocab(tmp_path / "old.txt", PREV_VOCAB)
+    new = _vocab(tmp_path / "new.txt", ["orange", "guava", "banana", "apple", "raspberry", "blueberry"])
+    backup = {"random_uniform": {"minval": 0.42, "maxval": 0.42}}
+    got, report = _run(tmp_path, _vocab_rules(EMB, old, new, new_row=backup), strategy)
+    # TF's expected values, part 0 then part 1
+    np.testing.assert_allclose(got[EMB], [[3.0, 3.3], [2.0, 2.2], [1.0, 1.1], [0.5, 0.4], [0.42, 0.42], [0.42, 0.42]])
+    assert "2 new rows: random_uniform(0.42, 0.42, seed 0)" in report.plan.entries[0].reason
+    assert report.plan.to_json()["variables"][0]["remap"]["initializer"] == {
+        "random_uniform": {"minval": 0.42, "maxval": 0.42, "seed": 0}}
+
+
+@pytest.mark.parametrize("backup", [{"random_uniform": {"minval": -0.05, "maxval": 0.05, "seed": 7}},
+                                    {"random_normal": {"mean": 1.0, "stddev": 0.5, "seed": 3}},
+                                    {"truncated_normal": {"stddev": 0.5, "seed": 3}}])
+def test_initializer_values_are_the_same_on_every_strategy_and_chunk_size(tmp_path, backup):
+    old_vocab, new_vocab = _bert_vocab()
+    emb = np.random.default_rng(1).standard_normal((1000, 64)).astype(np.float32)
+    init = np.full((1200, 64), 99, np.float32)
+    old, new = _pair(tmp_path, {"emb": emb}, {"emb": init}, old_vocab, new_vocab)
+    rules = _vocab_rules("emb", old, new, new_row=backup)
+    results = {}
+    for name, kwargs in {"stream": {"chunk_bytes": 1 << 20}, "stream-small": {"chunk_bytes": 4096},
+                         "assign": {"strategy": "assign"}}.items():
+        report = warmstart.transfer(str(tmp_path / "src"), str(tmp_path / "tpl"), str(tmp_path / name), rules=rules,
+                                    **kwargs)
+        results[name] = builders.load_values(tmp_path / name / "model.ckpt")["emb"]
+    position = {t: i for i, t in enumerate(old_vocab)}
+    fresh = [i for i, t in enumerate(new_vocab) if t not in position]
+    kept = [i for i, t in enumerate(new_vocab) if t in position]
+    assert len(fresh) == 220 and "220 new rows: " + next(iter(backup)) in report.plan.entries[0].reason
+    for got in results.values():
+        np.testing.assert_array_equal(got, results["assign"])
+        np.testing.assert_array_equal(got[kept], emb[[position[new_vocab[i]] for i in kept]])
+    values = results["assign"][fresh]
+    assert (values != 99).all() and len(np.unique(values)) > 0.99 * values.size  # drawn, not kept or repeated
+    if "random_uniform" in backup:
+        assert values.min() >= -0.05 and values.max() < 0.05 and abs(values.mean()) < 0.002
+    elif "random_normal" in backup:
+        assert abs(values.mean() - 1.0) < 0.01 and abs(values.std() - 0.5) < 0.01
+    else:  # TF's truncation at two standard deviations: std 0.88 of the untruncated one
+        assert np.abs(values).max() <= 1.0 and abs(values.std() - 0.88 * 0.5) < 0.01
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_initializer_for_columns_oov_buckets_and_overlap_regions(tmp_path, strategy):
+    kernel = np.array([[0.5, 1.0, 1.5, 2.0], [0.4, 0.8, 1.2, 1.6]], np.float32)
+    head = np.arange(12, dtype=np.float32).reshape(4, 3)
+    old, new = _pair(tmp_path, {"logits/kernel": kernel, "head": head},
+                     {"logits/kernel": np.zeros((2, 6), np.float32), "head": np.full((4, 5), -1, np.float32)})
+    rules = {"transforms": [
+        {"target": "logits/kernel", "vocab": {"old": old, "new": new, "axis": 1, "num_oov_buckets": 1,
+                                              "new_row": {"constant": 0.25}}},
+        {"target": "head", "overlap": True, "new_values": {"random_uniform": {"minval": 5, "maxval": 6, "seed": 1}}}]}
+    got, report = _run(tmp_path, rules, strategy)
+    np.testing.assert_array_equal(got["logits/kernel"], np.float32([[2.0, 1.5, 1.0, 0.5, 0.25, 0.25],
+                                                                    [1.6, 1.2, 0.8, 0.4, 0.25, 0.25]]))
+    np.testing.assert_array_equal(got["head"][:, :3], head)
+    assert ((got["head"][:, 3:] >= 5) & (got["head"][:, 3:] < 6)).all()
+    reasons = {e.target: e.reason for e in report.plan.entries}
+    assert "8 elements: random_uniform(5, 6, seed 1)" in reasons["head"]
+    assert "2 new columns: constant(0.25) (1 OOV buckets)" in reasons["logits/kernel"]
+    if strategy == "stream":  # the same values whatever the strategy
+        other, _ = _run(tmp_path, rules, "assign", name="out-assign")
+        np.testing.assert_array_equal(got["head"], other["head"])
+
+
+def test_initializer_checked_when_the_rules_are_read_and_the_plan_made(tmp_path):
+    old, new = _pair(tmp_path, {"ids": np.arange(4, dtype=np.int32).reshape(4, 1)},
+                     {"ids": np.zeros((5, 1), np.int32)})
+    src, tpl = str(tmp_path / "src"), str(tmp_path / "tpl")
+    plan = warmstart.plan(src, tpl, _vocab_rules("ids", old, new, new_row={"random_normal": {"seed": 1}}))
+    assert not plan.ok and plan.problems()[0].endswith(
+        "transforms[0]: new_row: random_normal(mean 0, stddev 0.05, seed 1) fills floating-point variables; "
+        "the target is int32")
+    plan = warmstart.plan(src, tpl, _vocab_rules("ids", old, new, new_row={"constant": 0.5}))
+    assert not plan.ok and "constant(0.5) does not fit int32 (it would be 0)" in plan.problems()[0]
+    got, _ = _run(tmp_path, _vocab_rules("ids", old, new, new_row={"constant": -3}), "stream")
+    np.testing.assert_array_equal(got["ids"].ravel(), [3, 2, 1, 0, -3])
+    for bad, says in [({"random_uniform": {"minval": 1, "maxval": 0}}, "maxval 0.0 is below minval 1.0"),
+                      ({"constant": 1, "random_normal": {}}, "received 2 (constant, random_normal)"),
+                      ({"random_normal": {"stddev": -1}}, "greater than or equal to 0"),
+                      ({"uniform": {}}, "Extra inputs are not permitted"), ("ones", "new_row")]:
+        with pytest.raises(warmstart.UsageError, match=re.escape(says)):
+            warmstart.plan(src, tpl, _vocab_rules("ids", old, new, new_row=bad))

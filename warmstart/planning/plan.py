@@ -402,7 +402,7 @@ def _transformed(transform: Transform, e: PlanEntry, t: Variable, source: Variab
                  storage_options) -> Remap | Blocks | str:
     if transform.blocks:
         return plan_block_transform(transform, source[e.source], t, source)  # type: ignore[index]
-    return plan_remap(transform, e.source_shape, t.shape, storage_options)  # type: ignore[arg-type]
+    return plan_remap(transform, e.source_shape, t.shape, storage_options, t.dtype)  # type: ignore[arg-type]
 
 
 def _castable(e: PlanEntry, rules: Rules) -> bool:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import UsageError
 from ..storage import read_bytes, resolve
 from .blocks import BlockOp, Concat
+from .initializers import Initializer
 
 __all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "MAIN_SOURCE", "load_rules"]
 
@@ -47,8 +48,10 @@ class VocabRemap(BaseModel):
     axis: Literal[0, 1] = Field(0, description="0: rows (embeddings, biases); 1: columns (softmax kernels).")
     num_oov_buckets: int = Field(0, ge=0, description="Rows after the new vocabulary: never from the source.")
     old_vocab_size: int = Field(-1, ge=-1, description="Use only the first N old tokens (-1: all), as TF's.")
-    new_row: Literal["init", "zeros", "mean"] = Field(
-        "init", description="Rows without a source: the target's initial value, zeros, or the mean of the copied rows.")
+    new_row: Literal["init", "zeros", "mean"] | Initializer = Field(
+        "init", description="Rows without a source: the target's initial value, zeros, the mean of the copied rows, "
+        "or an initializer ({constant: 0.42}, {random_uniform: {minval, maxval, seed}}, {random_normal: {mean, "
+        "stddev, seed}}, {truncated_normal: {mean, stddev, seed}}) as TF's VocabInfo backup_initializer.")
 
 
 class Transform(BaseModel):
@@ -64,7 +67,9 @@ class Transform(BaseModel):
                               "name after the rename rules); \\1 back-references to the target regex's groups.")
     vocab: VocabRemap | None = None
     overlap: bool = Field(False, description="Copy the region both shapes share; the target's initial value elsewhere.")
-    new_values: Literal["init", "zeros"] = Field("init", description="With overlap: outside the region.")
+    new_values: Literal["init", "zeros"] | Initializer = Field(
+        "init", description="With overlap, outside the region: the target's initial value, zeros, or an initializer "
+        "(as vocab's new_row).")
     ops: list[BlockOp] = Field(default_factory=list, description="Block ops applied in order to the source value "
                                "(or to the concat): slice, split, permute, transpose, reshape, add.")
     concat: Concat | None = Field(None, description="The source value is these source variables joined along an axis.")

@@ -17,6 +17,7 @@ from ..errors import InputError
 from ..storage import read_bytes, resolve
 from ..tables import Variable, VariableTable
 from .blocks import Blocks, BlockSource, plan_blocks
+from .initializers import Initializer
 from .rules import Rules, Transform
 
 __all__ = ["Remap", "TransformMatcher", "plan_block_transform", "plan_remap"]
@@ -26,13 +27,15 @@ __all__ = ["Remap", "TransformMatcher", "plan_block_transform", "plan_remap"]
 class Remap:
     """Target element ``(i, j, ...)`` is source element ``(maps[0][i], maps[1][j], ...)`` when every index is
     ``>= 0``; otherwise ``fill`` ("init": the target's initial value, "zeros", "mean": the mean of the copied
-    entries along ``axis``). ``None`` in ``maps``: the same index (that axis has the same size)."""
+    entries along ``axis``, "initializer": ``initializer``'s values there). ``None`` in ``maps``: the same index
+    (that axis has the same size)."""
 
     kind: str  # "vocab" | "overlap"
     maps: tuple[np.ndarray | None, ...]
     fill: str
     axis: int
     summary: dict[str, Any] = field(default_factory=dict)
+    initializer: Initializer | None = None  # with fill "initializer"
 
     def index(self, dim: int, size: int) -> np.ndarray:
         m = self.maps[dim]
@@ -43,7 +46,8 @@ class Remap:
         return self.fill == "init" and any(m is not None and bool((m < 0).any()) for m in self.maps)
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "axis": self.axis, "fill": self.fill, **self.summary}
+        init = {} if self.initializer is None else {"initializer": self.initializer.model_dump(mode="json")}
+        return {"kind": self.kind, "axis": self.axis, "fill": self.fill, **init, **self.summary}
 
 
 class TransformMatcher:
@@ -66,8 +70,12 @@ class TransformMatcher:
 
 
 def plan_remap(t: Transform, source_shape: tuple[int, ...], target_shape: tuple[int | None, ...],
-               storage_options: dict[str, Any] | None = None) -> Remap | str:
-    """The :class:`Remap` of ``t`` between these shapes, or a reason (in words) why it cannot be made."""
+               storage_options: dict[str, Any] | None = None, dtype: str | None = None) -> Remap | str:
+    """The :class:`Remap` of ``t`` between these shapes (for a target of ``dtype``, which an initializer must
+    fit), or a reason (in words) why it cannot be made."""
+    fill = t.new_values if t.overlap else t.vocab.new_row  # type: ignore[union-attr]
+    if isinstance(fill, Initializer) and fill.problem(dtype):
+        return f"{'new_values' if t.overlap else 'new_row'}: {fill.problem(dtype)}"
     if None in target_shape:
         return f"target shape {list(target_shape)} is not fully known"
     shape = tuple(int(n) for n in target_shape)  # type: ignore[arg-type]
@@ -98,7 +106,7 @@ def plan_block_transform(t: Transform, first: Variable, target: Variable, source
             + f"; the target {target.name} is {list(target.shape)} {target.dtype}")
 
 
-def _overlap(source_shape: tuple[int, ...], shape: tuple[int, ...], fill: str) -> Remap:
+def _overlap(source_shape: tuple[int, ...], shape: tuple[int, ...], fill: str | Initializer) -> Remap:
     maps = []
     for s, n in zip(source_shape, shape):
         if s == n:
@@ -110,10 +118,22 @@ def _overlap(source_shape: tuple[int, ...], shape: tuple[int, ...], fill: str) -
     region = [min(s, n) for s, n in zip(source_shape, shape)]
     kept = int(np.prod(region))
     total = int(np.prod(shape))
-    what = "initial value" if fill == "init" else "zeros"
     reason = (f"overlap copy: region {region} of source {list(source_shape)} ({kept} of {total} elements), "
-              f"{total - kept} elements: {what}")
-    return Remap("overlap", tuple(maps), fill, 0, {"reason": reason, "from_source": kept, "new": total - kept})
+              f"{total - kept} elements: {_fill_words(fill, 'elements')}")
+    return _remap("overlap", maps, fill, 0, {"reason": reason, "from_source": kept, "new": total - kept})
+
+
+def _fill_words(fill: str | Initializer, name: str) -> str:
+    if isinstance(fill, Initializer):
+        return fill.describe()
+    return {"init": "initial value", "zeros": "zeros", "mean": "mean of the copied " + name}[fill]
+
+
+def _remap(kind: str, maps: list[np.ndarray | None], fill: str | Initializer, axis: int,
+           summary: dict[str, Any]) -> Remap:
+    if isinstance(fill, Initializer):
+        return Remap(kind, tuple(maps), "initializer", axis, summary, fill)
+    return Remap(kind, tuple(maps), fill, axis, summary)
 
 
 def _vocab(t: Transform, source_shape: tuple[int, ...], shape: tuple[int, ...], storage_options) -> Remap | str:
@@ -148,14 +168,13 @@ def _vocab(t: Transform, source_shape: tuple[int, ...], shape: tuple[int, ...], 
     maps[axis] = m
     copied = int((m >= 0).sum())
     moved = int(((m >= 0) & (m != np.arange(len(m)))).sum())
-    fill = {"init": "initial value", "zeros": "zeros", "mean": "mean of the copied " + name}[v.new_row]
     reason = (f"vocabulary remap: {copied} of {shape[axis]} {name} from the source ({moved} moved), "
-              f"{shape[axis] - copied} new {name}: {fill}"
+              f"{shape[axis] - copied} new {name}: {_fill_words(v.new_row, name)}"
               + (f" ({v.num_oov_buckets} OOV buckets)" if v.num_oov_buckets else "")
               + f"; {len(old) - copied} old tokens dropped")
     summary = {"reason": reason, "from_source": copied, "new": shape[axis] - copied, "moved": moved,
                "dropped": len(old) - copied, "oov_buckets": v.num_oov_buckets}
-    return Remap("vocab", tuple(maps), v.new_row, axis, summary)
+    return _remap("vocab", maps, v.new_row, axis, summary)
 
 
 def _first_duplicate(tokens: tuple[str, ...]) -> str | None:

@@ -55,6 +55,7 @@ def remap_value(value: np.ndarray, entry: PlanEntry, initial: Callable[[], np.nd
     base = np.asarray(initial()) if remap.needs_initial else np.zeros(shape, out_dtype)
     out = np.array(base, dtype=out_dtype, copy=True).reshape(shape)
     _fill_from(out, np.asarray(value), remap, 0, shape)
+    _fill_initializer(out, remap, 0, shape)
     return out
 
 
@@ -75,6 +76,21 @@ def _fill_from(out: np.ndarray, rows: np.ndarray, remap, first: int, shape,
     out[np.ix_(*have)] = rows[np.ix_(*src)].astype(out.dtype, copy=False)
     if remap.fill == "mean":
         _fill_mean(out, have, remap.axis)
+
+
+def _fill_initializer(out: np.ndarray, remap, first: int, shape) -> None:
+    """With a declared initializer: the entries of ``out`` (target rows ``first...``) that have no source get
+    its values, which depend only on their places in the whole target (the same in a chunk as in the whole)."""
+    if remap.initializer is None:
+        return
+    missing = np.zeros(out.shape, dtype=bool)
+    for d, n in enumerate(shape):
+        m = remap.index(d, n)[first : first + out.shape[0]] if d == 0 else remap.index(d, n)
+        missing |= (m < 0).reshape([-1 if k == d else 1 for k in range(out.ndim)])
+    at = np.flatnonzero(missing)
+    if len(at):
+        row = int(np.prod(shape[1:], dtype=np.int64))
+        out.reshape(-1)[at] = remap.initializer.values_at(at + first * row).astype(out.dtype)
 
 
 def _fill_mean(out: np.ndarray, have: list[np.ndarray], axis: int) -> None:
@@ -133,6 +149,7 @@ def _remap_chunk(entry: PlanEntry, first: int, last: int, rows_reader: _Rows, in
         fresh = np.flatnonzero(wanted < 0) if whole_rows else np.arange(last - first)
         if len(fresh):
             init_reader.into(out, fresh, fresh + first)
+    _fill_initializer(out, remap, first, shape)
     if whole_rows:  # each run of rows read straight into its place in the output (from a local file)
         kept = np.flatnonzero(wanted >= 0)
         rows_reader.into(out, kept, wanted[kept])
