@@ -200,7 +200,8 @@ def warm_start(
             shutil.rmtree(staging, ignore_errors=True)
         summary.update(output=published["output"], manifest=published["manifest"], strategy=report["strategy"],
                        bytes_read=report["bytes_read"] if tensors.get("direct") else tensors["bytes_downloaded"],
-                       bytes_written=report["bytes_written"], source_tensors_cached=tensors["hit"])
+                       bytes_written=report["bytes_written"], source_tensors_cached=tensors["hit"],
+                       unchecked=report.get("unchecked", []))
     summary["seconds"] = round(time.perf_counter() - started, 3)
     publish_report(summary)
     if plan["status"] != "ok":  # a dry run whose plan fails: its artifacts are published, the run is Failed

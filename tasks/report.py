@@ -9,6 +9,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from warmstart.planning.render import human_bytes
+from warmstart.planning.report import unchecked_words
 
 from ._common import METADATA_TIMEOUT
 
@@ -44,6 +45,9 @@ def publish_report(summary: dict[str, Any]) -> None:
         lines += ["", f"**warning**: {summary['positional']} variable(s) matched by position, not by name (a list "
                       "index or a layer name Keras counted): right only if no layer was inserted or removed before "
                       "them. Name the layers, or use a source that has layer names."]
+    if summary.get("unchecked"):
+        lines += ["", f"**note**: {unchecked_words(len(summary['unchecked']))} (a checkpoint records one CRC32C per "
+                      f"whole tensor): {', '.join(summary['unchecked'][:10])}"]
     if summary.get("errors"):
         lines += ["", f"**{len(summary['errors'])} problem(s)**, first: {summary['errors'][0]}"]
     create_markdown_artifact("\n".join(lines), key="warm-start-summary", description="Warm-start summary")

@@ -80,6 +80,7 @@ def task_runs(flow_run_id):
 def test_local_run_publishes_a_checkpoint_tf_loads_and_its_artifacts(prefect_api, example, tmp_path):
     summary, run_id = run_flow(source=example.source, target=example.target, output=str(tmp_path / "out"))
     assert summary["status"] == "ok" and summary["strategy"] == "stream"
+    assert summary["unchecked"] == []  # plain copies: every tensor read whole, its checksum verified
     assert_warm_started(tmp_path / "out", example)
     run, _, artifacts = read_api(run_id)
     assert run.name == "warm-start pretrained -> out"
@@ -387,6 +388,20 @@ def test_transforms_from_s3_fetch_every_source_they_read(prefect_api, s3_server,
     got = builders.load_values(tmp_path / "out" / "model.ckpt")
     np.testing.assert_array_equal(got["joint"], np.concatenate([a, b]))
     np.testing.assert_array_equal(got["c2"], np.ones(2, np.float32))
+
+
+def test_the_summary_says_which_source_tensors_were_read_in_part(prefect_api, tmp_path):
+    """An overlap copy reads rows 0:2 of a 4-row source: its CRC32C (of the whole tensor) cannot be checked."""
+    builders.tf1_checkpoint(tmp_path / "src", {"c": np.ones(4, np.float32)})
+    builders.tf1_checkpoint(tmp_path / "tpl", {"c2": np.zeros(2, np.float32)})
+    summary, run_id = run_flow(source=str(tmp_path / "src"), target=str(tmp_path / "tpl"),
+                               output=str(tmp_path / "out"), rules={"transforms": [
+                                   {"target": "c2", "from": "c", "overlap": True}]})
+    assert summary["status"] == "ok" and summary["unchecked"] == ["c"]
+    assert json.loads((tmp_path / "out" / "warmstart.json").read_text())["unchecked"] == ["c"]
+    _, _, artifacts = read_api(run_id)
+    report = next(a for a in artifacts if a.key == "warm-start-summary")
+    assert "1 source tensor read in part: its checksum could not be verified" in report.data
 
 
 class StallingServer:

@@ -415,3 +415,46 @@ def test_initializer_checked_when_the_rules_are_read_and_the_plan_made(tmp_path)
                       ({"uniform": {}}, "Extra inputs are not permitted"), ("ones", "new_row")]:
         with pytest.raises(warmstart.UsageError, match=re.escape(says)):
             warmstart.plan(src, tpl, _vocab_rules("ids", old, new, new_row=bad))
+
+
+# --------------------------------------------------------------------------- partial reads: checksums not verified
+
+def _cli(*args, cwd):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_PROFILE")}
+    env["PREFECT_HOME"] = str(cwd / "prefect-home")  # no Prefect API: the engine runs in process
+    done = subprocess.run([sys.executable, "-m", "warmstart.cli", "transfer", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_tensors_read_in_part_are_reported_in_the_report_manifest_and_cli(tmp_path):
+    import json
+
+    old_vocab, new_vocab = _bert_vocab()
+    emb = np.random.default_rng(1).standard_normal((1000, 8)).astype(np.float32)
+    kernel = np.random.default_rng(2).standard_normal((8, 1000)).astype(np.float32)
+    old, new = _pair(tmp_path, {"emb": emb, "logits": kernel},
+                     {"emb": np.zeros((1200, 8), np.float32), "logits": np.zeros((8, 1200), np.float32)},
+                     old_vocab, new_vocab)
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"transforms": [{"target": "emb", "vocab": {"old": old, "new": new}},
+                                                {"target": "logits", "vocab": {"old": old, "new": new, "axis": 1}}]}))
+    src, tpl = str(tmp_path / "src"), str(tmp_path / "tpl")
+    line = _cli(src, tpl, str(tmp_path / "out"), "--rules", str(rules), cwd=tmp_path)
+    # emb: the 980 surviving rows of 1000 (not its CRC); logits: every row read in order (its CRC checked)
+    assert line.rstrip().endswith("; 1 source tensor read in part: its checksum could not be verified"), line
+    assert json.loads((tmp_path / "out" / "warmstart.json").read_text())["unchecked"] == ["emb"]
+    doc = json.loads(_cli(src, tpl, str(tmp_path / "out-json"), "--rules", str(rules), "--json", cwd=tmp_path))
+    assert doc["unchecked"] == ["emb"]
+    report = warmstart.transfer(src, tpl, str(tmp_path / "out-api"), rules=str(rules))
+    assert report.unchecked == ("emb",) and report.to_json()["unchecked"] == ["emb"]
+    # a plain copy reads every tensor whole: every checksum verified, none listed
+    line = _cli(src, src, str(tmp_path / "copy"), cwd=tmp_path)
+    assert "read in part" not in line
+    assert json.loads((tmp_path / "copy" / "warmstart.json").read_text())["unchecked"] == []
+    assert warmstart.transfer(src, src, str(tmp_path / "copy-api")).to_json()["unchecked"] == []

@@ -102,13 +102,16 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         print(f"warmstart: running {'the Prefect warm-start flow' if use_flow else 'the engine directly'}",
               file=sys.stderr)
     doc = _transfer_with_flow(args) if use_flow else _transfer_with_engine(args)
+    from .planning.report import unchecked_words
+
     if args.json:
         _print_json(doc)
     else:
         print(f"{doc['status']}: wrote {doc['output']} (strategy {doc['strategy']}, coverage {doc['coverage']:.1%}, "
               f"{sum(doc['counts'].get(a, 0) for a in ('copy', 'cast', 'remap'))} variables copied, "
               f"{doc['seconds']:.2f} s); "
-              f"manifest {doc['manifest']}")
+              f"manifest {doc['manifest']}"
+              + (f"; {unchecked_words(len(doc['unchecked']))}" if doc.get("unchecked") else ""))
     return EXIT_OK
 
 
@@ -190,7 +193,8 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
             "checkpoint": out.child(CHECKPOINT_NAME).url, "manifest": summary["manifest"],
             "keras_weights": keras_weights.url if keras_weights.fs.exists(keras_weights.path) else None,
             "bytes_read": summary["bytes_read"], "bytes_written": summary["bytes_written"],
-            "seconds": summary["seconds"], "flow_run": summary.get("flow_run")}
+            "seconds": summary["seconds"], "unchecked": manifest.get("unchecked", []),
+            "flow_run": summary.get("flow_run")}
 
 
 def cmd_cache(args: argparse.Namespace) -> int:

@@ -172,7 +172,8 @@ def transfer(
         raise
     return Report(plan=plan, strategy=chosen, output=out.url, checkpoint=out.prefix.url, manifest=manifest_url,
                   keras_weights=result.get("keras_weights"), bytes_read=result["bytes_read"],
-                  bytes_written=result["bytes_written"], seconds=time.perf_counter() - started)
+                  bytes_written=result["bytes_written"], seconds=time.perf_counter() - started,
+                  unchecked=tuple(result.get("unchecked", ())))
 
 
 def _planned(plan: Plan | None, reader: SourceReader, target: Any, rules: Rules, storage_options,
@@ -228,6 +229,7 @@ def _manifest(plan: Plan, sources: dict[str, dict[str, Any]], target: Any, rules
         tensors=result["tensors"],
         absent=result["absent"],
         stats={k: result[k] for k in ("bytes_read", "bytes_written", "seconds")},
+        unchecked=result.get("unchecked", []),
     ), "sources": sources}
 
 
@@ -346,7 +348,7 @@ def _run_stream(plan, reader, template, target, out: OutputDir, storage_options,
         raise
     # What the writer recorded is what its index holds (no need to parse that index again).
     rows = ((w.key, w.dtype, w.shape, w.size, w.crc32c) for w in writer.written)
-    return {"tensors": _tensor_checksums(rows), "absent": list(stats.absent),
+    return {"tensors": _tensor_checksums(rows), "absent": list(stats.absent), "unchecked": list(stats.unchecked),
             "bytes_read": stats.bytes_read, "bytes_written": writer.bytes_written}
 
 

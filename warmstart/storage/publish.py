@@ -287,8 +287,9 @@ def _remove_empty_dirs(path: str, highest: str) -> None:
 
 def manifest_document(*, source: dict[str, Any], target: dict[str, Any], rules: dict[str, Any],
                       strategy: str, plan: dict[str, Any], tensors: list[dict[str, Any]],
-                      absent: list[str], stats: dict[str, Any]) -> dict[str, Any]:
-    """The ``warmstart.json`` document (see DESIGN.md: source, target, rules, plan, checksums, version, time)."""
+                      absent: list[str], stats: dict[str, Any], unchecked: list[str] = ()) -> dict[str, Any]:
+    """The ``warmstart.json`` document (see DESIGN.md: source, target, rules, plan, checksums, version, time);
+    ``unchecked``: the source tensors read only in part, whose checksums could not be verified."""
     return {
         "format": "warmstart.manifest",
         "version": 1,
@@ -300,6 +301,7 @@ def manifest_document(*, source: dict[str, Any], target: dict[str, Any], rules: 
         "strategy": strategy,
         "checkpoint": {"prefix": CHECKPOINT_NAME, "tensors": tensors},
         "absent": absent,
+        "unchecked": list(unchecked),
         "stats": stats,
         "plan": plan,
     }
