@@ -458,3 +458,39 @@ def test_tensors_read_in_part_are_reported_in_the_report_manifest_and_cli(tmp_pa
     assert "read in part" not in line
     assert json.loads((tmp_path / "copy" / "warmstart.json").read_text())["unchecked"] == []
     assert warmstart.transfer(src, src, str(tmp_path / "copy-api")).to_json()["unchecked"] == []
+
+
+# --------------------------------------------------------------------------- a plan made for other inputs
+
+def test_a_plan_for_another_source_fails_naming_the_variable_before_writing(tmp_path):
+    # transfer(plan=...) executes a plan made elsewhere: here for a source that has 'fruit_weights', run
+    # against one that lacks it (the stream used to raise a bare KeyError from its remap)
+    old, new = _pair(tmp_path, {"fruit_weights": PREV, "bias": np.ones(2, np.float32)},
+                     {"fruit_weights": np.zeros((5, 1), np.float32), "bias": np.zeros(2, np.float32)})
+    plan = warmstart.plan(str(tmp_path / "src"), str(tmp_path / "tpl"), _vocab_rules("fruit_weights", old, new))
+    assert plan.ok and plan.counts["remap"] == 1
+    builders.tf1_checkpoint(tmp_path / "other", {"bias": np.ones(2, np.float32)})
+    with pytest.raises(warmstart.InputNotFoundError, match=r"target 'fruit_weights': its source tensor "
+                                                            r"'fruit_weights' is not in .*other"):
+        warmstart.transfer(str(tmp_path / "other"), str(tmp_path / "tpl"), str(tmp_path / "out"), plan=plan)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_stream_remap_names_the_variable_of_a_tensor_missing_from_its_inputs(tmp_path):
+    # stream_remap on its own (the stream checks every entry before it, so no transfer reaches this): real files
+    from warmstart.formats.bundle import BundleReader, BundleWriter
+    from warmstart.storage import resolve
+    from warmstart.strategies.remap import stream_remap
+    from warmstart.strategies.stream import StreamStats, _read_block
+
+    old, new = _pair(tmp_path, {"fruit_weights": PREV}, {"fruit_weights": np.zeros((5, 1), np.float32)})
+    entry = warmstart.plan(str(tmp_path / "src"), str(tmp_path / "tpl"), _vocab_rules("fruit_weights", old, new)).entries[0]
+    builders.tf1_checkpoint(tmp_path / "other", {"bias": np.ones(2, np.float32)})
+    other = BundleReader(str(tmp_path / "other" / "model.ckpt"))
+    writer = BundleWriter(resolve(str(tmp_path / "out" / "model.ckpt")))
+    for source, template, says in [(other, None, "its source tensor 'fruit_weights' is not in"),
+                                   (BundleReader(str(tmp_path / "src" / "model.ckpt")), other,
+                                    "its initial value 'fruit_weights' is not in the template")]:
+        with pytest.raises(warmstart.InputNotFoundError, match=f"target 'fruit_weights': {says}"):
+            stream_remap(entry, source, template, writer, 4096, StreamStats(), _read_block, (4, 4))
+    writer.abort()

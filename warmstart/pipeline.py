@@ -125,7 +125,8 @@ def transfer(
     directory receives the checkpoint, then its ``checkpoint`` state file and ``warmstart.json``
     (last, so no reader sees a partial output). ``progress(done_bytes, total_bytes, name)`` is
     called as tensors are written. ``plan`` may pass a plan already made for these inputs (its
-    source keys must exist in ``source``). ``provenance`` replaces the manifest's ``source`` record
+    source keys must exist in ``source``: the stream raises :class:`InputNotFoundError` naming the variable,
+    before writing anything, when one does not). ``provenance`` replaces the manifest's ``source`` record
     (when ``source`` is a local cached copy of the real source).
 
     ``shards``: write that many data files, each by a unit of work (:func:`prepare_sharded`); ``dask``

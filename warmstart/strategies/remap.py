@@ -20,18 +20,31 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import InputNotFoundError, UsageError
 from ..formats import dtypes
 from ..formats.bundle import BundleReader, BundleWriter, checksums
 from ..planning import Blocks, BlockSource, PlanEntry
 from ..storage import fetch_blocks, plan_blocks
 
-__all__ = ["other_sources", "remap_from", "remap_value", "stream_remap"]
+__all__ = ["check_readable", "other_sources", "remap_from", "remap_value", "stream_remap"]
 
 
 def other_sources(entry: PlanEntry) -> tuple[BlockSource, ...]:
     """The sources a ``remap`` entry reads besides ``entry.source`` (a concat's others), in order."""
     return entry.remap.sources[1:] if isinstance(entry.remap, Blocks) else ()
+
+
+def check_readable(entry: PlanEntry, source: BundleReader, template: BundleReader | None) -> None:
+    """Raise :class:`InputNotFoundError` naming the target variable when a tensor ``entry`` reads is not in
+    ``source`` (or its initial value not in ``template``): a plan made for other inputs (``transfer(plan=...)``)."""
+    for key in (entry.source_key, *(s.key for s in other_sources(entry))):
+        if key not in source.records:
+            raise InputNotFoundError(f"target {entry.target!r}: its source tensor {key!r} is not in {source.url}; "
+                                     "was the plan made for another source? Plan again against this one")
+    remap = entry.remap
+    if template is not None and remap is not None and remap.needs_initial and entry.target_key not in template.records:
+        raise InputNotFoundError(f"target {entry.target!r}: its initial value {entry.target_key!r} is not in the "
+                                 f"template {template.url}; was the plan made for another target? Plan again")
 
 
 def remap_from(reader: Any, entry: PlanEntry, initial: Callable[[], np.ndarray]) -> np.ndarray:
@@ -109,6 +122,7 @@ def stream_remap(entry: PlanEntry, source: BundleReader, template: BundleReader 
     target the template stores partitioned."""
     remap = entry.remap
     assert remap is not None
+    check_readable(entry, source, template)
     record = source.records[entry.source_key]  # type: ignore[index]
     shape = tuple(int(n) for n in entry.shape)  # type: ignore[arg-type]
     if remap.needs_initial and template is None:

@@ -261,11 +261,16 @@ def stream_transfer(plan: Plan, source: BundleReader | SourceReaders, template: 
     """Write every planned tensor into ``writer``, each read from its own source (``source``: the one
     reader of a plan of one source, or the readers by name). ``template`` supplies initial values (and a
     TF2 object graph); without one (a signature target), kept-initial variables are left out and
-    listed in ``StreamStats.absent``. Raises :class:`UsageError` for a failed plan."""
+    listed in ``StreamStats.absent``. Raises :class:`UsageError` for a failed plan and :class:`InputNotFoundError`
+    (before writing anything) when a tensor the plan reads is not in its source (a plan made for other inputs)."""
     if not plan.ok:
         raise UsageError("refusing to execute a plan that does not satisfy the rules")
+    from .remap import check_readable
+
     readers = SourceReaders.of(source, plan)
     moved = [e for e in plan.entries if e.action in ("copy", "cast")]
+    for e in [*moved, *(e for e in plan.entries if e.action == "remap")]:  # before anything is written
+        check_readable(e, readers.reader_for(e), template)
     stats = _stream_sources(readers, moved, template_keys(plan, template), template, writer, chunk_bytes, progress,
                             in_flight)
     _remap_all([e for e in plan.entries if e.action == "remap"], readers, template, writer, chunk_bytes, stats,
