@@ -46,8 +46,8 @@ def publish_report(summary: dict[str, Any]) -> None:
                       "index or a layer name Keras counted): right only if no layer was inserted or removed before "
                       "them. Name the layers, or use a source that has layer names."]
     if summary.get("unchecked"):
-        lines += ["", f"**note**: {unchecked_words(len(summary['unchecked']))} (a checkpoint records one CRC32C per "
-                      f"whole tensor): {', '.join(summary['unchecked'][:10])}"]
+        lines += ["", f"**note**: {unchecked_words(summary['unchecked'])}; a checkpoint records one CRC32C per "
+                      "whole tensor"]
     if summary.get("errors"):
         lines += ["", f"**{len(summary['errors'])} problem(s)**, first: {summary['errors'][0]}"]
     create_markdown_artifact("\n".join(lines), key="warm-start-summary", description="Warm-start summary")

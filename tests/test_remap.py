@@ -446,13 +446,19 @@ def test_tensors_read_in_part_are_reported_in_the_report_manifest_and_cli(tmp_pa
                                                 {"target": "logits", "vocab": {"old": old, "new": new, "axis": 1}}]}))
     src, tpl = str(tmp_path / "src"), str(tmp_path / "tpl")
     line = _cli(src, tpl, str(tmp_path / "out"), "--rules", str(rules), cwd=tmp_path)
-    # emb: the 980 surviving rows of 1000 (not its CRC); logits: every row read in order (its CRC checked)
-    assert line.rstrip().endswith("; 1 source tensor read in part: its checksum could not be verified"), line
-    assert json.loads((tmp_path / "out" / "warmstart.json").read_text())["unchecked"] == ["emb"]
+    # emb: the 980 surviving rows of the source's 1000, the template's 220 new rows (neither CRC checked);
+    # logits (axis 1): every row of both read whole, in order (both CRCs checked)
+    assert line.rstrip().endswith("; 2 tensors read in part: their checksums could not be verified "
+                                  "(source 'emb', template 'emb')"), line
+    unchecked = [{"checkpoint": "source", "key": "emb"}, {"checkpoint": "template", "key": "emb"}]
+    assert json.loads((tmp_path / "out" / "warmstart.json").read_text())["unchecked"] == unchecked
     doc = json.loads(_cli(src, tpl, str(tmp_path / "out-json"), "--rules", str(rules), "--json", cwd=tmp_path))
-    assert doc["unchecked"] == ["emb"]
+    assert doc["unchecked"] == unchecked
     report = warmstart.transfer(src, tpl, str(tmp_path / "out-api"), rules=str(rules))
-    assert report.unchecked == ("emb",) and report.to_json()["unchecked"] == ["emb"]
+    assert report.unchecked == (("source", "emb"), ("template", "emb")) and report.to_json()["unchecked"] == unchecked
+    zeros = json.loads(rules.read_text())
+    zeros["transforms"][0]["vocab"]["new_row"] = "zeros"  # no initial values read: only the source's rows
+    assert warmstart.transfer(src, tpl, str(tmp_path / "out-zeros"), rules=zeros).unchecked == (("source", "emb"),)
     # a plain copy reads every tensor whole: every checksum verified, none listed
     line = _cli(src, src, str(tmp_path / "copy"), cwd=tmp_path)
     assert "read in part" not in line
@@ -494,3 +500,23 @@ def test_stream_remap_names_the_variable_of_a_tensor_missing_from_its_inputs(tmp
         with pytest.raises(warmstart.InputNotFoundError, match=f"target 'fruit_weights': {says}"):
             stream_remap(entry, source, template, writer, 4096, StreamStats(), _read_block, (4, 4))
     writer.abort()
+
+
+def test_a_template_read_whole_in_order_has_its_checksum_verified(tmp_path):
+    # axis 1: each row of the output holds new columns, so every template row is read, in order: its CRC
+    # is checked (a flipped byte fails the transfer); the source's too
+    from warmstart.formats.bundle import BundleReader
+
+    kernel = np.array([[0.5, 1.0, 1.5, 2.0], [0.4, 0.8, 1.2, 1.6]], np.float32)
+    old, new = _pair(tmp_path, {"logits": kernel}, {"logits": np.full((2, 5), 7, np.float32)})
+    rules = _vocab_rules("logits", old, new, axis=1)
+    got, report = _run(tmp_path, rules, "stream")
+    assert report.unchecked == () and got["logits"][:, 4].tolist() == [7.0, 7.0]
+    data = next((tmp_path / "tpl").glob("*.data-*"))
+    entry = BundleReader(str(tmp_path / "tpl")).records["logits"].entry
+    raw = bytearray(data.read_bytes())
+    raw[entry.offset + 1] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    with pytest.raises(warmstart.CorruptCheckpointError, match=r"tensor 'logits' fails its CRC32C check"):
+        warmstart.transfer(str(tmp_path / "src"), str(tmp_path / "tpl"), str(tmp_path / "out2"), rules=rules)
+    assert not (tmp_path / "out2").exists()

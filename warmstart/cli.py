@@ -111,7 +111,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
               f"{sum(doc['counts'].get(a, 0) for a in ('copy', 'cast', 'remap'))} variables copied, "
               f"{doc['seconds']:.2f} s); "
               f"manifest {doc['manifest']}"
-              + (f"; {unchecked_words(len(doc['unchecked']))}" if doc.get("unchecked") else ""))
+              + (f"; {unchecked_words(doc['unchecked'])}" if doc.get("unchecked") else ""))
     return EXIT_OK
 
 

@@ -24,9 +24,9 @@ class Report:
     bytes_read: int = 0
     bytes_written: int = 0
     seconds: float = 0.0
-    # source tensors the stream read only in part (a vocabulary remap reads the surviving rows): the CRC32C
-    # covers a whole tensor, so theirs could not be verified
-    unchecked: tuple[str, ...] = ()
+    # tensors the stream read only in part, as ("source" | "template", key): a vocabulary remap reads the
+    # surviving rows (and the new rows' initial values); a CRC32C covers a whole tensor, theirs were not verified
+    unchecked: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -43,13 +43,14 @@ class Report:
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
             "seconds": round(self.seconds, 3),
-            "unchecked": list(self.unchecked),
+            "unchecked": [{"checkpoint": where, "key": key} for where, key in self.unchecked],
         })
         return doc
 
 
-def unchecked_words(count: int) -> str:
-    """What ``count`` unchecked source tensors mean, in words for a summary."""
-    if count == 1:
-        return "1 source tensor read in part: its checksum could not be verified"
-    return f"{count} source tensors read in part: their checksums could not be verified"
+def unchecked_words(unchecked: list[dict[str, str]]) -> str:
+    """What the ``unchecked`` records of a report (``{"checkpoint", "key"}``) mean, in words for a summary."""
+    names = ", ".join(f"{u['checkpoint']} {u['key']!r}" for u in unchecked[:3]) + (", ..." if len(unchecked) > 3 else "")
+    if len(unchecked) == 1:
+        return f"1 tensor read in part: its checksum could not be verified ({names})"
+    return f"{len(unchecked)} tensors read in part: their checksums could not be verified ({names})"

@@ -287,9 +287,11 @@ def _remove_empty_dirs(path: str, highest: str) -> None:
 
 def manifest_document(*, source: dict[str, Any], target: dict[str, Any], rules: dict[str, Any],
                       strategy: str, plan: dict[str, Any], tensors: list[dict[str, Any]],
-                      absent: list[str], stats: dict[str, Any], unchecked: list[str] = ()) -> dict[str, Any]:
+                      absent: list[str], stats: dict[str, Any],
+                      unchecked: list[dict[str, str]] = ()) -> dict[str, Any]:
     """The ``warmstart.json`` document (see DESIGN.md: source, target, rules, plan, checksums, version, time);
-    ``unchecked``: the source tensors read only in part, whose checksums could not be verified."""
+    ``unchecked``: the tensors read only in part (``{"checkpoint": "source" | "template", "key"}``), whose
+    checksums could not be verified."""
     return {
         "format": "warmstart.manifest",
         "version": 1,

@@ -9,7 +9,7 @@ in chunks of rows; for each chunk only the source rows it needs are read (rows a
 axis 0; runs of neighbouring rows merged into ranged reads), and the initial values of the new rows
 from the template. A partial read cannot check the source tensor's CRC32C (it covers the whole
 tensor): it is checked when every source row is read in order, else the key is listed in
-``StreamStats.unchecked``; the output's CRC is computed over the bytes written.
+``StreamStats.unchecked``, and so for the template's rows; the output's CRC is computed over the bytes written.
 """
 
 from __future__ import annotations
@@ -143,7 +143,9 @@ def stream_remap(entry: PlanEntry, source: BundleReader, template: BundleReader 
         out = _remap_chunk(entry, first, min(shape[0], first + step), rows_reader, init_reader, buffer)
         writer.write(memoryview(out).cast("B"))
     writer.end()
-    rows_reader.finish(entry.source_key, stats)
+    for where, reader in (("source", rows_reader), ("template", init_reader)):
+        if reader is not None and not reader.finish():
+            stats.unchecked = tuple(stats.unchecked) + ((where, reader.key),)
 
 
 def _remap_chunk(entry: PlanEntry, first: int, last: int, rows_reader: _Rows, init_reader: _Rows | None,
@@ -288,12 +290,13 @@ class _Rows:
         else:
             self.in_order = False
 
-    def finish(self, key: str, stats: Any) -> None:
-        """Check the CRC after a full ordered pass; otherwise record that it could not be checked."""
+    def finish(self) -> bool:
+        """Check the CRC after a full ordered pass (True); False: the tensor was read in part or out of order,
+        its CRC could not be checked. Raises :class:`CorruptCheckpointError` for a CRC that does not match."""
         from ..errors import CorruptCheckpointError
 
-        if self.in_order and self.next_row == self.reader.records[self.key].shape[0]:
-            if checksums.mask(self.crc) != self.entry.crc32c:
-                raise CorruptCheckpointError(f"{self.reader.url}: tensor {key!r} fails its CRC32C check (data corrupted)")
-        else:
-            stats.unchecked = tuple(stats.unchecked) + (key,)
+        if not (self.in_order and self.next_row == self.reader.records[self.key].shape[0]):
+            return False
+        if checksums.mask(self.crc) != self.entry.crc32c:
+            raise CorruptCheckpointError(f"{self.reader.url}: tensor {self.key!r} fails its CRC32C check (data corrupted)")
+        return True

@@ -50,7 +50,8 @@ class StreamStats:
     bytes_read: int = 0
     requests: int = 0
     absent: tuple[str, ...] = ()
-    unchecked: tuple[str, ...] = ()  # source tensors read in part (a remap): their whole-tensor CRC not checked
+    # tensors read in part (a remap), as ("source" | "template", key): their whole-tensor CRC not checked
+    unchecked: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
