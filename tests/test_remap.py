@@ -520,3 +520,22 @@ def test_a_template_read_whole_in_order_has_its_checksum_verified(tmp_path):
     with pytest.raises(warmstart.CorruptCheckpointError, match=r"tensor 'logits' fails its CRC32C check"):
         warmstart.transfer(str(tmp_path / "src"), str(tmp_path / "tpl"), str(tmp_path / "out2"), rules=rules)
     assert not (tmp_path / "out2").exists()
+
+
+def test_initializer_on_keras_weights_and_live_copies(tmp_path):
+    old, new = _vocab(tmp_path / "old.txt", PREV_VOCAB), _vocab(tmp_path / "new.txt", NEW_VOCAB)
+    src, dst = _keras_embedding(4), _keras_embedding(5)
+    table = np.arange(16, dtype=np.float32).reshape(4, 4)
+    src.get_layer("emb").embeddings.assign(table)
+    src.save_weights(tmp_path / "src.weights.h5")
+    dst.save_weights(tmp_path / "tpl.weights.h5")
+    rules = _vocab_rules(".*emb.*", old, new, new_row={"random_normal": {"mean": 3.0, "stddev": 0.1, "seed": 5}})
+    warmstart.transfer(str(tmp_path / "src.weights.h5"), str(tmp_path / "tpl.weights.h5"), str(tmp_path / "out"),
+                       rules=rules)
+    loaded = _keras_embedding(5)
+    loaded.load_weights(tmp_path / "out" / "model.weights.h5")
+    from_file = np.asarray(loaded.get_layer("emb").embeddings)
+    np.testing.assert_array_equal(from_file[:4], table[[3, 2, 1, 0]])
+    assert np.abs(from_file[4] - 3.0).max() < 0.5 and len(set(from_file[4].tolist())) == 4
+    warmstart.copy_weights(src, dst, rules)
+    np.testing.assert_array_equal(np.asarray(dst.get_layer("emb").embeddings), from_file)  # the same numbers
