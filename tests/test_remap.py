@@ -209,21 +209,28 @@ def _keras_embedding(rows):
     return model
 
 
-def test_keras_target_weights_file_and_live_copies(tmp_path):
+def _keras_transfer(tmp_path, **vocab):
+    """A 4-row Keras embedding into a 5-row one: the weights file streamed (its result loaded into a model),
+    and the models themselves (src, dst: the live copy's); the source's table."""
     old, new = _vocab(tmp_path / "old.txt", PREV_VOCAB), _vocab(tmp_path / "new.txt", NEW_VOCAB)
     src, dst = _keras_embedding(4), _keras_embedding(5)
     table = np.arange(16, dtype=np.float32).reshape(4, 4)
     src.get_layer("emb").embeddings.assign(table)
     src.save_weights(tmp_path / "src.weights.h5")
     dst.save_weights(tmp_path / "tpl.weights.h5")
-    initial = np.asarray(dst.get_layer("emb").embeddings)
-    want = np.concatenate([table[[3, 2, 1, 0]], initial[4:]])
-    rules = _vocab_rules(".*emb.*", old, new)
+    rules = _vocab_rules(".*emb.*", old, new, **vocab)
     warmstart.transfer(str(tmp_path / "src.weights.h5"), str(tmp_path / "tpl.weights.h5"), str(tmp_path / "out"),
                        rules=rules)
     loaded = _keras_embedding(5)
     loaded.load_weights(tmp_path / "out" / "model.weights.h5")
-    np.testing.assert_array_equal(np.asarray(loaded.get_layer("emb").embeddings), want)
+    return np.asarray(loaded.get_layer("emb").embeddings), src, dst, rules, table
+
+
+def test_keras_target_weights_file_and_live_copies(tmp_path):
+    from_file, src, dst, rules, table = _keras_transfer(tmp_path)
+    initial = np.asarray(dst.get_layer("emb").embeddings)
+    want = np.concatenate([table[[3, 2, 1, 0]], initial[4:]])
+    np.testing.assert_array_equal(from_file, want)
     report = warmstart.copy_weights(src, dst, rules)
     assert report.plan.counts["remap"] == 1
     np.testing.assert_array_equal(np.asarray(dst.get_layer("emb").embeddings), want)
@@ -523,18 +530,8 @@ def test_a_template_read_whole_in_order_has_its_checksum_verified(tmp_path):
 
 
 def test_initializer_on_keras_weights_and_live_copies(tmp_path):
-    old, new = _vocab(tmp_path / "old.txt", PREV_VOCAB), _vocab(tmp_path / "new.txt", NEW_VOCAB)
-    src, dst = _keras_embedding(4), _keras_embedding(5)
-    table = np.arange(16, dtype=np.float32).reshape(4, 4)
-    src.get_layer("emb").embeddings.assign(table)
-    src.save_weights(tmp_path / "src.weights.h5")
-    dst.save_weights(tmp_path / "tpl.weights.h5")
-    rules = _vocab_rules(".*emb.*", old, new, new_row={"random_normal": {"mean": 3.0, "stddev": 0.1, "seed": 5}})
-    warmstart.transfer(str(tmp_path / "src.weights.h5"), str(tmp_path / "tpl.weights.h5"), str(tmp_path / "out"),
-                       rules=rules)
-    loaded = _keras_embedding(5)
-    loaded.load_weights(tmp_path / "out" / "model.weights.h5")
-    from_file = np.asarray(loaded.get_layer("emb").embeddings)
+    from_file, src, dst, rules, table = _keras_transfer(
+        tmp_path, new_row={"random_normal": {"mean": 3.0, "stddev": 0.1, "seed": 5}})
     np.testing.assert_array_equal(from_file[:4], table[[3, 2, 1, 0]])
     assert np.abs(from_file[4] - 3.0).max() < 0.5 and len(set(from_file[4].tolist())) == 4
     warmstart.copy_weights(src, dst, rules)

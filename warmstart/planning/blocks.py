@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..formats.dtypes import by_name
+from .onekey import OneKey
 
 __all__ = ["BlockOp", "BlockSource", "Blocks", "Concat", "disjoint", "plan_blocks"]
 
@@ -81,29 +82,17 @@ class Add(BaseModel):
 _OPS = ("slice", "split", "permute", "transpose", "reshape", "add")
 
 
-class BlockOp(BaseModel):
+class BlockOp(OneKey):
     """One op of a transform's ``ops:`` list, written as a mapping with one key (``{slice: {...}}``)."""
 
-    model_config = _FROZEN
+    KINDS = _OPS
+    WHAT = "an op"
     slice: Slice | None = None
     split: Split | None = None
     permute: Permute | None = None
     transpose: Transpose | None = None
     reshape: Reshape | None = None
     add: Add | None = None
-
-    def model_post_init(self, _context: Any) -> None:
-        given = [name for name in _OPS if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(f"an op is one of {', '.join(_OPS)}; received {len(given)} ({', '.join(given) or 'none'})")
-
-    @model_serializer(mode="wrap")
-    def _only_its_op(self, handler: Any) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None}  # {slice: {...}}, as written
-
-    @property
-    def kind(self) -> str:
-        return next(name for name in _OPS if getattr(self, name) is not None)
 
     @property
     def args(self) -> Any:

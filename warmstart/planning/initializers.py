@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..formats.dtypes import by_name
+from .onekey import OneKey
 
 __all__ = ["BLOCK", "Initializer"]
 
@@ -50,30 +51,17 @@ class RandomNormal(BaseModel):
 _KINDS = ("constant", "random_uniform", "random_normal", "truncated_normal")
 
 
-class Initializer(BaseModel):
+class Initializer(OneKey):
     """One initializer, written as a mapping with one key: ``{constant: 0.42}``, ``{random_uniform: {minval,
     maxval, seed}}``, ``{random_normal: {mean, stddev, seed}}`` or ``{truncated_normal: {mean, stddev, seed}}``
     (TF's truncation: values beyond two standard deviations are drawn again)."""
 
-    model_config = _FROZEN
+    KINDS = _KINDS
+    WHAT = "an initializer"
     constant: float | None = None
     random_uniform: RandomUniform | None = None
     random_normal: RandomNormal | None = None
     truncated_normal: RandomNormal | None = None
-
-    def model_post_init(self, _context: Any) -> None:
-        given = [name for name in _KINDS if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(f"an initializer is one of {', '.join(_KINDS)}; received {len(given)} "
-                             f"({', '.join(given) or 'none'})")
-
-    @model_serializer(mode="wrap")
-    def _only_its_kind(self, handler: Any) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None}  # {random_uniform: {...}}, as written
-
-    @property
-    def kind(self) -> str:
-        return next(name for name in _KINDS if getattr(self, name) is not None)
 
     def describe(self) -> str:
         """In words for a plan row: ``random_uniform(-0.05, 0.05, seed 7)``."""
