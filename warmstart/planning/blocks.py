@@ -79,13 +79,9 @@ class Add(BaseModel):
     block: int | None = Field(None, ge=0, description="With blocks: which block (default: all of them).")
 
 
-_OPS = ("slice", "split", "permute", "transpose", "reshape", "add")
-
-
 class BlockOp(OneKey):
     """One op of a transform's ``ops:`` list, written as a mapping with one key (``{slice: {...}}``)."""
 
-    KINDS = _OPS
     WHAT = "an op"
     slice: Slice | None = None
     split: Split | None = None

@@ -48,15 +48,11 @@ class RandomNormal(BaseModel):
     seed: int = Field(0, ge=0, description="The same seed gives the same values (NumPy's stream, not TF's).")
 
 
-_KINDS = ("constant", "random_uniform", "random_normal", "truncated_normal")
-
-
 class Initializer(OneKey):
     """One initializer, written as a mapping with one key: ``{constant: 0.42}``, ``{random_uniform: {minval,
     maxval, seed}}``, ``{random_normal: {mean, stddev, seed}}`` or ``{truncated_normal: {mean, stddev, seed}}``
     (TF's truncation: values beyond two standard deviations are drawn again)."""
 
-    KINDS = _KINDS
     WHAT = "an initializer"
     constant: float | None = None
     random_uniform: RandomUniform | None = None

@@ -11,16 +11,16 @@ __all__ = ["OneKey"]
 
 
 class OneKey(BaseModel):
-    """Exactly one of the fields named in ``KINDS`` is given; it is dumped alone, as written."""
+    """Exactly one of its fields (each optional, one per kind) is given; it is dumped alone, as written."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    KINDS: ClassVar[tuple[str, ...]] = ()
     WHAT: ClassVar[str] = "an entry"  # for the message: "an op is one of ..."
 
     def model_post_init(self, _context: Any) -> None:
-        given = [name for name in self.KINDS if getattr(self, name) is not None]
+        kinds = type(self).model_fields
+        given = [name for name in kinds if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(f"{self.WHAT} is one of {', '.join(self.KINDS)}; received {len(given)} "
+            raise ValueError(f"{self.WHAT} is one of {', '.join(kinds)}; received {len(given)} "
                              f"({', '.join(given) or 'none'})")
 
     @model_serializer(mode="wrap")
@@ -29,4 +29,4 @@ class OneKey(BaseModel):
 
     @property
     def kind(self) -> str:
-        return next(name for name in self.KINDS if getattr(self, name) is not None)
+        return next(name for name in type(self).model_fields if getattr(self, name) is not None)
