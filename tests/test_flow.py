@@ -397,7 +397,7 @@ def test_the_summary_says_which_source_tensors_were_read_in_part(prefect_api, tm
     summary, run_id = run_flow(source=str(tmp_path / "src"), target=str(tmp_path / "tpl"),
                                output=str(tmp_path / "out"), rules={"transforms": [
                                    {"target": "c2", "from": "c", "overlap": True}]})
-    assert summary["status"] == "ok" and summary["unchecked"] == [{"checkpoint": "source", "key": "c"}]
+    assert summary["status"] == "ok" and summary["unchecked"] == [{"checkpoint": "source", "source": "main", "key": "c"}]
     assert json.loads((tmp_path / "out" / "warmstart.json").read_text())["unchecked"] == summary["unchecked"]
     _, _, artifacts = read_api(run_id)
     report = next(a for a in artifacts if a.key == "warm-start-summary")

@@ -442,6 +442,8 @@ def _cli(*args, cwd):
 def test_tensors_read_in_part_are_reported_in_the_report_manifest_and_cli(tmp_path):
     import json
 
+    from warmstart.planning.report import unchecked_words
+
     old_vocab, new_vocab = _bert_vocab()
     emb = np.random.default_rng(1).standard_normal((1000, 8)).astype(np.float32)
     kernel = np.random.default_rng(2).standard_normal((8, 1000)).astype(np.float32)
@@ -457,15 +459,24 @@ def test_tensors_read_in_part_are_reported_in_the_report_manifest_and_cli(tmp_pa
     # logits (axis 1): every row of both read whole, in order (both CRCs checked)
     assert line.rstrip().endswith("; 2 tensors read in part: their checksums could not be verified "
                                   "(source 'emb', template 'emb')"), line
-    unchecked = [{"checkpoint": "source", "key": "emb"}, {"checkpoint": "template", "key": "emb"}]
+    unchecked = [{"checkpoint": "source", "source": "main", "key": "emb"}, {"checkpoint": "template", "key": "emb"}]
     assert json.loads((tmp_path / "out" / "warmstart.json").read_text())["unchecked"] == unchecked
     doc = json.loads(_cli(src, tpl, str(tmp_path / "out-json"), "--rules", str(rules), "--json", cwd=tmp_path))
     assert doc["unchecked"] == unchecked
     report = warmstart.transfer(src, tpl, str(tmp_path / "out-api"), rules=str(rules))
-    assert report.unchecked == (("source", "emb"), ("template", "emb")) and report.to_json()["unchecked"] == unchecked
+    assert report.unchecked == tuple(unchecked) and report.to_json()["unchecked"] == unchecked
     zeros = json.loads(rules.read_text())
     zeros["transforms"][0]["vocab"]["new_row"] = "zeros"  # no initial values read: only the source's rows
-    assert warmstart.transfer(src, tpl, str(tmp_path / "out-zeros"), rules=zeros).unchecked == (("source", "emb"),)
+    assert warmstart.transfer(src, tpl, str(tmp_path / "out-zeros"), rules=zeros).unchecked == (unchecked[0],)
+    # a remap from a named source: the record names it
+    builders.tf1_checkpoint(tmp_path / "run_b", {"emb": emb})
+    named = {**json.loads(rules.read_text()), "sources": {"run_b": str(tmp_path / "run_b")},
+             "fill_from": [["emb", "run_b"]]}
+    named["transforms"][0]["vocab"]["new_row"] = "zeros"
+    report = warmstart.transfer(src, tpl, str(tmp_path / "out-named"), rules=named)
+    assert report.unchecked == ({"checkpoint": "source", "source": "run_b", "key": "emb"},)
+    assert unchecked_words(report.to_json()["unchecked"]) == (
+        "1 tensor read in part: its checksum could not be verified (source run_b 'emb')")
     # a plain copy reads every tensor whole: every checksum verified, none listed
     line = _cli(src, src, str(tmp_path / "copy"), cwd=tmp_path)
     assert "read in part" not in line

@@ -174,7 +174,7 @@ def transfer(
     return Report(plan=plan, strategy=chosen, output=out.url, checkpoint=out.prefix.url, manifest=manifest_url,
                   keras_weights=result.get("keras_weights"), bytes_read=result["bytes_read"],
                   bytes_written=result["bytes_written"], seconds=time.perf_counter() - started,
-                  unchecked=tuple((u["checkpoint"], u["key"]) for u in result.get("unchecked", ())))
+                  unchecked=tuple(result.get("unchecked", ())))
 
 
 def _planned(plan: Plan | None, reader: SourceReader, target: Any, rules: Rules, storage_options,
@@ -349,8 +349,7 @@ def _run_stream(plan, reader, template, target, out: OutputDir, storage_options,
         raise
     # What the writer recorded is what its index holds (no need to parse that index again).
     rows = ((w.key, w.dtype, w.shape, w.size, w.crc32c) for w in writer.written)
-    unchecked = [{"checkpoint": where, "key": key} for where, key in stats.unchecked]
-    return {"tensors": _tensor_checksums(rows), "absent": list(stats.absent), "unchecked": unchecked,
+    return {"tensors": _tensor_checksums(rows), "absent": list(stats.absent), "unchecked": list(stats.unchecked),
             "bytes_read": stats.bytes_read, "bytes_written": writer.bytes_written}
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .plan import Plan
+from .rules import MAIN_SOURCE
 
 __all__ = ["Report", "unchecked_words"]
 
@@ -24,9 +25,10 @@ class Report:
     bytes_read: int = 0
     bytes_written: int = 0
     seconds: float = 0.0
-    # tensors the stream read only in part, as ("source" | "template", key): a vocabulary remap reads the
-    # surviving rows (and the new rows' initial values); a CRC32C covers a whole tensor, theirs were not verified
-    unchecked: tuple[tuple[str, str], ...] = ()
+    # tensors the stream read only in part: a vocabulary remap reads the surviving rows (and the new rows'
+    # initial values); a CRC32C covers a whole tensor, theirs were not verified. {"checkpoint": "source",
+    # "source": its name, "key"} or {"checkpoint": "template", "key"}
+    unchecked: tuple[dict[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -43,14 +45,21 @@ class Report:
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
             "seconds": round(self.seconds, 3),
-            "unchecked": [{"checkpoint": where, "key": key} for where, key in self.unchecked],
+            "unchecked": list(self.unchecked),
         })
         return doc
 
 
 def unchecked_words(unchecked: list[dict[str, str]]) -> str:
-    """What the ``unchecked`` records of a report (``{"checkpoint", "key"}``) mean, in words for a summary."""
-    names = ", ".join(f"{u['checkpoint']} {u['key']!r}" for u in unchecked[:3]) + (", ..." if len(unchecked) > 3 else "")
+    """What the ``unchecked`` records of a report mean, in words for a summary: ``source 'emb'`` (the main
+    source), ``source run_b 'emb'`` (a named one), ``template 'emb'``."""
+    names = ", ".join(_place(u) + f" {u['key']!r}" for u in unchecked[:3]) + (", ..." if len(unchecked) > 3 else "")
     if len(unchecked) == 1:
         return f"1 tensor read in part: its checksum could not be verified ({names})"
     return f"{len(unchecked)} tensors read in part: their checksums could not be verified ({names})"
+
+
+def _place(record: dict[str, str]) -> str:
+    if record["checkpoint"] == "source" and record.get("source", MAIN_SOURCE) != MAIN_SOURCE:
+        return f"source {record['source']}"
+    return record["checkpoint"]

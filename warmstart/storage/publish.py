@@ -290,8 +290,8 @@ def manifest_document(*, source: dict[str, Any], target: dict[str, Any], rules: 
                       absent: list[str], stats: dict[str, Any],
                       unchecked: list[dict[str, str]] = ()) -> dict[str, Any]:
     """The ``warmstart.json`` document (see DESIGN.md: source, target, rules, plan, checksums, version, time);
-    ``unchecked``: the tensors read only in part (``{"checkpoint": "source" | "template", "key"}``), whose
-    checksums could not be verified."""
+    ``unchecked``: the tensors read only in part (``{"checkpoint": "source", "source": name, "key"}`` or
+    ``{"checkpoint": "template", "key"}``), whose checksums could not be verified."""
     return {
         "format": "warmstart.manifest",
         "version": 1,

@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import InputNotFoundError, UsageError
 from ..formats import dtypes
 from ..formats.bundle import BundleReader, BundleWriter, checksums
-from ..planning import Blocks, BlockSource, PlanEntry
+from ..planning import MAIN_SOURCE, Blocks, BlockSource, PlanEntry
 from ..storage import fetch_blocks, plan_blocks
 
 __all__ = ["check_readable", "other_sources", "remap_from", "remap_value", "stream_remap"]
@@ -143,9 +143,11 @@ def stream_remap(entry: PlanEntry, source: BundleReader, template: BundleReader 
         out = _remap_chunk(entry, first, min(shape[0], first + step), rows_reader, init_reader, buffer)
         writer.write(memoryview(out).cast("B"))
     writer.end()
-    for where, reader in (("source", rows_reader), ("template", init_reader)):
-        if reader is not None and not reader.finish():
-            stats.unchecked = tuple(stats.unchecked) + ((where, reader.key),)
+    partial = [] if rows_reader.finish() else [
+        {"checkpoint": "source", "source": entry.from_source or MAIN_SOURCE, "key": entry.source_key}]
+    if init_reader is not None and not init_reader.finish():
+        partial.append({"checkpoint": "template", "key": entry.target_key})
+    stats.unchecked = (*stats.unchecked, *partial)
 
 
 def _remap_chunk(entry: PlanEntry, first: int, last: int, rows_reader: _Rows, init_reader: _Rows | None,

@@ -50,8 +50,9 @@ class StreamStats:
     bytes_read: int = 0
     requests: int = 0
     absent: tuple[str, ...] = ()
-    # tensors read in part (a remap), as ("source" | "template", key): their whole-tensor CRC not checked
-    unchecked: tuple[tuple[str, str], ...] = ()
+    # tensors read in part (a remap): their whole-tensor CRC not checked. Records as the report and manifest
+    # give them: {"checkpoint": "source", "source": name, "key"} or {"checkpoint": "template", "key"}
+    unchecked: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
