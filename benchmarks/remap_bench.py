@@ -123,8 +123,20 @@ def child(code: str) -> dict:
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "process_s": wall}
 
 
+def settle(work: Path) -> None:
+    """Before each measured run, the same state for every method: dirty pages written back (the previous
+    run's 1 GiB output would otherwise be flushed, by the kernel, during this one) and the inputs read once
+    (in the page cache)."""
+    os.sync()
+    for name in ("src", "tpl"):
+        with open(work / name / "model.ckpt.data-00000-of-00001", "rb", buffering=0) as f:
+            while f.read(8 * MIB):
+                pass
+
+
 def floor(work: Path) -> dict:
     src, out = work / "src" / "model.ckpt.data-00000-of-00001", work / "floor.bin"
+    settle(work)
     t = time.perf_counter()
     subprocess.run(["cp", str(src), str(out)], check=True)
     wall = time.perf_counter() - t  # into the page cache, as the other methods' outputs (none syncs)
@@ -136,6 +148,7 @@ def floor(work: Path) -> dict:
 def ws_stream(work: Path, fx: dict, source: str | None = None, options=None, preimport=()) -> dict:
     out = work / "out-ws"
     shutil.rmtree(out, ignore_errors=True)
+    settle(work)
     res = child(_WS_CHILD.format(src=source or str(work / "src"), tpl=str(work / "tpl"), out=str(out),
                                  rules=fx["rules"], options=options, preimport=list(preimport)))
     os.sync()
@@ -146,6 +159,7 @@ def tf_warm_start(work: Path, fx: dict, rows: int) -> dict:
     out = work / "out-tf"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
+    settle(work)
     return child(_TF_CHILD.format(rows=rows, dim=DIM, new=fx["new"], old=fx["old"],
                                   src=str(work / "src" / "model.ckpt"), out=str(out)))
 
@@ -215,6 +229,7 @@ def main() -> None:
     doc = {"rows": args.rows, "dim": DIM, "surviving_rows": fx["surviving"], "runs": runs,
            "same_output_as_tf": same_output(work),
            "median_s": {k: statistics.median(r["op_s"] for r in v) for k, v in runs.items()},
+           "best_s": {k: min(r["op_s"] for r in v) for k, v in runs.items()},
            "median_process_s": {k: statistics.median(r["process_s"] for r in v) for k, v in runs.items()},
            "peak_rss_mib": {k: max(r.get("peak_rss_kib", 0) for r in v) / 1024 for k, v in runs.items()}}
     if not args.no_s3:
@@ -229,24 +244,29 @@ def main() -> None:
 
 def render(doc: dict) -> str:
     """REMAP.md: the figures and a verdict per target."""
-    med, proc, rss = doc["median_s"], doc["median_process_s"], doc["peak_rss_mib"]
+    med, proc, rss, best = doc["median_s"], doc["median_process_s"], doc["peak_rss_mib"], doc["best_s"]
     ws, fl, tf = med["ws-stream"], med["floor"], med["tf1-warm-start"]
+    bws, bfl, btf = best["ws-stream"], best["floor"], best["tf1-warm-start"]
     lines = [
         "# Vocabulary remap benchmark", "",
         f"`{doc['command']}`: a {doc['rows']:,} x {doc['dim']} float32 embedding "
         f"({doc['rows'] * doc['dim'] * 4 / MIB:.0f} MiB); the new vocabulary keeps {doc['surviving_rows']:,} "
         "old tokens (10% of its rows new), 20% of them reordered. Each method in a fresh process, inputs in "
-        "the page cache, outputs written to the page cache (no sync); median of the runs in REMAP.json.", "",
-        "| method | operation s | process s (imports included) | peak RSS MiB |", "|---|---|---|---|",
+        "the page cache (read once, dirty pages synced before each run), outputs written to the page cache; "
+        "median and best of the runs (all in REMAP.json).", "",
+        "| method | operation s (median) | best s | process s (imports included, median) | peak RSS MiB |",
+        "|---|---|---|---|---|",
     ]
     for k in med:
-        lines.append(f"| {k} | {med[k]:.2f} | {proc[k]:.2f} | {rss[k]:.0f} |")
+        lines.append(f"| {k} | {med[k]:.2f} | {best[k]:.2f} | {proc[k]:.2f} | {rss[k]:.0f} |")
     lines += ["", f"ws-stream output equal to TF's (CRC32C of the tensor): {doc['same_output_as_tf']}", "",
               "| target | measured | verdict |", "|---|---|---|",
-              f"| stream <= 1.5x the byte-copy floor (`cp`) | {ws / fl:.2f}x | {'met' if ws <= 1.5 * fl else 'NOT met'} |",
+              f"| stream <= 1.5x the byte-copy floor (`cp`), medians | {ws / fl:.2f}x | {'met' if ws <= 1.5 * fl else 'NOT met'} |",
+              f"| ... best runs | {bws / bfl:.2f}x | {'met' if bws <= 1.5 * bfl else 'NOT met'} |",
               f"| peak RSS <= 150 MiB | {rss['ws-stream']:.0f} MiB | {'met' if rss['ws-stream'] <= 150 else 'NOT met'} |",
-              f"| >= 5x faster than TF1 warm_start + VocabInfo + save (operation) | {tf / ws:.1f}x | "
+              f"| >= 5x faster than TF1 warm_start + VocabInfo + save (operation), medians | {tf / ws:.1f}x | "
               f"{'met' if tf >= 5 * ws else 'NOT met'} |",
+              f"| ... best runs | {btf / bws:.1f}x | {'met' if btf >= 5 * bws else 'NOT met'} |",
               f"| ... whole processes, imports included | {proc['tf1-warm-start'] / proc['ws-stream']:.1f}x | "
               f"{'met' if proc['tf1-warm-start'] >= 5 * proc['ws-stream'] else 'NOT met'} |"]
     if "s3" in doc:
