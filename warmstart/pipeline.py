@@ -142,8 +142,7 @@ def transfer(
                               overwrite, chunk_bytes, plan, provenance, strategy, sources)
         return run_sharded(job, dask)
     started = time.perf_counter()
-    # its index (HDF5 structure) only; or a reader already open (a cached index or structure)
-    reader = source if isinstance(source, (BundleReader, KerasWeightsReader)) else open_source(source, storage_options)
+    reader = open_source(source, storage_options)  # its index (HDF5 structure) only, unless already open
     # Checked before any tensor byte is read or anything is created: a refused output leaves no
     # trace, and no spelling of a path (.., symlinks) lets the output reach an input.
     out_loc = check_output_for(reader, target, output, rules, storage_options, overwrite, sources)
@@ -194,8 +193,7 @@ def open_named_sources(rules: Rules, sources: dict[str, Any] | None,
                        storage_options: dict[str, Any] | None = None) -> dict[str, SourceReader]:
     """Readers of the named sources (the rules' ``sources:`` and ``sources``, URLs or readers): their
     indexes or structures only."""
-    return {name: value if isinstance(value, (BundleReader, KerasWeightsReader)) else open_source(value, storage_options)
-            for name, value in declared_sources(rules, sources).items()}
+    return {name: open_source(value, storage_options) for name, value in declared_sources(rules, sources).items()}
 
 
 def _source_kind(plan: Plan) -> str:

@@ -11,9 +11,13 @@ from .keras import KerasWeightsReader, is_keras_file
 __all__ = ["open_source"]
 
 
-def open_source(url: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> BundleReader | KerasWeightsReader:
+def open_source(url: str | os.PathLike | BundleReader | KerasWeightsReader,
+                storage_options: dict[str, Any] | None = None) -> BundleReader | KerasWeightsReader:
     """A reader for the source at ``url``: a Keras 3 ``.weights.h5`` / ``.keras`` file, or a TF checkpoint
-    (prefix, ``.index`` path or directory). Reads metadata only (the index, the HDF5 structure)."""
+    (prefix, ``.index`` path or directory). Reads metadata only (the index, the HDF5 structure). A reader
+    already open (a cached index or structure) is returned as it is."""
+    if isinstance(url, (BundleReader, KerasWeightsReader)):
+        return url
     url = os.fspath(url)
     if is_keras_file(url):
         return KerasWeightsReader(url, storage_options)

@@ -198,15 +198,12 @@ class Rules(BaseModel):
         return [p for p in self.exclude if p not in DEFAULT_EXCLUDE]
 
 
-RENAME_ARROW = " -> "
-
-
 def _rename_pair(rule: str) -> tuple[str, str | None]:
     """``'model/(.*) -> bert/\\1'`` as a pair; nothing after the arrow keeps the initial value (None)."""
-    if rule.count(RENAME_ARROW.strip()) != 1:
+    if rule.count("->") != 1:
         raise ValueError(f"rename rule {rule!r}: expected 'target regex -> source name template' "
                          "(one arrow; nothing after it keeps the initial value)")
-    pattern, template = (part.strip() for part in rule.split(RENAME_ARROW.strip()))
+    pattern, _, template = (part.strip() for part in rule.partition("->"))
     if not pattern:
         raise ValueError(f"rename rule {rule!r}: no target regex before the arrow")
     return pattern, template or None
