@@ -45,10 +45,19 @@ _SLUGS = "'aws-credentials/NAME', 's3-bucket/NAME', 'gcp-credentials/NAME', 'gcs
 
 
 def credentials_reference(block: Block | str | None) -> Block | str | None:
-    """What the flow hands its tasks: a saved block's slug (``aws-credentials/prod``), else the block."""
-    if isinstance(block, Block) and getattr(block, "_block_document_name", None) and not block._is_anonymous:
-        return f"{block.get_block_type_slug()}/{block._block_document_name}"
-    return block
+    """What the flow hands its tasks: a saved block's slug (``aws-credentials/prod``) when the block is what
+    is saved under that name, else the block itself (one made in code, or a loaded block changed since:
+    its tasks must not reload the saved version and silently use other credentials)."""
+    name = getattr(block, "_block_document_name", None) if isinstance(block, Block) else None
+    if not name or block._is_anonymous:  # type: ignore[union-attr]
+        return block
+    if _secrets_shown(type(block).load(name)) != _secrets_shown(block):
+        return block
+    return f"{block.get_block_type_slug()}/{name}"
+
+
+def _secrets_shown(block: Block) -> dict[str, Any]:
+    return block.model_dump(mode="json", context={"include_secrets": True})
 
 
 def storage_options_from_block(credentials: Block | str | None) -> dict[str, Any] | None:

@@ -80,6 +80,22 @@ def test_a_saved_block_travels_by_name_and_its_secret_is_not_stored(prefect_api,
     assert not [t for t in texts if SECRET in t]
 
 
+def test_a_loaded_block_changed_in_code_is_used_as_changed(prefect_api, example, s3_server, s3_bucket, on_s3):
+    """Saved with an endpoint that answers nothing, loaded, pointed at moto in code: the tasks must use the
+    block they were given, not reload the saved one by name."""
+    from prefect_aws import AwsCredentials
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    stale = moto_aws(s3_server).model_copy(update={
+        "aws_client_parameters": AwsClientParameters(endpoint_url="http://127.0.0.1:9")})
+    stale.save("moto-stale", overwrite=True)
+    block = AwsCredentials.load("moto-stale")
+    block.aws_client_parameters = AwsClientParameters(endpoint_url=s3_server.endpoint_url)
+    state = run(source=f"{s3_bucket}/pretrained", target=example.target, output=f"{s3_bucket}/warm",
+                credentials=block)
+    assert state.is_completed(), state.message
+    assert on_s3.exists(f"{s3_bucket}/warm/warmstart.json")
+
 def test_an_unsaved_block_made_in_code_works(prefect_api, example, s3_server, s3_bucket, on_s3):
     state = run(source=f"{s3_bucket}/pretrained", target=example.target, output=f"{s3_bucket}/warm",
                 credentials=moto_aws(s3_server))
