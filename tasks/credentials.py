@@ -5,9 +5,9 @@ The flow takes a block-typed parameter (the UI offers a block picker per type): 
 holding a JSON object of fsspec storage options. Callers without a picker may name a saved block by
 slug instead (``aws-credentials/NAME``, ``s3-bucket/NAME``, ``secret/NAME``...).
 
-Saved blocks travel between tasks, and to Dask workers, as their slug: each task loads the block
-itself, so secret values never appear in task inputs or pickled units. A block made in code and never
-saved travels as it is (its secrets as pydantic masks them, inside this process).
+A saved block, unchanged since it was loaded, travels between tasks and to Dask workers as its slug:
+each task loads the block itself, so secret values never appear in task inputs or pickled units. A
+block made in code, or changed after loading, travels as it is.
 """
 
 from __future__ import annotations
