@@ -20,12 +20,14 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tasks import fetch_index, fetch_source_indexes, fetch_tensors, publish_report, transfer, upload, validate
+from tasks import (fetch_index, fetch_rules, fetch_source_indexes, fetch_tensors, publish_report, transfer,
+                   upload, validate)
 from tasks._common import FLOW_TIMEOUT
 from tasks.credentials import CredentialsParameter, credentials_reference
 from warmstart.errors import PlanError, UsageError
-from warmstart.storage import resolve
-from warmstart.planning import MAIN_SOURCE, Rules
+from warmstart.storage import KERAS_WEIGHTS, resolve
+from warmstart.cache import CachedIndex
+from warmstart.planning import MAIN_SOURCE, PinnedInput, Plan, Rules
 
 from .shards import sharded_transfer
 
@@ -64,12 +66,6 @@ class WarmStartRequest(BaseModel):
     def credentials_argument(self) -> Any:
         """What the tasks take: a saved block's slug (each task loads it), an unsaved block, or None."""
         return credentials_reference(self.credentials) if self.credentials is not None else self.credentials_block
-
-    def rules_argument(self) -> dict[str, Any] | str | None:
-        """What the engine accepts as rules: a dict, a URL, or None (strict defaults)."""
-        if self.rules is not None:
-            return self.rules.model_dump(mode="json")
-        return self.rules_url
 
 
 @contextlib.contextmanager
@@ -162,61 +158,64 @@ def warm_start(
                                dask_address=dask_address, credentials=credentials,
                                credentials_block=credentials_block)
     started = time.perf_counter()
-    creds, rules = request.credentials_argument(), request.rules_argument()
+    creds = request.credentials_argument()
+    # The rules are read once, here: every step takes these rules (and the plan made from them), never the URL.
+    rules, rules_input = fetch_rules(request.rules_url, creds) if request.rules_url else (request.rules or Rules(), None)
     index = fetch_index(request.source, creds)
-    # the named sources of the rules (sources:), each cached like the source
-    named_in_rules = request.rules_url or (request.rules is not None and request.rules.sources)
-    named = fetch_source_indexes(rules, creds) if named_in_rules else {}
+    named = fetch_source_indexes(rules, creds) if rules.sources else {}  # the rules' sources:, cached alike
     plan = validate(index, request.target, rules, creds, dry_run=request.dry_run, output=request.output,
-                    overwrite=request.overwrite, sources=named)
+                    overwrite=request.overwrite, sources=named, strategy=request.strategy, rules_input=rules_input)
+    doc = plan.to_json()
     summary: dict[str, Any] = {
-        "status": plan["status"] if not request.dry_run else f"dry run ({plan['status']})",
-        "source": index["url"], "target": request.target, "output": None, "manifest": None,
-        "counts": plan["counts"], "coverage": plan["coverage"], "transferred_bytes": plan["transferred_bytes"],
-        "unused_source_count": len(plan["unused_source"]), "errors": plan["errors"],
-        "positional": plan.get("positional", 0),
-        "source_index_cached": index["hit"], "flow_run": str(flow_run.id),
+        "status": doc["status"] if not request.dry_run else f"dry run ({doc['status']})",
+        "source": index.url, "target": request.target, "output": None, "manifest": None,
+        "counts": doc["counts"], "coverage": doc["coverage"], "transferred_bytes": doc["transferred_bytes"],
+        "unused_source_count": len(doc["unused_source"]), "errors": doc["errors"],
+        "positional": doc.get("positional", 0), "digest": plan.digest, "inputs": doc["inputs"],
+        "source_index_cached": index.hit, "flow_run": str(flow_run.id), "plan": doc,
     }
     if named:
-        summary["sources"] = {name: {"url": s["url"], "coverage": s["coverage"]} for name, s in plan["sources"].items()}
+        summary["sources"] = {name: {"url": s["url"], "coverage": s["coverage"]} for name, s in doc["sources"].items()}
     if not request.dry_run and (request.shards or request.dask_address):
         with _one_publisher(request.output):
-            report = sharded_transfer(request, rules, creds)
+            report = sharded_transfer(request, plan, creds)
         summary.update(output=report["output"], manifest=report["manifest"], strategy=report["strategy"],
                        bytes_read=report["bytes_read"], bytes_written=report["bytes_written"],
                        shards=request.shards or 1)
     elif not request.dry_run:
-        keys = _source_keys(plan)
-        tensors = fetch_tensors(index, keys.get(MAIN_SOURCE, []), creds)
-        named_tensors = {name: fetch_tensors(record, keys.get(name, []), creds) for name, record in named.items()}
-        staging = tempfile.mkdtemp(prefix="warm-start-")
-        try:
-            report = transfer(index, tensors, request.target, staging, rules, request.strategy, creds,
-                              sources=named, source_tensors=named_tensors)
-            with _one_publisher(request.output):
-                published = upload(staging, request.output, index["url"], request.target, rules, creds,
-                                   overwrite=request.overwrite)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        summary.update(output=published["output"], manifest=published["manifest"], strategy=report["strategy"],
-                       bytes_read=report["bytes_read"] if tensors.get("direct") else tensors["bytes_downloaded"],
-                       bytes_written=report["bytes_written"], source_tensors_cached=tensors["hit"],
-                       unchecked=report.get("unchecked", []))
+        summary.update(_copy_and_publish(request, plan, index, named, creds))
     summary["seconds"] = round(time.perf_counter() - started, 3)
     publish_report(summary)
-    if plan["status"] != "ok":  # a dry run whose plan fails: its artifacts are published, the run is Failed
-        raise PlanError(f"dry run: the plan does not satisfy the rules ({len(plan['errors'])} problem(s)); "
+    if not plan.ok:  # a dry run whose plan fails: its artifacts are published, the run is Failed
+        raise PlanError(f"dry run: the plan does not satisfy the rules ({len(doc['errors'])} problem(s)); "
                         "see the warm-start-plan artifact")
     return summary
 
 
-def _source_keys(plan: dict[str, Any]) -> dict[str, list[str]]:
-    """The source tensors a plan's transfer reads, by source name (``main``: the source): each transferred
-    row's, and a concat's other sources (in the same source)."""
-    keys: dict[str, set[str]] = {}
-    for row in plan["variables"]:
-        if row["action"] in ("copy", "cast", "remap"):
-            found = keys.setdefault(row.get("from") or MAIN_SOURCE, set())
-            found.add(row["source_key"])
-            found.update(source["key"] for source in row.get("remap", {}).get("sources", ()))
-    return {name: sorted(found) for name, found in keys.items()}
+def _copy_and_publish(request: WarmStartRequest, plan: Plan, index: CachedIndex, named: dict[str, CachedIndex],
+                      creds: Any) -> dict[str, Any]:
+    """Fetch the tensors the plan reads (from the versions it pinned), execute the plan into a staging
+    directory, publish it; returns the summary's figures."""
+    keys = plan.source_keys()
+    tensors = fetch_tensors(index, keys.get(MAIN_SOURCE, []), _pin(plan, MAIN_SOURCE), creds)
+    named_tensors = {name: fetch_tensors(record, keys.get(name, []), _pin(plan, name), creds)
+                     for name, record in named.items()}
+    staging = tempfile.mkdtemp(prefix="warm-start-")
+    try:
+        report = transfer(plan, index, tensors, request.target, staging, creds, sources=named,
+                          source_tensors=named_tensors)
+        with _one_publisher(request.output):
+            published = upload(staging, request.output, plan, creds, overwrite=request.overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"output": published["output"], "manifest": published["manifest"], "strategy": report["strategy"],
+            "bytes_read": report["bytes_read"] if tensors.direct else tensors.bytes_downloaded,
+            "bytes_written": report["bytes_written"], "source_tensors_cached": tensors.hit,
+            "unchecked": report.get("unchecked", []),
+            "keras_weights": published["output"].rstrip("/") + "/" + KERAS_WEIGHTS
+            if KERAS_WEIGHTS in published["files"] else None}
+
+
+def _pin(plan: Plan, name: str) -> PinnedInput | None:
+    found = plan.pinned("source", name)
+    return found[0] if found else None

@@ -290,7 +290,7 @@ def test_the_logs_say_what_each_stage_did_and_a_published_event_is_emitted(prefe
     APILogHandler().flush()
     _, logs, _ = read_api(run_id)
     messages = "\n".join(log.message for log in logs)
-    for expected in ("source file://", "plan ok: ", "tensors: ", "strategy stream: ", "bytes written",
+    for expected in ("source file://", f"plan ok (digest {summary['digest'][:12]}): ", "tensors: ", "strategy stream: ", "bytes written",
                      f"published {summary['output']}"):
         assert expected in messages, (expected, messages)
     assert all(line.endswith(" s)") for line in messages.splitlines() if line.startswith("published"))

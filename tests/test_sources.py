@@ -233,7 +233,7 @@ def test_an_output_inside_a_named_source_is_refused(merge):
     with pytest.raises(warmstart.StorageError, match="input"):
         warmstart.transfer(merge["base"], merge["template"], inside, rules=rules)
     with pytest.raises(warmstart.StorageError, match="input"):  # the flow's validate step, before any fetch
-        check_output_for(merge["base"], merge["template"], inside, rules)
+        check_output_for(warmstart.plan(merge["base"], merge["template"], rules), inside)
     assert not Path(inside).exists()
 
 

@@ -148,8 +148,7 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int, str], None] | N
         yield None
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     columns = (TextColumn("copying"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
@@ -181,19 +180,17 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
                          "declare the sources under 'sources:' in the rules file")
     from flows.warm_start import warm_start
 
-    from .storage import CHECKPOINT_NAME, KERAS_WEIGHTS, read_manifest, resolve
+    from .storage import CHECKPOINT_NAME, resolve
 
     _quiet_expected_tracebacks()
     summary = warm_start(source=args.source, target=args.target, output=args.output, rules_url=args.rules,
                          strategy=args.strategy, overwrite=args.overwrite, shards=args.shards, dask_address=args.dask)
-    manifest = read_manifest(summary["manifest"])
     out = resolve(summary["output"])
-    keras_weights = out.child(KERAS_WEIGHTS)
-    return {**manifest["plan"], "strategy": summary["strategy"], "output": out.url,
+    return {**summary["plan"], "strategy": summary["strategy"], "output": out.url,
             "checkpoint": out.child(CHECKPOINT_NAME).url, "manifest": summary["manifest"],
-            "keras_weights": keras_weights.url if keras_weights.fs.exists(keras_weights.path) else None,
+            "keras_weights": summary.get("keras_weights"),
             "bytes_read": summary["bytes_read"], "bytes_written": summary["bytes_written"],
-            "seconds": summary["seconds"], "unchecked": manifest.get("unchecked", []),
+            "seconds": summary["seconds"], "unchecked": summary.get("unchecked", []),
             "flow_run": summary.get("flow_run")}
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "TargetError",
     "StorageError",
     "UnsupportedFormatError",
+    "InputChangedError",
 ]
 
 
@@ -82,3 +83,16 @@ class StorageError(WarmStartError, OSError):
 
     def __reduce__(self):  # keeps ``transient`` when the error crosses processes (a Dask worker's)
         return (type(self), (str(self), self.transient))
+
+
+class InputChangedError(StorageError):
+    """An input changed after the plan was made from it (another checkpoint in a source directory, a
+    template or file written again): the transfer refuses to copy or to publish it. ``input`` names it
+    (a :class:`warmstart.planning.PinnedInput`)."""
+
+    def __init__(self, message: str, input=None):  # noqa: A002 (the plan's word for it)
+        super().__init__(message, transient=False)
+        self.input = input
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.input))

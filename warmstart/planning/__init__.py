@@ -6,6 +6,7 @@ plans for a terminal (rich is imported only there).
 """
 
 from .blocks import Blocks, BlockSource
+from .inputs import READ_BY_TRANSFER, PinnedFile, PinnedInput
 from .matching import make_plan, source_table_for
 from .plan import TRANSFERRED, Action, Plan, PlanEntry
 from .report import Report
@@ -13,4 +14,5 @@ from .rules import DEFAULT_EXCLUDE, MAIN_SOURCE, Rules, load_rules
 from .sources import declared_sources
 
 __all__ = ["Rules", "DEFAULT_EXCLUDE", "MAIN_SOURCE", "declared_sources", "load_rules", "Plan", "PlanEntry", "Action",
-           "make_plan", "source_table_for", "TRANSFERRED", "Report", "Blocks", "BlockSource"]
+           "make_plan", "source_table_for", "TRANSFERRED", "Report", "Blocks", "BlockSource",
+           "PinnedInput", "PinnedFile", "READ_BY_TRANSFER"]

@@ -5,12 +5,16 @@ and the whole decision with its counts, coverage and reporting (:class:`Plan`). 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from ..tables import VariableTable
 from .blocks import Blocks
+from .inputs import READ_BY_TRANSFER, PinnedInput
 from .rules import MAIN_SOURCE, Rules
 from .transforms import Remap
 
@@ -91,6 +95,8 @@ class Plan:
     coverage: float
     counts: dict[str, int] = field(init=False)
     sources: Mapping[str, VariableTable] = field(default_factory=dict)  # every source by name; default: main
+    inputs: tuple[PinnedInput, ...] = ()  # what it was made from, pinned by version (warmstart.pipeline pins them)
+    strategy: str = "auto"  # the strategy the target's table was made for (restore/assign: the model is built)
 
     def __post_init__(self):
         if not self.sources:
@@ -104,6 +110,21 @@ class Plan:
     def ok(self) -> bool:
         return not self.rule_errors and self.counts["error"] == 0
 
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 over the rules, every entry and the pinned inputs (their exact objects and versions): equal
+        digests, the same transfer of the same bytes."""
+        doc = {"rules": self.rules.model_dump(mode="json"), "target": self.target.origin, "strategy": self.strategy,
+               "entries": [e.to_json() for e in self.entries],
+               "inputs": [{k: v for k, v in i.to_json().items() if k != "given"} for i in self.inputs]}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+    def pinned(self, role: str | None = None, name: str | None = None) -> tuple[PinnedInput, ...]:
+        """The inputs of ``role`` (and ``name``), or those a transfer reads again (sources and target) when
+        ``role`` is None."""
+        return tuple(i for i in self.inputs if (i.role in READ_BY_TRANSFER if role is None else i.role == role)
+                     and (name is None or i.name == name))
+
     @property
     def transferred(self) -> tuple[PlanEntry, ...]:
         return tuple(e for e in self.entries if e.action in TRANSFERRED)
@@ -115,6 +136,18 @@ class Plan:
             table = self.sources[e.from_source or MAIN_SOURCE]
             total += sum(table[name].nbytes or 0 for name in e.sources)
         return total
+
+    def source_keys(self) -> dict[str, list[str]]:
+        """The source tensors a transfer of this plan reads, by source name (``main``: the source): every
+        transferred entry's, and a concat's other sources (in the same source)."""
+        keys: dict[str, set[str]] = {}
+        for e in self.transferred:
+            found = keys.setdefault(e.from_source or MAIN_SOURCE, set())
+            if e.source_key is not None:
+                found.add(e.source_key)
+            if isinstance(e.remap, Blocks):
+                found.update(s.key for s in e.remap.sources)
+        return {name: sorted(found) for name, found in keys.items()}
 
     def unused_in(self, name: str) -> tuple[str, ...]:
         """The variables of source ``name`` that fill no target variable."""
@@ -187,4 +220,6 @@ class Plan:
             "sources": self.sources_json(),
             "transferred_bytes": self.transferred_bytes,
             "rules": self.rules.model_dump(mode="json"),
+            "digest": self.digest,
+            "inputs": [i.to_json() for i in self.inputs],
         }

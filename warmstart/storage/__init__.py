@@ -9,7 +9,6 @@ from .locations import (
     STATE_FILE,
     Location,
     is_transient,
-    object_identity,
     object_size,
     read_bytes,
     read_range,
@@ -31,9 +30,10 @@ from .publish import (
     read_manifest,
 )
 from .ranges import Block, Piece, fetch_blocks, plan_blocks
+from .versions import object_version
 
 __all__ = [
-    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_size", "object_identity",
+    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_size", "object_version",
     "is_transient", "STATE_FILE",
     "Piece", "Block", "plan_blocks", "fetch_blocks",
     "MappedSource", "MappedBlock", "kernel_copy",

@@ -20,7 +20,7 @@ from fsspec.core import url_to_fs
 from ..errors import CorruptCheckpointError, InputNotFoundError, StorageError, UsageError, WarmStartError
 
 __all__ = [
-    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_size", "object_identity", "is_transient",
+    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_size", "is_transient",
     "STATE_FILE",
 ]
 
@@ -184,19 +184,6 @@ def object_size(loc: Location) -> int:
         raise InputNotFoundError(f"{loc.url} does not exist") from None
     except (OSError, PermissionError, TypeError) as exc:
         raise StorageError(f"cannot read the size of {loc.url}: {exc}", is_transient(exc)) from None
-
-
-def object_identity(loc: Location) -> dict[str, Any]:
-    """What identifies this version of an object: size plus etag, generation or mtime where known."""
-    try:
-        info = loc.fs.info(loc.path)
-    except FileNotFoundError:
-        raise InputNotFoundError(f"{loc.url} does not exist") from None
-    identity = {"size": info.get("size")}
-    for key in ("ETag", "etag", "generation", "mtime", "LastModified", "updated"):
-        if info.get(key) is not None:
-            identity[key.lower()] = str(info[key])
-    return identity
 
 
 # What retrying can fix: throttling, server-side 5xx, dropped or timed-out connections.

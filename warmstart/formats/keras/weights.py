@@ -26,15 +26,14 @@ from typing import Any
 import numpy as np
 
 from ...errors import CorruptCheckpointError, InputNotFoundError, StorageError, UsageError, WarmStartError
-from ...storage import (Location, is_transient, kernel_copy, object_identity, object_size, read_bytes, read_range,
-                        resolve)
+from ...storage import Location, is_transient, kernel_copy, object_size, object_version, read_bytes, read_range, resolve
 from .. import dtypes
 from ..interface import StoredTensor
 from .archive import Window, archive_member
 from .isolated import isolated
 from .layout import Scan, layer_name, scan
 
-__all__ = ["KerasWeightsReader", "KerasRecord", "KERAS_SUFFIXES", "is_keras_file", "keras_identity"]
+__all__ = ["KerasWeightsReader", "KerasRecord", "KERAS_SUFFIXES", "is_keras_file", "keras_versions"]
 
 # .weights.h5 (Keras 3), .h5 (legacy Keras 2 layout), .keras, .weights.json (sharded weights)
 KERAS_SUFFIXES = (".h5", ".keras", ".weights.json")
@@ -71,16 +70,19 @@ class KerasWeightsReader:
     """
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None,
-                 structure: dict[str, Any] | None = None):
+                 structure: dict[str, Any] | None = None, versions: dict[str, dict[str, Any]] | None = None):
         self.prefix = resolve(url, storage_options)  # the file itself (named like a checkpoint's prefix)
         self.url = self.prefix.url
         self.archive = self.prefix.path.endswith(".keras")
         self.sharded = self.prefix.path.endswith(".weights.json")
         self.shards: list[Location] = _shard_files(self.prefix) if self.sharded else [self.prefix]
         self._options = storage_options
+        #: The versions of its files when their structure was read, by URL (what a plan pins).
+        self.versions: dict[str, dict[str, Any]] = dict(versions or {})
         if structure is not None:  # what structure() returned for this version of the file (a cache)
             self.records: dict[str, KerasRecord] = _from_structure(structure, self.url, len(self.shards))
             return
+        self.versions = keras_versions(self.prefix)  # asked before reading: a later change shows
         scans = [isolated(_scan, s.url, storage_options, self.archive, what=s.url) for s in self.shards]
         self.records = _records(scans, self.url)
 
@@ -96,8 +98,9 @@ class KerasWeightsReader:
     def files(self) -> list[Location]:
         return [self.prefix, *self.shards] if self.sharded else [self.prefix]
 
-    def identity(self) -> dict[str, Any]:
-        return keras_identity(self.prefix)
+    def identity(self) -> dict[str, dict[str, Any]]:
+        """The versions of its files, by URL, as they were when its structure was read."""
+        return self.versions or keras_versions(self.prefix)
 
     def copy_to(self, local_path: str) -> None:
         """Write the weights file to ``local_path``: the file itself, or the archive's weights member."""
@@ -208,13 +211,11 @@ def _records(scans: list[Scan], url: str) -> dict[str, KerasRecord]:
     return found
 
 
-def keras_identity(loc: Location) -> dict[str, Any]:
-    """What identifies this version of a Keras file: its own identity, and its shards' for an index
-    (whose text need not change when its shards are written again)."""
-    identity = object_identity(loc)
-    if loc.path.endswith(".weights.json"):
-        identity["shards"] = [object_identity(s) for s in _shard_files(loc)]
-    return identity
+def keras_versions(loc: Location) -> dict[str, dict[str, Any]]:
+    """The version of a Keras file and, for a sharded ``.weights.json``, of each shard (whose index text need
+    not change when its shards are written again), by URL (:func:`~warmstart.storage.object_version`)."""
+    files = [loc, *_shard_files(loc)] if loc.path.endswith(".weights.json") else [loc]
+    return {f.url: object_version(f) for f in files}
 
 
 def _from_structure(doc: dict[str, Any], url: str, shards: int) -> dict[str, KerasRecord]:
