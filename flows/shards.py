@@ -14,8 +14,8 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.futures import wait
 
-from tasks import abort_units, prepare_units, publish_units, transfer_unit
-from tasks.credentials import CredentialsRef
+from warmstart.tasks import abort_units, prepare_units, publish_units, transfer_unit
+from warmstart.tasks.credentials import CredentialsRef
 
 __all__ = ["dask_runner", "sharded_transfer"]
 

@@ -20,10 +20,10 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tasks import (fetch_index, fetch_rules, fetch_source_indexes, fetch_tensors, publish_report, transfer,
+from warmstart.tasks import (fetch_index, fetch_rules, fetch_source_indexes, fetch_tensors, publish_report, transfer,
                    upload, validate)
-from tasks._common import FLOW_TIMEOUT
-from tasks.credentials import CredentialsParameter, credentials_reference
+from warmstart.tasks._common import FLOW_TIMEOUT
+from warmstart.tasks.credentials import CredentialsParameter, credentials_reference
 from warmstart.errors import PlanError, UsageError
 from warmstart.storage import KERAS_WEIGHTS, resolve
 from warmstart.cache import CachedIndex
@@ -159,12 +159,7 @@ def warm_start(
                                credentials_block=credentials_block)
     started = time.perf_counter()
     creds = request.credentials_argument()
-    # The rules are read once, here: every step takes these rules (and the plan made from them), never the URL.
-    rules, rules_input = fetch_rules(request.rules_url, creds) if request.rules_url else (request.rules or Rules(), None)
-    index = fetch_index(request.source, creds)
-    named = fetch_source_indexes(rules, creds) if rules.sources else {}  # the rules' sources:, cached alike
-    plan = validate(index, request.target, rules, creds, dry_run=request.dry_run, output=request.output,
-                    overwrite=request.overwrite, sources=named, strategy=request.strategy, rules_input=rules_input)
+    index, named, plan = _validated(request, creds)
     doc = plan.to_json()
     summary: dict[str, Any] = {
         "status": doc["status"] if not request.dry_run else f"dry run ({doc['status']})",
@@ -190,6 +185,17 @@ def warm_start(
         raise PlanError(f"dry run: the plan does not satisfy the rules ({len(doc['errors'])} problem(s)); "
                         "see the warm-start-plan artifact")
     return summary
+
+
+def _validated(request: WarmStartRequest, creds: Any) -> tuple[CachedIndex, dict[str, CachedIndex], Plan]:
+    """Read the rules (once: every later step takes them, and the plan made from them, never the URL), cache
+    the sources' indexes, and validate: the plan, every input pinned by version, is what the run executes."""
+    rules, rules_input = fetch_rules(request.rules_url, creds) if request.rules_url else (request.rules or Rules(), None)
+    index = fetch_index(request.source, creds)
+    named = fetch_source_indexes(rules, creds) if rules.sources else {}  # the rules' sources:, cached alike
+    plan = validate(index, request.target, rules, creds, dry_run=request.dry_run, output=request.output,
+                    overwrite=request.overwrite, sources=named, strategy=request.strategy, rules_input=rules_input)
+    return index, named, plan
 
 
 def _copy_and_publish(request: WarmStartRequest, plan: Plan, index: CachedIndex, named: dict[str, CachedIndex],

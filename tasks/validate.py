@@ -42,7 +42,7 @@ def validate(index: CachedIndex, target: str, rules: Rules, credentials_block: C
         check_output_for(plan, output, options, overwrite)
     doc = plan.to_json()
     create_table_artifact(key="warm-start-plan", table=_plan_rows(doc),
-                          description=f"Warm-start plan ({doc['status']}, digest {plan.digest[:12]}): "
+                          description=f"Warm-start plan ({doc['status']}, digest {plan.digest}): "
                                       f"{plan.summary()}")
     log_stage(started, "plan %s (digest %s): %s", doc["status"], plan.digest[:12], plan.summary())
     if plan.positional:

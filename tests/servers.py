@@ -311,7 +311,8 @@ class FaultyProxy:
     ``503 SlowDown``, as S3 does when throttling) to the first ``failures`` requests matching
     ``should_fail(method, headers)``.
 
-    Everything else is forwarded unchanged. ``.endpoint_url``, ``.failed`` (count), ``.requests``.
+    Everything else is forwarded unchanged. ``.endpoint_url``, ``.failed`` (count), ``.requests`` (count),
+    ``.log`` (every request's method and path, in order).
     """
 
     def __init__(self, upstream: str, failures: int = 2, should_fail=None, status: int = 503,
@@ -324,6 +325,7 @@ class FaultyProxy:
         up = urlsplit(upstream)
         proxy = self
         self.failures, self.failed, self.requests = failures, 0, 0
+        self.log: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._should_fail = should_fail or (lambda method, headers: method == "GET" and "Range" in headers)
 
@@ -337,6 +339,7 @@ class FaultyProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with proxy._lock:
                     proxy.requests += 1
+                    proxy.log.append((self.command, self.path))
                     fail = proxy.failed < proxy.failures and proxy._should_fail(self.command, self.headers)
                     if fail:
                         proxy.failed += 1

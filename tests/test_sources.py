@@ -380,7 +380,7 @@ def test_flow_fetches_and_reads_every_source(prefect_api, merge, tmp_path, s3_se
     from prefect.events.filters import EventFilter, EventNameFilter
     from prefect.events.worker import EventsWorker
 
-    from flows.warm_start import warm_start
+    from warmstart.flows.warm_start import warm_start
 
     rules = _run_a_on_s3(merge, s3_server, s3_bucket, monkeypatch)
     state = warm_start(source=merge["base"], target=merge["template"], output=str(tmp_path / "out"), rules=rules,

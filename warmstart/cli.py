@@ -178,7 +178,7 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
     if args.sources:
         raise UsageError("--source is for runs of the engine in this process (--no-prefect); to run the flow, "
                          "declare the sources under 'sources:' in the rules file")
-    from flows.warm_start import warm_start
+    from warmstart.flows.warm_start import warm_start
 
     from .storage import CHECKPOINT_NAME, resolve
 
