@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -27,7 +27,7 @@ from warmstart.tasks.credentials import CredentialsParameter, credentials_refere
 from warmstart.errors import PlanError, UsageError
 from warmstart.storage import KERAS_WEIGHTS, resolve
 from warmstart.cache import CachedIndex
-from warmstart.planning import MAIN_SOURCE, PinnedInput, Plan, Rules
+from warmstart.planning import MAIN_SOURCE, PinnedInput, Plan, Rules, Strategy
 
 from .shards import sharded_transfer
 
@@ -47,7 +47,7 @@ class WarmStartRequest(BaseModel):
     output: str
     rules: Rules | None = None
     rules_url: str | None = None
-    strategy: Literal["auto", "stream", "restore", "assign"] = "auto"
+    strategy: Strategy = "auto"
     dry_run: bool = False
     overwrite: bool = False
     shards: int | None = Field(default=None, ge=1, le=100_000)
@@ -110,7 +110,7 @@ def warm_start(
     output: str,
     rules: Rules | None = None,
     rules_url: str | None = None,
-    strategy: Literal["auto", "stream", "restore", "assign"] = "auto",
+    strategy: Strategy = "auto",
     dry_run: bool = False,
     overwrite: bool = False,
     shards: int | None = None,

@@ -8,6 +8,7 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from warmstart.planning import COUNTED
 from warmstart.planning.render import human_bytes
 from warmstart.planning.report import unchecked_words
 
@@ -20,7 +21,8 @@ __all__ = ["publish_report"]
 def publish_report(summary: dict[str, Any]) -> None:
     """Markdown summary (counts, coverage, bytes, time, output) and, when published, a link to the output."""
     counts = summary.get("counts", {})
-    rows = "\n".join(f"| {action} | {counts.get(action, 0)} |" for action in ("copy", "cast", "init", "skip", "error"))
+    rows = "\n".join(f"| {action} | {counts.get(action, 0)} |" for action in (*COUNTED, "remap")
+                     if action != "remap" or action in counts)
     lines = [
         f"# Warm start: {summary['status']}",
         "",

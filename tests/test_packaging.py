@@ -22,9 +22,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
+    """Built from a copy of the repository's files (a build leaves build/ and *.egg-info/ where it runs)."""
+    import shutil
+
+    src, out = tmp_path_factory.mktemp("src") / "warmstart", tmp_path_factory.mktemp("dist")
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
+                                                              "warmstart-demo", "work"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
-                    str(REPO)], check=True, capture_output=True)
+                    str(src)], check=True, capture_output=True)
     return next(out.glob("warmstart-*.whl"))
 
 

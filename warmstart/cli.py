@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import PlanError, StorageError, UsageError, WarmStartError
+from .errors import EXIT_CODES, PlanError, StorageError, UsageError, WarmStartError
+from .planning import STRATEGIES
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_PLAN, EXIT_USAGE, EXIT_INPUT, EXIT_STORAGE = 0, 1, 2, 3, 4
+EXIT_OK = 0
 
 
 def _print_json(doc: dict) -> None:
@@ -92,7 +93,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if not result.ok:
         if not args.json:
             print(f"warmstart: {result.failure_message()}", file=sys.stderr)
-        return EXIT_PLAN
+        return PlanError.exit_code
     return EXIT_OK
 
 
@@ -110,7 +111,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         print(f"{doc['status']}: wrote {doc['output']} (strategy {doc['strategy']}, coverage {doc['coverage']:.1%}, "
               f"{sum(doc['counts'].get(a, 0) for a in ('copy', 'cast', 'remap'))} variables copied, "
               f"{doc['seconds']:.2f} s); "
-              f"manifest {doc['manifest']}"
+              f"manifest {doc['manifest']}; plan digest {doc['digest'][:16]}"
               + (f"; {unchecked_words(doc['unchecked'])}" if doc.get("unchecked") else ""))
     return EXIT_OK
 
@@ -229,12 +230,7 @@ _SOURCE_HELP = ("the trained checkpoint: a prefix or a directory with a 'checkpo
                 "(.keras, .weights.h5, .weights.json, legacy .h5); a path, file://, s3:// or gs:// URL")
 _TARGET_HELP = ("what the new model expects: a template checkpoint, a TF1 MetaGraph (.meta), a Keras model (.keras) "
                 "or weights template (.weights.h5), a signature (.json) or a builder py:module:function")
-EXIT_CODES = """exit codes:
-  0  success
-  1  the plan does not satisfy the rules (nothing written)
-  2  usage error (arguments, rules, a strategy that cannot work for these inputs)
-  3  an input is missing, unreadable, corrupt or of an unsupported format
-  4  a storage or output error (output not empty or not writable, an output that reaches an input)"""
+EXIT_HELP = "exit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
 EXAMPLES = """examples:
   warmstart inspect runs/old/                          the source's variables
   warmstart plan runs/old/ new.keras --rules rules.yaml      what would be copied, and why
@@ -270,7 +266,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="warmstart",
         description="Copy learned variables from one TensorFlow checkpoint/graph/model into another, checked.",
-        epilog=EXAMPLES + "\n\n" + EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES + "\n\n" + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"warmstart {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -297,9 +293,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Plan, copy and publish a checkpoint the target loads. Runs the engine in this process, or "
         "the Prefect warm-start flow when a Prefect API is configured (PREFECT_API_URL, or the active Prefect "
         "profile) or --prefect is given; --json prints the same document either way.",
-        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter))
+        epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
     p.add_argument("output", metavar="OUTPUT", help="output directory URL (must be empty, or --overwrite)")
-    p.add_argument("--strategy", choices=["auto", "stream", "restore", "assign"], default="auto",
+    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="auto (default): stream into template checkpoints, signatures and Keras weights files, "
                    "restore into graphs and models that must be built; see the README's strategy table")
     p.add_argument("--overwrite", action="store_true", help="replace what a previous run published in OUTPUT")
@@ -392,12 +388,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "json", False) and exc.plan is not None:
             _print_json(exc.plan.to_json())
         print(f"warmstart: {exc}", file=sys.stderr)
-        return EXIT_PLAN
+        return exc.exit_code
     except WarmStartError as exc:
         if getattr(args, "json", False):
             _print_json({"status": "failed", "error": str(exc), "error_type": type(exc).__name__})
         print(f"warmstart: error: {exc}", file=sys.stderr)
-        return exc.exit_code if not isinstance(exc, UsageError) else EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         print("warmstart: interrupted", file=sys.stderr)
         return 130

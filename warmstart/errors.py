@@ -7,6 +7,7 @@ Subclasses also inherit the matching built-in (``FileNotFoundError``, ``ValueErr
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_CODES",
     "WarmStartError",
     "PlanError",
     "UsageError",
@@ -18,6 +19,18 @@ __all__ = [
     "UnsupportedFormatError",
     "InputChangedError",
 ]
+
+
+#: Every exit code of the CLI and what it means: the one list (the CLI's help prints it; each error class below
+#: names its code).
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "the plan does not satisfy the rules (nothing written)",
+    2: "usage error (arguments, rules, a strategy that cannot work for these inputs)",
+    3: "an input is missing, unreadable, corrupt or of an unsupported format",
+    4: "a storage or output error (output not empty or not writable, an output that reaches an input, an input "
+       "that changed after it was planned)",
+}
 
 
 class WarmStartError(Exception):

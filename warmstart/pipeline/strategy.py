@@ -6,20 +6,16 @@ anything; ``restore`` and ``assign`` build the target with TensorFlow (``.meta``
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 from ..errors import UsageError
-from ..planning import Plan
-from ..tables import VariableTable
+from ..planning import STRATEGIES, Plan, Strategy
+from ..tables import TableKind, VariableTable
 
 __all__ = ["Strategy", "STRATEGIES", "choose_strategy", "source_kind", "requested_strategy"]
 
-Strategy = Literal["auto", "stream", "restore", "assign"]
-#: Every strategy name, ``auto`` first: the one list the CLI, the flow's form and the engine offer.
-STRATEGIES: tuple[str, ...] = get_args(Strategy)
-_STREAMABLE = ("tf1-checkpoint", "tf2-checkpoint", "signature", "keras-weights")
+#: Target table kinds a stream writes without building anything (templates and signatures).
+_STREAMABLE: tuple[TableKind, ...] = ("tf1-checkpoint", "tf2-checkpoint", "signature", "keras-weights")
 # TF reads checkpoints of these by their object graph, which a signature does not hold.
-_OBJECT_BASED = ("tf2-checkpoint", "keras", "module")
+_OBJECT_BASED: tuple[TableKind, ...] = ("tf2-checkpoint", "keras", "module")
 
 
 def choose_strategy(strategy: str, target_table: VariableTable, source_kind: str = "tf-checkpoint") -> str:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ..tables import VariableTable
 from .blocks import Blocks
@@ -18,10 +18,18 @@ from .inputs import READ_BY_TRANSFER, PinnedInput
 from .rules import MAIN_SOURCE, Rules
 from .transforms import Remap
 
-__all__ = ["Action", "PlanEntry", "Plan", "TRANSFERRED"]
+__all__ = ["Action", "PlanEntry", "Plan", "TRANSFERRED", "DIRECT", "COUNTED", "Strategy", "STRATEGIES"]
 
 Action = Literal["copy", "cast", "remap", "init", "skip", "error"]
+#: The actions that fill a target variable from a source (the others keep its initial value or fail).
 TRANSFERRED: frozenset[str] = frozenset({"copy", "cast", "remap"})
+#: The transferred actions whose value is the source tensor itself, converted at most (no transform).
+DIRECT: frozenset[str] = frozenset({"copy", "cast"})
+#: The actions every plan counts (``remap`` is counted when a plan has one).
+COUNTED: tuple[str, ...] = ("copy", "cast", "init", "skip", "error")
+#: How a plan is executed: the one list of strategy names (CLI choices, the flow's form, the engine).
+Strategy = Literal["auto", "stream", "restore", "assign"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +104,12 @@ class Plan:
     counts: dict[str, int] = field(init=False)
     sources: Mapping[str, VariableTable] = field(default_factory=dict)  # every source by name; default: main
     inputs: tuple[PinnedInput, ...] = ()  # what it was made from, pinned by version (warmstart.pipeline pins them)
-    strategy: str = "auto"  # the strategy the target's table was made for (restore/assign: the model is built)
+    strategy: Strategy = "auto"  # the strategy the target's table was made for (restore/assign: the model is built)
 
     def __post_init__(self):
         if not self.sources:
             object.__setattr__(self, "sources", {MAIN_SOURCE: self.source})
-        counts = {a: 0 for a in ("copy", "cast", "init", "skip", "error")}  # "remap" only when there is one
+        counts = {a: 0 for a in COUNTED}  # "remap" only when there is one
         for e in self.entries:
             counts[e.action] = counts.get(e.action, 0) + 1
         object.__setattr__(self, "counts", counts)

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import InputError, StorageError, UsageError
 from ..formats.bundle import BundleEntry, BundleReader, BundleWriter, decode_entry, encode_entry
-from ..planning import Plan, PlanEntry
+from ..planning import DIRECT, Plan, PlanEntry
 from ..storage import CHECKPOINT_NAME, PART_PREFIX, Location, is_transient, object_version, read_bytes, resolve
 from .stream import DEFAULT_CHUNK_BYTES, stream_part, template_keys
 
@@ -132,7 +132,7 @@ def split_units(plan: Plan, source: BundleReader, template: BundleReader | None,
         raise UsageError("a sharded output cannot hold remap transforms yet: write it unsharded (shards: 1)")
     if len(plan.sources) > 1:  # a unit reads one source: never another source's tensor by the same key
         raise UsageError("a sharded output reads one source, but the plan names several: write it unsharded")
-    moved = [e for e in plan.entries if e.action in ("copy", "cast")]
+    moved = [e for e in plan.entries if e.action in DIRECT]
     items = [((0, *_position(source, e.source_key)), source.records[e.source_key].stored_bytes, e) for e in moved]
     items += [((1, *_position(template, k)), template.records[k].stored_bytes, k)  # type: ignore[union-attr]
               for k in template_keys(plan, template)]

@@ -11,6 +11,7 @@ from .builders import run_builder, table_from_builder, table_from_object
 from .keras_files import load_keras_model, local_file, table_from_keras_file
 from .signature import read_signature_file
 from .table import (
+                    TableKind,
                     Variable,
                     VariableTable,
                     has_list_index,
@@ -20,12 +21,12 @@ from .table import (
                     table_from_reader,
 )
 from .structure import named_by_structure
-from .targets import signature_for, signature_of, target_kind
+from .targets import TargetKind, signature_for, signature_of, target_kind
 from .tf_graphs import parse_meta_graph, table_from_graph, table_from_meta_graph, table_from_meta_graph_bytes
 from .tf_objects import stateful_layers, table_from_trackable, trackable_variables
 
 __all__ = [
-    "Variable", "VariableTable", "has_list_index", "read_table", "table_from_bundle", "table_from_reader",
+    "TableKind", "TargetKind", "Variable", "VariableTable", "has_list_index", "read_table", "table_from_bundle", "table_from_reader",
     "table_from_keras_weights", "signature_of", "signature_for", "target_kind",
     "read_signature_file", "table_from_graph", "table_from_meta_graph", "table_from_meta_graph_bytes",
     "table_from_trackable", "trackable_variables", "stateful_layers", "table_from_keras_file", "table_from_builder",
