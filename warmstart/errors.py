@@ -16,6 +16,8 @@ __all__ = [
     "TargetError",
     "StorageError",
     "UnsupportedFormatError",
+    "InputLimitError",
+    "OutputBusyError",
 ]
 
 
@@ -63,6 +65,11 @@ class UnsupportedFormatError(InputError, ValueError):
     source, a MetaGraph given as a source); the message says what it is and what is supported."""
 
 
+class InputLimitError(InputError, ValueError):
+    """An input is not a regular file, or is larger, deeper or more compressed than warmstart's limits
+    allow (the message names the limit and the environment variable that raises it)."""
+
+
 class TargetError(InputError, ValueError):
     """A target (MetaGraph, Keras file, builder, live object) cannot be turned into a signature."""
 
@@ -82,3 +89,7 @@ class StorageError(WarmStartError, OSError):
 
     def __reduce__(self):  # keeps ``transient`` when the error crosses processes (a Dask worker's)
         return (type(self), (str(self), self.transient))
+
+
+class OutputBusyError(StorageError):
+    """Another run, alive, is writing the output (the message names it: host, process, start)."""

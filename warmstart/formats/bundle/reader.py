@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import CorruptCheckpointError, InputNotFoundError, UnsupportedFormatError
-from ...storage import Location, object_identity, object_size, read_bytes, read_range, resolve, resolve_checkpoint
+from ...storage import INDEX_BYTES, Location, object_identity, object_size, read_bytes, read_range, resolve, resolve_checkpoint
 from .. import dtypes
 from ..interface import StoredTensor
 from ..sniff import describe_file
@@ -84,7 +84,7 @@ class BundleReader:
         self.url = prefix.url
         self._shard_sizes: dict[int, int] = {}
         index_loc = self.prefix.with_suffix(".index")
-        self.index_bytes = read_bytes(index_loc) if index_bytes is None else index_bytes
+        self.index_bytes = read_bytes(index_loc, INDEX_BYTES) if index_bytes is None else index_bytes
         self.header, self.records = _parse_index(self.index_bytes, index_loc.url)
 
     def __repr__(self) -> str:
