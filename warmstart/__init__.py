@@ -18,6 +18,8 @@ from .errors import (
     StorageError,
     TargetError,
     UnsupportedFormatError,
+    InputLimitError,
+    OutputBusyError,
     UsageError,
     WarmStartError,
 )
@@ -40,7 +42,7 @@ __all__ = [
     "Variable",
     "VariableTable",
     "WarmStartError", "PlanError", "UsageError", "InputError", "InputNotFoundError", "CorruptCheckpointError",
-    "TargetError", "StorageError", "UnsupportedFormatError",
+    "TargetError", "StorageError", "UnsupportedFormatError", "InputLimitError", "OutputBusyError",
     "__version__",
 ]
 
@@ -51,6 +53,7 @@ def plan(
     rules: Rules | dict[str, Any] | str | None = None,
     storage_options: dict[str, Any] | None = None,
     sources: dict[str, Any] | None = None,
+    allow_code: bool = False,
 ) -> Plan:
     """Validate ``source`` against ``target`` under ``rules`` and return the :class:`Plan`.
 
@@ -58,8 +61,17 @@ def plan(
     :func:`signature_of` accepts. ``sources``: more sources by name (URLs or tables), added to (or
     replacing) the rules' ``sources:``; the rules' ``fill_from:`` says which target variables each fills.
     Reads only index files. The plan may fail (``Plan.ok`` is False, ``Plan.problems()`` says why);
-    inputs that cannot be read raise :class:`InputError`.
+    inputs that cannot be read raise :class:`InputError`. A ``py:`` builder in the rules raises
+    :class:`UsageError` unless ``allow_code`` (``target`` may be one: the caller gave it).
     """
+    from .tables import allowing_code
+
+    with allowing_code(allow_code, typed=[target]):
+        return _plan(source, target, rules, storage_options, sources)
+
+
+def _plan(source: Any, target: Any, rules: Any, storage_options: dict[str, Any] | None,
+          sources: dict[str, Any] | None) -> Plan:
     from .planning import declared_sources, make_plan, source_table_for
     from .tables import signature_for
 
@@ -73,15 +85,18 @@ def plan(
 
 
 def transfer(source: str, target: Any, output: str, rules: Rules | dict[str, Any] | str | None = None,
-             strategy: str = "auto", storage_options: dict[str, Any] | None = None, **kwargs: Any) -> Report:
+             strategy: str = "auto", storage_options: dict[str, Any] | None = None, allow_code: bool = False,
+             **kwargs: Any) -> Report:
     """Plan, then write a checkpoint for ``target`` at the ``output`` directory URL; see
     :func:`warmstart.pipeline.transfer` for the keyword arguments (overwrite, chunk_bytes, progress, shards, dask,
-    sources: more named sources, as for :func:`plan`).
+    sources: more named sources, as for :func:`plan`; ``allow_code`` as for :func:`plan`).
     Raises :class:`PlanError` (nothing written) when the plan does not satisfy the rules."""
     from .pipeline import transfer as _transfer
+    from .tables import allowing_code
 
-    return _transfer(source, target, output, rules=rules, strategy=strategy,  # type: ignore[arg-type]
-                     storage_options=storage_options, **kwargs)
+    with allowing_code(allow_code, typed=[target]):
+        return _transfer(source, target, output, rules=rules, strategy=strategy,  # type: ignore[arg-type]
+                         storage_options=storage_options, **kwargs)
 
 
 def copy_variables(src_session: Any, dst_session: Any, rules: Rules | dict[str, Any] | str | None = None) -> Report:
