@@ -11,6 +11,7 @@ it imports every wing below it (tables, planning, strategies, formats, storage).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -45,6 +46,7 @@ from .storage import (
     publish_directory,
     resolve,
     resolve_checkpoint,
+    written_aside,
 )
 from .tables import VariableTable, signature_for, signature_of, table_from_bundle, table_from_reader, target_kind
 
@@ -319,12 +321,12 @@ def _target(target: Any, storage_options, source_kind: str,
         target = os.fspath(target)
     kind = target_kind(target) if isinstance(target, str) else "live"
     if kind == "checkpoint":
-        template = BundleReader(target, storage_options)
+        template = open_source(target, storage_options)  # refused when it lies in an unfinished output
         return table_from_bundle(template), template
     if strategy in ("restore", "assign"):
         return signature_of(target, storage_options), None
     if kind == "keras-weights" or (kind == "keras" and source_kind == "keras-weights"):
-        weights = KerasWeightsReader(target, storage_options)
+        weights = open_source(target, storage_options)
         return table_from_reader(weights), weights
     return signature_for(target, source_kind, storage_options), None
 
@@ -359,11 +361,14 @@ def _run_keras_stream(plan, reader, template, target, out: OutputDir, storage_op
         template = KerasWeightsReader(os.fspath(target), storage_options)
     dest = out.loc.child(KERAS_WEIGHTS)
     with tempfile.TemporaryDirectory(prefix="warmstart-") as workdir:
-        local = dest.path if out.loc.is_local else os.path.join(workdir, KERAS_WEIGHTS)
+        # written aside and renamed (locally), or uploaded once complete: never a torn file under its name
+        aside = written_aside(out.loc.path, KERAS_WEIGHTS) if out.loc.is_local else \
+            contextlib.nullcontext(os.path.join(workdir, KERAS_WEIGHTS))
+        with aside as local:
+            result = stream_into_weights(plan, reader, template, local, progress)
         if out.loc.is_local:
             out.record(dest)
-        result = stream_into_weights(plan, reader, template, local, progress)
-        if not out.loc.is_local:
+        else:
             out.put_file(local, KERAS_WEIGHTS)
     return {**result, "tensors": _tensor_checksums(result["tensors"]), "keras_weights": dest.url}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..errors import CorruptCheckpointError, StorageError
+from ..errors import CorruptCheckpointError, InputError, StorageError
 from .locations import STATE_FILE, Location, is_transient, read_bytes, resolve
 from .output_lock import OutputLock, refuse_if_held
 
@@ -375,6 +375,20 @@ def publish_directory(staging: str, output: str, storage_options: dict[str, Any]
         out.abort()
         raise
     return {"output": out.url, "manifest": out.loc.child(MANIFEST).url, "files": [*first, *last]}
+
+
+def refuse_unfinished(directory: Location, what: str) -> None:
+    """Raise :class:`InputError` when ``directory`` holds the marker of a run writing it, or killed while it
+    wrote it: what is there is no finished output, whatever its files look like."""
+    marker = directory.child(INCOMPLETE_MARKER)
+    try:
+        unfinished = marker.fs.exists(marker.path)
+    except OSError as exc:
+        raise StorageError(f"cannot access {marker.url}: {exc}", is_transient(exc)) from None
+    if unfinished:
+        raise InputError(f"{what} is in an output a warmstart run is writing, or was interrupted writing "
+                         f"({INCOMPLETE_MARKER} beside it): not a finished output. Wait for that run, or run "
+                         "the transfer again")
 
 
 def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
