@@ -44,7 +44,7 @@ class Limit:
         return f"{self.value:,} {unit} ({self.env})"
 
 
-RULES_BYTES = Limit("rules file", "WARMSTART_MAX_RULES_BYTES", 4 << 20)
+RULES_BYTES = Limit("rules file", "WARMSTART_MAX_RULES_BYTES", 2 << 20)
 RULES_ENTRIES = Limit("rules entries (patterns, renames, transforms, fill_from)", "WARMSTART_MAX_RULES_ENTRIES", 10_000)
 VOCAB_BYTES = Limit("vocabulary file", "WARMSTART_MAX_VOCAB_BYTES", 256 << 20)
 CONFIG_BYTES = Limit("Keras config.json", "WARMSTART_MAX_CONFIG_BYTES", 64 << 20)
