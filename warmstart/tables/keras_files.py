@@ -9,6 +9,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,6 +67,8 @@ def _archive_config(loc: storage.Location) -> dict[str, Any]:
         raise InputNotFoundError(f"{loc.url} does not exist") from None
     except zipfile.BadZipFile:
         raise TargetError(f"{loc.url} is not a .keras file: it is not a zip archive") from None
+    except (zlib.error, EOFError, NotImplementedError) as exc:
+        raise TargetError(f"{loc.url}: its {_CONFIG} cannot be read from the archive: {exc}") from None
     except (KeyError, ValueError) as exc:
         raise TargetError(f"{loc.url} is not a .keras file with a model configuration: {exc}") from None
     except OSError as exc:
@@ -140,6 +143,6 @@ def load_keras_model(path: str, url: str) -> Any:
         check_members(archive, url)  # Keras inflates every member: no zip bomb gets that far
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as exc:
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise TargetError(f"cannot load the Keras model {url}: {exc}") from None
 

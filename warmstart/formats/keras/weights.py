@@ -23,6 +23,7 @@ import re
 import tempfile
 import weakref
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -201,7 +202,7 @@ def _read_errors(loc: Location) -> Iterator[None]:
         raise
     except FileNotFoundError:
         raise InputNotFoundError(f"{loc.url} does not exist") from None
-    except (zipfile.BadZipFile, KeyError) as exc:
+    except (zipfile.BadZipFile, KeyError, zlib.error, EOFError) as exc:  # a damaged archive or compressed member
         raise CorruptCheckpointError(f"{loc.url}: not a Keras archive with model.weights.h5: {exc}") from None
     except OSError as exc:
         if is_transient(exc):
