@@ -6,7 +6,8 @@ plans for a terminal (rich is imported only there).
 """
 
 from .blocks import Blocks, BlockSource
-from .plan import TRANSFERRED, Action, Plan, PlanEntry, make_plan, source_table_for
+from .matching import make_plan, source_table_for
+from .plan import TRANSFERRED, Action, Plan, PlanEntry
 from .report import Report
 from .rules import DEFAULT_EXCLUDE, MAIN_SOURCE, Rules, load_rules
 from .sources import declared_sources
