@@ -101,7 +101,8 @@ def check_output(output: Location, overwrite: bool = False, held: bool = False) 
     it holds. Reads no tensor and creates nothing."""
     try:
         names = _entries(output)
-        if INCOMPLETE_MARKER in names and not held:
+        # (an output this process holds is judged when the lock is taken: OutputDir)
+        if INCOMPLETE_MARKER in names and not held and output.url not in _HELD:
             refuse_if_held(output.child(INCOMPLETE_MARKER))
         if names and not overwrite and not _is_leftover(names):
             raise StorageError(
@@ -150,6 +151,10 @@ class OutputDir:
         self._created: str | None = None  # the highest local directory this run created
         self._lock: OutputLock | None = None
         self._withdrew = False
+        if keep_parts and self.url in _HELD:
+            # a sharded run of this process that never committed nor rolled back (lost): its parts are
+            # reused, as a dead run's would be, so its hold on the output goes too
+            _HELD.pop(self.url).release(remove=False)
         check_output(self.loc, overwrite)  # refused before anything is created
         try:
             if self.loc.is_local and not os.path.isdir(self.loc.path):
