@@ -266,3 +266,23 @@ def test_3_inspect_refuses_an_output_holding_the_in_progress_marker(tf1, tmp_pat
     (tmp_path / "out" / ".warmstart-incomplete").write_text("")
     for args in (("inspect", str(tmp_path / "out")), ("inspect", str(tmp_path / "out" / "model.ckpt"))):
         one_line_error(cli(*args), 3, "interrupted writing")
+
+
+def test_1_an_allowed_builder_names_a_tf2_checkpoint_by_its_models_layers(tmp_path, monkeypatch):
+    """The opt-in path: ``allow_code=True`` lets the rules' py: builder run (and only then)."""
+    import tensorflow as tf
+    from test_keras_names import encoder
+
+    import warmstart
+
+    prefix = str(tmp_path / "src" / "ckpt")
+    tf.train.Checkpoint(model=encoder()).write(prefix)
+    (tmp_path / "structure_of_source.py").write_text(
+        "from test_keras_names import encoder\n\ndef build():\n    return encoder()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rules = {"on_missing": "init", "source_structure": "py:structure_of_source:build"}
+    with pytest.raises(warmstart.UsageError, match="names Python code"):
+        warmstart.plan(prefix, encoder(inserted=True), rules=rules)
+    plan = warmstart.plan(prefix, encoder(inserted=True), rules=rules, allow_code=True)
+    assert plan.ok and not plan.positional
+    assert {e.target: e.source for e in plan.entries}["enc2/kernel"] == "enc2/kernel"
