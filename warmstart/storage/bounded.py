@@ -108,8 +108,9 @@ def _kind(mode: int, path: str) -> str:
 
 
 def read_limited(loc: Location, limit: Limit, what: str | None = None) -> bytes:
-    """The whole object at ``loc``, a regular file of at most ``limit`` bytes (read no further, whatever
-    its size says). Raises :class:`InputLimitError`, :class:`InputNotFoundError` or :class:`StorageError`."""
+    """The whole object at ``loc``, a regular file of at most ``limit`` bytes (locally read no further,
+    whatever its size says; an object store's object is read whole once its stored size is checked, and
+    refused if it then holds more). Raises :class:`InputLimitError`, :class:`InputNotFoundError` or :class:`StorageError`."""
     most = limit.value
     size = require_regular_file(loc)
     if size > most:
@@ -117,8 +118,8 @@ def read_limited(loc: Location, limit: Limit, what: str | None = None) -> bytes:
     try:
         if loc.is_local:
             data = _read_local(loc.path, most + 1)
-        else:
-            data = loc.fs.cat_file(loc.path, start=0, end=max(size, 1)) if size else b""
+        else:  # the store's size was checked above; one GET of the object, as any read of it
+            data = loc.fs.cat_file(loc.path)
     except FileNotFoundError:
         raise InputNotFoundError(f"{loc.url} does not exist") from None
     except OSError as exc:
