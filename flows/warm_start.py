@@ -28,6 +28,7 @@ from warmstart.errors import PlanError, UsageError
 from warmstart.storage import KERAS_WEIGHTS, resolve
 from warmstart.cache import CachedIndex
 from warmstart.planning import MAIN_SOURCE, PinnedInput, Plan, Rules, Strategy
+from warmstart.tables import refuse_code, refuse_code_in_rules
 
 from .shards import sharded_transfer
 
@@ -129,7 +130,7 @@ def warm_start(
             s3://, gs:// or memory:// URL.
         target: What the new model expects: a template checkpoint, a TF1 MetaGraph (.meta), a Keras model
             (.keras) or weights template (.weights.h5), a signature (.json), or a builder
-            py:package.module:function.
+            py:package.module:function (runs only where the deployment sets WARMSTART_ALLOW_CODE=1).
         output: Where the warm-started checkpoint is published (with its 'checkpoint' state file and
             warmstart.json manifest). Must be empty unless 'overwrite' is set.
         rules: Inline rules: renames, include/exclude, what to do on missing variables and on shape or dtype
@@ -157,6 +158,10 @@ def warm_start(
                                strategy=strategy, dry_run=dry_run, overwrite=overwrite, shards=shards,
                                dask_address=dask_address, credentials=credentials,
                                credentials_block=credentials_block)
+    # Parameters are data (anyone who can start a run types them): a py: builder runs only where the
+    # deployment allows code (WARMSTART_ALLOW_CODE=1), or when the CLI's user typed it as TARGET.
+    refuse_code(request.target, "target")
+    refuse_code_in_rules(request.rules.source_structure if request.rules else None, "rules")
     started = time.perf_counter()
     creds = request.credentials_argument()
     index, named, plan = _validated(request, creds)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InputNotFoundError
 from .formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter
 from .formats.keras import KerasWeightsReader, is_keras_file, keras_versions
-from .storage import Location, object_version, read_bytes, resolve, resolve_checkpoint
+from .storage import INDEX_BYTES, Location, object_version, read_bytes, resolve, resolve_checkpoint
 from .strategies import DEFAULT_CHUNK_BYTES, write_subset
 from .tables import VariableTable, table_from_reader
 
@@ -122,7 +122,7 @@ class CheckpointCache:
             return CachedIndex(prefix.url, identity, str(directory), True, 0)
         directory.mkdir(parents=True, exist_ok=True)
         _touch(directory)
-        data = read_bytes(index)
+        data = read_bytes(index, INDEX_BYTES)
         _atomic_write(target, data)
         (directory / "source.json").write_text(json.dumps({"url": prefix.url, "identity": identity}))
         return CachedIndex(prefix.url, identity, str(directory), False, len(data))

@@ -117,19 +117,40 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _prefect_api_configured() -> bool:
-    """A Prefect API to report to: ``PREFECT_API_URL`` in the environment or in the active Prefect
-    profile (read from ``profiles.toml`` without importing Prefect, which takes seconds)."""
+    return _prefect_api_url() is not None
+
+
+def _prefect_api_url() -> str | None:
+    """The Prefect API to report to: ``PREFECT_API_URL`` in the environment or in the active Prefect
+    profile (read from ``profiles.toml`` without importing Prefect, which takes seconds); None: none."""
     if os.environ.get("PREFECT_API_URL"):
-        return True
+        return os.environ["PREFECT_API_URL"]
     import tomllib
 
     home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
     try:
         doc = tomllib.loads((home / "profiles.toml").read_text())
     except (OSError, ValueError):
-        return False
+        return None
     active = os.environ.get("PREFECT_PROFILE") or doc.get("active", "ephemeral")
-    return bool(doc.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"))
+    return doc.get("profiles", {}).get(active, {}).get("PREFECT_API_URL") or None
+
+
+def _check_prefect_api(url: str | None) -> None:
+    """Raise :class:`StorageError` (exit 4) when the configured Prefect API does not answer its health
+    check: one line with a hint, before Prefect is imported (it would end in a long traceback)."""
+    if url is None:
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=10) as response:
+            response.read(1024)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise StorageError(f"the Prefect API at {url} does not answer ({reason}): start it, point PREFECT_API_URL "
+                           "at a running server, or run the engine here with --no-prefect") from None
 
 
 def _transfer_with_engine(args: argparse.Namespace) -> dict:
@@ -179,6 +200,7 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
     if args.sources:
         raise UsageError("--source is for runs of the engine in this process (--no-prefect); to run the flow, "
                          "declare the sources under 'sources:' in the rules file")
+    _check_prefect_api(_prefect_api_url())
     from warmstart.flows.warm_start import warm_start
 
     from .storage import CHECKPOINT_NAME, resolve
@@ -243,6 +265,9 @@ def _source_target(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE", help=_SOURCE_HELP)
     p.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
     p.add_argument("--rules", metavar="FILE", help="rules file (YAML or JSON, any URL); default: strict rules")
+    p.add_argument("--allow-code", action="store_true",
+                   help="let a py:module:function named in the rules (source_structure) run; a builder given as "
+                   "TARGET always runs (you typed it)")
     p.add_argument("--source", dest="sources", action="append", metavar="NAME=URL",
                    help="another source by name (repeatable), as under 'sources:' in the rules (it replaces one of "
                    "the same name); the rules' 'fill_from:' says which target variables it fills; SOURCE is 'main'")
@@ -382,8 +407,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.getcwd() not in sys.path:  # py:module:function targets import from where the user stands
         sys.path.insert(0, os.getcwd())
     func: Callable[[argparse.Namespace], int] = args.func
+    from .tables import allowing_code
+
     try:
-        return func(args)
+        with allowing_code(getattr(args, "allow_code", False), typed=[getattr(args, "target", None)]):
+            return func(args)
     except PlanError as exc:
         if getattr(args, "json", False) and exc.plan is not None:
             _print_json(exc.plan.to_json())

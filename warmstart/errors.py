@@ -18,6 +18,8 @@ __all__ = [
     "StorageError",
     "UnsupportedFormatError",
     "InputChangedError",
+    "InputLimitError",
+    "OutputBusyError",
 ]
 
 
@@ -28,8 +30,8 @@ EXIT_CODES: dict[int, str] = {
     1: "the plan does not satisfy the rules (nothing written)",
     2: "usage error (arguments, rules, a strategy that cannot work for these inputs)",
     3: "an input is missing, unreadable, corrupt or of an unsupported format",
-    4: "a storage or output error (output not empty or not writable, an output that reaches an input, an input "
-       "that changed after it was planned)",
+    4: "a storage or output error (output not empty or not writable, an output that reaches an input, an output "
+       "another run is writing, an input that changed after it was planned, a Prefect API that does not answer)",
 }
 
 
@@ -77,6 +79,11 @@ class UnsupportedFormatError(InputError, ValueError):
     source, a MetaGraph given as a source); the message says what it is and what is supported."""
 
 
+class InputLimitError(InputError, ValueError):
+    """An input is not a regular file, or is larger, deeper or more compressed than warmstart's limits
+    allow (the message names the limit and the environment variable that raises it)."""
+
+
 class TargetError(InputError, ValueError):
     """A target (MetaGraph, Keras file, builder, live object) cannot be turned into a signature."""
 
@@ -109,3 +116,7 @@ class InputChangedError(StorageError):
 
     def __reduce__(self):
         return (type(self), (str(self), self.input))
+
+
+class OutputBusyError(StorageError):
+    """Another run, alive, is writing the output (the message names it: host, process, start)."""

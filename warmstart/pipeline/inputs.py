@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputChangedError, InputNotFoundError, UsageError
-from ..formats import KerasWeightsReader
+from ..formats import KerasWeightsReader, open_source
 from ..formats.bundle import BundleReader
 from ..planning import MAIN_SOURCE, PinnedFile, PinnedInput, Plan, Rules, load_rules
-from ..storage import Location, canonical_path, check_output, check_output_location, object_version, resolve
+from ..storage import (Location, canonical_path, check_output, check_output_location, object_version,
+                       refuse_unfinished, resolve)
 from ..tables import VariableTable, signature_for, signature_of, table_from_bundle, table_from_reader, target_kind
 
 __all__ = ["SourceReader", "Opened", "read_rules", "target_for", "pin_source", "pin_target", "pin_rules_files",
@@ -62,12 +63,12 @@ def target_for(target: Any, storage_options, source_kind: str,
         target = os.fspath(target)
     kind = target_kind(target) if isinstance(target, str) else "live"
     if kind == "checkpoint":
-        template = BundleReader(target, storage_options)
+        template = open_source(target, storage_options)  # refused when it lies in an unfinished output
         return table_from_bundle(template), template
     if strategy in ("restore", "assign"):
         return signature_of(target, storage_options), None
     if kind == "keras-weights" or (kind == "keras" and source_kind == "keras-weights"):
-        weights = KerasWeightsReader(target, storage_options)
+        weights = open_source(target, storage_options)
         return table_from_reader(weights), weights
     return signature_for(target, source_kind, storage_options), None
 
@@ -205,8 +206,11 @@ def _place(url: str, storage_options) -> str:
 
 def _open_pinned(pin: PinnedInput, storage_options) -> SourceReader:
     if pin.kind == "keras-weights":
-        return KerasWeightsReader(pin.url, storage_options)
-    return BundleReader.at_prefix(resolve(pin.url, storage_options))
+        reader = KerasWeightsReader(pin.url, storage_options)
+    else:
+        reader = BundleReader.at_prefix(resolve(pin.url, storage_options))
+    refuse_unfinished(reader.prefix.parent, reader.url)  # a run's output being written (or killed) is no input
+    return reader
 
 
 def check_output_for(plan: Plan, output: str | Location, storage_options: dict[str, Any] | None = None,

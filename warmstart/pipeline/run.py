@@ -7,6 +7,7 @@ output published where it could reach no input of its plan).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -18,7 +19,7 @@ from ..errors import PlanError
 from ..formats import KerasWeightsReader
 from ..formats.bundle import BundleReader
 from ..planning import PinnedInput, Plan, Report, Rules
-from ..storage import CHECKPOINT_NAME, KERAS_WEIGHTS, OutputDir, publish_directory, resolve
+from ..storage import CHECKPOINT_NAME, KERAS_WEIGHTS, OutputDir, publish_directory, resolve, written_aside
 from .inputs import Opened, check_output_for, input_places, verify
 from .manifest import manifest, reader_rows, tensor_checksums
 from .planner import open_transfer
@@ -140,11 +141,14 @@ def _run_keras_stream(plan, reader, template: KerasWeightsReader, out: OutputDir
 
     dest = out.loc.child(KERAS_WEIGHTS)
     with tempfile.TemporaryDirectory(prefix="warmstart-") as workdir:
-        local = dest.path if out.loc.is_local else os.path.join(workdir, KERAS_WEIGHTS)
+        # written aside and renamed (locally), or uploaded once complete: never a torn file under its name
+        aside = written_aside(out.loc.path, KERAS_WEIGHTS) if out.loc.is_local else \
+            contextlib.nullcontext(os.path.join(workdir, KERAS_WEIGHTS))
+        with aside as local:
+            result = stream_into_weights(plan, reader, template, local, progress)
         if out.loc.is_local:
             out.record(dest)
-        result = stream_into_weights(plan, reader, template, local, progress)
-        if not out.loc.is_local:
+        else:
             out.put_file(local, KERAS_WEIGHTS)
     return {**result, "tensors": tensor_checksums(result["tensors"]), "keras_weights": dest.url}
 

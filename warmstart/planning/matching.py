@@ -6,7 +6,6 @@ Planning reads no tensor data (vocabulary files of transforms only).
 from __future__ import annotations
 
 import difflib
-import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import replace
@@ -17,6 +16,7 @@ import numpy as np
 from ..formats.dtypes import is_value_preserving_cast
 from ..tables import Variable, VariableTable, has_list_index, named_by_structure
 from .blocks import Blocks, disjoint
+from .patterns import PatternSet, compile_pattern, compile_template
 from .plan import TRANSFERRED, Plan, PlanEntry
 from .rules import MAIN_SOURCE, Rules, Transform
 from .sources import SourceChooser
@@ -76,35 +76,35 @@ class _Matcher:
 
     def __init__(self, rules: Rules):
         self.rules = rules
-        self.include = [(p, re.compile(p)) for p in rules.include]
-        self.exclude = [(p, re.compile(p)) for p in rules.exclude]
-        self.rename = [(p, re.compile(p), t) for p, t in rules.rename]
+        self.include = [(p, compile_pattern(p)) for p in rules.include]
+        self.exclude = [(p, compile_pattern(p)) for p in rules.exclude]
+        self.rename = [(p, compile_pattern(p), t) for p, t in rules.rename]
+        # each list matched in one pass over a name, however long it is (linear time: RE2)
+        self._include, self._exclude, self._rename = (
+            PatternSet([rx for _, rx, *_ in rules_]) for rules_ in (self.include, self.exclude, self.rename))
         self.used: set[tuple[str, int]] = set()
 
     def excluded_by(self, name: str) -> str | None:
-        for i, (p, rx) in enumerate(self.exclude):
-            if rx.fullmatch(name):
-                self.used.add(("exclude", i))
-                return p
-        return None
+        i = self._exclude.first(name)
+        if i is None:
+            return None
+        self.used.add(("exclude", i))
+        return self.exclude[i][0]
 
     def included(self, name: str) -> bool:
-        hit = False
-        for i, (_, rx) in enumerate(self.include):
-            if rx.fullmatch(name):
-                self.used.add(("include", i))
-                hit = True
-        return hit
+        hits = self._include.matches(name)
+        self.used.update(("include", i) for i in hits)
+        return bool(hits)
 
     def source_name(self, name: str, record: bool = True) -> tuple[str | None, int | None]:
         """(source name or None, index of the rename rule used or None); ``record``: count the rule as used."""
-        for i, (_, rx, template) in enumerate(self.rename):
-            m = rx.fullmatch(name)
-            if m:
-                if record:
-                    self.used.add(("rename", i))
-                return (None if template is None else m.expand(template)), i
-        return name, None
+        i = self._rename.first(name)
+        if i is None:
+            return name, None
+        if record:
+            self.used.add(("rename", i))
+        pattern, rx, template = self.rename[i]
+        return (None if template is None else compile_template(template, pattern).expand(rx.fullmatch(name))), i
 
     def unused_rule_errors(self) -> list[str]:
         errors = []

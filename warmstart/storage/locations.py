@@ -156,14 +156,12 @@ def _only_checkpoint(directory: Location) -> Location:
     )
 
 
-def read_bytes(loc: Location) -> bytes:
-    """The whole object; raises :class:`InputNotFoundError` or :class:`StorageError`."""
-    try:
-        return loc.fs.cat_file(loc.path)
-    except FileNotFoundError:
-        raise InputNotFoundError(f"{loc.url} does not exist") from None
-    except (OSError, PermissionError) as exc:
-        raise StorageError(f"cannot read {loc.url}: {exc}", is_transient(exc)) from None
+def read_bytes(loc: Location, limit: Any = None) -> bytes:
+    """The whole object, a regular file within ``limit`` (a :class:`~.bounded.Limit`; default: the
+    metadata files' limit); raises :class:`InputNotFoundError`, :class:`InputLimitError` or :class:`StorageError`."""
+    from .bounded import METADATA_BYTES, read_limited
+
+    return read_limited(loc, limit or METADATA_BYTES)
 
 
 def read_range(loc: Location, start: int, end: int) -> bytes:
@@ -177,13 +175,11 @@ def read_range(loc: Location, start: int, end: int) -> bytes:
 
 
 def object_size(loc: Location) -> int:
-    """The object's size in bytes; raises :class:`InputNotFoundError` or :class:`StorageError`."""
-    try:
-        return int(loc.fs.size(loc.path))
-    except FileNotFoundError:
-        raise InputNotFoundError(f"{loc.url} does not exist") from None
-    except (OSError, PermissionError, TypeError) as exc:
-        raise StorageError(f"cannot read the size of {loc.url}: {exc}", is_transient(exc)) from None
+    """The size in bytes of the regular file (object) at ``loc``; raises :class:`InputNotFoundError`,
+    :class:`InputLimitError` (a FIFO, device, directory: nothing is opened) or :class:`StorageError`."""
+    from .bounded import require_regular_file
+
+    return require_regular_file(loc)
 
 
 # What retrying can fix: throttling, server-side 5xx, dropped or timed-out connections.

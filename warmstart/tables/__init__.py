@@ -3,11 +3,13 @@
 One module per kind: checkpoints (``table``), signature files (``signature``), TF1 graphs and
 MetaGraphs (``tf_graphs``), live trackables (``tf_objects``), Keras files (``keras_files``), user
 builders and live objects (``builders``); ``targets`` tells kinds apart; ``structure`` names a TF2
-checkpoint's variables by the model that wrote it. TensorFlow is imported
+checkpoint's variables by the model that wrote it; ``code_policy`` says which ``py:`` builders
+may run. TensorFlow is imported
 only inside the functions that need it.
 """
 
 from .builders import run_builder, table_from_builder, table_from_object
+from .code_policy import ALLOW_CODE_ENV, allowing_code, code_allowed, refuse_code, refuse_code_in_rules
 from .keras_files import load_keras_model, local_file, table_from_keras_file
 from .signature import read_signature_file
 from .table import (
@@ -31,4 +33,5 @@ __all__ = [
     "read_signature_file", "table_from_graph", "table_from_meta_graph", "table_from_meta_graph_bytes",
     "table_from_trackable", "trackable_variables", "stateful_layers", "table_from_keras_file", "table_from_builder",
     "table_from_object", "run_builder", "parse_meta_graph", "local_file", "load_keras_model", "named_by_structure",
+    "ALLOW_CODE_ENV", "allowing_code", "code_allowed", "refuse_code", "refuse_code_in_rules",
 ]

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import CorruptCheckpointError, InputNotFoundError, UnsupportedFormatError
-from ...storage import Location, object_size, object_version, read_bytes, read_range, resolve, resolve_checkpoint
+from ...storage import (INDEX_BYTES, Location, object_size, object_version, read_bytes, read_range, resolve,
+                        resolve_checkpoint)
 from .. import dtypes
 from ..interface import StoredTensor
 from ..sniff import describe_file
@@ -87,7 +88,7 @@ class BundleReader:
         index_loc = self.prefix.with_suffix(".index")
         if index_bytes is None:
             version = object_version(index_loc)  # asked first: a later change shows as another version
-            index_bytes = read_bytes(index_loc)
+            index_bytes = read_bytes(index_loc, INDEX_BYTES)
         self.index_bytes = index_bytes
         #: The versions of the files read so far (the index), by URL: what a plan made from this reader pins.
         self.versions: dict[str, dict[str, Any]] = {index_loc.url: version} if version else {}
