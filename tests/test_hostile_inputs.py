@@ -85,7 +85,7 @@ def test_1_an_allowed_builder_that_exits_is_a_typed_error_never_a_success(tf1, t
 
 
 def test_1_the_flow_refuses_a_builder_in_its_parameters_unless_its_deployment_allows_code(monkeypatch):
-    from flows.warm_start import warm_start
+    from warmstart.flows.warm_start import warm_start
     from warmstart import UsageError
     from warmstart.tables import allowing_code, code_allowed
 
