@@ -15,6 +15,7 @@ from prefect import flow, unmapped
 from prefect.futures import wait
 
 from warmstart.tasks import abort_units, prepare_units, publish_units, transfer_unit
+from warmstart.tasks._common import DATA_TIMEOUT
 from warmstart.tasks.credentials import CredentialsRef
 
 __all__ = ["dask_runner", "sharded_transfer"]
@@ -30,7 +31,8 @@ def dask_runner(address: str | None, units: int):
                                           "dashboard_address": None})
 
 
-@flow(name="warm-start-units", persist_result=False, validate_parameters=False)
+@flow(name="warm-start-units", persist_result=False, validate_parameters=False, timeout_seconds=DATA_TIMEOUT,
+      flow_run_name="warm-start units: {units[0].count} data files -> {units[0].output}")
 def transfer_units(units: list[Any], credentials_block: CredentialsRef = None) -> list[Any]:
     """Run every unit (one task each, on the Dask workers); raises the first failure once all stopped."""
     futures = transfer_unit.map(units, credentials_block=unmapped(credentials_block))

@@ -93,11 +93,16 @@ def _short(url: str) -> str:
     return url.rstrip("/").rsplit("/", 2)[-1] if "/" in url.rstrip("/") else url
 
 
+# The names Prefect and its UI make up for a run: two lowercase words, each perhaps ending in digits
+# ("vermilion-bee", "kappa5-efros"). Any other name (spaces, capitals, three or more parts) is the caller's.
+_GENERATED_NAME = re.compile(r"[a-z]+[0-9]*-[a-z]+[0-9]*")
+
+
 def _run_name() -> str:
     """``warm-start <source> -> <output>``, unless the caller named the run (``run_deployment(...,
-    flow_run_name=...)``, the UI): Prefect names the runs it creates ``adjective-animal``."""
+    flow_run_name=...)``, a name typed into the UI's form that is not two bare words)."""
     given = flow_run.name
-    if given and not re.fullmatch(r"[a-z]+-[a-z]+", given):
+    if given and not _GENERATED_NAME.fullmatch(given):
         return given
     params = flow_run.parameters
     source, output = params.get("source") or "?", params.get("output") or "?"
@@ -173,7 +178,8 @@ def warm_start(
         "counts": doc["counts"], "coverage": doc["coverage"], "transferred_bytes": doc["transferred_bytes"],
         "unused_source_count": len(doc["unused_source"]), "errors": doc["errors"],
         "positional": doc.get("positional", 0), "digest": plan.digest, "inputs": doc["inputs"],
-        "source_index_cached": index.hit, "flow_run": str(flow_run.id), "plan": doc,
+        "source_index_cached": index.hit, "flow_run": str(flow_run.id), "flow_run_url": _run_page(),
+        "plan": doc,
     }
     if named:
         summary["sources"] = {name: {"url": s["url"], "coverage": s["coverage"]} for name, s in doc["sources"].items()}
@@ -191,6 +197,13 @@ def warm_start(
         raise PlanError(f"dry run: the plan does not satisfy the rules ({len(doc['errors'])} problem(s)); "
                         "see the warm-start-plan artifact")
     return summary
+
+
+def _run_page() -> str | None:
+    """The run's page in the Prefect UI; None where no UI serves it (Prefect's temporary server)."""
+    from prefect.settings import get_current_settings
+
+    return flow_run.ui_url if get_current_settings().ui_url else None
 
 
 def _validated(request: WarmStartRequest, creds: Any) -> tuple[CachedIndex, dict[str, CachedIndex], Plan]:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
+import weakref
 from typing import Any
 
 from prefect.tasks import exponential_backoff
 
+from warmstart.errors import WarmStartError
 from warmstart.storage import is_transient
 
-__all__ = ["IO_RETRY", "retry_on_transient", "log_stage", "METADATA_TIMEOUT", "DATA_TIMEOUT", "FLOW_TIMEOUT"]
+__all__ = ["IO_RETRY", "retry_on_transient", "log_stage", "METADATA_TIMEOUT", "DATA_TIMEOUT", "FLOW_TIMEOUT",
+           "ExpectedFailureLogs", "quiet_expected_failures"]
 
 
 def _seconds(variable: str, default: float) -> float | None:
@@ -60,3 +65,53 @@ IO_RETRY: dict[str, Any] = {
     "retry_jitter_factor": 0.5,
     "retry_condition_fn": retry_on_transient,
 }
+
+
+class ExpectedFailureLogs(logging.Filter):
+    """An expected failure (a :class:`WarmStartError`: a plan the rules refuse, a missing input, a busy output) is
+    said once in a run's logs, in one line: the task that failed says what and why, without a traceback; the
+    flow's repetition of the same exception is dropped, and the "Finished in state Failed(...)" lines do not
+    repeat the message. Unexpected errors keep their tracebacks. Records it rewrote carry
+    ``warmstart_expected`` (the CLI, which prints the failure itself, keeps them off its console)."""
+
+    _STATE = re.compile(r"^Finished in state Failed\((.*)\)$", re.S)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said: weakref.WeakSet[BaseException] = weakref.WeakSet()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, WarmStartError):
+            if exc in self._said:
+                return False  # the flow re-raising what a task already said
+            self._said.add(exc)
+            record.msg, record.args = f"failed: {type(exc).__name__}: {exc}", ()
+            record.exc_info, record.exc_text, record.warmstart_expected = None, None, True
+            return True
+        state = self._STATE.match(record.getMessage())
+        if state and any(f"{name}: " in state.group(1) for name in _expected_names()):
+            record.msg, record.args, record.warmstart_expected = "Finished in state Failed (said above)", (), True
+        return True
+
+
+def _expected_names() -> set[str]:
+    """The names of every WarmStartError class (as Prefect's state messages spell them)."""
+    found, todo = set(), [WarmStartError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+_FILTER = ExpectedFailureLogs()
+
+
+def quiet_expected_failures() -> None:
+    """Install :class:`ExpectedFailureLogs` on Prefect's run loggers (every handler: console and API), once per
+    process: the flows' package does it wherever the flow is loaded (the CLI, workers, serve)."""
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from warmstart.cache import CachedIndex, CachedTensors, CheckpointCache
 from warmstart.pipeline import read_rules
 from warmstart.planning import PinnedInput, Rules
+from warmstart.planning.report import human_bytes
 
 from ._common import DATA_TIMEOUT, IO_RETRY, METADATA_TIMEOUT, log_stage
 from .credentials import CredentialsRef, storage_options_from_block
@@ -35,7 +36,7 @@ def fetch_index(source: str, credentials_block: CredentialsRef = None, cache_dir
     record = CheckpointCache(cache_dir).fetch_index(source, storage_options_from_block(credentials_block))
     what = "structure" if record.kind == "keras-weights" else "index"
     log_stage(started, "source %s: %s %s", record.url, what,
-              "from the local cache" if record.hit else f"fetched ({record.bytes_downloaded:,} bytes)")
+              "from the local cache" if record.hit else f"fetched ({human_bytes(record.bytes_downloaded)})")
     return record
 
 
@@ -48,7 +49,7 @@ def fetch_source_indexes(rules: Rules, credentials_block: CredentialsRef = None,
     records = CheckpointCache(cache_dir).fetch_sources(rules, storage_options_from_block(credentials_block))
     for name, record in records.items():
         log_stage(started, "source %r %s: %s", name, record.url,
-                  "from the local cache" if record.hit else f"fetched ({record.bytes_downloaded:,} bytes)")
+                  "from the local cache" if record.hit else f"fetched ({human_bytes(record.bytes_downloaded)})")
     return records
 
 
@@ -65,5 +66,5 @@ def fetch_tensors(index: CachedIndex, keys: list[str], pin: PinnedInput | None =
                   len(record.keys))
     else:
         log_stage(started, "%d tensors: %s", len(record.keys),
-                  "from the local cache" if record.hit else f"{record.bytes_downloaded:,} bytes downloaded")
+                  "from the local cache" if record.hit else f"{human_bytes(record.bytes_downloaded)} downloaded")
     return record

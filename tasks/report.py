@@ -9,7 +9,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from warmstart.planning import COUNTED
-from warmstart.planning.render import human_bytes
+from warmstart.planning.report import human_bytes
 from warmstart.planning.report import unchecked_words
 
 from ._common import METADATA_TIMEOUT

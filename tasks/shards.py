@@ -17,7 +17,7 @@ from warmstart.pipeline import ShardedJob, abort_sharded, commit_sharded, prepar
 from warmstart.planning import Plan
 from warmstart.strategies import Unit, UnitResult, run_unit_retrying
 
-from ._common import DATA_TIMEOUT, METADATA_TIMEOUT
+from ._common import METADATA_TIMEOUT
 from .credentials import CredentialsRef, storage_options_from_block
 
 __all__ = ["prepare_units", "transfer_unit", "publish_units", "abort_units"]
@@ -33,8 +33,9 @@ def prepare_units(plan: Plan, target: str, output: str, shards: int, credentials
     return job.with_storage_options(None)
 
 
-@task(name="transfer-unit", cache_policy=NO_CACHE, persist_result=False, timeout_seconds=DATA_TIMEOUT,
-      task_run_name="unit {unit.index} of {unit.count}")
+# No time limit of its own: a unit runs in a Dask worker's thread, where a task's limit cannot interrupt what it
+# waits on (Prefect warns once per unit). The units' subflow, on the flow's own thread, has the data limit.
+@task(name="transfer-unit", cache_policy=NO_CACHE, persist_result=False, task_run_name="unit {unit.index} of {unit.count}")
 def transfer_unit(unit: Unit, credentials_block: CredentialsRef = None) -> UnitResult:
     """Write one data file of the output under its staging name (reused if an earlier run staged it);
     transient storage errors are retried inside the unit."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prefect import task
@@ -11,11 +12,16 @@ from prefect.cache_policies import NO_CACHE
 
 from warmstart.cache import CachedIndex, CachedTensors, CheckpointCache
 from warmstart.planning import Plan
+from warmstart.planning.report import human_bytes
 
 from ._common import DATA_TIMEOUT, log_stage
 from .credentials import CredentialsRef, storage_options_from_block
 
-__all__ = ["transfer"]
+__all__ = ["transfer", "progress_listeners"]
+
+#: Callbacks ``(done_bytes, total_bytes, name)`` of this process that follow every transfer task's copy too: the
+#: CLI's progress bar when it runs the flow in its own process. Workers have none: the progress artifact is theirs.
+progress_listeners: list[Callable[[int, int, str], None]] = []
 
 
 class _ProgressArtifact:
@@ -28,16 +34,18 @@ class _ProgressArtifact:
         self.last = 0.0
 
     def __call__(self, done: int, total: int, name: str) -> None:
+        for listener in progress_listeners:
+            listener(done, total, name)
         now = time.monotonic()
         if now - self.last >= self.interval or done >= total:
             self.last = now
             update_progress_artifact(self.artifact_id, 100.0 * done / total if total else 100.0,
-                                     description=f"copied {done:,} of {total:,} bytes (last: {name})")
+                                     description=f"copied {human_bytes(done)} of {human_bytes(total)} (last: {name})")
 
     def finish(self, bytes_read: int, bytes_written: int) -> None:
         """100%, with the bytes the transfer really read and wrote (some strategies report no progress)."""
-        update_progress_artifact(self.artifact_id, 100.0,
-                                 description=f"done: {bytes_read:,} bytes read, {bytes_written:,} bytes written")
+        update_progress_artifact(self.artifact_id, 100.0, description=f"done: {human_bytes(bytes_read)} read, "
+                                                                       f"{human_bytes(bytes_written)} written")
 
 
 @task(name="transfer", cache_policy=NO_CACHE, persist_result=False, timeout_seconds=DATA_TIMEOUT)
@@ -54,6 +62,6 @@ def transfer(plan: Plan, index: CachedIndex, tensors: CachedTensors, target: str
         plan, index, tensors, target, staging, storage_options_from_block(credentials_block), sources=sources,
         source_tensors=source_tensors, progress=progress, overwrite=True)
     progress.finish(report.bytes_read, report.bytes_written)
-    log_stage(started, "strategy %s: %d variables written, %s bytes read, %s bytes written", report.strategy,
-              len(report.plan.transferred), f"{report.bytes_read:,}", f"{report.bytes_written:,}")
+    log_stage(started, "strategy %s: %d variables written, %s read, %s written", report.strategy,
+              len(report.plan.transferred), human_bytes(report.bytes_read), human_bytes(report.bytes_written))
     return report.to_json()

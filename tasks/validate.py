@@ -19,7 +19,9 @@ from .credentials import CredentialsRef, storage_options_from_block
 
 __all__ = ["validate", "FORM_HINT"]
 
-_COLUMNS = ("action", "reason", "target", "source", "shape", "dtype")
+# What a person reads first comes first (a 1440 px screen shows target, action, source, shape and dtype; the
+# reason, often long, is last): the columns of the plan table artifact.
+_COLUMNS = ("target", "action", "source", "shape", "dtype", "reason")
 # where a person in the Prefect UI finds every problem and what to change
 FORM_HINT = ("the warm-start-plan artifact lists all, errors first; change the 'rules' or 'rules_url' field, or "
              "start a dry run to see the plan")
@@ -59,7 +61,7 @@ def _plan_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     unused variables last (action "unused"). With several sources, a "from" column names the source of
     each row, and the unused variables of every source are listed."""
     several = len(doc.get("sources", {})) > 1
-    columns = _COLUMNS[:4] + ("from",) + _COLUMNS[4:] if several else _COLUMNS
+    columns = _COLUMNS[:2] + ("from",) + _COLUMNS[2:] if several else _COLUMNS
     order = {"error": 0, "skip": 1, "init": 2, "cast": 3, "copy": 4}
     rows = [{k: row.get(k) for k in columns} for row in sorted(doc["variables"],
                                                                   key=lambda r: order.get(r["action"], 5))]

@@ -408,3 +408,26 @@ def published_event(output_url: str, timeout: float = 30.0):
             return found[0]
         time.sleep(0.2)
     return None
+
+
+def run_on_terminal(args: list[str], env: dict[str, str], timeout: float = 300) -> tuple[int, str, str]:
+    """Run ``args`` with stderr on a pseudo-terminal (what a user's terminal is: progress bars are drawn) and
+    stdout piped; returns (exit code, stdout, what the terminal received)."""
+    import pty
+    import subprocess
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=follower, env=env)
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(leader)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    return proc.wait(timeout=timeout), out, drawn.decode(errors="replace")

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import subprocess
 import sys
 
 import pytest
+
+from servers import run_on_terminal
 
 from warmstart.examples import write_example_set
 
@@ -91,24 +92,15 @@ def test_tensorflow_start_up_lines_are_not_printed(tmp_path):
 
 
 def test_a_progress_bar_on_a_terminal(example, tmp_path):
-    """stderr a terminal (a pseudo-terminal here): bytes, rate and ETA are drawn; piped (above): nothing."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "warmstart.cli", "transfer", example.source, example.target,
-                             str(tmp_path / "out"), "--rules", example.rules], stdout=subprocess.PIPE,
-                            stderr=follower, env=cli_env(tmp_path, COLUMNS="120"))
-    os.close(follower)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    assert proc.wait(timeout=300) == 0
-    text = drawn.decode(errors="replace")
-    assert "copying" in text and "/s" in text, text[-2000:]
+    """stderr a terminal (a pseudo-terminal here): bytes (binary units), rate and ETA are drawn; piped (above):
+    nothing. The same bar follows the flow's transfer task when the flow runs (--prefect)."""
+    for mode in ((), ("--prefect",)):
+        code, out, text = run_on_terminal([sys.executable, "-m", "warmstart.cli", "transfer", example.source,
+                                         example.target, str(tmp_path / f"out{len(mode)}"), "--rules", example.rules,
+                                         *mode], env=cli_env(tmp_path, COLUMNS="120"))
+        assert code == 0, text[-2000:]
+        assert "copying" in text and "/s" in text and "KiB" in text, (mode, text[-2000:])
+    assert "; flow run " in out and "Prefect's temporary server" in out  # where the run was, on the summary line
 
 
 def test_help_lists_the_exit_codes():

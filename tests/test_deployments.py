@@ -309,6 +309,22 @@ def test_run_deployment_returns_the_report(stack: Stack):
     assert stack.get(f"/flow_runs/{flow_run.id}")["name"] == "from-run-deployment-1"
 
 
+def test_the_cli_with_a_server_names_the_run_page_and_draws_the_copy(stack: Stack, tmp_path):
+    """`warmstart transfer` with PREFECT_API_URL set runs the flow against that server: the run's page in the UI
+    is printed as the run begins and on the summary line, and the progress bar follows the copy."""
+    from servers import run_on_terminal
+
+    ex = stack.examples
+    out = stack.data / "out" / "from-the-cli"
+    code, summary, terminal = run_on_terminal(
+        [sys.executable, "-m", "warmstart.cli", "transfer", ex.source, ex.target, str(out), "--rules", ex.rules],
+        env={**stack.env, "COLUMNS": "120"})
+    assert code == 0, terminal[-3000:]
+    page = f"{stack.api.removesuffix('/api')}/runs/flow-run/"
+    assert f"warmstart: flow run {page}" in terminal, terminal[-3000:]
+    assert f"; flow run {page}" in summary and "copying" in terminal and "KiB" in terminal, summary
+
+
 _EMIT = textwrap.dedent("""
     import json, sys
     from prefect.events import emit_event
@@ -418,6 +434,7 @@ def test_the_custom_run_form_in_a_browser(stack: Stack, tmp_path):
         run = _poll("the run submitted from the form", submitted, timeout=30, context=stack.tail)
         run = stack.wait_terminal(run["id"])
         assert run["state_type"] == "COMPLETED", f"{run['state']}\n{stack.tail()}"
+        assert run["name"] == f"warm-start pretrained -> {output.name}", run["name"]  # not the form's made-up name
         # what the form sent: flat fields, the rename rules as typed, the block as a reference
         params = run["parameters"]
         assert params["rules_url"] is None and params["rules"]["on_shape_mismatch"] == "skip"

@@ -89,7 +89,7 @@ def test_local_run_publishes_a_checkpoint_tf_loads_and_its_artifacts(prefect_api
     plan_rows = by_key["warm-start-plan"].data
     plan_rows = json.loads(plan_rows) if isinstance(plan_rows, str) else plan_rows
     assert any(r["target"] == "model/embeddings/word_embeddings" and r["action"] == "skip" for r in plan_rows)
-    assert list(plan_rows[0]) == ["action", "reason", "target", "source", "shape", "dtype"]
+    assert list(plan_rows[0]) == ["target", "action", "source", "shape", "dtype", "reason"]
     actions = [r["action"] for r in plan_rows]
     assert actions == sorted(actions, key=["error", "skip", "init", "cast", "copy", "unused"].index)
     assert "unused" in actions  # the source's optimizer slots and step counter, listed last
@@ -134,12 +134,24 @@ def test_dry_run_publishes_the_plan_and_writes_nothing(prefect_api, example, tmp
     assert not out.exists()
 
 
-def test_failing_plan_fails_the_run_with_the_plans_message(prefect_api, example, tmp_path):
-    from warmstart import PlanError
+def test_failing_plan_fails_the_run_with_the_plans_message_said_once(prefect_api, example, tmp_path):
+    """The run fails with the plan's message; its logs say it once, in one line (no traceback, no repetition by
+    the flow or the state lines)."""
+    from prefect.logging.handlers import APILogHandler
 
+    from warmstart import PlanError
+    from warmstart.flows.warm_start import warm_start
+
+    state = warm_start(**request(source=example.source, target=example.target, output=str(tmp_path / "out"),
+                                 rules=None), return_state=True)
     with pytest.raises(PlanError, match="does not satisfy the rules: 36 problem.*warm-start-plan artifact"):
-        run_flow(source=example.source, target=example.target, output=str(tmp_path / "out"), rules=None)
+        state.result()
     assert not (tmp_path / "out").exists()
+    APILogHandler().flush()
+    _, logs, _ = read_api(state.state_details.flow_run_id)
+    saying = [log.message for log in logs if "does not satisfy the rules" in log.message]
+    assert len(saying) == 1 and saying[0].startswith("failed: PlanError: "), saying
+    assert not [log.message for log in logs if "Traceback" in log.message or "\n" in log.message]
 
 
 def test_on_s3_configured_only_by_the_aws_variables(prefect_api, example, s3_server, s3_bucket, monkeypatch,
@@ -286,7 +298,7 @@ def test_the_logs_say_what_each_stage_did_and_a_published_event_is_emitted(prefe
     _, logs, _ = read_api(run_id)
     messages = "\n".join(log.message for log in logs)
     for expected in ("source file://", f"plan ok (digest {summary['digest'][:12]}): ", "tensors: ",
-                     "strategy stream: ", "bytes written", f"published {summary['output']}"):
+                     "strategy stream: ", " written", f"published {summary['output']}"):
         assert expected in messages, (expected, messages)
     assert all(line.endswith(" s)") for line in messages.splitlines() if line.startswith("published"))
     event = published_event(summary["output"])

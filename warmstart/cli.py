@@ -112,6 +112,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
               f"{sum(doc['counts'].get(a, 0) for a in ('copy', 'cast', 'remap'))} variables copied, "
               f"{doc['seconds']:.2f} s); "
               f"manifest {doc['manifest']}; plan digest {doc['digest'][:16]}"
+              + (f"; flow run {doc.get('flow_run_url') or doc['flow_run'] + _TEMPORARY}" if doc.get("flow_run") else "")
               + (f"; {unchecked_words(doc['unchecked'])}" if doc.get("unchecked") else ""))
     return EXIT_OK
 
@@ -160,7 +161,7 @@ def _transfer_with_engine(args: argparse.Namespace) -> dict:
         report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,
                           overwrite=args.overwrite, shards=args.shards, dask=args.dask, progress=progress,
                           sources=_named_sources(args))
-    return {**report.to_json(), "flow_run": None}
+    return {**report.to_json(), "flow_run": None, "flow_run_url": None}
 
 
 @contextlib.contextmanager
@@ -172,19 +173,20 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int, str], None] | N
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    columns = (TextColumn("copying"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    columns = (TextColumn("copying"), BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn(),
+               TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("copy", total=None)
         yield lambda done, total, name: bar.update(task, completed=done, total=total)
 
 
 class _ExpectedFailureFilter(logging.Filter):
-    """Drops console records that carry a traceback of an expected warmstart failure: the command
-    prints that failure as one line itself. Records still reach the Prefect API in full."""
+    """Drops console records of an expected warmstart failure (the flows' log filter marks them): the command
+    prints that failure as one line itself. Records still reach the Prefect API."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, WarmStartError)
+        return not (isinstance(exc, WarmStartError) or getattr(record, "warmstart_expected", False))
 
 
 def _quiet_expected_tracebacks() -> None:
@@ -196,26 +198,65 @@ def _quiet_expected_tracebacks() -> None:
 
 def _transfer_with_flow(args: argparse.Namespace) -> dict:
     """Run the Prefect warm-start flow (an ephemeral API unless PREFECT_API_URL is set); the engine
-    itself never imports Prefect, only this command does."""
+    itself never imports Prefect, only this command does. The flow runs in this process: the progress bar
+    follows its transfer task, and the flow run's page is named as soon as the run starts."""
     if args.sources:
         raise UsageError("--source is for runs of the engine in this process (--no-prefect); to run the flow, "
                          "declare the sources under 'sources:' in the rules file")
     _check_prefect_api(_prefect_api_url())
     from warmstart.flows.warm_start import warm_start
+    from warmstart.tasks.transfer import progress_listeners
 
     from .formats import CHECKPOINT_NAME
     from .storage import resolve
 
     _quiet_expected_tracebacks()
-    summary = warm_start(source=args.source, target=args.target, output=args.output, rules_url=args.rules,
-                         strategy=args.strategy, overwrite=args.overwrite, shards=args.shards, dask_address=args.dask)
+    bar = not args.json and sys.stderr.isatty() and not args.shards
+    with _progress_bar(enabled=bar) as progress, _flow_run_link(enabled=not args.json):
+        progress_listeners.extend([progress] if progress else [])
+        try:
+            summary = warm_start(source=args.source, target=args.target, output=args.output, rules_url=args.rules,
+                                 strategy=args.strategy, overwrite=args.overwrite, shards=args.shards,
+                                 dask_address=args.dask)
+        finally:
+            if progress:
+                progress_listeners.remove(progress)
     out = resolve(summary["output"])
     return {**summary["plan"], "strategy": summary["strategy"], "output": out.url,
             "checkpoint": out.child(CHECKPOINT_NAME).url, "manifest": summary["manifest"],
             "keras_weights": summary.get("keras_weights"),
             "bytes_read": summary["bytes_read"], "bytes_written": summary["bytes_written"],
             "seconds": summary["seconds"], "unchecked": summary.get("unchecked", []),
-            "flow_run": summary.get("flow_run")}
+            "flow_run": summary.get("flow_run"), "flow_run_url": summary.get("flow_run_url")}
+
+
+_TEMPORARY = " (on Prefect's temporary server, gone with this command)"
+
+
+class _FlowRunLink(logging.Handler):
+    """Prints the flow run's page (Prefect logs "View at <url>" as the run begins) on stderr, once."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.shown = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not self.shown and message.startswith("View at "):
+            self.shown = True
+            print(f"warmstart: flow run {message[len('View at '):]}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _flow_run_link(enabled: bool) -> Iterator[None]:
+    logger = logging.getLogger("prefect.flow_runs")
+    handler = _FlowRunLink()
+    if enabled:
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -394,6 +435,7 @@ def _quiet(verbose: bool) -> None:
     either is imported (the user's own settings win)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client would print its telemetry notice
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return

@@ -7,21 +7,11 @@ from rich.table import Table
 
 from ..tables import VariableTable
 from .plan import Plan
+from .report import human_bytes
 
 __all__ = ["render_table", "render_plan", "human_bytes"]
 
 _ACTION_STYLE = {"copy": "green", "cast": "cyan", "remap": "blue", "init": "yellow", "skip": "magenta", "error": "bold red"}
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def _shape(shape) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from .plan import Plan
 from .rules import MAIN_SOURCE
 
-__all__ = ["Report", "unchecked_words"]
+__all__ = ["Report", "unchecked_words", "human_bytes"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +63,15 @@ def _place(record: dict[str, str]) -> str:
     if record["checkpoint"] == "source" and record.get("source", MAIN_SOURCE) != MAIN_SOURCE:
         return f"source {record['source']}"
     return record["checkpoint"]
+
+
+def human_bytes(n: int | None) -> str:
+    """``n`` bytes in binary units, one decimal (``1.5 MiB``, ``512 B``); ``-`` for unknown."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
