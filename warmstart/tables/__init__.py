@@ -3,22 +3,17 @@
 One module per kind: checkpoints (``table``), signature files (``signature``), TF1 graphs and
 MetaGraphs (``tf_graphs``), live trackables (``tf_objects``), Keras files (``keras_files``), user
 builders and live objects (``builders``); ``targets`` tells kinds apart; ``structure`` names a TF2
-checkpoint's variables by the model that wrote it. TensorFlow is imported
+checkpoint's variables by the model that wrote it. Keras variables get one set of names whatever holds
+them (``keras_names``; from a configuration: ``keras_config``; from a live model: ``keras_walk``; weights
+files: ``keras_weights``). TensorFlow is imported
 only inside the functions that need it.
 """
 
 from .builders import run_builder, table_from_builder, table_from_object
 from .keras_files import load_keras_model, local_file, table_from_keras_file
 from .signature import read_signature_file
-from .table import (
-                    Variable,
-                    VariableTable,
-                    has_list_index,
-                    read_table,
-                    table_from_bundle,
-                    table_from_keras_weights,
-                    table_from_reader,
-)
+from .keras_weights import table_from_keras_weights
+from .table import Variable, VariableTable, has_list_index, read_table, table_from_bundle, table_from_reader
 from .structure import named_by_structure
 from .targets import signature_for, signature_of, target_kind
 from .tf_graphs import parse_meta_graph, table_from_graph, table_from_meta_graph, table_from_meta_graph_bytes
