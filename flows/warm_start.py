@@ -26,6 +26,7 @@ from tasks.credentials import CredentialsParameter, credentials_reference
 from warmstart.errors import PlanError, UsageError
 from warmstart.storage import resolve
 from warmstart.planning import MAIN_SOURCE, Rules
+from warmstart.planning.report import positional_words
 
 from .shards import sharded_transfer
 
@@ -174,7 +175,7 @@ def warm_start(
         "source": index["url"], "target": request.target, "output": None, "manifest": None,
         "counts": plan["counts"], "coverage": plan["coverage"], "transferred_bytes": plan["transferred_bytes"],
         "unused_source_count": len(plan["unused_source"]), "errors": plan["errors"],
-        "positional": plan.get("positional", 0),
+        "positional": plan.get("positional", 0), "positional_words": positional_words(plan),
         "source_index_cached": index["hit"], "flow_run": str(flow_run.id),
     }
     if named:

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from warmstart.cache import CachedIndex, CheckpointCache
 from warmstart.errors import PlanError
 from warmstart.pipeline import check_output_for
+from warmstart.planning.report import positional_words
 
 from ._common import METADATA_TIMEOUT, log_stage
 from .credentials import CredentialsRef, storage_options_from_block
@@ -44,10 +45,9 @@ def validate(index: dict[str, Any], target: str, rules: dict[str, Any] | str | N
     create_table_artifact(key="warm-start-plan", table=_plan_rows(doc),
                           description=f"Warm-start plan ({doc['status']}): {plan.summary()}")
     log_stage(started, "plan %s: %s", doc["status"], plan.summary())
-    if plan.positional:
-        get_run_logger().warning("%d variable(s) matched by position, not by name, e.g. %r <- %r: right only if "
-                                 "no layer was inserted or removed before them", len(plan.positional),
-                                 plan.positional[0].target, plan.positional[0].source)
+    warning = positional_words(doc)
+    if warning:
+        get_run_logger().warning("%s", warning)
     if not plan.ok and not dry_run:
         raise PlanError(plan.failure_message(FORM_HINT), plan)
     return doc

@@ -64,8 +64,8 @@ class SourceIndex:
         """The source variable of target ``t`` (no rule naming it), or None."""
         if match == "structure" and t.structure is not None:
             s = self.by_structure.get(t.structure)
-            return None if s is None else Found(s, f"same place in the model's structure ({t.structure}; "
-                                                   "match: structure)", True)
+            return None if s is None else Found(s, f"same place in the model's structure ({t.structure}), by "
+                                                   "position: match: structure", True)
         found = self._by_anchor(t) if t.generated else self._by_name(t)
         found = found or self._by_position(t)
         return None if found is None or (found.positional and found.variable.name in self.claimed) else found
@@ -73,7 +73,8 @@ class SourceIndex:
     def _by_name(self, t: Variable) -> Found | None:
         s = self.table.get(t.name)
         if s is not None:
-            return Found(s, "same name", s.generated)
+            return Found(s, "same name" + (", by position: a layer name Keras generated" if s.generated else ""),
+                         s.generated)
         s = self.by_weights.get(t.weights_path) if t.weights_path is not None else None
         if s is not None:
             return Found(s, f"same layer names ({t.weights_path})", False)
@@ -83,17 +84,20 @@ class SourceIndex:
     def _by_anchor(self, t: Variable) -> Found | None:
         s = self.by_anchor.get(t.anchor) if t.anchor is not None else None
         if s is not None:
-            return Found(s, f"same place in the model's structure ({t.anchor}: layer names Keras generated)", True)
+            return Found(s, f"same place in the model's structure ({t.anchor}), by position: layer names Keras "
+                         "generated", True)
         s = None if self.keras else self.table.get(t.name)  # a checkpoint: no structure to go by
-        return None if s is None else Found(s, "same name (a layer name Keras generated)", True)
+        return None if s is None else Found(s, "same name, by position: a layer name Keras generated", True)
 
     def _by_position(self, t: Variable) -> Found | None:
         s = self.table.get(t.object_path) if t.object_path is not None else None
         if s is not None:
-            return Found(s, "same object path", has_list_index(t.object_path) or t.generated)  # type: ignore[arg-type]
+            positional = has_list_index(t.object_path) or t.generated  # type: ignore[arg-type]
+            return Found(s, "same object path" + (", by position: a list index" if positional else ""), positional)
         s = self.unnamed.get(t.structure) if t.structure is not None else None
         if s is not None:
-            return Found(s, f"same place in the weights file ({t.structure}; it records no layer names)", True)
+            return Found(s, f"same place in the weights file ({t.structure}), by position: the file records no "
+                         "layer names", True)
         return None
 
 

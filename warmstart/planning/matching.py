@@ -66,19 +66,22 @@ def make_plan(source: VariableTable, target: VariableTable, rules: Rules,
     total = sum(v.num_elements or 0 for v in target.variables)
     copied = sum(e.num_elements for e in entries if e.action in TRANSFERRED)
     coverage = copied / total if total else 1.0
-    rule_errors += _coverage_errors(rules, coverage, entries, target)
+    rule_errors += _coverage_errors(rules, coverage, entries, target, failed=bool(rule_errors))
     matched = {name for e in entries if e.from_source == MAIN_SOURCE for name in e.sources}
     unused = tuple(n for n in source if n not in matched)
     return Plan(source, target, rules, tuple(entries), unused, tuple(rule_errors), coverage, sources=tables,
                 hint=_structure_hint(rules, entries, source, target))
 
 
-def _coverage_errors(rules: Rules, coverage: float, entries: list[PlanEntry], target: VariableTable) -> list[str]:
+def _coverage_errors(rules: Rules, coverage: float, entries: list[PlanEntry], target: VariableTable,
+                     failed: bool) -> list[str]:
     """Too little copied: below ``min_coverage``; or nothing at all, unless the rules allow it (``min_coverage``
-    written, 0 included): a transfer that copies nothing is no warm start."""
+    written, 0 included): a transfer that copies nothing is no warm start (said when nothing else is)."""
     if rules.min_coverage is not None:
         return ([f"coverage {coverage:.1%} is below min_coverage {rules.min_coverage:.1%}"]
                 if coverage < rules.min_coverage else [])
+    if failed or any(e.action == "error" for e in entries):
+        return []
     if target.variables and not any(e.action in TRANSFERRED for e in entries):
         return [f"no variable would be copied: none of the target's {len(entries)} variables takes a source value "
                 "(min_coverage: 0 in the rules allows a transfer that copies nothing)"]
@@ -225,23 +228,19 @@ def _lookup(t: Variable, source: VariableTable, index: SourceIndex, renamed: str
 def _matched(t: Variable, found: Found, rules: Rules, base: dict[str, Any]) -> PlanEntry:
     """The entry of a target variable whose source variable was found: copy, cast, skip or error."""
     s = found.variable
-    how = _how(found)
+    how = found.how
+    via = "" if how == "same name" else f" ({how})"
     fields = dict(source=s.name, source_shape=s.shape, source_dtype=s.dtype, source_key=s.key,
                   positional=found.positional)
     if not _shapes_compatible(s.shape, t.shape):
         action = "skip" if rules.on_shape_mismatch == "skip" else "error"
-        reason = f"shape {list(s.shape)} in the source ({how}), {list(t.shape)} in the target"
+        reason = f"shape {list(s.shape)} in the source{via}, {list(t.shape)} in the target"
         if action == "error":
             reason += " (on_shape_mismatch: skip keeps the initial value)"
         return PlanEntry(action=action, reason=reason, **fields, **base)
     if s.dtype == t.dtype:
         return PlanEntry(action="copy", reason=how, num_elements=s.num_elements or 0, **fields, **base)
-    return _dtype_mismatch(t, s, f" ({how})", rules, fields, base)
-
-
-def _how(found: Found) -> str:
-    """How the source variable was found, for the plan's reason (a positional match says so)."""
-    return found.how + (" (by position: a list index or a layer name Keras generated)" if found.positional else "")
+    return _dtype_mismatch(t, s, via, rules, fields, base)
 
 
 def _with_transform(e: PlanEntry, t: Variable, found, rules: Rules, source: VariableTable,

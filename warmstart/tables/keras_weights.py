@@ -99,9 +99,24 @@ def _legacy(reader: KerasWeightsReader) -> list[Variable]:
     Keras' structure keys where the file's configuration gives the layers' classes."""
     assert reader.legacy is not None
     names = _legacy_names(reader)
+    places = _weight_name_places(reader.legacy)
     return [variable_of(names[k], r.shape, r.dtype, k, full_name=reader.legacy[k][1])
-            if k in names else Variable(reader.legacy[k][1], r.shape, r.dtype, k, initial=k)
+            if k in names else Variable(reader.legacy[k][1], r.shape, r.dtype, k, initial=k,
+                                        weights_path=places.get(k))
             for k, r in reader.records.items()]
+
+
+def _weight_name_places(legacy: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """Without a configuration that describes it, a legacy weight's place by layer names (``enc1/vars/0``):
+    Keras lists a layer's weights in the order it saves them, so a weight is the N-th of its layer's names."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    places = {}
+    for key, (layer, weight) in legacy.items():
+        chain = weight.rpartition("/")[0]
+        if chain:
+            places[key] = f"{chain}/vars/{counts[layer, chain]}"
+            counts[layer, chain] += 1
+    return places
 
 
 def _legacy_names(reader: KerasWeightsReader) -> dict[str, KerasName]:

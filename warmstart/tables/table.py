@@ -12,7 +12,7 @@ from ..errors import CorruptCheckpointError
 from ..formats import KerasWeightsReader, dtypes, open_source
 from ..formats.bundle import OBJECT_GRAPH_KEY, VALUE_SUFFIX, BundleReader, decode_object_graph, preferred_paths
 
-__all__ = ["Variable", "VariableTable", "TableKind", "read_table", "table_from_bundle", "table_from_reader",
+__all__ = ["Variable", "VariableTable", "TableKind", "NAME_FIELDS", "read_table", "table_from_bundle", "table_from_reader",
            "has_list_index"]
 
 TableKind = Literal["tf1-checkpoint", "tf2-checkpoint", "tf1-graph", "keras", "module", "signature", "keras-weights"]
@@ -86,7 +86,7 @@ class Variable:
         out: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
         if self.key != self.name:
             out["key"] = self.key
-        for field_name in _NAME_FIELDS:
+        for field_name in NAME_FIELDS:
             if getattr(self, field_name) is not None:
                 out[field_name] = getattr(self, field_name)
         if self.guessed:
@@ -100,7 +100,7 @@ class Variable:
         return out
 
 
-_NAME_FIELDS = ("object_path", "weights_path", "structure", "anchor", "full_name")
+NAME_FIELDS = ("object_path", "weights_path", "structure", "anchor", "full_name")  # a signature file's too
 
 
 @dataclass(frozen=True)

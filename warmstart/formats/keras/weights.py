@@ -270,7 +270,8 @@ def _shard_files(index: Location) -> list[Location]:
         raise CorruptCheckpointError(f"{index.url} is over {_MAX_SHARD_INDEX_BYTES} bytes: not a Keras shard index")
     try:
         weight_map = json.loads(read_bytes(index))["weight_map"]
-        names = sorted({str(n) for files in weight_map.values() for n in files})
+        # Keras writes a group in one shard as a name, in several as a list of names
+        names = sorted({str(n) for files in weight_map.values() for n in ([files] if isinstance(files, str) else files)})
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptCheckpointError(f"{index.url}: not a Keras shard index (a 'weight_map' of shard lists): "
                                      f"{type(exc).__name__}: {exc}") from None
