@@ -129,11 +129,17 @@ def closest_source(wanted: str, t: Variable, source: VariableTable) -> str | Non
 
 def look_alike(pattern: str, target: VariableTable, limit: int = 3) -> list[str]:
     """Target names (with the alias that looks like ``pattern``) a pattern that matched nothing was likely
-    meant for: the ``vars/N`` a ``kernel`` was written for, and the like."""
+    meant for: those of the layer it names (the ``vars/N`` a ``kernel`` was written for), else alike names."""
     keys = {key: v.name for v in target.variables for key in (v.name, *v.aliases)}
-    near = difflib.get_close_matches(pattern, list(keys), n=limit * 3, cutoff=0.5)
+    layer = _layer(pattern)
+    near = [k for k in keys if layer and _layer(k) == layer] or difflib.get_close_matches(
+        pattern, list(keys), n=limit * 3, cutoff=0.5)
     return list(dict.fromkeys(keys[k] if keys[k] == k else f"{keys[k]} ({k})" for k in near))[:limit]
 
 
 def _layer(name: str) -> str:
-    return name.rsplit("/", 1)[0] if "/" in name else ""
+    """The layer part of a variable's name: ``enc/kernel`` and ``enc/vars/0`` -> ``enc``."""
+    head, _, last = name.rpartition("/")
+    if last.isdigit() and head.endswith("/vars"):
+        head = head[: -len("/vars")]
+    return head
