@@ -79,13 +79,16 @@ def test_a_keras_file_target_is_named_by_its_layer_names(tmp_path):
     assert all(v.object_path.startswith("model/_operations/") for v in table.variables)
 
 
+def checkpointed(source: keras.Model, prefix) -> tuple[keras.Model, str]:
+    """``source`` with random weights, written by ``tf.train.Checkpoint(model=source)`` at ``prefix``."""
+    randomize(source)
+    tf.train.Checkpoint(model=source).write(str(prefix))
+    return source, str(prefix)
+
+
 @pytest.fixture
 def tf2_checkpoint(tmp_path):
-    source = encoder()
-    randomize(source)
-    prefix = str(tmp_path / "src" / "ckpt")
-    tf.train.Checkpoint(model=source).write(prefix)
-    return source, prefix
+    return checkpointed(encoder(), tmp_path / "src" / "ckpt")
 
 
 def sequential() -> keras.Model:
@@ -97,11 +100,7 @@ def sequential() -> keras.Model:
 
 @pytest.fixture
 def sequential_checkpoint(tmp_path):
-    source = sequential()
-    randomize(source)
-    prefix = str(tmp_path / "seq" / "ckpt")
-    tf.train.Checkpoint(model=source).write(prefix)
-    return source, prefix
+    return checkpointed(sequential(), tmp_path / "seq" / "ckpt")
 
 
 def test_a_tf2_checkpoint_of_a_keras_model_matches_by_the_names_it_recorded(tf2_checkpoint):
