@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Step", "Place", "KerasName", "name_places", "snake_case", "is_generated", "place_of_group", "counted"]
+__all__ = ["Step", "Place", "KerasName", "name_places", "snake_case", "is_generated", "place_of_group", "counted", "containers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +94,25 @@ def is_generated(step: Step) -> bool:
     return step.name is None or re.fullmatch(re.escape(_base(step.segment)) + r"(_\d+)?", step.name) is not None
 
 
-def place_of_group(group: str, names: Mapping[str, str], index: int, role: str | None = None) -> Place:
+def containers(names: Iterable[str]) -> frozenset[str]:
+    """The groups (of those that record a layer name) that hold a ``layers`` list: Functional and Sequential
+    models (``layers/functional`` when ``layers/functional/layers/dense`` is a group)."""
+    return frozenset(g.rsplit("/layers/", 1)[0] for g in names if "/layers/" in g)
+
+
+def place_of_group(group: str, names: Mapping[str, str], index: int, role: str | None = None,
+                   models: frozenset[str] | None = None) -> Place:
     """The place of variable ``index`` of the layer whose group in a weights file is ``group``
     (``layers/functional/layers/dense``), from the layer names recorded in the file (``names``: group ->
-    name): every group on the way that records a name is a step; one with a ``layers`` list is a container."""
+    name): every group on the way that records a name is a step; one with a ``layers`` list is a container
+    (``models``: :func:`containers` of ``names``, computed once for many calls)."""
+    models = containers(names) if models is None else models
     parts = group.split("/") if group else []
     steps, start = [], 0
     for end in range(1, len(parts) + 1):
         prefix = "/".join(parts[:end])
         if prefix in names or end == len(parts):
-            container = any(g.startswith(prefix + "/layers/") for g in names)
-            steps.append(Step("/".join(parts[start:end]), names.get(prefix), container))
+            steps.append(Step("/".join(parts[start:end]), names.get(prefix), prefix in models))
             start = end
     return Place(tuple(steps), index, role)
 

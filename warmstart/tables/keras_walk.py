@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .keras_names import Place, counted, place_of_group, snake_case
+from .keras_names import Place, containers, counted, place_of_group, snake_case
 
 __all__ = ["saved_places"]
 
@@ -31,11 +31,12 @@ def saved_places(model: Any) -> dict[int, Place] | None:
         walk.state(model, "")
     except (AttributeError, TypeError):  # Keras' saving internals are not what this module follows
         return None
-    places = {}
+    places, models = {}, containers(walk.names)
     for group, store in walk.owned:
         for key, variable in store.items():
             if key.isdigit():
-                places[id(variable)] = place_of_group(group, walk.names, int(key), getattr(variable, "name", None))
+                places[id(variable)] = place_of_group(group, walk.names, int(key), getattr(variable, "name", None),
+                                                      models)
     return places
 
 

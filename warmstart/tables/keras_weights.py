@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import TargetError
 from ..formats import KerasWeightsReader
 from .keras_config import guess_roles, variables_from_config
-from .keras_names import KerasName, Place, Step, name_places, place_of_group
+from .keras_names import KerasName, Place, Step, containers, name_places, place_of_group
 from .table import Variable, VariableTable
 
 __all__ = ["table_from_keras_weights", "variable_of"]
@@ -28,7 +28,8 @@ def table_from_keras_weights(reader: KerasWeightsReader) -> VariableTable:
         return VariableTable.of(_legacy(reader), reader.url, "keras-weights")
     model = {k: r for k, r in reader.records.items() if not k.startswith("optimizer/")}
     roles = _roles(reader, {k.rsplit("/vars/", 1)[0] for k in model})
-    places = {k: _place(k, reader.groups, roles) for k in model}
+    models = containers(reader.groups)
+    places = {k: _place(k, reader.groups, roles, models) for k in model}
     names = name_places(places)
     counts = Counter(k.rpartition("/vars/")[0] for k in model)
     variables = [variable_of(names[k], r.shape, r.dtype, k, guessed=_guess(places[k], counts))
@@ -44,11 +45,12 @@ def variable_of(name: KerasName, shape, dtype: str, key: str, **more: Any) -> Va
                     generated=name.generated, positional=name.generated, **more)
 
 
-def _place(key: str, groups: dict[str, str], roles: dict[str, tuple[str, ...]] | None) -> Place:
+def _place(key: str, groups: dict[str, str], roles: dict[str, tuple[str, ...]] | None,
+           models: frozenset[str]) -> Place:
     group, _, index = key.rpartition("/vars/")
     own = (roles or {}).get(group)
     i = int(index)
-    return place_of_group(group, groups, i, own[i] if own is not None and i < len(own) else None)
+    return place_of_group(group, groups, i, own[i] if own is not None and i < len(own) else None, models)
 
 
 def _guess(place: Place, counts: Counter[str]) -> tuple[str, ...]:

@@ -85,6 +85,8 @@ class KerasWeightsReader:
             self.records: dict[str, KerasRecord] = _from_structure(structure, self.url, len(self.shards))
             self.groups, self.legacy, self.config = _names_from_structure(structure, self.url)
             return
+        import h5py  # noqa: F401 - imported once here, not again in each forked child that reads a structure
+
         scans = [isolated(_scan, s.url, storage_options, self.archive, what=s.url) for s in self.shards]
         self.records = _records(scans, self.url)
         self.groups = {group: name for s in scans for group, name in s.vars_names.items()}
