@@ -71,15 +71,14 @@ def _roles(reader: KerasWeightsReader, groups: set[str]) -> dict[str, tuple[str,
     if reader.config is None:
         return None
     layers = variables_from_config(reader.config)
-    if layers is None:
-        return _roles_from_keras(reader)
-    found = {layer.group: layer.roles for layer in layers}
-    return found if set(found) == groups else None
+    found = None if layers is None else {layer.group: layer.roles for layer in layers}
+    return found if found is not None and set(found) == groups else _roles_from_keras(reader)
 
 
 def _roles_from_keras(reader: KerasWeightsReader) -> dict[str, tuple[str, ...]] | None:
-    """The configuration names layers only Keras knows (custom or LoRA layers): the model is built from it
-    with no weight allocated (:mod:`.keras_files`) and asked; None when it cannot be built so."""
+    """The configuration names layers only Keras knows (custom or LoRA layers), or describes other groups
+    than the file holds: the model is built from it with no weight allocated (:mod:`.keras_files`) and
+    asked; None when it cannot be built so."""
     from .keras_files import built_without_weights
     from .keras_walk import saved_places
 
