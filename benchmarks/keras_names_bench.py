@@ -18,7 +18,6 @@ says whether TensorFlow or Keras were imported.
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import statistics
@@ -28,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from keras_bench import RULES, encoder, run  # noqa: E402
+from keras_bench import RULES, arguments, encoder, prepared, run, trained_source  # noqa: E402
 
 SOURCES = {
     "weights.h5": ("W + '/source.weights.h5'", RULES),
@@ -49,13 +48,9 @@ TARGET_WALL_S, TARGET_RSS_MIB = 1.0, 200.0  # the Keras-file path's budget
 
 def write_fixtures(work: Path, layers: int) -> None:
     """The source in every format the methods read, and the grown target's .keras file."""
-    import numpy as np
     import tensorflow as tf
 
-    rng = np.random.default_rng(0)
-    source = encoder(30522, 2, layers)
-    for v in source.weights:
-        v.assign(rng.normal(0, 0.02, v.shape).astype("float32"))
+    source = trained_source(layers)
     source.save_weights(work / "source.weights.h5")
     source.save(work / "source.keras")
     source.save(work / "source.h5")
@@ -64,16 +59,8 @@ def write_fixtures(work: Path, layers: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--layers", type=int, default=12)
-    parser.add_argument("--work-dir", type=Path, default=HERE / "work" / "keras-names")
-    parser.add_argument("--out", type=Path, default=HERE / "KERAS_NAMES.md")
-    args = parser.parse_args(argv)
-    work = args.work_dir
-    work.mkdir(parents=True, exist_ok=True)
-    if not (work / "target.keras").exists():
-        write_fixtures(work, args.layers)
+    args = arguments(__doc__.splitlines()[0], 5, "keras-names", "KERAS_NAMES.md").parse_args(argv)
+    work = prepared(args, "target.keras", write_fixtures)
     runs = []
     for i in range(args.repeat):
         for method, (source, rules) in SOURCES.items():
