@@ -41,7 +41,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             "kind": table.kind,
             "variables": [
                 {"name": v.name, "dtype": v.dtype, "shape": list(v.shape), "bytes": v.nbytes, "key": v.key,
-                 "aliases": list(v.aliases), **({"positional": True} if v.positional else {})}
+                 **({"aliases": list(v.aliases)} if v.aliases else {}),
+                 **({"positional": True} if v.positional else {})}
                 for v in table.variables
             ],
         })
