@@ -146,8 +146,8 @@ class Rules(BaseModel):
     transforms: list[Transform] = Field(
         default_factory=list, description="Per-variable transforms (vocabulary remap, overlap copy, block ops and "
         "concat); a target variable matched by two of them is an error.")
-    min_coverage: float | None = Field(
-        None, ge=0.0, le=1.0, description="Fraction of target parameters (by element count) that must be copied; "
+    min_coverage: Annotated[float, Field(title="fraction", ge=0.0, le=1.0)] | None = Field(
+        None, description="Fraction of target parameters (by element count) that must be copied; "
         "unset, a plan that copies nothing at all fails (write 0 to allow it).",
     )
     match: Literal["names", "structure"] = Field(
