@@ -1,6 +1,6 @@
 """Serve the three warm-start deployments from this process: no work pool, no worker.
 
-Usage (from anywhere, with warmstart installed: the flow is imported as ``flows.warm_start``)::
+Usage (from anywhere, with warmstart installed: the flow is imported as ``warmstart.flows.warm_start``)::
 
     export PREFECT_API_URL=http://127.0.0.1:4200/api     # a running `prefect server start`
     export WARMSTART_DATA=s3://ml-models/classifier        # or a local dir made by `warmstart demo --dir`
@@ -31,7 +31,6 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 PREFECT_FILE = HERE / "prefect.yaml"
 
 __all__ = ["load_specs", "build_deployments", "pool_deployments", "main"]
@@ -60,7 +59,7 @@ def build_deployments(specs: list[dict[str, Any]]) -> list[Any]:
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.deployments.runner import EntrypointType
 
-    from flows.warm_start import warm_start
+    from warmstart.flows.warm_start import warm_start
 
     deployments = []
     for spec in specs:
@@ -73,7 +72,7 @@ def build_deployments(specs: list[dict[str, Any]]) -> list[Any]:
             parameters=spec.get("parameters"),
             schedules=schedules,
             triggers=_initialize_deployment_triggers(spec["name"], spec.get("triggers") or []) or None,
-            entrypoint_type=EntrypointType.MODULE_PATH,  # flows.warm_start.warm_start, as in prefect.yaml
+            entrypoint_type=EntrypointType.MODULE_PATH,  # warmstart.flows.warm_start.warm_start, as in prefect.yaml
         ))
     return deployments
 
@@ -106,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="delete work-pool deployments of the same names first (see above)")
     args = parser.parse_args(argv)
 
-    if str(REPO) not in sys.path:  # a checkout without `pip install`: import flows/ from it
-        sys.path.append(str(REPO))
     deployments = build_deployments(load_specs())
     if args.check:
         for d in deployments:

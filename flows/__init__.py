@@ -1,3 +1,3 @@
 """Prefect flows: the warm-start flow and an example retraining flow that calls it as a subflow."""
 
-import tasks as _tasks  # noqa: F401  (first: sets Prefect defaults before Prefect is imported)
+import warmstart.tasks as _tasks  # noqa: F401  (first: sets Prefect defaults before Prefect is imported)

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.training import pretrain, save_new_model, train_from
+from warmstart.tasks.training import pretrain, save_new_model, train_from
 
 from .warm_start import warm_start
 

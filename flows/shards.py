@@ -14,8 +14,8 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.futures import wait
 
-from tasks import abort_units, prepare_units, publish_units, transfer_unit
-from tasks.credentials import CredentialsRef
+from warmstart.tasks import abort_units, prepare_units, publish_units, transfer_unit
+from warmstart.tasks.credentials import CredentialsRef
 
 __all__ = ["dask_runner", "sharded_transfer"]
 
@@ -38,10 +38,9 @@ def transfer_units(units: list[Any], credentials_block: CredentialsRef = None) -
     return [f.result() for f in futures]
 
 
-def sharded_transfer(request, rules, creds) -> dict[str, Any]:
-    """Prepare, run the units on Dask, publish (or roll back); returns the report JSON."""
-    job = prepare_units(request.source, request.target, request.output, request.shards or 1, rules,
-                        request.strategy, creds, overwrite=request.overwrite)
+def sharded_transfer(request, plan, creds) -> dict[str, Any]:
+    """Prepare the validated ``plan``'s units, run them on Dask, publish (or roll back); returns the report JSON."""
+    job = prepare_units(plan, request.target, request.output, request.shards or 1, creds, overwrite=request.overwrite)
     try:
         results = transfer_units.with_options(task_runner=dask_runner(request.dask_address, len(job.units)))(
             job.units, creds)

@@ -14,18 +14,21 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tasks import fetch_index, fetch_source_indexes, fetch_tensors, publish_report, transfer, upload, validate
-from tasks._common import FLOW_TIMEOUT
-from tasks.credentials import CredentialsParameter, credentials_reference
+from warmstart.tasks import (fetch_index, fetch_rules, fetch_source_indexes, fetch_tensors, publish_report, transfer,
+                   upload, validate)
+from warmstart.tasks._common import FLOW_TIMEOUT
+from warmstart.tasks.credentials import CredentialsParameter, credentials_reference
 from warmstart.errors import PlanError, UsageError
-from warmstart.storage import resolve
-from warmstart.planning import MAIN_SOURCE, Rules
+from warmstart.storage import KERAS_WEIGHTS, resolve
+from warmstart.cache import CachedIndex
+from warmstart.planning import MAIN_SOURCE, PinnedInput, Plan, Rules, Strategy
+from warmstart.tables import refuse_code, refuse_code_in_rules
 from warmstart.planning.report import positional_words
 
 from .shards import sharded_transfer
@@ -46,7 +49,7 @@ class WarmStartRequest(BaseModel):
     output: str
     rules: Rules | None = None
     rules_url: str | None = None
-    strategy: Literal["auto", "stream", "restore", "assign"] = "auto"
+    strategy: Strategy = "auto"
     dry_run: bool = False
     overwrite: bool = False
     shards: int | None = Field(default=None, ge=1, le=100_000)
@@ -65,12 +68,6 @@ class WarmStartRequest(BaseModel):
     def credentials_argument(self) -> Any:
         """What the tasks take: a saved block's slug (each task loads it), an unsaved block, or None."""
         return credentials_reference(self.credentials) if self.credentials is not None else self.credentials_block
-
-    def rules_argument(self) -> dict[str, Any] | str | None:
-        """What the engine accepts as rules: a dict, a URL, or None (strict defaults)."""
-        if self.rules is not None:
-            return self.rules.model_dump(mode="json")
-        return self.rules_url
 
 
 @contextlib.contextmanager
@@ -115,7 +112,7 @@ def warm_start(
     output: str,
     rules: Rules | None = None,
     rules_url: str | None = None,
-    strategy: Literal["auto", "stream", "restore", "assign"] = "auto",
+    strategy: Strategy = "auto",
     dry_run: bool = False,
     overwrite: bool = False,
     shards: int | None = None,
@@ -134,7 +131,7 @@ def warm_start(
             s3://, gs:// or memory:// URL.
         target: What the new model expects: a template checkpoint, a TF1 MetaGraph (.meta), a Keras model
             (.keras) or weights template (.weights.h5), a signature (.json), or a builder
-            py:package.module:function.
+            py:package.module:function (runs only where the deployment sets WARMSTART_ALLOW_CODE=1).
         output: Where the warm-started checkpoint is published (with its 'checkpoint' state file and
             warmstart.json manifest). Must be empty unless 'overwrite' is set.
         rules: Inline rules: renames, include/exclude, what to do on missing variables and on shape or dtype
@@ -162,62 +159,76 @@ def warm_start(
                                strategy=strategy, dry_run=dry_run, overwrite=overwrite, shards=shards,
                                dask_address=dask_address, credentials=credentials,
                                credentials_block=credentials_block)
+    # Parameters are data (anyone who can start a run types them): a py: builder runs only where the
+    # deployment allows code (WARMSTART_ALLOW_CODE=1), or when the CLI's user typed it as TARGET.
+    refuse_code(request.target, "target")
+    refuse_code_in_rules(request.rules.source_structure if request.rules else None, "rules")
     started = time.perf_counter()
-    creds, rules = request.credentials_argument(), request.rules_argument()
-    index = fetch_index(request.source, creds)
-    # the named sources of the rules (sources:), each cached like the source
-    named_in_rules = request.rules_url or (request.rules is not None and request.rules.sources)
-    named = fetch_source_indexes(rules, creds) if named_in_rules else {}
-    plan = validate(index, request.target, rules, creds, dry_run=request.dry_run, output=request.output,
-                    overwrite=request.overwrite, sources=named)
+    creds = request.credentials_argument()
+    index, named, plan = _validated(request, creds)
+    doc = plan.to_json()
     summary: dict[str, Any] = {
-        "status": plan["status"] if not request.dry_run else f"dry run ({plan['status']})",
-        "source": index["url"], "target": request.target, "output": None, "manifest": None,
-        "counts": plan["counts"], "coverage": plan["coverage"], "transferred_bytes": plan["transferred_bytes"],
-        "unused_source_count": len(plan["unused_source"]), "errors": plan["errors"],
-        "positional": plan.get("positional", 0), "positional_words": positional_words(plan),
-        "source_index_cached": index["hit"], "flow_run": str(flow_run.id),
+        "status": doc["status"] if not request.dry_run else f"dry run ({doc['status']})",
+        "source": index.url, "target": request.target, "output": None, "manifest": None,
+        "counts": doc["counts"], "coverage": doc["coverage"], "transferred_bytes": doc["transferred_bytes"],
+        "unused_source_count": len(doc["unused_source"]), "errors": doc["errors"],
+        "positional": doc.get("positional", 0), "positional_words": positional_words(doc),
+        "digest": plan.digest, "inputs": doc["inputs"],
+        "source_index_cached": index.hit, "flow_run": str(flow_run.id), "plan": doc,
     }
     if named:
-        summary["sources"] = {name: {"url": s["url"], "coverage": s["coverage"]} for name, s in plan["sources"].items()}
+        summary["sources"] = {name: {"url": s["url"], "coverage": s["coverage"]} for name, s in doc["sources"].items()}
     if not request.dry_run and (request.shards or request.dask_address):
         with _one_publisher(request.output):
-            report = sharded_transfer(request, rules, creds)
+            report = sharded_transfer(request, plan, creds)
         summary.update(output=report["output"], manifest=report["manifest"], strategy=report["strategy"],
                        bytes_read=report["bytes_read"], bytes_written=report["bytes_written"],
                        shards=request.shards or 1)
     elif not request.dry_run:
-        keys = _source_keys(plan)
-        tensors = fetch_tensors(index, keys.get(MAIN_SOURCE, []), creds)
-        named_tensors = {name: fetch_tensors(record, keys.get(name, []), creds) for name, record in named.items()}
-        staging = tempfile.mkdtemp(prefix="warm-start-")
-        try:
-            report = transfer(index, tensors, request.target, staging, rules, request.strategy, creds,
-                              sources=named, source_tensors=named_tensors)
-            with _one_publisher(request.output):
-                published = upload(staging, request.output, index["url"], request.target, rules, creds,
-                                   overwrite=request.overwrite)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        summary.update(output=published["output"], manifest=published["manifest"], strategy=report["strategy"],
-                       bytes_read=report["bytes_read"] if tensors.get("direct") else tensors["bytes_downloaded"],
-                       bytes_written=report["bytes_written"], source_tensors_cached=tensors["hit"],
-                       unchecked=report.get("unchecked", []))
+        summary.update(_copy_and_publish(request, plan, index, named, creds))
     summary["seconds"] = round(time.perf_counter() - started, 3)
     publish_report(summary)
-    if plan["status"] != "ok":  # a dry run whose plan fails: its artifacts are published, the run is Failed
-        raise PlanError(f"dry run: the plan does not satisfy the rules ({len(plan['errors'])} problem(s)); "
+    if not plan.ok:  # a dry run whose plan fails: its artifacts are published, the run is Failed
+        raise PlanError(f"dry run: the plan does not satisfy the rules ({len(doc['errors'])} problem(s)); "
                         "see the warm-start-plan artifact")
     return summary
 
 
-def _source_keys(plan: dict[str, Any]) -> dict[str, list[str]]:
-    """The source tensors a plan's transfer reads, by source name (``main``: the source): each transferred
-    row's, and a concat's other sources (in the same source)."""
-    keys: dict[str, set[str]] = {}
-    for row in plan["variables"]:
-        if row["action"] in ("copy", "cast", "remap"):
-            found = keys.setdefault(row.get("from") or MAIN_SOURCE, set())
-            found.add(row["source_key"])
-            found.update(source["key"] for source in row.get("remap", {}).get("sources", ()))
-    return {name: sorted(found) for name, found in keys.items()}
+def _validated(request: WarmStartRequest, creds: Any) -> tuple[CachedIndex, dict[str, CachedIndex], Plan]:
+    """Read the rules (once: every later step takes them, and the plan made from them, never the URL), cache
+    the sources' indexes, and validate: the plan, every input pinned by version, is what the run executes."""
+    rules, rules_input = fetch_rules(request.rules_url, creds) if request.rules_url else (request.rules or Rules(), None)
+    index = fetch_index(request.source, creds)
+    named = fetch_source_indexes(rules, creds) if rules.sources else {}  # the rules' sources:, cached alike
+    plan = validate(index, request.target, rules, creds, dry_run=request.dry_run, output=request.output,
+                    overwrite=request.overwrite, sources=named, strategy=request.strategy, rules_input=rules_input)
+    return index, named, plan
+
+
+def _copy_and_publish(request: WarmStartRequest, plan: Plan, index: CachedIndex, named: dict[str, CachedIndex],
+                      creds: Any) -> dict[str, Any]:
+    """Fetch the tensors the plan reads (from the versions it pinned), execute the plan into a staging
+    directory, publish it; returns the summary's figures."""
+    keys = plan.source_keys()
+    tensors = fetch_tensors(index, keys.get(MAIN_SOURCE, []), _pin(plan, MAIN_SOURCE), creds)
+    named_tensors = {name: fetch_tensors(record, keys.get(name, []), _pin(plan, name), creds)
+                     for name, record in named.items()}
+    staging = tempfile.mkdtemp(prefix="warm-start-")
+    try:
+        report = transfer(plan, index, tensors, request.target, staging, creds, sources=named,
+                          source_tensors=named_tensors)
+        with _one_publisher(request.output):
+            published = upload(staging, request.output, plan, creds, overwrite=request.overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"output": published["output"], "manifest": published["manifest"], "strategy": report["strategy"],
+            "bytes_read": report["bytes_read"] if tensors.direct else tensors.bytes_downloaded,
+            "bytes_written": report["bytes_written"], "source_tensors_cached": tensors.hit,
+            "unchecked": report.get("unchecked", []),
+            "keras_weights": published["output"].rstrip("/") + "/" + KERAS_WEIGHTS
+            if KERAS_WEIGHTS in published["files"] else None}
+
+
+def _pin(plan: Plan, name: str) -> PinnedInput | None:
+    found = plan.pinned("source", name)
+    return found[0] if found else None

@@ -8,12 +8,12 @@ import os
 # so the default is set here, before that import; a value the user sets wins.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
-from .fetch import fetch_index, fetch_source_indexes, fetch_tensors
+from .fetch import fetch_index, fetch_rules, fetch_source_indexes, fetch_tensors
 from .report import publish_report
 from .shards import abort_units, prepare_units, publish_units, transfer_unit
 from .transfer import transfer
 from .upload import upload
 from .validate import validate
 
-__all__ = ["fetch_index", "fetch_source_indexes", "fetch_tensors", "validate", "transfer", "upload", "publish_report",
+__all__ = ["fetch_rules", "fetch_index", "fetch_source_indexes", "fetch_tensors", "validate", "transfer", "upload", "publish_report",
            "prepare_units", "transfer_unit", "publish_units", "abort_units"]

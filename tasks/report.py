@@ -8,6 +8,7 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from warmstart.planning import COUNTED
 from warmstart.planning.render import human_bytes
 from warmstart.planning.report import unchecked_words
 
@@ -20,7 +21,8 @@ __all__ = ["publish_report"]
 def publish_report(summary: dict[str, Any]) -> None:
     """Markdown summary (counts, coverage, bytes, time, output) and, when published, a link to the output."""
     counts = summary.get("counts", {})
-    rows = "\n".join(f"| {action} | {counts.get(action, 0)} |" for action in ("copy", "cast", "init", "skip", "error"))
+    rows = "\n".join(f"| {action} | {counts.get(action, 0)} |" for action in (*COUNTED, "remap")
+                     if action != "remap" or action in counts)
     lines = [
         f"# Warm start: {summary['status']}",
         "",
@@ -32,12 +34,16 @@ def publish_report(summary: dict[str, Any]) -> None:
         f"- **bytes copied**: {human_bytes(summary.get('transferred_bytes', 0))}; read "
         f"{human_bytes(summary.get('bytes_read', 0))}, written {human_bytes(summary.get('bytes_written', 0))}",
         f"- **time**: {summary.get('seconds', 0.0):.2f} s",
+        f"- **plan digest**: `{summary.get('digest', '-')}`",
         f"- **unused source variables**: {summary.get('unused_source_count', 0)}",
         "",
         "| action | variables |",
         "|---|---|",
         rows,
     ]
+    if summary.get("inputs"):
+        lines += ["", "| input | url | version |", "|---|---|---|"] + [
+            f"| {_input_label(i)} | `{i['url']}` | {_version_words(i)} |" for i in summary["inputs"]]
     if summary.get("sources"):
         lines += ["", "| source | url | coverage |", "|---|---|---|"] + [
             f"| {name} | `{s['url']}` | {s['coverage']:.1%} |" for name, s in summary["sources"].items()]
@@ -52,3 +58,19 @@ def publish_report(summary: dict[str, Any]) -> None:
     if summary.get("manifest"):
         create_link_artifact(summary["manifest"], link_text="warmstart.json (manifest of the output)",
                              key="warm-start-output", description=f"Output: {summary.get('output')}")
+
+
+def _input_label(pin: dict[str, Any]) -> str:
+    return f"{pin['role']} {pin['name']}" if pin["role"] == "source" else pin["role"]
+
+
+def _version_words(pin: dict[str, Any]) -> str:
+    """The version the plan pinned, short: the first file's (an index, a Keras file), or why there is none."""
+    if not pin["pinned"]:
+        return "not pinned (code or a live object)"
+    if not pin["files"] or pin["files"][0]["version"] is None:
+        return "absent"
+    version = pin["files"][0]["version"]
+    word = " ".join(f"{k} {v}" for k, v in version.items() if k != "size")
+    more = f" (+{len(pin['files']) - 1} files)" if len(pin["files"]) > 1 else ""
+    return f"{version.get('size', '?')} bytes, {word}{more}"

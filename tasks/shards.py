@@ -14,6 +14,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from warmstart.pipeline import ShardedJob, abort_sharded, commit_sharded, prepare_sharded
+from warmstart.planning import Plan
 from warmstart.strategies import Unit, UnitResult, run_unit_retrying
 
 from ._common import DATA_TIMEOUT, METADATA_TIMEOUT
@@ -23,12 +24,12 @@ __all__ = ["prepare_units", "transfer_unit", "publish_units", "abort_units"]
 
 
 @task(name="prepare-units", cache_policy=NO_CACHE, persist_result=False, timeout_seconds=METADATA_TIMEOUT)
-def prepare_units(source: str, target: str, output: str, shards: int, rules: dict[str, Any] | str | None = None,
-                  strategy: str = "auto", credentials_block: CredentialsRef = None,
+def prepare_units(plan: Plan, target: str, output: str, shards: int, credentials_block: CredentialsRef = None,
                   overwrite: bool = False) -> ShardedJob:
-    """Plan, prepare the output (marked incomplete) and split the plan into ``shards`` units."""
-    job = prepare_sharded(source, target, output, shards, rules, storage_options_from_block(credentials_block),
-                          overwrite=overwrite, strategy=strategy)
+    """Reopen the validated ``plan``'s inputs (unchanged, or the task fails), prepare the output (marked
+    incomplete) and split the plan into ``shards`` units."""
+    job = prepare_sharded(None, target, output, shards, storage_options=storage_options_from_block(credentials_block),
+                          overwrite=overwrite, plan=plan)
     return job.with_storage_options(None)
 
 

@@ -10,6 +10,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from warmstart.cache import CachedIndex, CachedTensors, CheckpointCache
+from warmstart.planning import Plan
 
 from ._common import DATA_TIMEOUT, log_stage
 from .credentials import CredentialsRef, storage_options_from_block
@@ -39,21 +40,19 @@ class _ProgressArtifact:
                                  description=f"done: {bytes_read:,} bytes read, {bytes_written:,} bytes written")
 
 
-@task(name="transfer", cache_policy=NO_CACHE, timeout_seconds=DATA_TIMEOUT)
-def transfer(index: dict[str, Any], tensors: dict[str, Any], target: str, staging: str,
-             rules: dict[str, Any] | str | None = None, strategy: str = "auto",
+@task(name="transfer", cache_policy=NO_CACHE, persist_result=False, timeout_seconds=DATA_TIMEOUT)
+def transfer(plan: Plan, index: CachedIndex, tensors: CachedTensors, target: str, staging: str,
              credentials_block: CredentialsRef = None, cache_dir: str | None = None,
-             sources: dict[str, dict[str, Any]] | None = None,
-             source_tensors: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Run the chosen strategy; TF work happens in this (the flow's) thread. Returns the report JSON.
+             sources: dict[str, CachedIndex] | None = None,
+             source_tensors: dict[str, CachedTensors] | None = None) -> dict[str, Any]:
+    """Execute the validated ``plan`` exactly (no planning again: an input that changed since fails the task,
+    nothing staged); TF work happens in this (the flow's) thread. Returns the report JSON.
     ``sources``/``source_tensors``: the named sources' cached index and tensor records, by name."""
     started = time.perf_counter()
     progress = _ProgressArtifact()
     report = CheckpointCache(cache_dir).transfer(
-        CachedIndex.from_json(index), CachedTensors.from_json(tensors), target, staging, rules=rules,
-        strategy=strategy, storage_options=storage_options_from_block(credentials_block), progress=progress,
-        overwrite=True, sources={name: CachedIndex.from_json(r) for name, r in (sources or {}).items()},
-        source_tensors={name: CachedTensors.from_json(r) for name, r in (source_tensors or {}).items()})
+        plan, index, tensors, target, staging, storage_options_from_block(credentials_block), sources=sources,
+        source_tensors=source_tensors, progress=progress, overwrite=True)
     progress.finish(report.bytes_read, report.bytes_written)
     log_stage(started, "strategy %s: %d variables written, %s bytes read, %s bytes written", report.strategy,
               len(report.plan.transferred), f"{report.bytes_read:,}", f"{report.bytes_written:,}")

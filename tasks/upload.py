@@ -12,7 +12,7 @@ from prefect.events import emit_event
 from prefect.cache_policies import NO_CACHE
 
 from warmstart.pipeline import publish_output
-from warmstart.planning import MAIN_SOURCE
+from warmstart.planning import MAIN_SOURCE, Plan
 from warmstart.storage import MANIFEST
 
 from ._common import DATA_TIMEOUT, IO_RETRY, log_stage
@@ -24,25 +24,27 @@ PUBLISHED_EVENT = "warmstart.checkpoint.published"
 
 
 @task(name="upload", cache_policy=NO_CACHE, timeout_seconds=DATA_TIMEOUT, **IO_RETRY)
-def upload(staging: str, output: str, source: str, target: str, rules: dict[str, Any] | str | None = None,
-           credentials_block: CredentialsRef = None, overwrite: bool = False) -> dict[str, Any]:
+def upload(staging: str, output: str, plan: Plan, credentials_block: CredentialsRef = None,
+           overwrite: bool = False) -> dict[str, Any]:
     """Data and index objects first, then the state file and manifest; refuses an output that could
-    reach an input (the sources, a template, a target or rules file). Then emits the event
+    reach an input of ``plan`` (the sources, a template, a target or rules file). Then emits the event
     ``warmstart.checkpoint.published`` (the output as resource, every source as related resource, the
-    manifest's figures as payload) for a training deployment to trigger on."""
+    plan's digest and the manifest's figures as payload) for a training deployment to trigger on."""
     started = time.perf_counter()
     manifest = json.loads((Path(staging) / MANIFEST).read_text())
-    published = publish_output(staging, output, source, target, rules, storage_options_from_block(credentials_block),
+    published = publish_output(staging, output, plan, storage_options_from_block(credentials_block),
                                overwrite=overwrite)
-    log_stage(started, "published %s (%d files; manifest %s)", published["output"], len(published["files"]),
-              published["manifest"])
+    log_stage(started, "published %s (%d files; manifest %s; plan digest %s)", published["output"],
+              len(published["files"]), published["manifest"], plan.digest[:12])
+    source = manifest["source"]["url"]
     emit_event(event=PUBLISHED_EVENT,
                resource={"prefect.resource.id": f"warmstart.checkpoint.{published['output']}",
                          "prefect.resource.name": published["output"]},
                related=[{"prefect.resource.id": f"warmstart.source.{source}", "prefect.resource.role": "source",
                          "prefect.resource.name": source}] + _named_sources(manifest),
                payload={"url": published["output"], "manifest": published["manifest"], "source": source,
-                        "target": target if isinstance(target, str) else None, "strategy": manifest["strategy"],
+                        "target": manifest["target"]["spec"], "strategy": manifest["strategy"],
+                        "digest": plan.digest, "inputs": manifest["inputs"],
                         "coverage": manifest["plan"]["coverage"], "counts": manifest["plan"]["counts"],
                         **{k: manifest["stats"].get(k) for k in ("bytes_read", "bytes_written", "seconds")},
                         **({"sources": {name: record["url"] for name, record in manifest["sources"].items()}}

@@ -10,6 +10,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from warmstart.cache import CachedIndex, CheckpointCache
+from warmstart.planning import PinnedInput, Plan, Rules
 from warmstart.errors import PlanError
 from warmstart.pipeline import check_output_for
 from warmstart.planning.report import positional_words
@@ -25,32 +26,32 @@ FORM_HINT = ("the warm-start-plan artifact lists all, errors first; change the '
              "start a dry run to see the plan")
 
 
-@task(name="validate", cache_policy=NO_CACHE, timeout_seconds=METADATA_TIMEOUT)
-def validate(index: dict[str, Any], target: str, rules: dict[str, Any] | str | None = None,
-             credentials_block: CredentialsRef = None, dry_run: bool = False,
-             cache_dir: str | None = None, output: str | None = None, overwrite: bool = False,
-             sources: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The plan as JSON (``sources``: the named sources' cached index records, by name), also published as
-    a table artifact. Raises :class:`PlanError` when the plan fails, unless ``dry_run`` (then the failed
-    plan is returned for the report), and :class:`StorageError` when ``output`` cannot take the result
-    (not empty, not writable, an input's place), before any tensor is fetched."""
+@task(name="validate", cache_policy=NO_CACHE, persist_result=False, timeout_seconds=METADATA_TIMEOUT)
+def validate(index: CachedIndex, target: str, rules: Rules, credentials_block: CredentialsRef = None,
+             dry_run: bool = False, cache_dir: str | None = None, output: str | None = None, overwrite: bool = False,
+             sources: dict[str, CachedIndex] | None = None, strategy: str = "auto",
+             rules_input: PinnedInput | None = None) -> Plan:
+    """The plan, with every input pinned by version (``sources``: the named sources' cached indexes, by name),
+    also published as a table artifact: what the transfer task executes, exactly. Raises :class:`PlanError` when
+    the plan fails, unless ``dry_run`` (then the failed plan is returned for the report), and
+    :class:`StorageError` when ``output`` cannot take the result (not empty, not writable, an input's place),
+    before any tensor is fetched."""
     started = time.perf_counter()
     options = storage_options_from_block(credentials_block)
-    cache, cached = CheckpointCache(cache_dir), CachedIndex.from_json(index)
+    plan = CheckpointCache(cache_dir).plan(index, target, rules, options, sources, strategy, rules_input)
     if output is not None and not dry_run:
-        check_output_for(cache.reader(cached, options), target, output, rules, options, overwrite)
-    named = {name: CachedIndex.from_json(record) for name, record in (sources or {}).items()}
-    plan = cache.plan(cached, target, rules, options, named)
+        check_output_for(plan, output, options, overwrite)
     doc = plan.to_json()
     create_table_artifact(key="warm-start-plan", table=_plan_rows(doc),
-                          description=f"Warm-start plan ({doc['status']}): {plan.summary()}")
-    log_stage(started, "plan %s: %s", doc["status"], plan.summary())
+                          description=f"Warm-start plan ({doc['status']}, digest {plan.digest}): "
+                                      f"{plan.summary()}")
+    log_stage(started, "plan %s (digest %s): %s", doc["status"], plan.digest[:12], plan.summary())
     warning = positional_words(doc)
     if warning:
         get_run_logger().warning("%s", warning)
     if not plan.ok and not dry_run:
         raise PlanError(plan.failure_message(FORM_HINT), plan)
-    return doc
+    return plan
 
 
 def _plan_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """Headless Chromium for the UI test: Debian's ``chromium`` package, installed here when missing, driven by
-Playwright (whose own browser download does not work on these machines; see shared/ENVIRONMENT.md)."""
+Playwright (whose own browser download does not work on machines without open internet)."""
 
 from __future__ import annotations
 

@@ -12,9 +12,18 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("WARMSTART_CACHE_DIR", os.path.join(_SESSION_DIR, "cache"))
 os.environ.setdefault("WARMSTART_RETRY_BASE_SECONDS", "0.2")
 
+import resource
 import uuid
 
 import pytest
+
+# Every test, and every process it starts (they inherit it), runs under a cap on its writable memory: an
+# unbounded read fails the test with a MemoryError instead of exhausting the machine. RLIMIT_DATA counts
+# what a process really writes (TensorFlow's import: ~0.35 GiB), not the address space it reserves.
+_CAP = int(os.environ.get("WARMSTART_TEST_MEMORY_CAP", str(8 << 30)))
+_soft, _hard = resource.getrlimit(resource.RLIMIT_DATA)
+if _soft == resource.RLIM_INFINITY or _soft > _CAP:
+    resource.setrlimit(resource.RLIMIT_DATA, (_CAP, _hard))
 
 try:
     from servers import GCSServer, S3Server, clear_fs_caches

@@ -10,9 +10,10 @@ Import of this module is cheap (moto, the emulator, s3fs and gcsfs are imported 
 from __future__ import annotations
 
 import os
+import time
 
 # Must be set before gcsfs is imported, or gcsfs probes every bucket over gRPC and each operation
-# against the emulator waits out a 60 s timeout (see /work/shared/ENVIRONMENT.md).
+# against the emulator waits out a 60 s timeout.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import json
@@ -311,7 +312,8 @@ class FaultyProxy:
     ``503 SlowDown``, as S3 does when throttling) to the first ``failures`` requests matching
     ``should_fail(method, headers)``.
 
-    Everything else is forwarded unchanged. ``.endpoint_url``, ``.failed`` (count), ``.requests``.
+    Everything else is forwarded unchanged. ``.endpoint_url``, ``.failed`` (count), ``.requests`` (count),
+    ``.log`` (every request's method and path, in order).
     """
 
     def __init__(self, upstream: str, failures: int = 2, should_fail=None, status: int = 503,
@@ -324,6 +326,7 @@ class FaultyProxy:
         up = urlsplit(upstream)
         proxy = self
         self.failures, self.failed, self.requests = failures, 0, 0
+        self.log: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._should_fail = should_fail or (lambda method, headers: method == "GET" and "Range" in headers)
 
@@ -337,6 +340,7 @@ class FaultyProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with proxy._lock:
                     proxy.requests += 1
+                    proxy.log.append((self.command, self.path))
                     fail = proxy.failed < proxy.failures and proxy._should_fail(self.command, self.headers)
                     if fail:
                         proxy.failed += 1
@@ -384,3 +388,23 @@ class FaultyProxy:
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def published_event(output_url: str, timeout: float = 30.0):
+    """The ``warmstart.checkpoint.published`` event of ``output_url``, read back from the Prefect API once the
+    client's events worker has sent it (polled: events reach the API asynchronously); None after ``timeout``."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:  # the client asks 100 events by default: the server refuses
+            page = client.read_events(filter=EventFilter(event=EventNameFilter(
+                name=["warmstart.checkpoint.published"])), limit=50)
+        found = [e for e in page.events if e.payload.get("url") == output_url]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    return None

@@ -1,7 +1,8 @@
 """The engine's layout, as ARCHITECTURE.md states it: wings that import only downwards.
 
-storage <- formats <- tables <- planning <- strategies <- the top (pipeline, cache, CLI, demo);
-``errors`` and ``_version`` sit below everything. Every import counts, including the ones inside
+storage <- formats <- tables <- planning <- strategies <- pipeline <- the top (cache, CLI, demo);
+``errors`` and ``_version`` sit below everything. Inside the pipeline, modules by idea import downwards too:
+strategy, inputs, manifest <- planner <- sharded <- run. Every import counts, including the ones inside
 functions (the engine imports TensorFlow and Prefect lazily, so most cross-module imports are there).
 """
 
@@ -15,9 +16,11 @@ from pathlib import Path
 import pytest
 
 ENGINE = Path(__file__).resolve().parent.parent / "warmstart"
-RANK = {"errors": 0, "_version": 0, "storage": 1, "formats": 2, "tables": 3, "planning": 4, "strategies": 5}
-TOP = 6  # pipeline, cache, cli, demo, examples and the package itself
-WINGS = ("storage", "formats", "tables", "planning", "strategies")
+RANK = {"errors": 0, "_version": 0, "storage": 1, "formats": 2, "tables": 3, "planning": 4, "strategies": 5,
+        "pipeline": 6}
+TOP = 7  # cache, cli, demo, examples and the package itself
+WINGS = ("storage", "formats", "tables", "planning", "strategies", "pipeline")
+PIPELINE_RANK = {"strategy": 0, "inputs": 0, "manifest": 0, "planner": 1, "sharded": 2, "run": 3}
 
 
 def _module_name(path: Path) -> str:
@@ -56,8 +59,7 @@ def _engine_modules() -> list[Path]:
 
 def test_the_engine_has_its_wings_and_no_loose_modules_beyond_the_top():
     loose = sorted(p.name for p in ENGINE.glob("*.py"))
-    assert loose == ["__init__.py", "_version.py", "cache.py", "cli.py", "demo.py", "errors.py", "examples.py",
-                     "pipeline.py"], loose
+    assert loose == ["__init__.py", "_version.py", "cache.py", "cli.py", "demo.py", "errors.py", "examples.py"], loose
     for wing in WINGS:
         assert (ENGINE / wing / "__init__.py").is_file(), wing
 
@@ -70,11 +72,26 @@ def test_every_engine_module_imports_only_its_own_wing_or_wings_below(path: Path
     assert not upward, f"{path.relative_to(ENGINE)} (rank {own}) imports upwards: {upward}"
 
 
+@pytest.mark.parametrize("path", sorted((ENGINE / "pipeline").glob("*.py")), ids=lambda p: p.name)
+def test_the_pipeline_modules_import_downwards_by_idea(path: Path):
+    own = PIPELINE_RANK.get(path.stem, len(PIPELINE_RANK))  # __init__ re-exports them all
+    upward = [f"line {line}: {module}" for line, module in _imports(path)
+              if module.startswith("warmstart.pipeline.") and PIPELINE_RANK[module.split(".")[2]] > own]
+    assert not upward, f"pipeline/{path.name} imports upwards: {upward}"
+
+
+def test_no_module_is_over_450_lines():
+    long = [f"{p.relative_to(ENGINE)}: {n}" for p in _engine_modules()
+            if (n := len(p.read_text().splitlines())) > 450]
+    assert not long, long
+
+
 @pytest.mark.parametrize("path", _engine_modules(), ids=lambda p: str(p.relative_to(ENGINE)))
 def test_no_wing_imports_prefect_or_the_pipeline_packages(path: Path):
     if _rank(_module_name(path)) == TOP:
         return  # the CLI's --prefect mode and the demo run the flow (lazily)
-    bad = [f"line {line}: {m}" for line, m in _imports(path) if m.split(".")[0] in ("prefect", "flows", "tasks")]
+    bad = [f"line {line}: {m}" for line, m in _imports(path)
+           if m.split(".")[0] == "prefect" or m.startswith(("warmstart.flows", "warmstart.tasks"))]
     assert not bad, f"{path.relative_to(ENGINE)}: {bad}"
 
 

@@ -109,7 +109,7 @@ def test_the_flow_refuses_a_non_empty_output_before_fetching_tensors(prefect_api
                                                                      monkeypatch):
     from test_flow import request, task_runs
 
-    from flows.warm_start import warm_start
+    from warmstart.flows.warm_start import warm_start
 
     fs = fsspec.filesystem("s3", **s3_server.storage_options())
     upload_dir(fs, example / "src", f"{s3_bucket}/src")

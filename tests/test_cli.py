@@ -122,7 +122,7 @@ def test_inspect_on_s3_configured_only_by_aws_variables(s3_server, s3_bucket, ex
 def test_flows_give_the_ephemeral_server_time_to_start_on_a_busy_machine():
     """Prefect's default (20 s) made CI's demo fail under load; the flow packages raise it before Prefect
     reads its settings, and keep a value the user set."""
-    code = ("import flows.warm_start\n"
+    code = ("import warmstart.flows.warm_start\n"
             "from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as s\n"
             "print(s.value())")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"}

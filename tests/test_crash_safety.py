@@ -76,7 +76,7 @@ import json, os, signal, sys, time
 
 args = json.loads(sys.argv[1])
 import warmstart
-import warmstart.storage.localio, warmstart.pipeline, warmstart.storage.publish, warmstart.strategies.stream, warmstart.formats.bundle.writer
+import warmstart.storage.localio, warmstart.pipeline, warmstart.storage.publish, warmstart.storage.output_lock, warmstart.strategies.stream, warmstart.formats.bundle.writer
 if args["remote"]:
     import s3fs  # configured by the AWS_* variables only
 
@@ -84,9 +84,12 @@ def die(*_args, **_kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 step = args["kill_at"]
-if step in ("before-marker", "before-state-file", "before-manifest"):
-    name = {"before-marker": ".warmstart-incomplete", "before-state-file": "checkpoint",
-            "before-manifest": "warmstart.json"}[step]
+if step == "before-marker":  # the marker (the output's lock) not created yet
+    warmstart.storage.output_lock.OutputLock.acquire = die
+elif step == "during-marker":  # locally: the marker created and locked, its holder not written yet
+    warmstart.storage.output_lock.Holder.to_bytes = die
+elif step in ("before-state-file", "before-manifest"):
+    name = {"before-state-file": "checkpoint", "before-manifest": "warmstart.json"}[step]
     write_text = warmstart.storage.publish.OutputDir._write_text
     def _write_text(self, filename, text):
         if filename == name:
@@ -100,8 +103,8 @@ elif step == "before-index":  # data file closed; the index is opened but not wr
         def finish(self):
             die()
     warmstart.formats.bundle.writer.TableWriter = _TableWriter
-elif step in ("during-marker", "during-state-file"):  # the file is created (opened), its bytes not written yet
-    name = {"during-marker": ".warmstart-incomplete", "during-state-file": "checkpoint"}[step]
+elif step == "during-state-file":  # the file is created (opened), its bytes not written yet
+    name = "checkpoint"
     write_text = warmstart.storage.publish.OutputDir._write_text
     class Dying:
         def __init__(self, f):

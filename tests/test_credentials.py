@@ -24,7 +24,7 @@ def example(tmp_path_factory):
 
 
 def run(**fields):
-    from flows.warm_start import warm_start
+    from warmstart.flows.warm_start import warm_start
 
     return warm_start(rules=EXAMPLE_RULES, return_state=True, **fields)
 
@@ -129,7 +129,7 @@ def service_account_info() -> dict:
 def test_a_service_account_key_becomes_the_gcsfs_token(prefect_api, kind):
     from prefect_gcp import GcpCredentials, GcsBucket
 
-    from tasks.credentials import storage_options_from_block
+    from warmstart.tasks.credentials import storage_options_from_block
 
     info = service_account_info()
     creds = GcpCredentials(service_account_info=info, project="p")
@@ -167,7 +167,7 @@ def test_conflicting_or_guessed_credentials_fail_before_any_task(prefect_api, ex
 def test_bad_credentials_are_named(prefect_api, slug, message):
     from prefect.blocks.system import Secret
 
-    from tasks.credentials import storage_options_from_block
+    from warmstart.tasks.credentials import storage_options_from_block
     from warmstart.errors import UsageError
 
     Secret(value="{not json").save("not-json", overwrite=True)

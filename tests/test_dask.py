@@ -322,7 +322,7 @@ def test_cli_shards_on_a_dask_address(example, reference, cluster, tmp_path):
 
 
 def test_the_flow_maps_units_over_a_dask_task_runner(example, reference, cluster, prefect_api, tmp_path):
-    from flows.warm_start import warm_start
+    from warmstart.flows.warm_start import warm_start
 
     c, _ = cluster
     out = tmp_path / "out"
@@ -334,7 +334,7 @@ def test_the_flow_maps_units_over_a_dask_task_runner(example, reference, cluster
 
 
 def test_the_flow_starts_a_local_dask_cluster_without_an_address(example, reference, prefect_api, tmp_path):
-    from flows.warm_start import warm_start
+    from warmstart.flows.warm_start import warm_start
 
     out = tmp_path / "out"
     summary = warm_start(source=example.source, target=example.target, output=str(out), rules_url=example.rules,

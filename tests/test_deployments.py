@@ -224,7 +224,7 @@ def test_deployments_are_registered(stack: Stack):
     for d in (on_demand, nightly, event):
         assert d["work_pool_name"] == POOL
         # the installed package's module: nothing of the deploying checkout (no path, no pull step) is recorded
-        assert d["entrypoint"] == "flows.warm_start.warm_start"
+        assert d["entrypoint"] == "warmstart.flows.warm_start.warm_start"
         assert not d["pull_steps"] and str(REPO) not in json.dumps(d)
         assert d["enforce_parameter_schema"] is True
         assert {"source", "target", "output", "rules"} <= set(d["parameter_openapi_schema"]["properties"])
@@ -453,7 +453,7 @@ def test_serve_script_serves_the_same_deployments(stack: Stack):
 
     _poll("serve.py to register its deployments", served, timeout=90, context=stack.tail)
     deployment = stack.deployment("warm-start-on-demand")
-    assert deployment["work_pool_name"] is None and deployment["entrypoint"] == "flows.warm_start.warm_start"
+    assert deployment["work_pool_name"] is None and deployment["entrypoint"] == "warmstart.flows.warm_start.warm_start"
     assert deployment["parameters"]["output"] == f"{stack.data}/warm/on-demand"
     nightly = stack.deployment("warm-start-nightly")
     assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in nightly["schedules"]] == [("0 2 * * *", "UTC")]

@@ -179,7 +179,7 @@ def test_the_cli_transfers_from_a_keras_file_with_the_engine(files, tmp_path):
 def test_the_flow_warm_starts_from_a_keras_file_on_s3(prefect_api, files, tmp_path, s3_server, s3_bucket, monkeypatch):
     """The flow with a .weights.h5 on moto S3 into a grown .keras model: its structure is cached (a
     re-run reads none), its tensors read by byte range, the output taken by Keras' load_weights."""
-    from flows.warm_start import warm_start
+    from warmstart.flows.warm_start import warm_start
     from servers import clear_fs_caches
 
     d, source = files

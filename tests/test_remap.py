@@ -175,7 +175,7 @@ def test_plan_errors_name_the_transform_and_the_problem(tmp_path):
     assert not plan.ok and "transforms[0]: target has 6 rows along axis 0" in plan.problems()[0]
     dup = _vocab(tmp_path / "dup.txt", ["a", "b", "a", "c", "d"])
     plan = warmstart.plan(src, tpl, _vocab_rules("fruit_weights", old, dup, num_oov_buckets=1))
-    assert not plan.ok and "token 'a' twice" in plan.problems()[0]
+    assert not plan.ok and "has a token twice (line 3" in plan.problems()[0]
     plan = warmstart.plan(src, tpl, _vocab_rules("fruit_weights", old, str(tmp_path / "absent.txt")))
     assert not plan.ok and "vocabulary file" in plan.problems()[0]
     twice = {"transforms": [{"target": "fruit.*", "overlap": True}, {"target": ".*weights", "overlap": True}]}
@@ -486,16 +486,16 @@ def test_tensors_read_in_part_are_reported_in_the_report_manifest_and_cli(tmp_pa
 
 # --------------------------------------------------------------------------- a plan made for other inputs
 
-def test_a_plan_for_another_source_fails_naming_the_variable_before_writing(tmp_path):
-    # transfer(plan=...) executes a plan made elsewhere: here for a source that has 'fruit_weights', run
-    # against one that lacks it (the stream used to raise a bare KeyError from its remap)
+def test_a_plan_for_another_source_is_refused_before_writing(tmp_path):
+    # transfer(plan=...) executes a plan exactly: here one made for a source that has 'fruit_weights', given
+    # another source (the stream used to raise a bare KeyError from its remap, then a missing-tensor error)
     old, new = _pair(tmp_path, {"fruit_weights": PREV, "bias": np.ones(2, np.float32)},
                      {"fruit_weights": np.zeros((5, 1), np.float32), "bias": np.zeros(2, np.float32)})
     plan = warmstart.plan(str(tmp_path / "src"), str(tmp_path / "tpl"), _vocab_rules("fruit_weights", old, new))
     assert plan.ok and plan.counts["remap"] == 1
     builders.tf1_checkpoint(tmp_path / "other", {"bias": np.ones(2, np.float32)})
-    with pytest.raises(warmstart.InputNotFoundError, match=r"target 'fruit_weights': its source tensor "
-                                                            r"'fruit_weights' is not in .*other"):
+    with pytest.raises(warmstart.UsageError, match=r"the plan was made for source 'main' \(.*src/model.ckpt\).*"
+                                                    r"not for '.*other'"):
         warmstart.transfer(str(tmp_path / "other"), str(tmp_path / "tpl"), str(tmp_path / "out"), plan=plan)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 

@@ -8,7 +8,7 @@ pytestmark = [pytest.mark.integration]
 
 
 def test_warm_start_subflow_beats_a_cold_start_at_step_zero(prefect_api, tmp_path):
-    from flows.retrain import RetrainRequest, retrain
+    from warmstart.flows.retrain import RetrainRequest, retrain
 
     result = retrain(RetrainRequest(workdir=str(tmp_path), steps=5))
     assert result["warm_start"]["status"] == "ok"

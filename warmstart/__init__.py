@@ -12,12 +12,15 @@ from typing import Any
 from ._version import __version__
 from .errors import (
     CorruptCheckpointError,
+    InputChangedError,
     InputError,
     InputNotFoundError,
     PlanError,
     StorageError,
     TargetError,
     UnsupportedFormatError,
+    InputLimitError,
+    OutputBusyError,
     UsageError,
     WarmStartError,
 )
@@ -40,7 +43,7 @@ __all__ = [
     "Variable",
     "VariableTable",
     "WarmStartError", "PlanError", "UsageError", "InputError", "InputNotFoundError", "CorruptCheckpointError",
-    "TargetError", "StorageError", "UnsupportedFormatError",
+    "TargetError", "StorageError", "UnsupportedFormatError", "InputChangedError", "InputLimitError", "OutputBusyError",
     "__version__",
 ]
 
@@ -51,37 +54,43 @@ def plan(
     rules: Rules | dict[str, Any] | str | None = None,
     storage_options: dict[str, Any] | None = None,
     sources: dict[str, Any] | None = None,
+    strategy: str = "auto",
+    allow_code: bool = False,
 ) -> Plan:
     """Validate ``source`` against ``target`` under ``rules`` and return the :class:`Plan`.
 
-    ``source``: a checkpoint URL/path or a :class:`VariableTable`; ``target``: anything
+    ``source``: a checkpoint or Keras file URL/path, or a :class:`VariableTable`; ``target``: anything
     :func:`signature_of` accepts. ``sources``: more sources by name (URLs or tables), added to (or
     replacing) the rules' ``sources:``; the rules' ``fill_from:`` says which target variables each fills.
-    Reads only index files. The plan may fail (``Plan.ok`` is False, ``Plan.problems()`` says why);
-    inputs that cannot be read raise :class:`InputError`.
+    ``strategy``: the one the plan is for (``restore``/``assign`` plan against the built model).
+    Reads only index files. The plan records every input it was made from, pinned by version
+    (``Plan.inputs``, ``Plan.digest``): ``transfer(..., plan=p)`` copies exactly those, or refuses.
+    The plan may fail (``Plan.ok`` is False, ``Plan.problems()`` says why); inputs that cannot be read
+    raise :class:`InputError`. A ``py:`` builder in the rules raises :class:`UsageError` unless
+    ``allow_code`` (``target`` may be one: the caller gave it).
     """
-    from .planning import declared_sources, make_plan, source_table_for
-    from .tables import signature_for
+    from .pipeline import plan_transfer, read_rules
+    from .tables import allowing_code
 
-    rules_model = load_rules(rules, storage_options)
-    source_table = source if isinstance(source, VariableTable) else read_table(str(source), storage_options)
-    source_table = source_table_for(source_table, rules_model, storage_options)
-    named = {name: value if isinstance(value, VariableTable) else read_table(str(value), storage_options)
-             for name, value in declared_sources(rules_model, sources).items()}
-    target_table = signature_for(target, source_table.kind, storage_options)
-    return make_plan(source_table, target_table, rules_model, storage_options, sources=named)
+    with allowing_code(allow_code, typed=[target]):
+        rules_model, rules_input = read_rules(rules, storage_options)
+        return plan_transfer(source, target, rules_model, strategy, storage_options, sources, rules_input).plan
 
 
-def transfer(source: str, target: Any, output: str, rules: Rules | dict[str, Any] | str | None = None,
-             strategy: str = "auto", storage_options: dict[str, Any] | None = None, **kwargs: Any) -> Report:
+def transfer(source: Any, target: Any, output: str, rules: Rules | dict[str, Any] | str | None = None,
+             strategy: str = "auto", storage_options: dict[str, Any] | None = None, allow_code: bool = False,
+             **kwargs: Any) -> Report:
     """Plan, then write a checkpoint for ``target`` at the ``output`` directory URL; see
     :func:`warmstart.pipeline.transfer` for the keyword arguments (overwrite, chunk_bytes, progress, shards, dask,
-    sources: more named sources, as for :func:`plan`).
-    Raises :class:`PlanError` (nothing written) when the plan does not satisfy the rules."""
+    sources: more named sources, as for :func:`plan`; plan: execute a plan made before, exactly; ``allow_code``
+    as for :func:`plan`). Raises :class:`PlanError` (nothing written) when the plan does not satisfy the rules,
+    and :class:`InputChangedError` (nothing written) when an input of the given plan changed."""
     from .pipeline import transfer as _transfer
+    from .tables import allowing_code
 
-    return _transfer(source, target, output, rules=rules, strategy=strategy,  # type: ignore[arg-type]
-                     storage_options=storage_options, **kwargs)
+    with allowing_code(allow_code, typed=[target]):
+        return _transfer(source, target, output, rules=rules, strategy=strategy,  # type: ignore[arg-type]
+                         storage_options=storage_options, **kwargs)
 
 
 def copy_variables(src_session: Any, dst_session: Any, rules: Rules | dict[str, Any] | str | None = None) -> Report:

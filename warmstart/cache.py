@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InputNotFoundError
 from .formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter
-from .formats.keras import KerasWeightsReader, is_keras_file, keras_identity
-from .storage import Location, object_identity, read_bytes, resolve, resolve_checkpoint
+from .formats.keras import KerasWeightsReader, is_keras_file, keras_versions
+from .storage import INDEX_BYTES, Location, object_version, read_bytes, resolve, resolve_checkpoint
 from .strategies import DEFAULT_CHUNK_BYTES, write_subset
 from .tables import VariableTable, table_from_reader
 
 if TYPE_CHECKING:
-    from .planning import Plan, Report
+    from .planning import PinnedInput, Plan, Report, Rules
 
 __all__ = ["CachedIndex", "CachedTensors", "CacheEntry", "CheckpointCache", "default_cache_dir"]
 
@@ -70,18 +70,15 @@ class CachedIndex:
 
 @dataclass(frozen=True)
 class CachedTensors:
+    """A local sparse copy of a source's tensors (or, ``direct``, the source itself to read in place), and the
+    pinned input it is a copy of (its versions checked before and after the copy)."""
+
     prefix: str  # local prefix of the sparse checkpoint (direct: the source's URL)
     keys: tuple[str, ...]
     hit: bool
     bytes_downloaded: int
     direct: bool = False  # nothing copied: the transfer reads the source (a Keras file) by byte ranges
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "keys": list(self.keys)}
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> "CachedTensors":
-        return cls(doc["prefix"], tuple(doc["keys"]), doc["hit"], doc["bytes_downloaded"], doc.get("direct", False))
+    pin: PinnedInput | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +114,7 @@ class CheckpointCache:
             return self._fetch_keras_structure(str(url), storage_options)
         prefix = resolve_checkpoint(url, storage_options)
         index = prefix.with_suffix(".index")
-        identity = object_identity(index)
+        identity = object_version(index)
         directory = self._entry_dir(prefix.url, identity)
         target = directory / "source.index"
         if target.exists():
@@ -125,14 +122,14 @@ class CheckpointCache:
             return CachedIndex(prefix.url, identity, str(directory), True, 0)
         directory.mkdir(parents=True, exist_ok=True)
         _touch(directory)
-        data = read_bytes(index)
+        data = read_bytes(index, INDEX_BYTES)
         _atomic_write(target, data)
         (directory / "source.json").write_text(json.dumps({"url": prefix.url, "identity": identity}))
         return CachedIndex(prefix.url, identity, str(directory), False, len(data))
 
     def _fetch_keras_structure(self, url: str, storage_options: dict[str, Any] | None) -> CachedIndex:
         loc = resolve(url, storage_options)
-        identity = keras_identity(loc)
+        identity = keras_versions(loc)
         directory = self._entry_dir(loc.url, identity)
         path = directory / _KERAS_STRUCTURE
         if path.exists():
@@ -145,12 +142,9 @@ class CheckpointCache:
         (directory / "source.json").write_text(json.dumps({"url": loc.url, "identity": identity}))
         return CachedIndex(loc.url, identity, str(directory), False, 0, "keras-weights")
 
-    def fetch_sources(self, rules: Any, storage_options: dict[str, Any] | None = None) -> dict[str, CachedIndex]:
+    def fetch_sources(self, rules: Rules, storage_options: dict[str, Any] | None = None) -> dict[str, CachedIndex]:
         """Cache the index (a Keras file's structure) of every named source of ``rules`` (``sources:``)."""
-        from .planning import load_rules
-
-        return {name: self.fetch_index(url, storage_options)
-                for name, url in load_rules(rules, storage_options).sources.items()}
+        return {name: self.fetch_index(url, storage_options) for name, url in rules.sources.items()}
 
     def reader(self, cached: CachedIndex,
                storage_options: dict[str, Any] | None = None) -> BundleReader | KerasWeightsReader:
@@ -161,69 +155,72 @@ class CheckpointCache:
         except FileNotFoundError:
             raise InputNotFoundError(f"cache entry {cached.directory} was removed: fetch the index again") from None
         if cached.kind == "keras-weights":
-            return KerasWeightsReader(cached.url, storage_options, structure=json.loads(data))
-        return BundleReader.with_index(resolve(cached.url, storage_options), data)
+            return KerasWeightsReader(cached.url, storage_options, structure=json.loads(data), versions=cached.identity)
+        return BundleReader.with_index(resolve(cached.url, storage_options), data, cached.identity)
 
     def table(self, cached: CachedIndex, storage_options: dict[str, Any] | None = None) -> VariableTable:
         """The source's variable table from the cached index (TF2: plus its small object-graph tensor)."""
         return table_from_reader(self.reader(cached, storage_options))
 
-    def plan(self, cached: CachedIndex, target: Any, rules: Any = None,
-             storage_options: dict[str, Any] | None = None,
-             sources: dict[str, CachedIndex] | None = None) -> "Plan":
-        """Plan against the cached source indexes (``sources``: the named sources', by name); no tensor
-        data is read."""
-        from . import plan as make
+    def plan(self, cached: CachedIndex, target: Any, rules: Rules, storage_options: dict[str, Any] | None = None,
+             sources: dict[str, CachedIndex] | None = None, strategy: str = "auto",
+             rules_input: PinnedInput | None = None) -> Plan:
+        """Plan against the cached source indexes (``sources``: the named sources', by name), every input pinned
+        (:func:`warmstart.pipeline.plan_transfer`); no tensor data is read."""
+        from .pipeline import plan_transfer
 
-        named = {name: self.table(c, storage_options) for name, c in (sources or {}).items()}
-        return make(self.table(cached, storage_options), target, rules, storage_options, sources=named or None)
+        named = {name: self.reader(c, storage_options) for name, c in (sources or {}).items()}
+        return plan_transfer(self.reader(cached, storage_options), target, rules, strategy, storage_options,
+                             named, rules_input).plan
 
-    def transfer(self, cached: CachedIndex, tensors: CachedTensors, target: Any, output: str, rules: Any = None,
-                 strategy: str = "auto", storage_options: dict[str, Any] | None = None,
-                 sources: dict[str, CachedIndex] | None = None,
-                 source_tensors: dict[str, CachedTensors] | None = None, **kwargs: Any) -> "Report":
-        """Run :func:`warmstart.transfer` from the local sparse copies (``source_tensors``: the named
-        ``sources``', by name), planned on the full cached indexes; the manifest names the real sources
-        and their identities."""
+    def transfer(self, plan: Plan, cached: CachedIndex, tensors: CachedTensors, target: Any, output: str,
+                 storage_options: dict[str, Any] | None = None, sources: dict[str, CachedIndex] | None = None,
+                 source_tensors: dict[str, CachedTensors] | None = None, **kwargs: Any) -> Report:
+        """Execute ``plan`` (:func:`warmstart.transfer` with ``plan=``) reading the local sparse copies
+        (``source_tensors``: the named ``sources``', by name) or, for Keras files and local sources, the sources
+        in place; the manifest names the real sources and their versions."""
         from .pipeline import transfer
 
-        plan = self.plan(cached, target, rules, storage_options, sources)
-        named, provenance = {}, {}
-        for name, c in (sources or {}).items():
-            copy = (source_tensors or {}).get(name)
-            named[name] = self.reader(c, storage_options) if copy is None or copy.direct else copy.prefix
-            provenance[name] = {"url": c.url, "index": c.identity}
-        more = {"sources": named, "sources_provenance": provenance} if named else {}
-        if tensors.direct:  # a Keras file: its tensors are read by their byte ranges now
-            return transfer(self.reader(cached, storage_options), target, output, rules=rules,  # type: ignore[arg-type]
-                            strategy=strategy, storage_options=storage_options, plan=plan, **more, **kwargs)
-        return transfer(tensors.prefix, target, output, rules=rules, strategy=strategy,  # type: ignore[arg-type]
-                        storage_options=storage_options, plan=plan,
-                        provenance={"url": cached.url, "index": cached.identity}, **more, **kwargs)
+        readers, copies = {}, {}
+        for name, c, copy in [("main", cached, tensors), *((n, c, (source_tensors or {}).get(n))
+                                                          for n, c in (sources or {}).items())]:
+            if copy is None or copy.direct:
+                readers[name] = self.reader(c, storage_options)
+            else:
+                readers[name] = BundleReader.at_prefix(resolve(copy.prefix))
+                copies[name] = copy.pin
+        main = readers.pop("main")
+        return transfer(main, target, output, plan=plan, storage_options=storage_options, sources=readers or None,
+                        copies=copies, **kwargs)
 
     def fetch_tensors(self, cached: CachedIndex, keys: list[str] | tuple[str, ...],
                       storage_options: dict[str, Any] | None = None,
-                      chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> CachedTensors:
+                      chunk_bytes: int = DEFAULT_CHUNK_BYTES, pin: PinnedInput | None = None) -> CachedTensors:
         """A local sparse checkpoint with only ``keys`` (and a TF2 object graph) of the source. A Keras
         file's tensors, and a local source's, are not copied: the transfer reads them where they are
-        (``direct``). After a copy the cache is pruned to its bounds (:meth:`prune`)."""
+        (``direct``). ``pin``: the source as a plan pinned it: its files must still be those versions, before
+        and after the copy (:class:`InputChangedError` otherwise). After a copy the cache is pruned to its
+        bounds (:meth:`prune`)."""
         if cached.kind == "keras-weights" or resolve(cached.url, storage_options).is_local:
-            return CachedTensors(cached.url, tuple(sorted(set(keys))), False, 0, direct=True)
+            return CachedTensors(cached.url, tuple(sorted(set(keys))), False, 0, direct=True, pin=pin)
         _touch(Path(cached.directory))
         reader = self.reader(cached, storage_options)
         wanted = sorted(set(keys) | ({OBJECT_GRAPH_KEY} & set(reader.records)))
-        digest = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
+        versions = [f.version for f in pin.files] if pin is not None else []
+        digest = hashlib.sha256(json.dumps([wanted, versions], sort_keys=True).encode()).hexdigest()[:16]
         final = Path(cached.directory) / f"tensors-{digest}"
         prefix = final / "model.ckpt"
         if (final / "complete").exists():
-            return CachedTensors(str(prefix), tuple(wanted), True, 0)
+            return CachedTensors(str(prefix), tuple(wanted), True, 0, pin=pin)
         staging = Path(cached.directory) / f".tensors-{digest}.partial-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         writer = BundleWriter(Location(_local_fs(), str(staging / "model.ckpt")))
         try:
+            _verify(pin, storage_options)
             stats = write_subset(reader, wanted, writer, chunk_bytes)
             writer.finish()
+            _verify(pin, storage_options)  # the bytes copied are the version pinned
         except BaseException:
             writer.abort()
             shutil.rmtree(staging, ignore_errors=True)
@@ -232,7 +229,7 @@ class CheckpointCache:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)  # readers see a complete entry or none
         self.prune(self.max_bytes, self.max_age_seconds)
-        return CachedTensors(str(prefix), tuple(wanted), False, stats.bytes_read)
+        return CachedTensors(str(prefix), tuple(wanted), False, stats.bytes_read, pin=pin)
 
     def entries(self) -> list[CacheEntry]:
         """Every cached source version, least recently used first."""
@@ -258,6 +255,13 @@ class CheckpointCache:
                 total -= entry.bytes
                 removed.append(entry)
         return removed
+
+
+def _verify(pin: PinnedInput | None, storage_options: dict[str, Any] | None) -> None:
+    if pin is not None:
+        from .pipeline import verify
+
+        verify([pin], storage_options)
 
 
 def _touch(directory: Path) -> None:

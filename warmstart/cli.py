@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import PlanError, StorageError, UsageError, WarmStartError
+from .errors import EXIT_CODES, PlanError, StorageError, UsageError, WarmStartError
+from .planning import STRATEGIES
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_PLAN, EXIT_USAGE, EXIT_INPUT, EXIT_STORAGE = 0, 1, 2, 3, 4
+EXIT_OK = 0
 
 
 def _print_json(doc: dict) -> None:
@@ -94,7 +95,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if not result.ok:
         if not args.json:
             print(f"warmstart: {result.failure_message()}", file=sys.stderr)
-        return EXIT_PLAN
+        return PlanError.exit_code
     return EXIT_OK
 
 
@@ -112,7 +113,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         print(f"{doc['status']}: wrote {doc['output']} (strategy {doc['strategy']}, coverage {doc['coverage']:.1%}, "
               f"{sum(doc['counts'].get(a, 0) for a in ('copy', 'cast', 'remap'))} variables copied, "
               f"{doc['seconds']:.2f} s); "
-              f"manifest {doc['manifest']}"
+              f"manifest {doc['manifest']}; plan digest {doc['digest'][:16]}"
               + (f"; {unchecked_words(doc['unchecked'])}" if doc.get("unchecked") else ""))
     warning = positional_words(doc)
     if warning:
@@ -121,19 +122,40 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _prefect_api_configured() -> bool:
-    """A Prefect API to report to: ``PREFECT_API_URL`` in the environment or in the active Prefect
-    profile (read from ``profiles.toml`` without importing Prefect, which takes seconds)."""
+    return _prefect_api_url() is not None
+
+
+def _prefect_api_url() -> str | None:
+    """The Prefect API to report to: ``PREFECT_API_URL`` in the environment or in the active Prefect
+    profile (read from ``profiles.toml`` without importing Prefect, which takes seconds); None: none."""
     if os.environ.get("PREFECT_API_URL"):
-        return True
+        return os.environ["PREFECT_API_URL"]
     import tomllib
 
     home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
     try:
         doc = tomllib.loads((home / "profiles.toml").read_text())
     except (OSError, ValueError):
-        return False
+        return None
     active = os.environ.get("PREFECT_PROFILE") or doc.get("active", "ephemeral")
-    return bool(doc.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"))
+    return doc.get("profiles", {}).get(active, {}).get("PREFECT_API_URL") or None
+
+
+def _check_prefect_api(url: str | None) -> None:
+    """Raise :class:`StorageError` (exit 4) when the configured Prefect API does not answer its health
+    check: one line with a hint, before Prefect is imported (it would end in a long traceback)."""
+    if url is None:
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=10) as response:
+            response.read(1024)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise StorageError(f"the Prefect API at {url} does not answer ({reason}): start it, point PREFECT_API_URL "
+                           "at a running server, or run the engine here with --no-prefect") from None
 
 
 def _transfer_with_engine(args: argparse.Namespace) -> dict:
@@ -153,8 +175,7 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int, str], None] | N
         yield None
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     columns = (TextColumn("copying"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
@@ -184,21 +205,20 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
     if args.sources:
         raise UsageError("--source is for runs of the engine in this process (--no-prefect); to run the flow, "
                          "declare the sources under 'sources:' in the rules file")
-    from flows.warm_start import warm_start
+    _check_prefect_api(_prefect_api_url())
+    from warmstart.flows.warm_start import warm_start
 
-    from .storage import CHECKPOINT_NAME, KERAS_WEIGHTS, read_manifest, resolve
+    from .storage import CHECKPOINT_NAME, resolve
 
     _quiet_expected_tracebacks()
     summary = warm_start(source=args.source, target=args.target, output=args.output, rules_url=args.rules,
                          strategy=args.strategy, overwrite=args.overwrite, shards=args.shards, dask_address=args.dask)
-    manifest = read_manifest(summary["manifest"])
     out = resolve(summary["output"])
-    keras_weights = out.child(KERAS_WEIGHTS)
-    return {**manifest["plan"], "strategy": summary["strategy"], "output": out.url,
+    return {**summary["plan"], "strategy": summary["strategy"], "output": out.url,
             "checkpoint": out.child(CHECKPOINT_NAME).url, "manifest": summary["manifest"],
-            "keras_weights": keras_weights.url if keras_weights.fs.exists(keras_weights.path) else None,
+            "keras_weights": summary.get("keras_weights"),
             "bytes_read": summary["bytes_read"], "bytes_written": summary["bytes_written"],
-            "seconds": summary["seconds"], "unchecked": manifest.get("unchecked", []),
+            "seconds": summary["seconds"], "unchecked": summary.get("unchecked", []),
             "flow_run": summary.get("flow_run")}
 
 
@@ -237,12 +257,7 @@ _SOURCE_HELP = ("the trained checkpoint: a prefix or a directory with a 'checkpo
                 "(.keras, .weights.h5, .weights.json, legacy .h5); a path, file://, s3:// or gs:// URL")
 _TARGET_HELP = ("what the new model expects: a template checkpoint, a TF1 MetaGraph (.meta), a Keras model (.keras) "
                 "or weights template (.weights.h5), a signature (.json) or a builder py:module:function")
-EXIT_CODES = """exit codes:
-  0  success
-  1  the plan does not satisfy the rules (nothing written)
-  2  usage error (arguments, rules, a strategy that cannot work for these inputs)
-  3  an input is missing, unreadable, corrupt or of an unsupported format
-  4  a storage or output error (output not empty or not writable, an output that reaches an input)"""
+EXIT_HELP = "exit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
 EXAMPLES = """examples:
   warmstart inspect runs/old/                          the source's variables
   warmstart plan runs/old/ new.keras --rules rules.yaml      what would be copied, and why
@@ -255,6 +270,9 @@ def _source_target(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE", help=_SOURCE_HELP)
     p.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
     p.add_argument("--rules", metavar="FILE", help="rules file (YAML or JSON, any URL); default: strict rules")
+    p.add_argument("--allow-code", action="store_true",
+                   help="let a py:module:function named in the rules (source_structure) run; a builder given as "
+                   "TARGET always runs (you typed it)")
     p.add_argument("--source", dest="sources", action="append", metavar="NAME=URL",
                    help="another source by name (repeatable), as under 'sources:' in the rules (it replaces one of "
                    "the same name); the rules' 'fill_from:' says which target variables it fills; SOURCE is 'main'")
@@ -278,7 +296,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="warmstart",
         description="Copy learned variables from one TensorFlow checkpoint/graph/model into another, checked.",
-        epilog=EXAMPLES + "\n\n" + EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES + "\n\n" + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"warmstart {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -305,9 +323,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Plan, copy and publish a checkpoint the target loads. Runs the engine in this process, or "
         "the Prefect warm-start flow when a Prefect API is configured (PREFECT_API_URL, or the active Prefect "
         "profile) or --prefect is given; --json prints the same document either way.",
-        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter))
+        epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
     p.add_argument("output", metavar="OUTPUT", help="output directory URL (must be empty, or --overwrite)")
-    p.add_argument("--strategy", choices=["auto", "stream", "restore", "assign"], default="auto",
+    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="auto (default): stream into template checkpoints, signatures and Keras weights files, "
                    "restore into graphs and models that must be built; see the README's strategy table")
     p.add_argument("--overwrite", action="store_true", help="replace what a previous run published in OUTPUT")
@@ -394,18 +412,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.getcwd() not in sys.path:  # py:module:function targets import from where the user stands
         sys.path.insert(0, os.getcwd())
     func: Callable[[argparse.Namespace], int] = args.func
+    from .tables import allowing_code
+
     try:
-        return func(args)
+        with allowing_code(getattr(args, "allow_code", False), typed=[getattr(args, "target", None)]):
+            return func(args)
     except PlanError as exc:
         if getattr(args, "json", False) and exc.plan is not None:
             _print_json(exc.plan.to_json())
         print(f"warmstart: {exc}", file=sys.stderr)
-        return EXIT_PLAN
+        return exc.exit_code
     except WarmStartError as exc:
         if getattr(args, "json", False):
             _print_json({"status": "failed", "error": str(exc), "error_type": type(exc).__name__})
         print(f"warmstart: error: {exc}", file=sys.stderr)
-        return exc.exit_code if not isinstance(exc, UsageError) else EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         print("warmstart: interrupted", file=sys.stderr)
         return 130

@@ -57,7 +57,7 @@ def run_demo(directory: str | Path) -> int:
 
 
 def _run_flow(examples, output: Path) -> dict:
-    from flows.warm_start import warm_start
+    from warmstart.flows.warm_start import warm_start
 
     return warm_start(source=examples.source, target=examples.target, output=str(output), rules_url=examples.rules,
                       overwrite=True)

@@ -7,6 +7,7 @@ Subclasses also inherit the matching built-in (``FileNotFoundError``, ``ValueErr
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_CODES",
     "WarmStartError",
     "PlanError",
     "UsageError",
@@ -16,7 +17,22 @@ __all__ = [
     "TargetError",
     "StorageError",
     "UnsupportedFormatError",
+    "InputChangedError",
+    "InputLimitError",
+    "OutputBusyError",
 ]
+
+
+#: Every exit code of the CLI and what it means: the one list (the CLI's help prints it; each error class below
+#: names its code).
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "the plan does not satisfy the rules (nothing written)",
+    2: "usage error (arguments, rules, a strategy that cannot work for these inputs)",
+    3: "an input is missing, unreadable, corrupt or of an unsupported format",
+    4: "a storage or output error (output not empty or not writable, an output that reaches an input, an output "
+       "another run is writing, an input that changed after it was planned, a Prefect API that does not answer)",
+}
 
 
 class WarmStartError(Exception):
@@ -63,6 +79,11 @@ class UnsupportedFormatError(InputError, ValueError):
     source, a MetaGraph given as a source); the message says what it is and what is supported."""
 
 
+class InputLimitError(InputError, ValueError):
+    """An input is not a regular file, or is larger, deeper or more compressed than warmstart's limits
+    allow (the message names the limit and the environment variable that raises it)."""
+
+
 class TargetError(InputError, ValueError):
     """A target (MetaGraph, Keras file, builder, live object) cannot be turned into a signature."""
 
@@ -82,3 +103,20 @@ class StorageError(WarmStartError, OSError):
 
     def __reduce__(self):  # keeps ``transient`` when the error crosses processes (a Dask worker's)
         return (type(self), (str(self), self.transient))
+
+
+class InputChangedError(StorageError):
+    """An input changed after the plan was made from it (another checkpoint in a source directory, a
+    template or file written again): the transfer refuses to copy or to publish it. ``input`` names it
+    (a :class:`warmstart.planning.PinnedInput`)."""
+
+    def __init__(self, message: str, input=None):  # noqa: A002 (the plan's word for it)
+        super().__init__(message, transient=False)
+        self.input = input
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.input))
+
+
+class OutputBusyError(StorageError):
+    """Another run, alive, is writing the output (the message names it: host, process, start)."""

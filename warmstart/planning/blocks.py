@@ -27,56 +27,211 @@ __all__ = ["BlockOp", "BlockSource", "Blocks", "Concat", "disjoint", "plan_block
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
-class Slice(BaseModel):
-    """Indices ``start:stop`` along ``axis`` (``stop`` omitted: to the end); out of range is an error."""
+class _Op(BaseModel):
+    """One block op: its shape rule (:meth:`shape`: the output shape, or why it cannot be applied, in words), its
+    NumPy step (:meth:`apply`, on a value whose shape passed :meth:`shape`) and its words (:meth:`describe`)."""
 
     model_config = _FROZEN
+
+    def shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | str:
+        raise NotImplementedError
+
+    def apply(self, value: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self, shape: tuple[int, ...]) -> str:
+        raise NotImplementedError
+
+
+class _Range(_Op):
+    """An op that keeps indices ``start:stop`` of one axis (a slice, a split's part)."""
+
     axis: int = Field(0, ge=0)
+
+    def bounds(self, shape: tuple[int, ...]) -> tuple[int, int] | str:
+        raise NotImplementedError
+
+    def shape(self, shape):
+        bounds = self.bounds(shape)
+        return bounds if isinstance(bounds, str) else _with_axis(shape, self.axis, bounds[1] - bounds[0])
+
+    def apply(self, value):
+        start, stop = self.bounds(value.shape)  # type: ignore[misc]
+        region = [slice(None)] * value.ndim
+        region[self.axis] = slice(start, stop)
+        return value[tuple(region)]
+
+    def narrowed(self, region: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The source box after this op leads the ops (offsets relative to the box so far)."""
+        bounds = self.bounds(tuple(stop - start for start, stop in region))
+        assert not isinstance(bounds, str)  # the shape check before passed
+        base = region[self.axis][0]
+        return [(base + bounds[0], base + bounds[1]) if d == self.axis else r for d, r in enumerate(region)]
+
+    def describe(self, shape):
+        start, stop = self.bounds(shape)  # type: ignore[misc]
+        return f"{_axis_word(self.axis, len(shape))} {start}:{stop}"
+
+
+class Slice(_Range):
+    """Indices ``start:stop`` along ``axis`` (``stop`` omitted: to the end); out of range is an error."""
+
     start: int = Field(0, ge=0)
     stop: int | None = Field(None, ge=0)
 
+    def bounds(self, shape):
+        bad = _axis_ok(shape, self.axis)
+        if bad:
+            return bad
+        stop = shape[self.axis] if self.stop is None else self.stop
+        if not self.start < stop <= shape[self.axis]:
+            return (f"{self.start}:{stop} is out of range for axis {self.axis} of size {shape[self.axis]} "
+                    "(0 <= start < stop <= size)")
+        return self.start, stop
 
-class Split(BaseModel):
+
+class Split(_Range):
     """Part ``index`` of ``axis`` cut into ``parts``: equal parts (an int), or parts of the sizes listed."""
 
-    model_config = _FROZEN
-    axis: int = Field(0, ge=0)
     parts: int | list[int] = Field(description="Number of equal parts, or the size of each part.")
     index: int = Field(ge=0, description="Which part (0-based).")
 
+    def bounds(self, shape):
+        bad = _axis_ok(shape, self.axis)
+        if bad:
+            return bad
+        n = shape[self.axis]
+        if isinstance(self.parts, int):
+            if self.parts < 1 or n % self.parts:
+                return f"axis {self.axis} of size {n} does not split into {self.parts} equal parts"
+            sizes = [n // self.parts] * self.parts
+        else:
+            sizes = self.parts
+            if any(s < 1 for s in sizes) or sum(sizes) != n:
+                return f"part sizes {sizes} do not add up to axis {self.axis}'s size {n}"
+        if self.index >= len(sizes):
+            return f"part {self.index} of {len(sizes)} parts"
+        start = sum(sizes[: self.index])
+        return start, start + sizes[self.index]
 
-class Permute(BaseModel):
+    def describe(self, shape):
+        count = self.parts if isinstance(self.parts, int) else len(self.parts)
+        return f"{super().describe(shape)} (part {self.index} of {count})"
+
+
+class Permute(_Op):
     """``axis`` cut into ``blocks`` equal blocks; output block ``k`` is input block ``order[k]``."""
 
-    model_config = _FROZEN
     axis: int = Field(0, ge=0)
     blocks: int = Field(ge=1)
     order: list[int]
 
+    def shape(self, shape):
+        bad = _axis_ok(shape, self.axis)
+        if bad:
+            return bad
+        if shape[self.axis] % self.blocks:
+            return f"axis {self.axis} of size {shape[self.axis]} is not divisible into {self.blocks} blocks"
+        if sorted(self.order) != list(range(self.blocks)):
+            return f"order {self.order} is not a permutation of 0..{self.blocks - 1}"
+        return shape
 
-class Transpose(BaseModel):
+    def apply(self, value):
+        blocks = np.split(value, self.blocks, axis=self.axis)
+        return np.concatenate([blocks[k] for k in self.order], axis=self.axis)
+
+    def describe(self, shape):
+        return f"{self.blocks} blocks along axis {self.axis} reordered {','.join(map(str, self.order))}"
+
+
+class Transpose(_Op):
     """Axes reordered as ``perm`` (default: reversed), as ``numpy.transpose``."""
 
-    model_config = _FROZEN
     perm: list[int] | None = None
 
+    def shape(self, shape):
+        perm = list(range(len(shape)))[::-1] if self.perm is None else self.perm
+        if sorted(perm) != list(range(len(shape))):
+            return f"perm {perm} is not a permutation of the {len(shape)} axes"
+        return tuple(shape[p] for p in perm)
 
-class Reshape(BaseModel):
+    def apply(self, value):
+        return np.transpose(value, self.perm)
+
+    def describe(self, shape):
+        return "transposed" + ("" if self.perm is None else f" ({','.join(map(str, self.perm))})")
+
+
+class Reshape(_Op):
     """The same elements in row-major order, in ``shape`` (one ``-1`` allowed: inferred)."""
 
-    model_config = _FROZEN
-    shape: list[int]
+    shape_: list[int] = Field(alias="shape")
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    def shape(self, shape):  # type: ignore[override]
+        total = int(np.prod(shape, dtype=np.int64))
+        wanted = self.shape_
+        known = [n for n in wanted if n != -1]
+        if wanted.count(-1) > 1 or any(n < 0 for n in known):
+            return f"shape {wanted}: sizes must be >= 0, at most one -1"
+        size = int(np.prod(known, dtype=np.int64))
+        if wanted.count(-1):
+            if size == 0 or total % size:
+                return f"cannot infer the -1 of {wanted} from {total} elements"
+            return tuple(total // size if n == -1 else n for n in wanted)
+        if size != total:
+            return f"{wanted} holds {size} elements, the value {total}"
+        return tuple(wanted)
+
+    def apply(self, value):
+        return np.reshape(value, self.shape_)
+
+    def describe(self, shape):
+        return f"reshaped to {self.shape_}"
 
 
-class Add(BaseModel):
+class Add(_Op):
     """``value`` added to every element, or only to block ``block`` of ``axis`` cut into ``blocks`` equal blocks
     (TF1's ``forget_bias``: 1.0 on the forget gate's block of an LSTM bias)."""
 
-    model_config = _FROZEN
     value: float
     axis: int = Field(0, ge=0)
     blocks: int = Field(1, ge=1)
     block: int | None = Field(None, ge=0, description="With blocks: which block (default: all of them).")
+
+    def problem(self, dtype: str) -> str | None:
+        """Why ``value`` cannot be added exactly to a ``dtype`` tensor (strings, booleans, a fraction to integers)."""
+        kind = np.dtype(by_name(dtype).numpy or object).kind
+        if kind in "OSUb":
+            return f"the source holds {dtype} values"
+        if kind in "iu" and not float(self.value).is_integer():
+            return f"{self.value} added to {dtype} values would be truncated"
+        return None
+
+    def shape(self, shape):
+        bad = _axis_ok(shape, self.axis) if self.blocks > 1 or self.block is not None else None
+        if bad:
+            return bad
+        if self.blocks > 1 and shape[self.axis] % self.blocks:
+            return f"axis {self.axis} of size {shape[self.axis]} is not divisible into {self.blocks} blocks"
+        if self.block is not None and self.block >= self.blocks:
+            return f"block {self.block} of {self.blocks} blocks"
+        return shape
+
+    def apply(self, value):
+        out = np.array(value, copy=True)
+        if self.block is None:
+            out += np.asarray(self.value).astype(out.dtype)
+            return out
+        size = out.shape[self.axis] // self.blocks
+        region = [slice(None)] * out.ndim
+        region[self.axis] = slice(self.block * size, (self.block + 1) * size)
+        out[tuple(region)] += np.asarray(self.value).astype(out.dtype)
+        return out
+
+    def describe(self, shape):
+        where = "" if self.block is None else f" on block {self.block} of {self.blocks} along axis {self.axis}"
+        return f"{self.value:+g}{where}"
 
 
 class BlockOp(OneKey):
@@ -91,7 +246,8 @@ class BlockOp(OneKey):
     add: Add | None = None
 
     @property
-    def args(self) -> Any:
+    def args(self) -> _Op:
+        """The op itself (its shape rule, NumPy step and words)."""
         return getattr(self, self.kind)
 
 
@@ -136,7 +292,7 @@ class Blocks:
         """The transform's value from the sources' whole values (in the order of ``sources``)."""
         value = values[0] if self.concat_axis is None else np.concatenate(values, axis=self.concat_axis)
         for op in self.ops:
-            value = _APPLY[op.kind](value, op.args)
+            value = op.args.apply(value)
         return value
 
     def to_json(self) -> dict[str, Any]:
@@ -166,19 +322,19 @@ def plan_blocks(ops: list[BlockOp], sources: tuple[BlockSource, ...], concat_axi
     if len(dtypes) > 1:
         return "concat: the sources have different dtypes (" + ", ".join(f"{s.name} {s.dtype}" for s in sources) + ")"
     for i, op in enumerate(ops):
-        problem = _add_problem(op, next(iter(dtypes))) if op.kind == "add" else None
+        problem = op.args.problem(next(iter(dtypes))) if isinstance(op.args, Add) else None
         if problem:
             return f"ops[{i}] add: {problem}"
     region = [(0, n) for n in shape] if concat_axis is None else None
     steps, leading = [], True
     for i, op in enumerate(ops):
-        new_shape = _SHAPE[op.kind](shape, op.args)
+        new_shape = op.args.shape(shape)
         if isinstance(new_shape, str):
             return f"ops[{i}] {op.kind}: {new_shape} (input shape {list(shape)})"
-        leading = leading and op.kind in ("slice", "split")
+        leading = leading and isinstance(op.args, _Range)
         if region is not None and leading:  # later ops only rearrange or select within the box read so far
-            region = _narrowed(region, op)
-        steps.append(_describe(op, shape))
+            region = op.args.narrowed(region)
+        steps.append(op.args.describe(shape))
         shape = new_shape
     if ops and ops[0].kind in ("slice", "split"):  # "rows 0:8 of rnn/lstm_cell/kernel [24, 64], ..."
         steps[0] = f"{steps[0]} of {what}"
@@ -186,16 +342,6 @@ def plan_blocks(ops: list[BlockOp], sources: tuple[BlockSource, ...], concat_axi
         steps.insert(0, what)
     return Blocks(sources, concat_axis, tuple(ops), shape, None if region is None else tuple(region),
                   {"reason": f"{', '.join(steps)} -> {list(shape)}"})
-
-
-def _add_problem(op: BlockOp, dtype: str) -> str | None:
-    """Why ``value`` cannot be added exactly to a ``dtype`` tensor (strings, booleans, a fraction to integers)."""
-    kind = np.dtype(by_name(dtype).numpy or object).kind
-    if kind in "OSUb":
-        return f"the source holds {dtype} values"
-    if kind in "iu" and not float(op.args.value).is_integer():
-        return f"{op.args.value} added to {dtype} values would be truncated"
-    return None
 
 
 def _concat_shape(shapes: list[tuple[int, ...]], axis: int) -> tuple[int, ...] | str:
@@ -213,170 +359,11 @@ def _axis_ok(shape: tuple[int, ...], axis: int) -> str | None:
     return None if axis < len(shape) else f"axis {axis} of a rank-{len(shape)} value"
 
 
-def _slice_bounds(shape: tuple[int, ...], op: Slice) -> tuple[int, int] | str:
-    bad = _axis_ok(shape, op.axis)
-    if bad:
-        return bad
-    stop = shape[op.axis] if op.stop is None else op.stop
-    if not op.start < stop <= shape[op.axis]:
-        return (f"{op.start}:{stop} is out of range for axis {op.axis} of size {shape[op.axis]} "
-                "(0 <= start < stop <= size)")
-    return op.start, stop
-
-
-def _split_bounds(shape: tuple[int, ...], op: Split) -> tuple[int, int] | str:
-    bad = _axis_ok(shape, op.axis)
-    if bad:
-        return bad
-    n = shape[op.axis]
-    if isinstance(op.parts, int):
-        if op.parts < 1 or n % op.parts:
-            return f"axis {op.axis} of size {n} does not split into {op.parts} equal parts"
-        sizes = [n // op.parts] * op.parts
-    else:
-        sizes = op.parts
-        if any(s < 1 for s in sizes) or sum(sizes) != n:
-            return f"part sizes {sizes} do not add up to axis {op.axis}'s size {n}"
-    if op.index >= len(sizes):
-        return f"part {op.index} of {len(sizes)} parts"
-    start = sum(sizes[: op.index])
-    return start, start + sizes[op.index]
-
-
 def _with_axis(shape: tuple[int, ...], axis: int, size: int) -> tuple[int, ...]:
     return shape[:axis] + (size,) + shape[axis + 1 :]
-
-
-def _slice_shape(shape, op: Slice):
-    bounds = _slice_bounds(shape, op)
-    return bounds if isinstance(bounds, str) else _with_axis(shape, op.axis, bounds[1] - bounds[0])
-
-
-def _split_shape(shape, op: Split):
-    bounds = _split_bounds(shape, op)
-    return bounds if isinstance(bounds, str) else _with_axis(shape, op.axis, bounds[1] - bounds[0])
-
-
-def _permute_shape(shape, op: Permute):
-    bad = _axis_ok(shape, op.axis)
-    if bad:
-        return bad
-    if shape[op.axis] % op.blocks:
-        return f"axis {op.axis} of size {shape[op.axis]} is not divisible into {op.blocks} blocks"
-    if sorted(op.order) != list(range(op.blocks)):
-        return f"order {op.order} is not a permutation of 0..{op.blocks - 1}"
-    return shape
-
-
-def _transpose_shape(shape, op: Transpose):
-    perm = list(range(len(shape)))[::-1] if op.perm is None else op.perm
-    if sorted(perm) != list(range(len(shape))):
-        return f"perm {perm} is not a permutation of the {len(shape)} axes"
-    return tuple(shape[p] for p in perm)
-
-
-def _reshape_shape(shape, op: Reshape):
-    total = int(np.prod(shape, dtype=np.int64))
-    known = [n for n in op.shape if n != -1]
-    if op.shape.count(-1) > 1 or any(n < 0 for n in known):
-        return f"shape {op.shape}: sizes must be >= 0, at most one -1"
-    size = int(np.prod(known, dtype=np.int64))
-    if op.shape.count(-1):
-        if size == 0 or total % size:
-            return f"cannot infer the -1 of {op.shape} from {total} elements"
-        return tuple(total // size if n == -1 else n for n in op.shape)
-    if size != total:
-        return f"{op.shape} holds {size} elements, the value {total}"
-    return tuple(op.shape)
-
-
-def _add_shape(shape, op: Add):
-    bad = _axis_ok(shape, op.axis) if op.blocks > 1 or op.block is not None else None
-    if bad:
-        return bad
-    if op.blocks > 1 and shape[op.axis] % op.blocks:
-        return f"axis {op.axis} of size {shape[op.axis]} is not divisible into {op.blocks} blocks"
-    if op.block is not None and op.block >= op.blocks:
-        return f"block {op.block} of {op.blocks} blocks"
-    return shape
-
-
-_SHAPE = {"slice": _slice_shape, "split": _split_shape, "permute": _permute_shape, "transpose": _transpose_shape,
-          "reshape": _reshape_shape, "add": _add_shape}
-
-
-def _take(value: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
-    region = [slice(None)] * value.ndim
-    region[axis] = slice(start, stop)
-    return value[tuple(region)]
-
-
-def _apply_slice(value, op: Slice):
-    return _take(value, op.axis, *_slice_bounds(value.shape, op))  # type: ignore[misc]
-
-
-def _apply_split(value, op: Split):
-    return _take(value, op.axis, *_split_bounds(value.shape, op))  # type: ignore[misc]
-
-
-def _apply_permute(value, op: Permute):
-    blocks = np.split(value, op.blocks, axis=op.axis)
-    return np.concatenate([blocks[k] for k in op.order], axis=op.axis)
-
-
-def _apply_transpose(value, op: Transpose):
-    return np.transpose(value, op.perm)
-
-
-def _apply_reshape(value, op: Reshape):
-    return np.reshape(value, op.shape)
-
-
-def _apply_add(value, op: Add):
-    out = np.array(value, copy=True)
-    if op.block is None:
-        out += np.asarray(op.value).astype(out.dtype)
-        return out
-    size = out.shape[op.axis] // op.blocks
-    region = [slice(None)] * out.ndim
-    region[op.axis] = slice(op.block * size, (op.block + 1) * size)
-    out[tuple(region)] += np.asarray(op.value).astype(out.dtype)
-    return out
-
-
-_APPLY = {"slice": _apply_slice, "split": _apply_split, "permute": _apply_permute, "transpose": _apply_transpose,
-          "reshape": _apply_reshape, "add": _apply_add}
-
-
-def _narrowed(region: list[tuple[int, int]], op: BlockOp) -> list[tuple[int, int]]:
-    """The source box after a leading slice or split (offsets relative to the box so far)."""
-    shape = tuple(stop - start for start, stop in region)
-    bounds = (_slice_bounds if op.kind == "slice" else _split_bounds)(shape, op.args)
-    assert not isinstance(bounds, str)  # the shape check before passed
-    axis, base = op.args.axis, region[op.args.axis][0]
-    return [(base + bounds[0], base + bounds[1]) if d == axis else r for d, r in enumerate(region)]
 
 
 def _axis_word(axis: int, rank: int) -> str:
     if rank == 2:
         return "rows" if axis == 0 else "columns"
     return "entries" if rank == 1 else f"axis {axis}"
-
-
-def _describe(op: BlockOp, shape: tuple[int, ...]) -> str:
-    """The op in words, e.g. ``rows 0:8`` or ``4 blocks along axis 1 reordered 0,2,1,3``."""
-    a = op.args
-    if op.kind in ("slice", "split"):
-        start, stop = (_slice_bounds if op.kind == "slice" else _split_bounds)(shape, a)  # type: ignore[misc]
-        part = ""
-        if op.kind == "split":
-            part = f" (part {a.index} of {a.parts if isinstance(a.parts, int) else len(a.parts)})"
-        return f"{_axis_word(a.axis, len(shape))} {start}:{stop}{part}"
-    if op.kind == "permute":
-        return f"{a.blocks} blocks along axis {a.axis} reordered {','.join(map(str, a.order))}"
-    if op.kind == "transpose":
-        return "transposed" + ("" if a.perm is None else f" ({','.join(map(str, a.perm))})")
-    if op.kind == "reshape":
-        return f"reshaped to {a.shape}"
-    where = "" if a.block is None else f" on block {a.block} of {a.blocks} along axis {a.axis}"
-    return f"{a.value:+g}{where}"

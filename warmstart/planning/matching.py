@@ -5,7 +5,6 @@ Planning reads no tensor data (vocabulary files of transforms only).
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import replace
@@ -17,6 +16,7 @@ from ..formats.dtypes import is_value_preserving_cast
 from ..tables import Variable, VariableTable, named_by_structure
 from .blocks import Blocks, disjoint
 from .lookup import Found, SourceIndex, closest_source, look_alike, same_structure
+from .patterns import PatternSet, compile_pattern, compile_template
 from .plan import TRANSFERRED, Plan, PlanEntry
 from .rules import MAIN_SOURCE, Rules, Transform
 from .sources import SourceChooser
@@ -105,35 +105,36 @@ class _Matcher:
 
     def __init__(self, rules: Rules):
         self.rules = rules
-        self.include = [(p, re.compile(p)) for p in rules.include]
-        self.exclude = [(p, re.compile(p)) for p in rules.exclude]
-        self.rename = [(p, re.compile(p), t) for p, t in rules.rename]
+        self.include = [(p, compile_pattern(p)) for p in rules.include]
+        self.exclude = [(p, compile_pattern(p)) for p in rules.exclude]
+        self.rename = [(p, compile_pattern(p), t) for p, t in rules.rename]
+        # each list matched in one pass over a name, however long it is (linear time: RE2)
+        self._include, self._exclude, self._rename = (
+            PatternSet([rx for _, rx, *_ in rules_]) for rules_ in (self.include, self.exclude, self.rename))
         self.used: set[tuple[str, int]] = set()
 
     def excluded_by(self, t: Variable) -> str | None:
-        for i, (p, rx) in enumerate(self.exclude):
-            if _matching_key(rx, t) is not None:
-                self.used.add(("exclude", i))
-                return p
-        return None
+        i = _first(self._exclude, t)
+        if i is None:
+            return None
+        self.used.add(("exclude", i))
+        return self.exclude[i][0]
 
     def included(self, t: Variable) -> bool:
-        hit = False
-        for i, (_, rx) in enumerate(self.include):
-            if _matching_key(rx, t) is not None:
-                self.used.add(("include", i))
-                hit = True
-        return hit
+        hits = {i for key in (t.name, *t.aliases) for i in self._include.matches(key)}
+        self.used.update(("include", i) for i in hits)
+        return bool(hits)
 
     def source_name(self, t: Variable) -> tuple[str | None, int | None]:
         """(source name or None, index of the rename rule used or None): the first rule matching the target's
         name or one of its aliases (a rule written against object paths, or a file's vars/N)."""
-        for i, (_, rx, template) in enumerate(self.rename):
-            key = _matching_key(rx, t)
-            if key is not None:
-                self.used.add(("rename", i))
-                return (None if template is None else rx.fullmatch(key).expand(template)), i  # type: ignore[union-attr]
-        return t.name, None
+        i = _first(self._rename, t)
+        if i is None:
+            return t.name, None
+        self.used.add(("rename", i))
+        pattern, rx, template = self.rename[i]
+        key = _matching_key(rx, t)
+        return (None if template is None else compile_template(template, pattern).expand(rx.fullmatch(key))), i
 
     def unused_rule_errors(self, target: VariableTable) -> list[str]:
         errors = []
@@ -153,7 +154,13 @@ class _Matcher:
         return errors
 
 
-def _matching_key(rx: re.Pattern[str], t: Variable) -> str | None:
+def _first(patterns: PatternSet, t: Variable) -> int | None:
+    """The first of ``patterns`` that matches the target's name or one of its aliases whole."""
+    hits = [i for key in (t.name, *t.aliases) if (i := patterns.first(key)) is not None]
+    return min(hits) if hits else None
+
+
+def _matching_key(rx: Any, t: Variable) -> str | None:
     """The first of the target's name and aliases that ``rx`` matches whole; None if none does."""
     return next((key for key in (t.name, *t.aliases) if rx.fullmatch(key)), None)
 

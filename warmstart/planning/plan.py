@@ -5,19 +5,31 @@ and the whole decision with its counts, coverage and reporting (:class:`Plan`). 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from functools import cached_property
+from typing import Any, Literal, get_args
 
 from ..tables import VariableTable
 from .blocks import Blocks
+from .inputs import READ_BY_TRANSFER, PinnedInput
 from .rules import MAIN_SOURCE, Rules
 from .transforms import Remap
 
-__all__ = ["Action", "PlanEntry", "Plan", "TRANSFERRED"]
+__all__ = ["Action", "PlanEntry", "Plan", "TRANSFERRED", "DIRECT", "COUNTED", "Strategy", "STRATEGIES"]
 
 Action = Literal["copy", "cast", "remap", "init", "skip", "error"]
+#: The actions that fill a target variable from a source (the others keep its initial value or fail).
 TRANSFERRED: frozenset[str] = frozenset({"copy", "cast", "remap"})
+#: The transferred actions whose value is the source tensor itself, converted at most (no transform).
+DIRECT: frozenset[str] = frozenset({"copy", "cast"})
+#: The actions every plan counts (``remap`` is counted when a plan has one).
+COUNTED: tuple[str, ...] = ("copy", "cast", "init", "skip", "error")
+#: How a plan is executed: the one list of strategy names (CLI choices, the flow's form, the engine).
+Strategy = Literal["auto", "stream", "restore", "assign"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +103,14 @@ class Plan:
     coverage: float
     counts: dict[str, int] = field(init=False)
     sources: Mapping[str, VariableTable] = field(default_factory=dict)  # every source by name; default: main
+    inputs: tuple[PinnedInput, ...] = ()  # what it was made from, pinned by version (warmstart.pipeline pins them)
+    strategy: Strategy = "auto"  # the strategy the target's table was made for (restore/assign: the model is built)
     hint: str | None = None  # what would make a failed plan work, when the planner can tell (match: structure)
 
     def __post_init__(self):
         if not self.sources:
             object.__setattr__(self, "sources", {MAIN_SOURCE: self.source})
-        counts = {a: 0 for a in ("copy", "cast", "init", "skip", "error")}  # "remap" only when there is one
+        counts = {a: 0 for a in COUNTED}  # "remap" only when there is one
         for e in self.entries:
             counts[e.action] = counts.get(e.action, 0) + 1
         object.__setattr__(self, "counts", counts)
@@ -104,6 +118,21 @@ class Plan:
     @property
     def ok(self) -> bool:
         return not self.rule_errors and self.counts["error"] == 0
+
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 over the rules, every entry and the pinned inputs (their exact objects and versions): equal
+        digests, the same transfer of the same bytes."""
+        doc = {"rules": self.rules.model_dump(mode="json"), "target": self.target.origin, "strategy": self.strategy,
+               "entries": [e.to_json() for e in self.entries],
+               "inputs": [{k: v for k, v in i.to_json().items() if k != "given"} for i in self.inputs]}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+    def pinned(self, role: str | None = None, name: str | None = None) -> tuple[PinnedInput, ...]:
+        """The inputs of ``role`` (and ``name``), or those a transfer reads again (sources and target) when
+        ``role`` is None."""
+        return tuple(i for i in self.inputs if (i.role in READ_BY_TRANSFER if role is None else i.role == role)
+                     and (name is None or i.name == name))
 
     @property
     def transferred(self) -> tuple[PlanEntry, ...]:
@@ -116,6 +145,18 @@ class Plan:
             table = self.sources[e.from_source or MAIN_SOURCE]
             total += sum(table[name].nbytes or 0 for name in e.sources)
         return total
+
+    def source_keys(self) -> dict[str, list[str]]:
+        """The source tensors a transfer of this plan reads, by source name (``main``: the source): every
+        transferred entry's, and a concat's other sources (in the same source)."""
+        keys: dict[str, set[str]] = {}
+        for e in self.transferred:
+            found = keys.setdefault(e.from_source or MAIN_SOURCE, set())
+            if e.source_key is not None:
+                found.add(e.source_key)
+            if isinstance(e.remap, Blocks):
+                found.update(s.key for s in e.remap.sources)
+        return {name: sorted(found) for name, found in keys.items()}
 
     def unused_in(self, name: str) -> tuple[str, ...]:
         """The variables of source ``name`` that fill no target variable."""
@@ -190,4 +231,6 @@ class Plan:
             "sources": self.sources_json(),
             "transferred_bytes": self.transferred_bytes,
             "rules": self.rules.model_dump(mode="json"),
+            "digest": self.digest,
+            "inputs": [i.to_json() for i in self.inputs],
         }

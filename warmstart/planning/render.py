@@ -86,3 +86,6 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
         console.print(f"[cyan]hint:[/] {plan.hint}", highlight=False)
     status = "[green]ok[/]" if plan.ok else "[bold red]failed[/]"
     console.print(f"{plan.summary()}; {human_bytes(plan.transferred_bytes)} to copy; status {status}")
+    if plan.inputs:
+        console.print(f"plan digest {plan.digest[:16]}; inputs: "
+                      + ", ".join(f"{i.role} {i.url}" for i in plan.inputs if i.role in ("source", "target")))

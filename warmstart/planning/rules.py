@@ -1,7 +1,9 @@
 """Transfer rules: which target variables to fill, from which source names, and what to do on mismatch.
 
-Rules map *target* names to *source* names. Every regex matches a whole name
-(``re.fullmatch``). Rules come from a YAML/JSON file, a plain dict, or a :class:`Rules`.
+Rules map *target* names to *source* names. Every regex matches a whole name, run by RE2 in linear
+time (:mod:`.patterns`). Rules come from a YAML/JSON file, a plain dict, or a :class:`Rules`; they
+are untrusted: a file is read within a size limit, its nesting and entry count are bounded, and a
+``py:`` builder in it runs only when the caller allowed code (:mod:`warmstart.tables.code_policy`).
 """
 
 from __future__ import annotations
@@ -11,18 +13,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import UsageError
-from ..storage import read_bytes, resolve
+from ..errors import InputLimitError, UsageError
+from ..storage import RULES_BYTES, RULES_ENTRIES, check_nesting, read_bytes, resolve
+from ..tables import refuse_code_in_rules
 from .blocks import BlockOp, Concat
 from .initializers import Initializer
+from .patterns import compile_pattern, compile_template
 
 __all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "MAIN_SOURCE", "load_rules"]
 
 #: The name of the source given as SOURCE (the ``source`` argument): the default of every target variable.
 MAIN_SOURCE = "main"
 _SOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+# The lists whose length planning's cost grows with (each entry a pattern, a rule or a source).
+_COUNTED = ("include", "exclude", "rename", "transforms", "fill_from", "sources")
 
 # Bookkeeping that a warm start should not carry over: counters and optimizer state
 # (TF1 slot names, Keras 3 optimizer variables, TF2 slot paths).
@@ -92,7 +98,7 @@ class Transform(BaseModel):
         for name in [self.from_] if self.concat is None else self.concat.sources:
             try:
                 if name is not None:
-                    _check_template(_compile(self.target), name)
+                    _check_template(self.target, name)
             except re.error as exc:
                 raise ValueError(f"source name {name!r} for {self.target!r}: {exc}") from None
 
@@ -100,8 +106,8 @@ class Transform(BaseModel):
         """The source names ``from`` or ``concat`` give for ``target_name`` (back-references expanded); []: the
         rename rules name the source."""
         names = self.concat.sources if self.concat is not None else [self.from_] if self.from_ is not None else []
-        match = re.fullmatch(self.target, target_name)
-        return [match.expand(n) for n in names] if match else []
+        match = compile_pattern(self.target).fullmatch(target_name)
+        return [compile_template(n, self.target).expand(match) for n in names] if match else []
 
     @property
     def blocks(self) -> bool:
@@ -161,6 +167,13 @@ class Rules(BaseModel):
         default_factory=list, description="Ordered [target regex, source name] pairs (first match "
         "wins; unmatched: 'main'); a list of names is a fallback order: the first source that has the variable.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, doc: Any) -> Any:
+        if isinstance(doc, dict):
+            _check_size(doc)
+        return doc
+
     @field_validator("sources")
     @classmethod
     def _source_names(cls, sources: dict[str, str]) -> dict[str, str]:
@@ -192,10 +205,10 @@ class Rules(BaseModel):
     def _renames_compile(cls, rules: list[str] | list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
         pairs = [_rename_pair(rule) if isinstance(rule, str) else rule for rule in rules]
         for pattern, template in pairs:
-            compiled = _compile(pattern)
+            _compile(pattern)
             if template is not None:
                 try:
-                    _check_template(compiled, template)
+                    _check_template(pattern, template)
                 except re.error as exc:
                     raise ValueError(f"rename template {template!r} for {pattern!r}: {exc}") from None
         return pairs
@@ -216,26 +229,14 @@ def _rename_pair(rule: str) -> tuple[str, str | None]:
     return pattern, template or None
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+def _compile(pattern: str) -> None:
+    compile_pattern(pattern)  # raises ValueError naming the pattern and what RE2 refuses
 
 
-def _check_template(compiled: re.Pattern[str], template: str) -> None:
-    """Expand ``template`` against an empty match with the pattern's groups: ``re`` then checks every
-    escape and group reference exactly as it will when the rule is applied (raises ``re.error``)."""
-    refs = [int(g) for g in re.findall(r"\\(?:g<)?(\d+)", template)]
-    if refs and max(refs) > compiled.groups:
-        raise re.error(f"refers to group {max(refs)}, but the pattern has {compiled.groups} group(s)")
-    names = {index: name for name, index in compiled.groupindex.items()}
-    groups = "".join(f"(?P<{names[i]}>)" if i in names else "()" for i in range(1, compiled.groups + 1))
-    match = re.compile(groups).match("")  # empty groups always match ""
-    try:
-        match.expand(template)  # type: ignore[union-attr]
-    except IndexError as exc:  # an unknown group name
-        raise re.error(str(exc)) from None
+def _check_template(pattern: str, template: str) -> None:
+    """Raises ``re.error`` unless ``template`` is a valid template for ``pattern`` (its escapes and group
+    references checked by Python's own template parser, as the rule will be applied)."""
+    compile_template(template, pattern)
 
 
 def load_rules(rules: Rules | dict[str, Any] | str | Path | None, storage_options: dict[str, Any] | None = None) -> Rules:
@@ -246,27 +247,54 @@ def load_rules(rules: Rules | dict[str, Any] | str | Path | None, storage_option
     if rules is None:
         return Rules()
     if isinstance(rules, Rules):
+        refuse_code_in_rules(rules.source_structure, "rules")
         return rules
     origin = "rules"
     if isinstance(rules, (str, Path)):
         origin = str(rules)
-        try:
-            text = read_bytes(resolve(origin, storage_options)).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise UsageError(f"{origin}: not a text file ({exc.reason} at byte {exc.start})") from None
-        try:
-            rules = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{origin}: not valid YAML/JSON: {_yaml_problem(exc)}") from None
+        rules = _parse_rules_file(origin, storage_options)
     if not isinstance(rules, dict):
         raise UsageError(f"{origin}: rules must be a mapping of fields, received: {type(rules).__name__}")
     try:
-        return Rules.model_validate(rules)
+        model = Rules.model_validate(rules)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
         )
         raise UsageError(f"{origin}: invalid rules ({exc.error_count()} problem(s)): {problems}") from None
+    refuse_code_in_rules(model.source_structure, origin)
+    return model
+
+
+def _parse_rules_file(origin: str, storage_options: dict[str, Any] | None) -> Any:
+    """The document in the rules file at ``origin``: read within its size limit, parsed, its nesting bounded."""
+    try:
+        data = read_bytes(resolve(origin, storage_options), RULES_BYTES)
+    except InputLimitError as exc:
+        raise UsageError(f"rules: {exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{origin}: not a text file ({exc.reason} at byte {exc.start})") from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{origin}: not valid YAML/JSON: {_yaml_problem(exc)}") from None
+    except RecursionError:  # the pure-Python parser recurses per level (never the C one: it crashes)
+        raise UsageError(f"{origin}: nested too deeply to be rules") from None
+
+
+def _check_size(doc: dict[str, Any]) -> None:
+    """Bound what planning costs before any regex is compiled: the nesting, and the number of entries
+    (raises ``ValueError``)."""
+    try:
+        check_nesting(doc, "the rules")
+    except InputLimitError as exc:
+        raise ValueError(str(exc)) from None
+    entries = sum(len(doc[key]) for key in _COUNTED if isinstance(doc.get(key), (list, dict)))
+    if entries > RULES_ENTRIES.value:
+        raise ValueError(f"{entries:,} entries (include, exclude, rename, transforms, fill_from, sources), over the "
+                         f"limit of {RULES_ENTRIES.words('entries')}: raise it if these rules are right")
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

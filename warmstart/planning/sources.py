@@ -8,11 +8,11 @@ order, the first source that has the variable). A target variable no ``fill_from
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UsageError
+from .patterns import compile_pattern
 from .rules import _SOURCE_NAME, MAIN_SOURCE, Rules
 
 __all__ = ["SourceChooser", "declared_sources"]
@@ -37,7 +37,7 @@ class SourceChooser:
 
     def __init__(self, rules: Rules, names: Mapping[str, Any]):
         self.names = names  # every source by name, main included
-        self.rules = [(p, re.compile(p), (n,) if isinstance(n, str) else tuple(n)) for p, n in rules.fill_from]
+        self.rules = [(p, compile_pattern(p), (n,) if isinstance(n, str) else tuple(n)) for p, n in rules.fill_from]
         self.used: set[int] = set()
 
     @property

@@ -6,19 +6,19 @@ vocabulary files (one token a line) and no tensor data.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..storage import read_bytes, resolve
+from ..errors import InputError, InputLimitError
+from ..storage import VOCAB_BYTES, read_bytes, resolve
 from ..tables import Variable, VariableTable
 from .blocks import Blocks, BlockSource, plan_blocks
 from .initializers import Initializer
 from .lookup import look_alike
+from .patterns import compile_pattern
 from .rules import Rules, Transform
 
 __all__ = ["Remap", "TransformMatcher", "plan_block_transform", "plan_remap"]
@@ -56,7 +56,7 @@ class TransformMatcher:
     remembers which were used."""
 
     def __init__(self, rules: Rules):
-        self.transforms = [(t, re.compile(t.target)) for t in rules.transforms]
+        self.transforms = [(t, compile_pattern(t.target)) for t in rules.transforms]
         self.used: set[int] = set()
 
     def find(self, target: Variable) -> tuple[int, Transform, str] | tuple[None, None, None] | str:
@@ -155,25 +155,29 @@ def _vocab(t: Transform, source_shape: tuple[int, ...], shape: tuple[int, ...], 
     assert v is not None
     if v.axis >= len(shape):
         return f"axis {v.axis} of a rank-{len(shape)} variable"
+    # A vocabulary's name comes from the rules (untrusted): what is said of a file that does not fit never
+    # tells its content or its number of lines (it may be any file the process can read).
     try:
         old, new = _tokens(v.old, storage_options), _tokens(v.new, storage_options)
+    except InputLimitError:
+        raise  # not a regular file, or too large: an unreadable input (exit 3), not a plan problem
     except (InputError, OSError, ValueError) as exc:
         return f"vocabulary file: {exc}"
     for what, size, tokens, url in (("old", v.old_vocab_size, old, v.old), ("new", v.new_vocab_size, new, v.new)):
         if size > len(tokens):
-            return f"{what}_vocab_size {size} is larger than the {what} vocabulary {url} ({len(tokens)} tokens)"
+            return f"{what}_vocab_size {size} is larger than the {what} vocabulary {url}"
     old = old if v.old_vocab_size < 0 else old[: v.old_vocab_size]
     new = new if v.new_vocab_size < 0 else new[: v.new_vocab_size]  # TF reads only that many new tokens
     for what, tokens, url in (("old", old, v.old), ("new", new, v.new)):
         dup = _first_duplicate(tokens)
         if dup is not None:
-            return f"the {what} vocabulary {url} has token {dup!r} twice (ambiguous)"
+            return f"the {what} vocabulary {url} has a token twice (line {dup + 1}: ambiguous)"
     axis, name = v.axis, "rows" if v.axis == 0 else "columns"
     if shape[axis] != len(new) + v.num_oov_buckets:
-        return (f"target has {shape[axis]} {name} along axis {axis}, the new vocabulary {len(new)} tokens + "
-                f"{v.num_oov_buckets} OOV buckets")
+        return (f"target has {shape[axis]} {name} along axis {axis}, which is not the number of tokens of the new "
+                f"vocabulary {v.new} + {v.num_oov_buckets} OOV buckets")
     if source_shape[axis] < len(old):
-        return f"source has {source_shape[axis]} {name} along axis {axis}, fewer than the old vocabulary's {len(old)}"
+        return f"source has {source_shape[axis]} {name} along axis {axis}, fewer than the old vocabulary {v.old} has tokens"
     other = [d for d in range(len(shape)) if d != axis and shape[d] != source_shape[d]]
     if other:
         return f"shape {list(source_shape)} in the source, {list(shape)} in the target differ off axis {axis}"
@@ -193,19 +197,27 @@ def _vocab(t: Transform, source_shape: tuple[int, ...], shape: tuple[int, ...], 
     return _remap("vocab", maps, v.new_row, axis, summary)
 
 
-def _first_duplicate(tokens: tuple[str, ...]) -> str | None:
+def _first_duplicate(tokens: tuple[str, ...]) -> int | None:
+    """The index of the first token seen before, or None."""
     if len(set(tokens)) == len(tokens):
         return None
     seen: set[str] = set()
-    for tok in tokens:
+    for i, tok in enumerate(tokens):
         if tok in seen:
-            return tok
+            return i
         seen.add(tok)
     return None
 
 
 def _tokens(url: str, storage_options: dict[str, Any] | None) -> tuple[str, ...]:
-    text = read_bytes(resolve(url, storage_options)).decode("utf-8")
+    """One token a line of the vocabulary file at ``url``: a regular UTF-8 text file within its size limit."""
+    data = read_bytes(resolve(url, storage_options), VOCAB_BYTES)
+    if b"\0" in data:
+        raise ValueError(f"{url} is not a text file (it holds NUL bytes)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{url} is not UTF-8 text") from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

@@ -4,12 +4,28 @@ The lowest wing: it knows bytes and objects, not checkpoints. Every other wing r
 through the names below.
 """
 
+from .aside import written_aside
+from .bounded import (
+    COMPRESSION_RATIO,
+    CONFIG_BYTES,
+    INDEX_BYTES,
+    LIMITS,
+    MEMBER_BYTES,
+    METADATA_BYTES,
+    NESTING,
+    RULES_BYTES,
+    RULES_ENTRIES,
+    VOCAB_BYTES,
+    Limit,
+    check_nesting,
+    read_limited,
+    require_regular_file,
+)
 from .localio import MappedBlock, MappedSource, kernel_copy
 from .locations import (
     STATE_FILE,
     Location,
     is_transient,
-    object_identity,
     object_size,
     read_bytes,
     read_range,
@@ -29,15 +45,19 @@ from .publish import (
     manifest_document,
     publish_directory,
     read_manifest,
+    refuse_unfinished,
 )
 from .ranges import Block, Piece, fetch_blocks, plan_blocks
+from .versions import object_version
 
 __all__ = [
-    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_size", "object_identity",
+    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_size", "object_version",
     "is_transient", "STATE_FILE",
     "Piece", "Block", "plan_blocks", "fetch_blocks",
     "MappedSource", "MappedBlock", "kernel_copy",
     "OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "PART_PREFIX", "canonical_path",
     "check_output", "check_output_location", "manifest_document", "publish_directory",
-    "read_manifest",
+    "read_manifest", "refuse_unfinished", "written_aside",
+    "Limit", "LIMITS", "read_limited", "require_regular_file", "check_nesting", "RULES_BYTES", "RULES_ENTRIES",
+    "VOCAB_BYTES", "CONFIG_BYTES", "NESTING", "INDEX_BYTES", "METADATA_BYTES", "MEMBER_BYTES", "COMPRESSION_RATIO",
 ]

@@ -20,7 +20,7 @@ from fsspec.core import url_to_fs
 from ..errors import CorruptCheckpointError, InputNotFoundError, StorageError, UsageError, WarmStartError
 
 __all__ = [
-    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_size", "object_identity", "is_transient",
+    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_size", "is_transient",
     "STATE_FILE",
 ]
 
@@ -156,14 +156,12 @@ def _only_checkpoint(directory: Location) -> Location:
     )
 
 
-def read_bytes(loc: Location) -> bytes:
-    """The whole object; raises :class:`InputNotFoundError` or :class:`StorageError`."""
-    try:
-        return loc.fs.cat_file(loc.path)
-    except FileNotFoundError:
-        raise InputNotFoundError(f"{loc.url} does not exist") from None
-    except (OSError, PermissionError) as exc:
-        raise StorageError(f"cannot read {loc.url}: {exc}", is_transient(exc)) from None
+def read_bytes(loc: Location, limit: Any = None) -> bytes:
+    """The whole object, a regular file within ``limit`` (a :class:`~.bounded.Limit`; default: the
+    metadata files' limit); raises :class:`InputNotFoundError`, :class:`InputLimitError` or :class:`StorageError`."""
+    from .bounded import METADATA_BYTES, read_limited
+
+    return read_limited(loc, limit or METADATA_BYTES)
 
 
 def read_range(loc: Location, start: int, end: int) -> bytes:
@@ -177,26 +175,11 @@ def read_range(loc: Location, start: int, end: int) -> bytes:
 
 
 def object_size(loc: Location) -> int:
-    """The object's size in bytes; raises :class:`InputNotFoundError` or :class:`StorageError`."""
-    try:
-        return int(loc.fs.size(loc.path))
-    except FileNotFoundError:
-        raise InputNotFoundError(f"{loc.url} does not exist") from None
-    except (OSError, PermissionError, TypeError) as exc:
-        raise StorageError(f"cannot read the size of {loc.url}: {exc}", is_transient(exc)) from None
+    """The size in bytes of the regular file (object) at ``loc``; raises :class:`InputNotFoundError`,
+    :class:`InputLimitError` (a FIFO, device, directory: nothing is opened) or :class:`StorageError`."""
+    from .bounded import require_regular_file
 
-
-def object_identity(loc: Location) -> dict[str, Any]:
-    """What identifies this version of an object: size plus etag, generation or mtime where known."""
-    try:
-        info = loc.fs.info(loc.path)
-    except FileNotFoundError:
-        raise InputNotFoundError(f"{loc.url} does not exist") from None
-    identity = {"size": info.get("size")}
-    for key in ("ETag", "etag", "generation", "mtime", "LastModified", "updated"):
-        if info.get(key) is not None:
-            identity[key.lower()] = str(info[key])
-    return identity
+    return require_regular_file(loc)
 
 
 # What retrying can fix: throttling, server-side 5xx, dropped or timed-out connections.

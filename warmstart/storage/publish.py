@@ -1,9 +1,11 @@
 """Publishing an output directory so that no reader ever sees half of it.
 
-Order: checkpoint data and index objects first, then the ``checkpoint`` state file, then the
-``warmstart.json`` manifest. Until the state file exists, ``tf.train.latest_checkpoint(dir)``
-finds nothing; a failed run removes what it wrote. The output may not be, or lie inside, an
-input's directory, and must be empty unless ``overwrite`` is given.
+Order: the ``.warmstart-incomplete`` marker (also the output's lock, held for the whole run:
+:mod:`.output_lock`), checkpoint data and index objects, then the ``checkpoint`` state file, then the
+``warmstart.json`` manifest, then the marker's removal. Until the state file exists,
+``tf.train.latest_checkpoint(dir)`` finds nothing; a failed run removes what it wrote. The output may
+not be, or lie inside, an input's directory, and must be empty unless ``overwrite`` is given; an
+output another live run holds is refused at once (:class:`OutputBusyError`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..errors import CorruptCheckpointError, StorageError
+from ..errors import CorruptCheckpointError, InputError, StorageError
 from .locations import STATE_FILE, Location, is_transient, read_bytes, resolve
+from .output_lock import OutputLock, refuse_if_held
 
 __all__ = ["OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "PART_PREFIX",
            "check_output",
@@ -35,6 +38,8 @@ KERAS_WEIGHTS = "model.weights.h5"
 INCOMPLETE_MARKER = ".warmstart-incomplete"
 # Data files of a sharded transfer, staged by its units (and their records); renamed when it is published.
 PART_PREFIX = ".warmstart-part-"
+# The locks this process holds, by output URL: a sharded run's commit (OutputDir.reopen) adopts its prepare's.
+_HELD: dict[str, OutputLock] = {}
 
 
 def canonical_path(loc: Location) -> str:
@@ -89,12 +94,16 @@ def _is_leftover(names: list[str]) -> bool:
     return INCOMPLETE_MARKER in names and MANIFEST not in names and all(_ours(n) or n == STATE_FILE for n in names)
 
 
-def check_output(output: Location, overwrite: bool = False) -> list[str]:
+def check_output(output: Location, overwrite: bool = False, held: bool = False) -> list[str]:
     """Raise :class:`StorageError` unless a run can publish at ``output``: a directory that is empty, holds
-    an interrupted run's leftovers, or (with ``overwrite``) anything; whose bucket exists; writable.
-    Returns the names it holds. Reads no tensor and creates nothing."""
+    an interrupted run's leftovers, or (with ``overwrite``) anything; whose bucket exists; writable; that
+    no live run holds (:class:`OutputBusyError`, unless ``held``: the caller holds it). Returns the names
+    it holds. Reads no tensor and creates nothing."""
     try:
         names = _entries(output)
+        # (an output this process holds is judged when the lock is taken: OutputDir)
+        if INCOMPLETE_MARKER in names and not held and output.url not in _HELD:
+            refuse_if_held(output.child(INCOMPLETE_MARKER))
         if names and not overwrite and not _is_leftover(names):
             raise StorageError(
                 f"output {output.url} is not empty ({len(names)} entries, e.g. {names[0]!r}): choose a new "
@@ -140,18 +149,28 @@ class OutputDir:
         self.url = self.loc.url
         self._written: list[Location] = []
         self._created: str | None = None  # the highest local directory this run created
-        names = check_output(self.loc, overwrite)
-        if keep_parts and _is_leftover(names):
-            names = [n for n in names if not n.startswith(PART_PREFIX)]
+        self._lock: OutputLock | None = None
+        self._withdrew = False
+        if keep_parts and self.url in _HELD:
+            # a sharded run of this process that never committed nor rolled back (lost): its parts are
+            # reused, as a dead run's would be, so its hold on the output goes too
+            _HELD.pop(self.url).release(remove=False)
+        check_output(self.loc, overwrite)  # refused before anything is created
         try:
-            if names:
-                if _is_leftover(names):
-                    log.warning("output %s holds what an interrupted run left (%s): removing it", self.url,
-                                INCOMPLETE_MARKER)
-                self._withdraw(names)
-            elif self.loc.is_local:
+            if self.loc.is_local and not os.path.isdir(self.loc.path):
                 self._created = _makedirs(self.loc.path)
-            self._write_text(INCOMPLETE_MARKER, "a warmstart run is writing this directory\n")
+            self._lock = _HELD[self.url] = OutputLock.acquire(self.loc.child(INCOMPLETE_MARKER))
+            # what is there now that this run holds the output (another run may have finished since the check)
+            names = [n for n in check_output(self.loc, overwrite, held=True) if n != INCOMPLETE_MARKER]
+            if keep_parts:
+                names = [n for n in names if not n.startswith(PART_PREFIX)]
+            if names and self._lock.existed:
+                log.warning("output %s holds what an interrupted run left (%s): removing it", self.url,
+                            INCOMPLETE_MARKER)
+            self._withdraw(names)
+        except StorageError:
+            self.abort()
+            raise
         except OSError as exc:
             self.abort()
             raise StorageError(f"cannot prepare output {self.url}: {exc}", is_transient(exc)) from None
@@ -168,7 +187,8 @@ class OutputDir:
     def _withdraw(self, names: list[str]) -> None:
         # The state file and manifest go first so that no reader sees the old checkpoint half-replaced.
         for name in sorted(names, key=lambda n: n not in (STATE_FILE, MANIFEST)):
-            if name in (STATE_FILE, MANIFEST) or _ours(name):
+            if (name in (STATE_FILE, MANIFEST) or _ours(name)) and name != INCOMPLETE_MARKER:
+                self._withdrew = True
                 self.loc.fs.rm(self.loc.child(name).path, recursive=True)
 
     @classmethod
@@ -181,7 +201,10 @@ class OutputDir:
         out.loc = resolve(url, storage_options)
         out.url = out.loc.url
         out._created = created
-        out._written = [out.loc.child(INCOMPLETE_MARKER), *(out.loc.child(n) for n in written)]
+        out._withdrew = True
+        out._lock = _HELD.get(out.url)  # held by this process (its prepare step): adopted
+        marker = [] if out._lock is not None else [out.loc.child(INCOMPLETE_MARKER)]
+        out._written = [*marker, *(out.loc.child(n) for n in written)]
         return out
 
     def promote(self, staged: str, name: str) -> Location:
@@ -230,6 +253,8 @@ class OutputDir:
     def commit(self, manifest: dict[str, Any], state_file: bool = True) -> str:
         """Write the state file (unless the output holds no TF checkpoint), then the manifest, then drop
         the marker; returns the manifest URL."""
+        if self._lock is not None:
+            self._lock.check()  # never publish an output another run has taken over
         if state_file:
             state = f'model_checkpoint_path: "{CHECKPOINT_NAME}"\nall_model_checkpoint_paths: "{CHECKPOINT_NAME}"\n'
             self._write_text(STATE_FILE, state)
@@ -242,10 +267,20 @@ class OutputDir:
         """The output is published (state file and manifest written): drop the marker."""
         marker = self.loc.child(INCOMPLETE_MARKER)
         try:
-            self.loc.fs.rm(marker.path)
+            if self._lock is not None:
+                self._lock.release(remove=True)
+            else:
+                self.loc.fs.rm(marker.path)
         except OSError as exc:  # published all the same; the next run sees a complete output
             log.warning("could not remove %s: %s", marker.url, exc)
+        finally:
+            self._let_go()
         self._written.clear()
+
+    def _let_go(self) -> None:
+        if self._lock is not None and _HELD.get(self.url) is self._lock:
+            del _HELD[self.url]
+        self._lock = None
 
     def abort(self) -> None:
         """Remove everything this run wrote, and the directories it created (best effort: the
@@ -256,7 +291,16 @@ class OutputDir:
                     loc.fs.rm(loc.path)
             except OSError:
                 pass
+        touched = bool(self._written) or self._withdrew
         self._written.clear()
+        if self._lock is not None:
+            # the marker goes last; a dead run's marker this run found beside files it may not touch stays
+            try:
+                self._lock.release(remove=touched or not self._lock.existed)
+            except OSError:
+                pass
+            finally:
+                self._let_go()
         if self._created is not None:
             _remove_empty_dirs(self.loc.path, self._created)
             self._created = None
@@ -336,6 +380,20 @@ def publish_directory(staging: str, output: str, storage_options: dict[str, Any]
         out.abort()
         raise
     return {"output": out.url, "manifest": out.loc.child(MANIFEST).url, "files": [*first, *last]}
+
+
+def refuse_unfinished(directory: Location, what: str) -> None:
+    """Raise :class:`InputError` when ``directory`` holds the marker of a run writing it, or killed while it
+    wrote it: what is there is no finished output, whatever its files look like."""
+    marker = directory.child(INCOMPLETE_MARKER)
+    try:
+        unfinished = marker.fs.exists(marker.path)
+    except OSError as exc:
+        raise StorageError(f"cannot access {marker.url}: {exc}", is_transient(exc)) from None
+    if unfinished:
+        raise InputError(f"{what} is in an output a warmstart run is writing, or was interrupted writing "
+                         f"({INCOMPLETE_MARKER} beside it): not a finished output. Wait for that run, or run "
+                         "the transfer again")
 
 
 def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:

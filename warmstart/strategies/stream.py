@@ -23,14 +23,14 @@ import numpy as np
 from ..errors import CorruptCheckpointError, UsageError
 from ..formats import dtypes
 from ..formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter, TensorRecord, checksums
-from ..planning import MAIN_SOURCE, TRANSFERRED, Plan, PlanEntry
+from ..planning import DIRECT, MAIN_SOURCE, TRANSFERRED, Plan, PlanEntry
 from ..storage import Block, fetch_blocks, plan_blocks, read_range
 from .sources import SourceReaders
 
 __all__ = ["stream_transfer", "stream_part", "template_keys", "copy_tensor", "copy_tensors", "write_subset", "StreamStats", "DEFAULT_CHUNK_BYTES",
            "DEFAULT_IN_FLIGHT", "DEFAULT_REMOTE_IN_FLIGHT", "MAX_REMOTE_REQUESTS", "DEFAULT_MAX_GAP"]
 
-DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024  # ranged reads of 8-16 MiB suit object stores (shared/FORMAT.md)
+DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024  # ranged reads of 8-16 MiB suit object stores
 DEFAULT_IN_FLIGHT = 4  # local sources: blocks are mapped (MAP_POPULATE) ahead of the copy
 # Object stores: each read in flight holds its block twice for a moment (the HTTP client joins the
 # body's chunks). 10% of 1 GiB from the moto server, 8 MiB blocks: peak RSS 153 MiB with 4 in flight,
@@ -270,7 +270,7 @@ def stream_transfer(plan: Plan, source: BundleReader | SourceReaders, template: 
     from .remap import check_readable
 
     readers = SourceReaders.of(source, plan)
-    moved = [e for e in plan.entries if e.action in ("copy", "cast")]
+    moved = [e for e in plan.entries if e.action in DIRECT]
     for e in [*moved, *(e for e in plan.entries if e.action == "remap")]:  # before anything is written
         check_readable(e, readers.reader_for(e), template)
     stats = _stream_sources(readers, moved, template_keys(plan, template), template, writer, chunk_bytes, progress,

@@ -157,7 +157,7 @@ def _build_tf1_target(plan: Plan, target: Any, storage_options) -> _Tf1Target:
     kind = target_kind(target)
     if kind == "meta-graph":
         loc = storage.resolve(target, storage_options)
-        graph = _import_meta_graph(storage.read_bytes(loc), loc.url)
+        graph = _import_meta_graph(storage.read_bytes(loc, storage.INDEX_BYTES), loc.url)
         return _Tf1Target(graph, tf.compat.v1.Session(graph=graph), True, "initializers", what=loc.url)
     if kind == "checkpoint":
         prefix = storage.resolve_checkpoint(target, storage_options)
@@ -169,7 +169,7 @@ def _build_tf1_target(plan: Plan, target: Any, storage_options) -> _Tf1Target:
                 "py: builder target"
             )
         template = BundleReader.at_prefix(prefix)
-        graph = _import_meta_graph(storage.read_bytes(meta), meta.url)
+        graph = _import_meta_graph(storage.read_bytes(meta, storage.INDEX_BYTES), meta.url)
         return _Tf1Target(graph, tf.compat.v1.Session(graph=graph), True, "template", template=template,
                           what=meta.url)
     if kind == "builder":

@@ -11,7 +11,7 @@ from .. import storage
 from ..errors import TargetError, UsageError
 from ..formats.bundle import BundleReader
 from ..planning import Plan
-from ..storage import CHECKPOINT_NAME, KERAS_WEIGHTS
+from ..storage import CHECKPOINT_NAME, KERAS_WEIGHTS, written_aside
 from ..tables import load_keras_model, local_file, run_builder, table_from_trackable, target_kind, trackable_variables
 from .remap import remap_from
 from .sources import SourceReaders
@@ -64,8 +64,9 @@ def run_tf2(strategy, plan: Plan, target: Any, source: BundleReader | SourceRead
     checkpoint.write(prefix_out)
     weights = None
     if isinstance(obj, keras.Model):
+        with written_aside(out_dir, KERAS_WEIGHTS) as partial:  # never a torn file under the final name
+            obj.save_weights(partial)
         weights = os.path.join(out_dir, KERAS_WEIGHTS)
-        obj.save_weights(weights)
     return TFResult(prefix_out, weights, tracker.total)
 
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from ..errors import InputError, StorageError, UsageError
 from ..formats.bundle import BundleEntry, BundleReader, BundleWriter, decode_entry, encode_entry
-from ..planning import Plan, PlanEntry
-from ..storage import CHECKPOINT_NAME, PART_PREFIX, Location, is_transient, object_identity, read_bytes, resolve
+from ..planning import DIRECT, Plan, PlanEntry
+from ..storage import CHECKPOINT_NAME, PART_PREFIX, Location, is_transient, object_version, read_bytes, resolve
 from .stream import DEFAULT_CHUNK_BYTES, stream_part, template_keys
 
 __all__ = ["Unit", "UnitResult", "split_units", "plan_digest", "run_prefix", "run_unit", "run_unit_retrying", "MAX_ATTEMPTS"]
@@ -106,12 +106,10 @@ def run_prefix(digest: str) -> str:
     return f"{PART_PREFIX}{digest[:16]}"
 
 
-def plan_digest(plan: Plan, source_identity: dict[str, Any], template_identity: dict[str, Any] | None,
-                count: int, chunk_bytes: int) -> str:
-    """What a staged part is valid for: the plan's actions, both inputs' versions and the unit split."""
-    doc = {"entries": [[e.action, e.source_key, e.target_key, e.dtype] for e in plan.entries],
-           "source": source_identity, "template": template_identity, "count": count, "chunk": chunk_bytes}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+def plan_digest(plan: Plan, count: int, chunk_bytes: int) -> str:
+    """What a staged part is valid for: the plan (its entries and its inputs' versions: :attr:`Plan.digest`) and
+    the unit split."""
+    return hashlib.sha256(f"{plan.digest}:{count}:{chunk_bytes}".encode()).hexdigest()
 
 
 def _position(reader: BundleReader, key: str) -> tuple[int, int]:
@@ -134,7 +132,7 @@ def split_units(plan: Plan, source: BundleReader, template: BundleReader | None,
         raise UsageError("a sharded output cannot hold remap transforms yet: write it unsharded (shards: 1)")
     if len(plan.sources) > 1:  # a unit reads one source: never another source's tensor by the same key
         raise UsageError("a sharded output reads one source, but the plan names several: write it unsharded")
-    moved = [e for e in plan.entries if e.action in ("copy", "cast")]
+    moved = [e for e in plan.entries if e.action in DIRECT]
     items = [((0, *_position(source, e.source_key)), source.records[e.source_key].stored_bytes, e) for e in moved]
     items += [((1, *_position(template, k)), template.records[k].stored_bytes, k)  # type: ignore[union-attr]
               for k in template_keys(plan, template)]
@@ -146,7 +144,7 @@ def split_units(plan: Plan, source: BundleReader, template: BundleReader | None,
         k = min(count - 1, int(count * (running + size / 2) / total)) if total else 0
         groups[k].append((size, what))
         running += size
-    digest = plan_digest(plan, source.identity(), template.identity() if template else None, count, chunk_bytes)
+    digest = plan_digest(plan, count, chunk_bytes)
     return [Unit(k, count, source.url, template.url if template else None, output, storage_options,
                  tuple(w for _, w in group if isinstance(w, PlanEntry)),
                  tuple(w for _, w in group if isinstance(w, str)), sum(s for s, _ in group), digest, chunk_bytes)
@@ -199,7 +197,7 @@ def _worker_name() -> str:
 
 
 def _write_record(unit: Unit, part: Location, record_loc: Location, result: UnitResult) -> None:
-    doc = {"digest": unit.digest, "unit": unit.index, "count": unit.count, "identity": object_identity(part),
+    doc = {"digest": unit.digest, "unit": unit.index, "count": unit.count, "identity": object_version(part),
            "result": result.to_json()}
     try:
         with record_loc.fs.open(record_loc.path, "w") as f:
@@ -215,7 +213,7 @@ def _staged(unit: Unit, out: Location, record_loc: Location) -> UnitResult | Non
         if doc.get("digest") != unit.digest or doc.get("unit") != unit.index:
             return None
         part = out.child(doc["result"]["part"])
-        if object_identity(part) != doc["identity"]:
+        if object_version(part) != doc["identity"]:
             return None
         result = UnitResult.from_json(doc["result"], reused=True, worker=_worker_name())
     except (InputError, OSError, ValueError, KeyError, TypeError):

@@ -1,5 +1,7 @@
 """Variable tables of user code and live objects: ``py:module:function`` builders (run by design, like a
-Prefect entrypoint) and a ``tf.Graph``, ``Session``, Keras model or ``tf.Module`` passed in.
+Prefect entrypoint, when the caller gave them: :mod:`.code_policy` says which may run) and a ``tf.Graph``,
+``Session``, Keras model or ``tf.Module`` passed in. A builder runs in this process: whatever it
+raises, ``sys.exit`` included, is a :class:`TargetError`.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ def _import_builder(spec: str, module_name: str, function_name: str) -> Any:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise TargetError(f"builder {spec}: cannot import module {module_name!r}: {exc}") from None
-    except Exception as exc:  # the module is user code: any error while importing it is the target's
-        raise TargetError(f"builder {spec}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # user code: any error (an exit too) while importing it is the target's
+        raise TargetError(f"builder {spec}: importing {module_name!r} failed: {_what(exc)}") from exc
     builder = getattr(module, function_name, None)
     if builder is None:
         raise TargetError(f"builder {spec}: module {module_name!r} has no attribute {function_name!r}")
@@ -68,8 +70,15 @@ def _call_builder(spec: str, builder: Any) -> Any:
     """Call the builder without arguments; raises :class:`TargetError` when it raises."""
     try:
         return builder()
-    except Exception as exc:  # user code: whatever it raises makes the target unusable
-        raise TargetError(f"builder {spec} raised {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # user code: whatever it raises (an exit too) makes the target unusable
+        raise TargetError(f"builder {spec} raised {_what(exc)}") from exc
+
+
+def _what(exc: BaseException) -> str:
+    """An exception in words; ``sys.exit(n)`` as what it is (a run must never end as a success through it)."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit (it called sys.exit({exc.code!r}))"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def table_from_object(obj: Any) -> VariableTable:

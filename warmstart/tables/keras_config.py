@@ -110,7 +110,7 @@ def variables_from_config(config: Mapping[str, Any]) -> list[LayerVariables] | N
     describes (then only Keras itself knows its variables)."""
     try:
         return list(_walk(config, "", None))
-    except _Unknown:
+    except (_Unknown, RecursionError):  # RecursionError: a configuration nested deeper than any model
         return None
 
 

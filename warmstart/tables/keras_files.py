@@ -9,18 +9,19 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
 from .. import storage
-from ..errors import InputNotFoundError, StorageError, TargetError
+from ..errors import InputLimitError, InputNotFoundError, StorageError, TargetError, WarmStartError
+from ..formats.keras import check_members
 from .table import VariableTable
 from .tf_objects import table_from_trackable
 
 __all__ = ["local_file", "load_keras_model", "table_from_keras_file", "built_without_weights"]
 
 _CONFIG = "config.json"
-_MAX_CONFIG_BYTES = 64 << 20
 
 
 def table_from_keras_file(url: str, storage_options: dict[str, Any] | None = None) -> VariableTable:
@@ -47,15 +48,27 @@ def table_from_keras_file(url: str, storage_options: dict[str, Any] | None = Non
 
 def _archive_config(loc: storage.Location) -> dict[str, Any]:
     try:
+        storage.require_regular_file(loc)
         with loc.fs.open(loc.path, "rb") as raw, zipfile.ZipFile(raw) as archive:
+            check_members(archive, loc.url)
             info = archive.getinfo(_CONFIG)
-            if info.file_size > _MAX_CONFIG_BYTES:
-                raise TargetError(f"{loc.url}: its {_CONFIG} is {info.file_size} bytes, not a model's configuration")
-            return json.loads(archive.read(info))
+            if info.file_size > storage.CONFIG_BYTES.value:
+                raise InputLimitError(f"{loc.url}: its {_CONFIG} is {info.file_size:,} bytes, over the limit of "
+                                      f"{storage.CONFIG_BYTES.words()}")
+            config = json.loads(archive.read(info))
+        storage.check_nesting(config, f"{loc.url}: {_CONFIG}")  # Keras rebuilds it recursively
+        return config
+    except WarmStartError:
+        raise
+    except RecursionError:  # json's parser recursed past Python's stack: far deeper than any model's
+        raise InputLimitError(f"{loc.url}: its {_CONFIG} is nested deeper than {storage.NESTING.words('levels')}: "
+                              "refusing it") from None
     except FileNotFoundError:
         raise InputNotFoundError(f"{loc.url} does not exist") from None
     except zipfile.BadZipFile:
         raise TargetError(f"{loc.url} is not a .keras file: it is not a zip archive") from None
+    except (zlib.error, EOFError, NotImplementedError) as exc:
+        raise TargetError(f"{loc.url}: its {_CONFIG} cannot be read from the archive: {exc}") from None
     except (KeyError, ValueError) as exc:
         raise TargetError(f"{loc.url} is not a .keras file with a model configuration: {exc}") from None
     except OSError as exc:
@@ -102,11 +115,15 @@ def local_file(loc: storage.Location) -> Iterator[str]:
             raise InputNotFoundError(f"{loc.url} does not exist")
         yield loc.path
         return
-    data = storage.read_bytes(loc)
+    storage.require_regular_file(loc)
     with tempfile.TemporaryDirectory(prefix="warmstart-keras-") as tmp:
         path = os.path.join(tmp, "model.keras")
-        with open(path, "wb") as f:
-            f.write(data)
+        try:
+            loc.fs.get_file(loc.path, path)  # streamed to disk: never whole in memory
+        except FileNotFoundError:
+            raise InputNotFoundError(f"{loc.url} does not exist") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {loc.url}: {exc}", storage.is_transient(exc)) from None
         yield path
 
 
@@ -122,8 +139,10 @@ def load_keras_model(path: str, url: str) -> Any:
     # Keras reports a file that is not a zip as "File not found", which misleads: check first.
     if not zipfile.is_zipfile(path):
         raise TargetError(f"{url} is not a .keras file: it is not a zip archive")
+    with zipfile.ZipFile(path) as archive:
+        check_members(archive, url)  # Keras inflates every member: no zip bomb gets that far
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as exc:
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise TargetError(f"cannot load the Keras model {url}: {exc}") from None
 

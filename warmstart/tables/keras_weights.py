@@ -84,7 +84,7 @@ def _roles_from_keras(reader: KerasWeightsReader) -> dict[str, tuple[str, ...]] 
 
     try:
         model = built_without_weights(reader.config, reader.url)
-    except TargetError:
+    except (TargetError, RecursionError):
         return None
     places = saved_places(model) if model is not None else None
     if places is None:

@@ -15,6 +15,7 @@ import dataclasses
 from typing import Any
 
 from ..errors import UsageError
+from .code_policy import refuse_code_in_rules
 from .table import Variable, VariableTable
 from .targets import signature_of
 
@@ -34,6 +35,7 @@ def named_by_structure(source: VariableTable, structure: Any,
     if source.kind != "tf2-checkpoint":
         raise UsageError(
             f"source_structure names the variables of a TF2 checkpoint; {source.origin} is a {source.kind}")
+    refuse_code_in_rules(structure, "rules")  # rules are data: their builder runs only if code is allowed
     model = signature_of(structure, storage_options)
     if model.kind not in ("keras", "module"):
         raise UsageError(f"source_structure {model.origin} is a {model.kind}: give the source model's .keras file "

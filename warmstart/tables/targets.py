@@ -8,17 +8,20 @@ TensorFlow is imported only for targets that need it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import UsageError
 from . import builders, keras_files, tf_graphs
 from .signature import read_signature_file
 from .table import VariableTable, read_table
 
-__all__ = ["target_kind", "signature_of"]
+__all__ = ["TargetKind", "target_kind", "signature_of"]
+
+#: What a target given as a URL is, by its form (the one list; live objects are "live" where that matters).
+TargetKind = Literal["builder", "meta-graph", "keras", "keras-weights", "signature", "checkpoint"]
 
 
-def target_kind(target: str) -> str:
+def target_kind(target: str) -> TargetKind:
     """'builder', 'meta-graph', 'keras', 'keras-weights' (``.weights.h5``, ``.h5``, ``.weights.json``),
     'signature' or 'checkpoint', from the form of the URL."""
     if target.startswith("py:"):

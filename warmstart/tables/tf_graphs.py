@@ -24,7 +24,7 @@ def table_from_meta_graph(url: str, storage_options: dict[str, Any] | None = Non
     cannot be read, and :class:`TargetError` when it is not a valid MetaGraphDef.
     """
     loc = storage.resolve(url, storage_options)
-    return table_from_meta_graph_bytes(storage.read_bytes(loc), loc.url)
+    return table_from_meta_graph_bytes(storage.read_bytes(loc, storage.INDEX_BYTES), loc.url)
 
 
 def table_from_meta_graph_bytes(data: bytes, origin: str) -> VariableTable:

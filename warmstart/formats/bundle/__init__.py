@@ -3,7 +3,7 @@
 The index is an SSTable (``_sstable``) of ``BundleEntryProto`` messages (``_protos``) keyed by
 variable key (slices by ordered code, ``_ordered_code``); tensors are checked with masked CRC32C
 (``crc``); string tensors carry varint lengths (``_strings``); a TF2 checkpoint adds an object graph
-(``object_graph``). Layout and measured costs: ../shared/FORMAT.md.
+(``object_graph``).
 """
 
 from ._protos import BundleEntry, decode_entry, decode_object_graph, encode_entry

@@ -1,6 +1,6 @@
 """The LevelDB-style table ("SSTable") that holds a checkpoint's ``.index``.
 
-Layout (shared/FORMAT.md): data blocks, each followed by a type byte and a masked CRC32C;
+Layout: data blocks, each followed by a type byte and a masked CRC32C;
 an empty metaindex block; an index block; a 48-byte footer ending in a magic number.
 The reader verifies every block's CRC; the writer produces what TF writes (no compression).
 """

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import CorruptCheckpointError, InputNotFoundError, UnsupportedFormatError
-from ...storage import Location, object_identity, object_size, read_bytes, read_range, resolve, resolve_checkpoint
+from ...storage import (INDEX_BYTES, Location, object_size, object_version, read_bytes, read_range, resolve,
+                        resolve_checkpoint)
 from .. import dtypes
 from ..interface import StoredTensor
 from ..sniff import describe_file
@@ -73,18 +74,24 @@ class BundleReader:
         return reader
 
     @classmethod
-    def with_index(cls, prefix: Location, index_bytes: bytes) -> "BundleReader":
-        """Open the checkpoint at ``prefix`` with its index already in hand (say, from a cache)."""
+    def with_index(cls, prefix: Location, index_bytes: bytes, version: dict[str, Any] | None = None) -> "BundleReader":
+        """Open the checkpoint at ``prefix`` with its index already in hand (say, from a cache), ``version``
+        the index's version when it was read (:func:`~warmstart.storage.object_version`)."""
         reader = cls.__new__(cls)
-        reader._open(prefix, index_bytes)
+        reader._open(prefix, index_bytes, version)
         return reader
 
-    def _open(self, prefix: Location, index_bytes: bytes | None = None) -> None:
+    def _open(self, prefix: Location, index_bytes: bytes | None = None, version: dict[str, Any] | None = None) -> None:
         self.prefix = prefix
         self.url = prefix.url
         self._shard_sizes: dict[int, int] = {}
         index_loc = self.prefix.with_suffix(".index")
-        self.index_bytes = read_bytes(index_loc) if index_bytes is None else index_bytes
+        if index_bytes is None:
+            version = object_version(index_loc)  # asked first: a later change shows as another version
+            index_bytes = read_bytes(index_loc, INDEX_BYTES)
+        self.index_bytes = index_bytes
+        #: The versions of the files read so far (the index), by URL: what a plan made from this reader pins.
+        self.versions: dict[str, dict[str, Any]] = {index_loc.url: version} if version else {}
         self.header, self.records = _parse_index(self.index_bytes, index_loc.url)
 
     def __repr__(self) -> str:
@@ -98,7 +105,7 @@ class BundleReader:
 
     def identity(self) -> dict[str, Any]:
         """What identifies this version of the checkpoint: its index object's size, etag or mtime."""
-        return object_identity(self.prefix.with_suffix(".index"))
+        return object_version(self.prefix.with_suffix(".index"))
 
     def data_location(self, shard: int) -> Location:
         base = self.prefix.path.rsplit("/", 1)

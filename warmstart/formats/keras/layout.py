@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import CorruptCheckpointError
+from ...storage import COMPRESSION_RATIO, MEMBER_BYTES
 from .. import dtypes
 
 __all__ = ["Dataset", "Scan", "scan"]
 
 _MAX_ATTRIBUTE_BYTES = 1 << 16  # a layer's name, a dtype name
+_COMPACT = 0  # h5d.COMPACT: a small dataset kept in its object header
 _MAX_LIST_BYTES = 16 << 20  # layer_names / weight_names of a legacy file (a few KiB for BERT)
 MAX_CONFIG_BYTES = 16 << 20  # a model's configuration (BERT-base: 0.1 MiB)
 
@@ -92,7 +94,27 @@ def _dataset(path: str, ds: Any, url: str, base: int, size: int) -> Dataset:
                 f"{url}: dataset {path!r} has a dtype warmstart does not know: {ds.dtype}") from None
     shape = tuple(int(d) for d in ds.shape)
     stored = int(ds.id.get_storage_size())
+    _check_declared(ds, path, math.prod(shape) * ds.dtype.itemsize, stored, url, size)
     return Dataset(path, dtype, ds.dtype.str, shape, stored, _offset(ds, shape, stored, url, base, size))
+
+
+def _check_declared(ds: Any, path: str, declared: int, stored: int, url: str, size: int) -> None:
+    """A dataset's declared size against what the file stores, before anything is read or allocated for it:
+    contiguous, every declared byte is stored (inside the file: :func:`_offset`); chunked or filtered, it
+    inflates to at most the compression-ratio limit times its stored chunks (and never past the limit of a
+    decompressed member)."""
+    if declared <= 0 or ds.id.get_create_plist().get_layout() == _COMPACT:
+        return
+    if ds.chunks is None and ds.compression is None:
+        if stored != declared:
+            raise CorruptCheckpointError(f"{url}: dataset {path!r} declares {declared:,} bytes but the file stores "
+                                         f"{stored:,}: not what Keras writes")
+        return
+    ratio = COMPRESSION_RATIO.value
+    if stored > size or declared > max(stored, 1 << 16) * ratio or declared > MEMBER_BYTES.value:
+        raise CorruptCheckpointError(f"{url}: dataset {path!r} declares {declared:,} bytes from {stored:,} stored "
+                                     f"in a file of {size if size >= 0 else '?'} bytes: over {ratio}:1 "
+                                     f"({COMPRESSION_RATIO.env}), refusing to allocate it")
 
 
 def _offset(ds: Any, shape: tuple[int, ...], stored: int, url: str, base: int, size: int) -> int | None:
@@ -173,6 +195,6 @@ def _model_config(f: Any, url: str) -> dict[str, Any] | None:
         return None
     try:
         config = json.loads(_text(text)) if text is not None else None
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError, RecursionError):
         return None
     return config if isinstance(config, dict) else None

@@ -17,8 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import posixpath
 import re
+import tempfile
+import weakref
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,15 +31,14 @@ from typing import Any
 import numpy as np
 
 from ...errors import CorruptCheckpointError, InputNotFoundError, StorageError, UsageError, WarmStartError
-from ...storage import (Location, is_transient, kernel_copy, object_identity, object_size, read_bytes, read_range,
-                        resolve)
+from ...storage import Location, is_transient, kernel_copy, object_size, object_version, read_bytes, read_range, resolve
 from .. import dtypes
 from ..interface import StoredTensor
-from .archive import Window, archive_member
+from .archive import Window, archive_member, extract_member, is_compressed
 from .isolated import isolated
 from .layout import MAX_CONFIG_BYTES, Scan, scan
 
-__all__ = ["KerasWeightsReader", "KerasRecord", "KERAS_SUFFIXES", "is_keras_file", "keras_identity"]
+__all__ = ["KerasWeightsReader", "KerasRecord", "KERAS_SUFFIXES", "is_keras_file", "keras_versions"]
 
 # .weights.h5 (Keras 3), .h5 (legacy Keras 2 layout), .keras, .weights.json (sharded weights)
 KERAS_SUFFIXES = (".h5", ".keras", ".weights.json")
@@ -74,20 +78,30 @@ class KerasWeightsReader:
     """
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None,
-                 structure: dict[str, Any] | None = None):
+                 structure: dict[str, Any] | None = None, versions: dict[str, dict[str, Any]] | None = None):
         self.prefix = resolve(url, storage_options)  # the file itself (named like a checkpoint's prefix)
         self.url = self.prefix.url
         self.archive = self.prefix.path.endswith(".keras")
         self.sharded = self.prefix.path.endswith(".weights.json")
         self.shards: list[Location] = _shard_files(self.prefix) if self.sharded else [self.prefix]
+        for f in self.shards:
+            object_size(f)  # a regular file: a FIFO or a device would block or never end (nothing is opened)
+        self._extracted = _extracted_copy(self.prefix) if self.archive else None  # a compressed member, inflated once
+        if self._extracted is not None:
+            weakref.finalize(self, _remove, self._extracted)
+            self.shards = [resolve(self._extracted)]
+        self._in_archive = self.archive and self._extracted is None  # read in place, through a window
         self._options = storage_options
+        #: The versions of its files when their structure was read, by URL (what a plan pins).
+        self.versions: dict[str, dict[str, Any]] = dict(versions or {})
         if isinstance(structure, dict) and structure.get("format") == _STRUCTURE_FORMAT:  # a cache of this version
             self.records: dict[str, KerasRecord] = _from_structure(structure, self.url, len(self.shards))
             self.groups, self.legacy, self.config = _names_from_structure(structure, self.url)
             return
+        self.versions = keras_versions(self.prefix)  # asked before reading: a later change shows
         import h5py  # noqa: F401 - imported once here, not again in each forked child that reads a structure
 
-        scans = [isolated(_scan, s.url, storage_options, self.archive, what=s.url) for s in self.shards]
+        scans = [isolated(_scan, s.url, storage_options, self._in_archive, what=s.url) for s in self.shards]
         self.records = _records(scans, self.url)
         self.groups = {group: name for s in scans for group, name in s.vars_names.items()}
         self.legacy = next((s.legacy_names for s in scans if s.legacy_names is not None), None)
@@ -108,8 +122,9 @@ class KerasWeightsReader:
     def files(self) -> list[Location]:
         return [self.prefix, *self.shards] if self.sharded else [self.prefix]
 
-    def identity(self) -> dict[str, Any]:
-        return keras_identity(self.prefix)
+    def identity(self) -> dict[str, dict[str, Any]]:
+        """The versions of its files, by URL, as they were when its structure was read."""
+        return self.versions or keras_versions(self.prefix)
 
     def copy_to(self, local_path: str) -> None:
         """Write the weights file to ``local_path``: the file itself, or the archive's weights member."""
@@ -117,8 +132,9 @@ class KerasWeightsReader:
         if self.sharded:
             raise UsageError(f"{self.url} is a sharded Keras weights file: it cannot be a template to write into; "
                              "give the model's .keras file or a single .weights.h5")
-        if not self.archive:
-            loc.fs.get_file(loc.path, local_path)
+        if not self._in_archive:
+            source = self.shards[0]  # the file, or the archive's inflated weights
+            source.fs.get_file(source.path, local_path)
             return
         with loc.fs.open(loc.path, "rb") as raw, archive_member(raw, self.url) as (member, base, size), \
                 open(local_path, "wb") as out:
@@ -149,7 +165,7 @@ class KerasWeightsReader:
 
     def _read_h5(self, record: KerasRecord) -> np.ndarray:
         url = self.shards[record.shard].url
-        return isolated(_read_dataset, url, self._options, self.archive, record.key, what=url)
+        return isolated(_read_dataset, url, self._options, self._in_archive, record.key, what=url)
 
 
 def _scan(url: str, storage_options: dict[str, Any] | None, archive: bool) -> Scan:
@@ -174,15 +190,34 @@ def _open_h5(loc: Location, archive: bool, metadata: bool) -> Iterator[tuple[Any
     import h5py
 
     options = {"block_size": _META_BLOCK, "cache_type": "blockcache"} if metadata and not loc.is_local else {}
+    with _read_errors(loc), loc.fs.open(loc.path, "rb", **options) as raw, \
+            _member(raw, loc.url, archive) as (member, base, size), h5py.File(member, "r") as f:
+        yield f, base, size
+
+
+def _extracted_copy(loc: Location) -> str | None:
+    """A local copy of a ``.keras`` archive's weights when the archive compresses them (its path), else None."""
+    with _read_errors(loc), loc.fs.open(loc.path, "rb") as raw:
+        if not is_compressed(raw, loc.url):
+            return None
+        return extract_member(raw, loc.url, tempfile.gettempdir())
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def _read_errors(loc: Location) -> Iterator[None]:
+    """What reading a Keras file raises, as warmstart's errors."""
     try:
-        with loc.fs.open(loc.path, "rb", **options) as raw, _member(raw, loc.url, archive) as (member, base, size), \
-                h5py.File(member, "r") as f:
-            yield f, base, size
+        yield
     except WarmStartError:
         raise
     except FileNotFoundError:
         raise InputNotFoundError(f"{loc.url} does not exist") from None
-    except (zipfile.BadZipFile, KeyError) as exc:
+    except (zipfile.BadZipFile, KeyError, zlib.error, EOFError) as exc:  # a damaged archive or compressed member
         raise CorruptCheckpointError(f"{loc.url}: not a Keras archive with model.weights.h5: {exc}") from None
     except OSError as exc:
         if is_transient(exc):
@@ -223,7 +258,7 @@ def _archive_config(loc: Location) -> dict[str, Any] | None:
             if info.file_size > MAX_CONFIG_BYTES:
                 return None
             config = json.loads(archive.read(info))
-    except (KeyError, ValueError, zipfile.BadZipFile, UnicodeError):
+    except (KeyError, ValueError, zipfile.BadZipFile, UnicodeError, RecursionError):
         return None
     except OSError as exc:
         raise StorageError(f"cannot read {loc.url}: {exc}", is_transient(exc)) from None
@@ -244,13 +279,11 @@ def _names_from_structure(doc: dict[str, Any], url: str) -> tuple[dict[str, str]
     return groups, legacy, config
 
 
-def keras_identity(loc: Location) -> dict[str, Any]:
-    """What identifies this version of a Keras file: its own identity, and its shards' for an index
-    (whose text need not change when its shards are written again)."""
-    identity = object_identity(loc)
-    if loc.path.endswith(".weights.json"):
-        identity["shards"] = [object_identity(s) for s in _shard_files(loc)]
-    return identity
+def keras_versions(loc: Location) -> dict[str, dict[str, Any]]:
+    """The version of a Keras file and, for a sharded ``.weights.json``, of each shard (whose index text need
+    not change when its shards are written again), by URL (:func:`~warmstart.storage.object_version`)."""
+    files = [loc, *_shard_files(loc)] if loc.path.endswith(".weights.json") else [loc]
+    return {f.url: object_version(f) for f in files}
 
 
 def _from_structure(doc: dict[str, Any], url: str, shards: int) -> dict[str, KerasRecord]:
@@ -274,11 +307,18 @@ def _shard_files(index: Location) -> list[Location]:
         weight_map = json.loads(read_bytes(index))["weight_map"]
         # Keras writes a group in one shard as a name, in several as a list of names
         names = sorted({str(n) for files in weight_map.values() for n in ([files] if isinstance(files, str) else files)})
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise CorruptCheckpointError(f"{index.url}: not a Keras shard index (a 'weight_map' of shard lists): "
                                      f"{type(exc).__name__}: {exc}") from None
     outside = [n for n in names if not _SHARD_NAME.fullmatch(n) or n.startswith("..")]
     if outside:
         raise CorruptCheckpointError(
             f"{index.url} names a shard that is not a .weights.h5 file beside it: {outside[0]!r}")
-    return [index.parent.child(n) for n in names]
+    shards = [index.parent.child(n) for n in names]
+    if index.is_local:  # a shard beside the index may still be a symlink to anywhere: refused
+        home = os.path.dirname(os.path.realpath(index.path))
+        away = [s for s in shards if os.path.dirname(os.path.realpath(s.path)) != home]
+        if away:
+            raise CorruptCheckpointError(f"{index.url}: shard {posixpath.basename(away[0].path)!r} is a symlink "
+                                         "to a file outside its directory: refusing to follow it")
+    return shards
