@@ -250,16 +250,20 @@ def _records(scans: list[Scan], url: str) -> dict[str, KerasRecord]:
 
 
 def _archive_config(loc: Location) -> dict[str, Any] | None:
-    """A ``.keras`` archive's ``config.json`` (the model's layers and their classes), when it has a small,
-    readable one; None otherwise (its variables are then named without their roles)."""
+    """A ``.keras`` archive's ``config.json`` (the model's layers and their classes); None when it has none or
+    one larger than a model's (its variables are then named without their roles). Raises
+    :class:`CorruptCheckpointError` when it is damaged."""
     try:
         with loc.fs.open(loc.path, "rb") as raw, zipfile.ZipFile(raw) as archive:
+            if _CONFIG not in archive.namelist():
+                return None
             info = archive.getinfo(_CONFIG)
             if info.file_size > MAX_CONFIG_BYTES:
                 return None
             config = json.loads(archive.read(info))
-    except (KeyError, ValueError, zipfile.BadZipFile, UnicodeError, RecursionError):
-        return None
+    except (ValueError, UnicodeError, RecursionError, EOFError, NotImplementedError, RuntimeError, zlib.error,
+            zipfile.BadZipFile) as exc:  # RuntimeError: an encrypted member
+        raise CorruptCheckpointError(f"{loc.url}: its {_CONFIG} is damaged ({type(exc).__name__}: {exc})") from None
     except OSError as exc:
         raise StorageError(f"cannot read {loc.url}: {exc}", is_transient(exc)) from None
     return config if isinstance(config, dict) else None
