@@ -79,13 +79,19 @@ def encoder(vocab: int, classes: int, layers: int):
     return keras.Model(ids, keras.layers.Dense(classes, name="head")(pooled))
 
 
-def write_fixtures(work: Path, layers: int) -> None:
+def trained_source(layers: int):
+    """The source model: vocabulary 30,522, a 2-class head, random weights (seeded)."""
     import numpy as np
 
     rng = np.random.default_rng(0)
     source = encoder(30522, 2, layers)
     for v in source.weights:
         v.assign(rng.normal(0, 0.02, v.shape).astype("float32"))
+    return source
+
+
+def write_fixtures(work: Path, layers: int) -> None:
+    source = trained_source(layers)
     source.save_weights(work / "source.weights.h5")
     target = encoder(30600, 5, layers)
     target.save(work / "target.keras")
@@ -174,18 +180,30 @@ def compare(keras_out: Path, other: Path) -> tuple[int, int]:
     return equal, total
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+def arguments(description: str, repeat: int, work: str, out: str) -> argparse.ArgumentParser:
+    """The options every Keras benchmark takes: runs, model size, where fixtures and results go."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeat", type=int, default=repeat)
     parser.add_argument("--layers", type=int, default=12)
-    parser.add_argument("--work-dir", type=Path, default=HERE / "work" / "keras")
-    parser.add_argument("--out", type=Path, default=HERE / "KERAS.md")
-    parser.add_argument("--s3", action="store_true", help="also the selection from moto S3 (bytes served)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--work-dir", type=Path, default=HERE / "work" / work)
+    parser.add_argument("--out", type=Path, default=HERE / out)
+    return parser
+
+
+def prepared(args: argparse.Namespace, last_file: str, write) -> Path:
+    """The work directory, with the fixtures ``write(work, layers)`` makes (unless ``last_file`` is there)."""
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    if not (work / "target.weights.h5").exists():
-        write_fixtures(work, args.layers)
+    if not (work / last_file).exists():
+        write(work, args.layers)
+    return work
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments(__doc__.splitlines()[0], 3, "keras", "KERAS.md")
+    parser.add_argument("--s3", action="store_true", help="also the selection from moto S3 (bytes served)")
+    args = parser.parse_args(argv)
+    work = prepared(args, "target.weights.h5", write_fixtures)
     runs = []
     for i in range(args.repeat):
         for method in CHILD:

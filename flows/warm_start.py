@@ -30,6 +30,7 @@ from warmstart.storage import resolve
 from warmstart.cache import CachedIndex
 from warmstart.planning import MAIN_SOURCE, PinnedInput, Plan, Rules, Strategy
 from warmstart.tables import refuse_code, refuse_code_in_rules
+from warmstart.planning.report import positional_words
 
 from .shards import sharded_transfer
 
@@ -177,7 +178,8 @@ def warm_start(
         "source": index.url, "target": request.target, "output": None, "manifest": None,
         "counts": doc["counts"], "coverage": doc["coverage"], "transferred_bytes": doc["transferred_bytes"],
         "unused_source_count": len(doc["unused_source"]), "errors": doc["errors"],
-        "positional": doc.get("positional", 0), "digest": plan.digest, "inputs": doc["inputs"],
+        "positional": doc.get("positional", 0), "positional_words": positional_words(doc),
+        "digest": plan.digest, "inputs": doc["inputs"],
         "source_index_cached": index.hit, "flow_run": str(flow_run.id), "flow_run_url": _run_page(),
         "plan": doc,
     }

@@ -48,9 +48,7 @@ def publish_report(summary: dict[str, Any]) -> None:
         lines += ["", "| source | url | coverage |", "|---|---|---|"] + [
             f"| {name} | `{s['url']}` | {s['coverage']:.1%} |" for name, s in summary["sources"].items()]
     if summary.get("positional"):
-        lines += ["", f"**warning**: {summary['positional']} variable(s) matched by position, not by name (a list "
-                      "index or a layer name Keras counted): right only if no layer was inserted or removed before "
-                      "them. Name the layers, or use a source that has layer names."]
+        lines += ["", f"**warning**: {summary.get('positional_words') or str(summary['positional']) + ' matched by position'}"]
     if summary.get("unchecked"):
         lines += ["", f"**note**: {unchecked_words(summary['unchecked'])}; a checkpoint records one CRC32C per "
                       "whole tensor"]

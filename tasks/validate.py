@@ -13,6 +13,7 @@ from warmstart.cache import CachedIndex, CheckpointCache
 from warmstart.planning import PinnedInput, Plan, Rules
 from warmstart.errors import PlanError
 from warmstart.pipeline import check_output_for
+from warmstart.planning.report import positional_words
 
 from ._common import METADATA_TIMEOUT, log_stage
 from .credentials import CredentialsRef, storage_options_from_block
@@ -47,10 +48,9 @@ def validate(index: CachedIndex, target: str, rules: Rules, credentials_block: C
                           description=f"Warm-start plan ({doc['status']}, digest {plan.digest}): "
                                       f"{plan.summary()}")
     log_stage(started, "plan %s (digest %s): %s", doc["status"], plan.digest[:12], plan.summary())
-    if plan.positional:
-        get_run_logger().warning("%d variable(s) matched by position, not by name, e.g. %r <- %r: right only if "
-                                 "no layer was inserted or removed before them", len(plan.positional),
-                                 plan.positional[0].target, plan.positional[0].source)
+    warning = positional_words(doc)
+    if warning:
+        get_run_logger().warning("%s", warning)
     if not plan.ok and not dry_run:
         raise PlanError(plan.failure_message(FORM_HINT), plan)
     return plan

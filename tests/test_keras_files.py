@@ -251,3 +251,18 @@ def test_nested_and_subclassed_models_from_their_weights_files(make, tmp_path):
     for model in (target, loaded):
         for got, want in zip(model.weights, source.weights):
             np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=want.path)
+
+
+def test_a_cached_structure_of_an_older_format_is_read_again_from_the_file(sharded):
+    """The flow caches a Keras file's structure; one cached by an older warmstart (without the layer names
+    and configuration the names come from) is not trusted: the file's structure is read again."""
+    from warmstart.formats import KerasWeightsReader
+
+    d, _ = sharded
+    fresh = KerasWeightsReader(str(d / "model.weights.h5"))
+    old = {"format": "warmstart.keras-structure.v1", "records": []}
+    again = KerasWeightsReader(str(d / "model.weights.h5"), structure=old)
+    assert again.records == fresh.records and again.groups == fresh.groups
+    cached = KerasWeightsReader(str(d / "model.weights.h5"), structure=json.loads(json.dumps(fresh.structure())))
+    assert cached.records == fresh.records and cached.groups == fresh.groups and cached.legacy is None
+    assert list(warmstart.tables.table_from_reader(cached)) == list(warmstart.tables.table_from_reader(fresh))

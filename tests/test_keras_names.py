@@ -79,27 +79,54 @@ def test_a_keras_file_target_is_named_by_its_layer_names(tmp_path):
     assert all(v.object_path.startswith("model/_operations/") for v in table.variables)
 
 
+def checkpointed(source: keras.Model, prefix) -> tuple[keras.Model, str]:
+    """``source`` with random weights, written by ``tf.train.Checkpoint(model=source)`` at ``prefix``."""
+    randomize(source)
+    tf.train.Checkpoint(model=source).write(str(prefix))
+    return source, str(prefix)
+
+
 @pytest.fixture
 def tf2_checkpoint(tmp_path):
-    source = encoder()
-    randomize(source)
-    prefix = str(tmp_path / "src" / "ckpt")
-    tf.train.Checkpoint(model=source).write(prefix)
-    return source, prefix
+    return checkpointed(encoder(), tmp_path / "src" / "ckpt")
 
 
-def test_a_tf2_checkpoint_of_a_functional_model_matches_by_position_and_says_so(tf2_checkpoint, tmp_path):
-    source, prefix = tf2_checkpoint
+def sequential() -> keras.Model:
+    """A Sequential model: a TF2 checkpoint records its variables' names with the model's own name first
+    (``sequential_3/enc1/kernel``), a name Keras counted: they name nothing in another model."""
+    return keras.Sequential([keras.Input((16,)), keras.layers.Dense(16, name="enc1"),
+                             keras.layers.Dense(16, name="enc2"), keras.layers.Dense(16, name="head")])
+
+
+@pytest.fixture
+def sequential_checkpoint(tmp_path):
+    return checkpointed(sequential(), tmp_path / "seq" / "ckpt")
+
+
+def test_a_tf2_checkpoint_of_a_keras_model_matches_by_the_names_it_recorded(tf2_checkpoint):
+    """TF records each Keras variable's path as its full name in the object graph: a functional model's
+    checkpoint matches by layer names, and an inserted layer shifts nothing (it keeps its initial value)."""
+    _, prefix = tf2_checkpoint
     same = warmstart.plan(prefix, encoder())
+    assert same.ok and not same.positional
+    assert {e.target: e.reason for e in same.entries}["enc2/kernel"] == "same full name (enc2/kernel)"
+    grown = warmstart.plan(prefix, encoder(inserted=True), rules={"on_missing": "init"})
+    assert grown.ok and not grown.positional
+    assert {e.target: (e.action, e.source) for e in grown.entries} == {
+        "enc1/kernel": ("copy", "model/_operations/1/_kernel"), "enc1/bias": ("copy", "model/_operations/1/bias"),
+        "adapter/kernel": ("init", None), "adapter/bias": ("init", None),
+        "enc2/kernel": ("copy", "model/_operations/2/_kernel"), "enc2/bias": ("copy", "model/_operations/2/bias"),
+        "head/kernel": ("copy", "model/_operations/3/_kernel"), "head/bias": ("copy", "model/_operations/3/bias")}
+
+
+def test_a_tf2_checkpoint_without_usable_names_matches_by_position_and_says_so(sequential_checkpoint):
+    _, prefix = sequential_checkpoint
+    same = warmstart.plan(prefix, sequential())
     assert same.ok and len(same.positional) == 6  # right here (same architecture), but only by position
     assert "6 matched by position" in same.summary()
     doc = same.to_json()
     assert doc["positional"] == 6 and all(v.get("positional") for v in doc["variables"])
     assert doc["variables"][0]["reason"].startswith("same object path")
-    grown = warmstart.plan(prefix, encoder(inserted=True), rules={"on_missing": "init"})
-    # the object path of 'adapter' is the source's enc2: flagged, never presented as a match by name
-    adapter = next(e for e in grown.entries if e.target == "adapter/kernel")
-    assert adapter.positional and adapter.source == "model/_operations/2/_kernel"
 
 
 def test_naming_the_source_structure_matches_a_tf2_checkpoint_by_layer_names(tf2_checkpoint, tmp_path):
@@ -140,9 +167,9 @@ def test_a_source_structure_that_does_not_describe_the_source_is_refused(tf2_che
         warmstart.plan(str(tmp_path / "w.weights.h5"), encoder(), rules={"source_structure": str(tmp_path / "wide.keras")})
 
 
-def test_the_cli_plan_warns_about_positional_matches(tf2_checkpoint, tmp_path):
-    _, prefix = tf2_checkpoint
-    encoder().save(tmp_path / "target.keras")
+def test_the_cli_plan_warns_about_positional_matches(sequential_checkpoint, tmp_path):
+    _, prefix = sequential_checkpoint
+    sequential().save(tmp_path / "target.keras")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "200"}
     out = subprocess.run([sys.executable, "-m", "warmstart.cli", "plan", prefix, str(tmp_path / "target.keras")],
                          capture_output=True, text=True, env=env, timeout=300)
@@ -245,16 +272,17 @@ def test_tables_and_plans_list_variables_in_model_order(tmp_path):
     assert list(dict.fromkeys(e.target.split("/")[0] for e in plan.entries)) == layers
 
 
-def test_a_signature_keeps_layer_names_object_paths_and_the_positional_flag(tf2_checkpoint, tmp_path):
-    _, prefix = tf2_checkpoint
-    encoder().save(tmp_path / "target.keras")
+def test_a_signature_keeps_layer_names_object_paths_and_the_positional_flag(sequential_checkpoint, tmp_path):
+    _, prefix = sequential_checkpoint
+    sequential().save(tmp_path / "target.keras")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     sig = tmp_path / "target.json"
     done = subprocess.run([sys.executable, "-m", "warmstart.cli", "signature", str(tmp_path / "target.keras"),
                            "-o", str(sig)], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     doc = json.loads(sig.read_text())
-    assert {v["name"]: v["object_path"] for v in doc["variables"]}["enc1/kernel"] == "model/_operations/1/_kernel"
+    assert {v["name"]: v["object_path"] for v in doc["variables"]}["enc1/kernel"] == \
+        "model/_functional/_operations/1/_kernel"
     plan = warmstart.plan(prefix, str(sig))  # planned without TensorFlow building anything
     assert plan.ok and len(plan.positional) == 6
     # A stream output from it would hold no object graph, so tf.train.Checkpoint would restore nothing

@@ -59,8 +59,11 @@ def test_a_weights_file_is_read_by_layer_names_without_keras(files):
         ("enc2/vars/0", "layers/dense_1/vars/0")]
     assert not any(v.positional for v in table.variables)
     assert {v.name: (v.shape, v.dtype) for v in table.variables}["enc2/vars/0"] == ((16, 16), "float32")
-    archive = warmstart.read_table(str(d / "src.keras"))
-    assert [(v.name, v.key, v.shape) for v in archive.variables] == [(v.name, v.key, v.shape) for v in table.variables]
+    assert {v.name: v.guessed for v in table.variables}["enc2/vars/0"] == ("enc2/kernel",)  # by its class: an alias
+    archive = warmstart.read_table(str(d / "src.keras"))  # its config.json says what each vars/N is
+    assert [(v.name, v.key, v.weights_path, v.shape) for v in archive.variables] == [
+        (v.guessed[0], v.key, v.name, v.shape) for v in table.variables]
+    assert [v.name for v in archive.variables][:3] == ["enc1/kernel", "enc1/bias", "enc2/kernel"]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning:keras")  # Keras' own load_weights, shown for contrast

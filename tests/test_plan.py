@@ -47,9 +47,21 @@ def test_missing_variable_is_an_error_by_default_and_suggests_the_closest_name()
 
 
 def test_on_missing_init_keeps_the_initial_value():
-    p = plan(table(("new/thing", [3], "float32")), on_missing="init")
+    p = plan(table(("new/thing", [3], "float32"), ("bert/encoder/b", [4], "float32")), on_missing="init")
     assert p.ok
     assert entry(p, "new/thing").action == "init"
+
+
+def test_a_plan_that_copies_nothing_fails_unless_min_coverage_allows_it():
+    """A warm start that copies nothing is no warm start: the default fails it; min_coverage written (0
+    too) says what the user accepts."""
+    target = table(("new/thing", [3], "float32"))
+    p = plan(target, on_missing="init")
+    assert not p.ok and entry(p, "new/thing").action == "init"
+    assert p.rule_errors == ("no variable would be copied: none of the target's 1 variables takes a source value "
+                             "(min_coverage: 0 in the rules allows a transfer that copies nothing)",)
+    assert plan(target, on_missing="init", min_coverage=0).ok
+    assert Rules().min_coverage is None and Rules(min_coverage=0).min_coverage == 0
 
 
 def test_rename_with_backreference_takes_the_renamed_source():
@@ -62,7 +74,7 @@ def test_rename_with_backreference_takes_the_renamed_source():
 
 
 def test_rename_to_null_keeps_the_initial_value():
-    p = plan(table(("head/w", [4, 2], "float32")), rename=[["head/.*", None]])
+    p = plan(table(("head/w", [4, 2], "float32")), rename=[["head/.*", None]], min_coverage=0)
     assert p.ok
     e = entry(p, "head/w")
     assert (e.action, e.source) == ("init", None)
@@ -117,7 +129,8 @@ def test_default_excludes_keep_counters_and_slots_at_initial_value_without_compl
 def test_a_user_exclude_matching_nothing_is_an_error():
     p = plan(table(("bert/encoder/b", [4], "float32")), exclude=["global_step", "bert/encodr/.*"])
     assert not p.ok
-    assert p.rule_errors == ("exclude[1] 'bert/encodr/.*' matches no target variable",)
+    assert p.rule_errors == ("exclude[1] 'bert/encodr/.*' matches no target variable; the target has names that "
+                             "look alike: bert/encoder/b",)
 
 
 def test_shape_mismatch_is_an_error_by_default_and_skip_when_asked():
@@ -126,7 +139,7 @@ def test_shape_mismatch_is_an_error_by_default_and_skip_when_asked():
     e = entry(p, "bert/embeddings")
     assert (e.action, e.source_shape) == ("error", (10, 4))
     assert "[10, 4]" in e.reason and "[12, 4]" in e.reason
-    p = plan(target, on_shape_mismatch="skip")
+    p = plan(target, on_shape_mismatch="skip", min_coverage=0)
     assert p.ok and entry(p, "bert/embeddings").action == "skip"
     assert p.coverage == 0.0
 
@@ -188,7 +201,7 @@ def test_plan_json_has_the_contract_fields():
 
 
 def test_failure_message_counts_problems_and_shows_the_first():
-    p = plan(table(("x", [1], "float32"), ("y", [1], "float32")))
+    p = plan(table(("x", [1], "float32"), ("y", [1], "float32"), ("bert/encoder/b", [4], "float32")))
     msg = p.failure_message()
     assert "2 problem(s)" in msg and "'x'" in msg and "1 more" in msg
 

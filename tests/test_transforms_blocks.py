@@ -12,6 +12,8 @@ with ``tf.compat.v1.train.Saver``.
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import builders
 import fsspec
@@ -130,6 +132,35 @@ def test_lstm_into_keras_model_by_tf(tf1_lstm, tmp_path, strategy):
     model = _keras_lstm()
     tf.train.Checkpoint(model=model).restore(str(tmp_path / "out" / "model.ckpt")).expect_partial()
     np.testing.assert_allclose(np.asarray(model(tf1_lstm["x"])), tf1_lstm["expected"], atol=1e-5, rtol=0)
+
+
+def _readme_lstm_recipe() -> tuple[str, list[str]]:
+    """The README's TF1 LSTM -> Keras recipe as written: its rules.yaml and its transfer commands."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("# rules.yaml: TF1 rnn/lstm_cell")
+    rules = readme[start:readme.index("```", start)]
+    commands = [line.split("#")[0].split() for line in readme[readme.index("```bash", start):].splitlines()
+                if line.startswith("warmstart transfer runs/tf1-lstm/")]
+    return rules, [" ".join(c) for c in commands]
+
+
+@pytest.mark.parametrize("target_kind", ["weights.h5", "keras"])
+def test_the_readme_lstm_recipe_runs_as_written(tf1_lstm, tmp_path, target_kind, capsys, monkeypatch):
+    """Every target kind the README's recipe shows, its rules and command verbatim: the Keras model gives the
+    TF1 graph's outputs, and no entry is flagged positional (each is named by its transform's from:)."""
+    rules, commands = _readme_lstm_recipe()
+    assert len(commands) == 2, commands
+    command = next(c for c in commands if f" new.{target_kind} " in c)
+    shutil.copytree(tf1_lstm["dir"], tmp_path / "runs" / "tf1-lstm")
+    (tmp_path / "rules.yaml").write_text(rules)
+    new = _keras_lstm()
+    new.save(tmp_path / "new.keras") if target_kind == "keras" else new.save_weights(tmp_path / "new.weights.h5")
+    monkeypatch.chdir(tmp_path)
+    assert main(command.split()[1:] + ["--no-prefect"]) == 0
+    err = capsys.readouterr().err
+    assert "matched by position" not in err, err
+    got = _keras_output(tmp_path / "warm" / "model.weights.h5", tf1_lstm["x"])
+    np.testing.assert_allclose(got, tf1_lstm["expected"], atol=1e-5, rtol=0)
 
 
 def test_lstm_plan_rows_say_what_is_done(tf1_lstm, tmp_path):

@@ -41,7 +41,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             "source": table.origin,
             "kind": table.kind,
             "variables": [
-                {"name": v.name, "dtype": v.dtype, "shape": list(v.shape), "bytes": v.nbytes, "key": v.key}
+                {"name": v.name, "dtype": v.dtype, "shape": list(v.shape), "bytes": v.nbytes, "key": v.key,
+                 **({"aliases": list(v.aliases)} if v.aliases else {}),
+                 **({"positional": True} if v.positional else {})}
                 for v in table.variables
             ],
         })
@@ -103,7 +105,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         print(f"warmstart: running {'the Prefect warm-start flow' if use_flow else 'the engine directly'}",
               file=sys.stderr)
     doc = _transfer_with_flow(args) if use_flow else _transfer_with_engine(args)
-    from .planning.report import unchecked_words
+    from .planning.report import positional_words, unchecked_words
 
     if args.json:
         _print_json(doc)
@@ -114,6 +116,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
               f"manifest {doc['manifest']}; plan digest {doc['digest'][:16]}"
               + (f"; flow run {doc.get('flow_run_url') or doc['flow_run'] + _TEMPORARY}" if doc.get("flow_run") else "")
               + (f"; {unchecked_words(doc['unchecked'])}" if doc.get("unchecked") else ""))
+    warning = positional_words(doc)
+    if warning:
+        print(f"warmstart: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -1,11 +1,17 @@
-"""TensorFlow DataType enum values, their names, and NumPy equivalents (no TF import)."""
+"""TensorFlow DataType enum values, their names, and NumPy equivalents (no TF import).
+
+The NumPy types of bfloat16, float8 and int4 come from ``ml_dtypes``, imported when such a type is first met
+(importing it costs a cold process about 0.6 s, more than the rest of warmstart's imports together).
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
+import sys
 from dataclasses import dataclass
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 __all__ = ["DType", "by_enum", "by_name", "by_numpy", "is_value_preserving_cast"]
@@ -17,11 +23,18 @@ class DType:
 
     enum: int
     name: str
-    numpy: np.dtype | None  # None for string and variant: not fixed-width
+    stored: np.dtype | str | None  # None for string and variant: not fixed-width; str: an ml_dtypes type's name
+
+    @property
+    def numpy(self) -> np.dtype | None:
+        """The NumPy dtype of its little-endian bytes (None: not fixed-width)."""
+        return _ml_dtype(self.stored) if isinstance(self.stored, str) else self.stored
 
     @property
     def itemsize(self) -> int | None:
-        return None if self.numpy is None else self.numpy.itemsize
+        if isinstance(self.stored, str):
+            return 2 if self.stored == "bfloat16" else 1
+        return None if self.stored is None else self.stored.itemsize
 
     @property
     def kind(self) -> str:
@@ -41,15 +54,16 @@ class DType:
 
 # TF's DataType enum values (tensorflow/core/framework/types.proto), their names, and the NumPy type of
 # their little-endian bytes (None: not fixed-width). Quantized types store plain integers.
-_TABLE = [DType(enum, name, None if numpy is None else np.dtype(numpy)) for enum, name, numpy in (
+_TABLE = [DType(enum, name, numpy if numpy is None or isinstance(numpy, str) else np.dtype(numpy))
+          for enum, name, numpy in (
     (1, "float32", np.float32), (2, "float64", np.float64), (3, "int32", np.int32), (4, "uint8", np.uint8),
     (5, "int16", np.int16), (6, "int8", np.int8), (7, "string", None), (8, "complex64", np.complex64),
     (9, "int64", np.int64), (10, "bool", np.bool_), (11, "qint8", np.int8), (12, "quint8", np.uint8),
-    (13, "qint32", np.int32), (14, "bfloat16", ml_dtypes.bfloat16), (15, "qint16", np.int16),
+    (13, "qint32", np.int32), (14, "bfloat16", "bfloat16"), (15, "qint16", np.int16),
     (16, "quint16", np.uint16), (17, "uint16", np.uint16), (18, "complex128", np.complex128),
     (19, "float16", np.float16), (20, "resource", None), (21, "variant", None), (22, "uint32", np.uint32),
-    (23, "uint64", np.uint64), (24, "float8_e5m2", ml_dtypes.float8_e5m2),
-    (25, "float8_e4m3fn", ml_dtypes.float8_e4m3fn), (29, "int4", ml_dtypes.int4), (30, "uint4", ml_dtypes.uint4),
+    (23, "uint64", np.uint64), (24, "float8_e5m2", "float8_e5m2"),
+    (25, "float8_e4m3fn", "float8_e4m3fn"), (29, "int4", "int4"), (30, "uint4", "uint4"),
 )]
 _BY_ENUM = {d.enum: d for d in _TABLE}
 _BY_NAME = {d.name: d for d in _TABLE}
@@ -67,13 +81,24 @@ def by_name(name: str) -> DType:
     return _BY_NAME[_ALIASES.get(name, name)]
 
 
+@functools.cache
+def _ml_dtype(name: str) -> np.dtype:
+    return np.dtype(getattr(importlib.import_module("ml_dtypes"), name))
+
+
 # The plain (non-quantized) type of each NumPy dtype, for files that store NumPy types (HDF5).
-_BY_NUMPY = {d.numpy: d for d in reversed(_TABLE) if d.numpy is not None and not d.name.startswith("q")}
+_BY_NUMPY = {d.stored: d for d in reversed(_TABLE) if isinstance(d.stored, np.dtype) and not d.name.startswith("q")}
 
 
 def by_numpy(value: Any) -> DType:
     """The dtype stored as NumPy dtype ``value`` (little- or big-endian); raises ``KeyError``."""
-    return _BY_NUMPY[np.dtype(value).newbyteorder("=")]
+    dtype = np.dtype(value).newbyteorder("=")
+    found = _BY_NUMPY.get(dtype)
+    if found is None and "ml_dtypes" in sys.modules:  # an ml_dtypes type: whoever made it imported ml_dtypes
+        found = next((d for d in _TABLE if isinstance(d.stored, str) and d.numpy == dtype), None)
+    if found is None:
+        raise KeyError(dtype)
+    return found
 
 
 # Casts that keep every value exactly (widening). Anything else between numeric types is lossy.

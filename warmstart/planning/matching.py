@@ -5,7 +5,6 @@ Planning reads no tensor data (vocabulary files of transforms only).
 
 from __future__ import annotations
 
-import difflib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import replace
@@ -14,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..formats.dtypes import is_value_preserving_cast
-from ..tables import Variable, VariableTable, has_list_index, named_by_structure
+from ..tables import Variable, VariableTable, named_by_structure
 from .blocks import Blocks, disjoint
+from .lookup import Found, SourceIndex, closest_source, look_alike, same_structure
 from .patterns import PatternSet, compile_pattern, compile_template
 from .plan import TRANSFERRED, Plan, PlanEntry
 from .rules import MAIN_SOURCE, Rules, Transform
@@ -49,10 +49,11 @@ def make_plan(source: VariableTable, target: VariableTable, rules: Rules,
     matcher = _Matcher(rules)
     transforms = TransformMatcher(rules)
     chooser = SourceChooser(rules, tables)
+    indexes = {name: SourceIndex(table).claim(target) for name, table in tables.items()}
     entries = []
     for t in target.variables:
-        found = transforms.find(t.name)
-        entry = _plan_one(t, tables, rules, matcher, chooser, _named_source(found, t.name))
+        found = transforms.find(t)
+        entry = _plan_one(t, tables, indexes, rules, matcher, chooser, _named_source(found))
         chosen = tables[entry.from_source or MAIN_SOURCE]  # a transform's other sources are in the same one
         entries.append(_with_transform(entry, t, found, rules, chosen, storage_options))
     entries = _flag_shared_sources(entries, rules)
@@ -60,15 +61,43 @@ def make_plan(source: VariableTable, target: VariableTable, rules: Rules,
     for e in entries:
         if e.action in TRANSFERRED:
             filled[e.from_source] += 1
-    rule_errors = matcher.unused_rule_errors() + transforms.unused_rule_errors() + chooser.rule_errors(filled)
+    rule_errors = (matcher.unused_rule_errors(target) + transforms.unused_rule_errors(target)
+                   + chooser.rule_errors(filled))
     total = sum(v.num_elements or 0 for v in target.variables)
     copied = sum(e.num_elements for e in entries if e.action in TRANSFERRED)
     coverage = copied / total if total else 1.0
-    if coverage < rules.min_coverage:
-        rule_errors.append(f"coverage {coverage:.1%} is below min_coverage {rules.min_coverage:.1%}")
+    rule_errors += _coverage_errors(rules, coverage, entries, target, failed=bool(rule_errors))
     matched = {name for e in entries if e.from_source == MAIN_SOURCE for name in e.sources}
     unused = tuple(n for n in source if n not in matched)
-    return Plan(source, target, rules, tuple(entries), unused, tuple(rule_errors), coverage, sources=tables)
+    return Plan(source, target, rules, tuple(entries), unused, tuple(rule_errors), coverage, sources=tables,
+                hint=_structure_hint(rules, entries, source, target))
+
+
+def _coverage_errors(rules: Rules, coverage: float, entries: list[PlanEntry], target: VariableTable,
+                     failed: bool) -> list[str]:
+    """Too little copied: below ``min_coverage``; or nothing at all, unless the rules allow it (``min_coverage``
+    written, 0 included): a transfer that copies nothing is no warm start (said when nothing else is)."""
+    if rules.min_coverage is not None:
+        return ([f"coverage {coverage:.1%} is below min_coverage {rules.min_coverage:.1%}"]
+                if coverage < rules.min_coverage else [])
+    if failed or any(e.action == "error" for e in entries):
+        return []
+    if target.variables and not any(e.action in TRANSFERRED for e in entries):
+        return [f"no variable would be copied: none of the target's {len(entries)} variables takes a source value "
+                "(min_coverage: 0 in the rules allows a transfer that copies nothing)"]
+    return []
+
+
+def _structure_hint(rules: Rules, entries: list[PlanEntry], source: VariableTable, target: VariableTable) -> str | None:
+    """When names failed but the two models have the same structure: say so, and which rule copies by it."""
+    if rules.match != "names" or not any(e.action == "error" and e.source is None for e in entries):
+        return None
+    count = same_structure(source, target)
+    if not count:
+        return None
+    return (f"the source and the target have the same structure ({count} Keras variables: the same layer classes "
+            "in the same order, the same shapes) but other layer names: the rule 'match: structure' copies them "
+            "by structure, as Keras' load_weights does (each match flagged positional)")
 
 
 class _Matcher:
@@ -84,78 +113,95 @@ class _Matcher:
             PatternSet([rx for _, rx, *_ in rules_]) for rules_ in (self.include, self.exclude, self.rename))
         self.used: set[tuple[str, int]] = set()
 
-    def excluded_by(self, name: str) -> str | None:
-        i = self._exclude.first(name)
+    def excluded_by(self, t: Variable) -> str | None:
+        i = _first(self._exclude, t)
         if i is None:
             return None
         self.used.add(("exclude", i))
         return self.exclude[i][0]
 
-    def included(self, name: str) -> bool:
-        hits = self._include.matches(name)
+    def included(self, t: Variable) -> bool:
+        hits = {i for key in (t.name, *t.aliases) for i in self._include.matches(key)}
         self.used.update(("include", i) for i in hits)
         return bool(hits)
 
-    def source_name(self, name: str, record: bool = True) -> tuple[str | None, int | None]:
-        """(source name or None, index of the rename rule used or None); ``record``: count the rule as used."""
-        i = self._rename.first(name)
+    def source_name(self, t: Variable) -> tuple[str | None, int | None]:
+        """(source name or None, index of the rename rule used or None): the first rule matching the target's
+        name or one of its aliases (a rule written against object paths, or a file's vars/N)."""
+        i = _first(self._rename, t)
         if i is None:
-            return name, None
-        if record:
-            self.used.add(("rename", i))
+            return t.name, None
+        self.used.add(("rename", i))
         pattern, rx, template = self.rename[i]
-        return (None if template is None else compile_template(template, pattern).expand(rx.fullmatch(name))), i
+        key = _matching_key(rx, t)
+        return (None if template is None else compile_template(template, pattern).expand(rx.fullmatch(key))), i
 
-    def unused_rule_errors(self) -> list[str]:
+    def unused_rule_errors(self, target: VariableTable) -> list[str]:
         errors = []
         for i, (p, _) in enumerate(self.include):
             if ("include", i) not in self.used:
-                errors.append(f"include[{i}] {p!r} matches no target variable")
+                errors.append(f"include[{i}] {p!r} matches no target variable{_alike(p, target)}")
         user_excludes = set(self.rules.user_excludes())
         for i, (p, _) in enumerate(self.exclude):
             if p in user_excludes and ("exclude", i) not in self.used:
-                errors.append(f"exclude[{i}] {p!r} matches no target variable")
+                errors.append(f"exclude[{i}] {p!r} matches no target variable{_alike(p, target)}")
         for i, (p, _, t) in enumerate(self.rename):
             if ("rename", i) not in self.used:
                 errors.append(
                     f"rename[{i}] {p!r} -> {t!r} is applied to no target variable "
-                    "(it matches none, or only names an earlier rule or an exclude already took)"
+                    f"(it matches none, or only names an earlier rule or an exclude already took){_alike(p, target)}"
                 )
         return errors
 
 
-def _named_source(found, target_name: str) -> tuple[int, str] | None:
+def _first(patterns: PatternSet, t: Variable) -> int | None:
+    """The first of ``patterns`` that matches the target's name or one of its aliases whole."""
+    hits = [i for key in (t.name, *t.aliases) if (i := patterns.first(key)) is not None]
+    return min(hits) if hits else None
+
+
+def _matching_key(rx: Any, t: Variable) -> str | None:
+    """The first of the target's name and aliases that ``rx`` matches whole; None if none does."""
+    return next((key for key in (t.name, *t.aliases) if rx.fullmatch(key)), None)
+
+
+def _alike(pattern: str, target: VariableTable) -> str:
+    names = look_alike(pattern, target)
+    return f"; the target has names that look alike: {', '.join(names)}" if names else ""
+
+
+def _named_source(found) -> tuple[int, str] | None:
     """(transform index, source name) when the target's transform names its source (``from``, ``concat``)."""
     if isinstance(found, str) or found[1] is None:
         return None
-    names = found[1].source_names(target_name)
+    names = found[1].source_names(found[2])
     return (found[0], names[0]) if names else None
 
 
-def _plan_one(t: Variable, tables: Mapping[str, VariableTable], rules: Rules, matcher: _Matcher,
-              chooser: SourceChooser, named: tuple[int, str] | None = None) -> PlanEntry:
+def _plan_one(t: Variable, tables: Mapping[str, VariableTable], indexes: Mapping[str, SourceIndex], rules: Rules,
+              matcher: _Matcher, chooser: SourceChooser, named: tuple[int, str] | None = None) -> PlanEntry:
     """The entry of one target variable, from the source ``fill_from`` chooses among ``tables`` (by name)."""
     base = dict(target=t.name, shape=t.shape, dtype=t.dtype, target_key=t.key)
-    pattern = matcher.excluded_by(t.name)
+    pattern = matcher.excluded_by(t)
     if pattern is not None:
         return PlanEntry(source=None, action="init", reason=f"excluded by {pattern!r}", **base)
-    if not matcher.included(t.name):
+    if not matcher.included(t):
         return PlanEntry(source=None, action="init", reason="matched by no include pattern", **base)
     if named is not None:  # the transform names the source: the rename rules are not asked
         renamed, rule, via = named[1], None, f" (named by transforms[{named[0]}])"
     else:
-        renamed, rule = matcher.source_name(t.name)
+        renamed, rule = matcher.source_name(t)
         via = "" if rule is None else f" (via rename[{rule}])"
     if renamed is None:
         return PlanEntry(source=None, action="init", reason=f"rename[{rule}] maps it to null", **base)
-    names, from_rule = chooser.choose(t.name)
+    names, from_rule = chooser.choose((t.name, *t.aliases))
     undeclared = chooser.undeclared(names)
     if undeclared:
         return PlanEntry(source=None, action="error", reason=f"fill_from[{from_rule}] names source {undeclared[0]!r}, "
                          "which is not declared (add it under sources:)", **base)
     for i, name in enumerate(names):  # a fallback order: the first source that has it
-        found = _lookup(t, tables[name], renamed, rule, via, matcher, named)
-        if found[2] is not None:
+        found = _lookup(t, tables[name], indexes[name], renamed, _explicit(rule, named), rules)
+        if found is not None:
             entry = _matched(t, found, rules, base)
             if chooser.several:
                 entry = replace(entry, reason=f"{entry.reason}; {chooser.describe(name, from_rule, names[:i])}")
@@ -169,37 +215,39 @@ def _plan_one(t: Variable, tables: Mapping[str, VariableTable], rules: Rules, ma
     return _missing(t, renamed, via, tables[names[0]], rules, base, where)
 
 
-def _lookup(t: Variable, source: VariableTable, source_name: str, rule: int | None, via: str, matcher: _Matcher,
-            named: tuple[int, str] | None):
-    """(source name, rename rule, source variable or None, the target's other name used or None, how)."""
-    # a rename rule may name a source variable by its other name (a TF2 object path, under source_structure)
-    s, via_alias = source.get(source_name) or (source.find(source_name) if rule is not None or named else None), None
-    for alias in t.aliases if s is None and named is None else ():
-        found_name, found_rule, s = _by_alias(alias, source, matcher)
-        if s is not None:
-            source_name, rule, via_alias = found_name, found_rule, alias
-            via = f" (via {alias!r}" + ("" if rule is None else f" and rename[{rule}]") + ")"
-            break
-    return source_name, rule, s, via_alias, via
+def _explicit(rule: int | None, named: tuple[int, str] | None) -> str | None:
+    """How the rules name the target's source, if they do (then the match is the user's, never positional)."""
+    if named is not None:
+        return f"named by transforms[{named[0]}]"
+    return None if rule is None else f"renamed by rename[{rule}]"
 
 
-def _matched(t: Variable, lookup, rules: Rules, base: dict[str, Any]) -> PlanEntry:
-    """The entry of a target variable whose source variable was found (:func:`_lookup`): copy, cast, skip or
-    error."""
-    source_name, rule, s, via_alias, via = lookup
-    by_position = via_alias is not None and via_alias == t.object_path and has_list_index(source_name)
-    found = dict(source=s.name, source_shape=s.shape, source_dtype=s.dtype, source_key=s.key,
-                 positional=s.positional or t.positional or by_position)
+def _lookup(t: Variable, source: VariableTable, index: SourceIndex, renamed: str, explicit: str | None,
+            rules: Rules) -> Found | None:
+    """The source variable of ``t``: the one a rule names (by its name or an alias: a TF2 object path under
+    ``source_structure``, a file's vars/N), else what :class:`SourceIndex` finds."""
+    if explicit is not None:
+        s = source.find(renamed)
+        return None if s is None else Found(s, explicit, False)
+    return index.find(t, rules.match)
+
+
+def _matched(t: Variable, found: Found, rules: Rules, base: dict[str, Any]) -> PlanEntry:
+    """The entry of a target variable whose source variable was found: copy, cast, skip or error."""
+    s = found.variable
+    how = found.how
+    via = "" if how == "same name" else f" ({how})"
+    fields = dict(source=s.name, source_shape=s.shape, source_dtype=s.dtype, source_key=s.key,
+                  positional=found.positional)
     if not _shapes_compatible(s.shape, t.shape):
         action = "skip" if rules.on_shape_mismatch == "skip" else "error"
         reason = f"shape {list(s.shape)} in the source{via}, {list(t.shape)} in the target"
         if action == "error":
             reason += " (on_shape_mismatch: skip keeps the initial value)"
-        return PlanEntry(action=action, reason=reason, **found, **base)
+        return PlanEntry(action=action, reason=reason, **fields, **base)
     if s.dtype == t.dtype:
-        reason = _copy_reason(t, via_alias, rule, found["positional"])
-        return PlanEntry(action="copy", reason=reason, num_elements=s.num_elements or 0, **found, **base)
-    return _dtype_mismatch(t, s, via, rules, found, base)
+        return PlanEntry(action="copy", reason=how, num_elements=s.num_elements or 0, **fields, **base)
+    return _dtype_mismatch(t, s, via, rules, fields, base)
 
 
 def _with_transform(e: PlanEntry, t: Variable, found, rules: Rules, source: VariableTable,
@@ -211,11 +259,11 @@ def _with_transform(e: PlanEntry, t: Variable, found, rules: Rules, source: Vari
         return replace(e, action="error", reason=found, num_elements=0)
     if e.source is None or isinstance(found, str):
         return e
-    index, transform = found
+    index, transform, key = found
     if transform is None:
         return e
     assert e.source_shape is not None
-    remap = _transformed(transform, e, t, source, storage_options)
+    remap = _transformed(transform, e, t, source, storage_options, key)
     where = f"transforms[{index}]"
     if isinstance(remap, str):
         return replace(e, action="error", reason=f"{where}: {remap}", num_elements=0)
@@ -228,9 +276,9 @@ def _with_transform(e: PlanEntry, t: Variable, found, rules: Rules, source: Vari
 
 
 def _transformed(transform: Transform, e: PlanEntry, t: Variable, source: VariableTable,
-                 storage_options) -> Remap | Blocks | str:
+                 storage_options, key: str) -> Remap | Blocks | str:
     if transform.blocks:
-        return plan_block_transform(transform, source[e.source], t, source)  # type: ignore[index]
+        return plan_block_transform(transform, source[e.source], t, source, key)  # type: ignore[index]
     return plan_remap(transform, e.source_shape, t.shape, storage_options, t.dtype)  # type: ignore[arg-type]
 
 
@@ -248,33 +296,11 @@ def _copied_elements(remap: Remap | Blocks, shape) -> int:
     return n
 
 
-def _copy_reason(t: Variable, via_alias: str | None, rule: int | None, positional: bool) -> str:
-    if via_alias is None:
-        reason = "same name" if rule is None else f"renamed by rename[{rule}]"
-    else:
-        what = "object path" if via_alias == t.object_path else "place in the weights file (layer names)"
-        reason = f"same {what}" if rule is None else f"{what} renamed by rename[{rule}]"
-    return reason + (" (by position: a list index or a counted layer name)" if positional else "")
-
-
-def _by_alias(alias: str, source: VariableTable, matcher: _Matcher):
-    """(source name, rename rule, source variable) through one of the target's other names: how a
-    Keras variable named by its layers finds its value in a TF2 checkpoint (object paths only) or a
-    Keras weights file. The same other name in a source that has layer names too would be a match
-    by position, and is never made; a rename rule written for such names is followed."""
-    name, rule = matcher.source_name(alias, record=False)
-    lookup = source.get if rule is None else source.find
-    s = None if name is None else lookup(name)
-    if s is not None and rule is not None:
-        matcher.used.add(("rename", rule))  # it found the value: the rule counts as used
-    return name, rule, s
-
-
 def _missing(t, source_name, via, source, rules, base, where: str = "the source") -> PlanEntry:
     if rules.on_missing == "init":
         return PlanEntry(source=None, action="init", reason=f"{source_name!r} is not in {where}{via}", **base)
-    close = difflib.get_close_matches(source_name, list(source), n=1, cutoff=0.6)
-    hint = f"; closest source name: {close[0]!r}" if close else ""
+    close = closest_source(source_name, t, source)
+    hint = f"; closest source name: {close!r}" if close else ""
     return PlanEntry(
         source=None, action="error",
         reason=f"{source_name!r} is not in {where}{via}{hint} (add a rename rule, or on_missing: init)",

@@ -105,6 +105,7 @@ class Plan:
     sources: Mapping[str, VariableTable] = field(default_factory=dict)  # every source by name; default: main
     inputs: tuple[PinnedInput, ...] = ()  # what it was made from, pinned by version (warmstart.pipeline pins them)
     strategy: Strategy = "auto"  # the strategy the target's table was made for (restore/assign: the model is built)
+    hint: str | None = None  # what would make a failed plan work, when the planner can tell (match: structure)
 
     def __post_init__(self):
         if not self.sources:
@@ -207,12 +208,13 @@ class Plan:
         )
 
     def failure_message(self, where: str = "--json or Plan.problems() lists all") -> str:
-        """One message: how many problems, the first one, and ``where`` the full list is."""
+        """One message: how many problems, the first one, and ``where`` the full list is (and the hint)."""
         problems = self.problems()
         if not problems:
             return ""
         more = f" (and {len(problems) - 1} more; {where})" if len(problems) > 1 else ""
-        return f"the plan does not satisfy the rules: {len(problems)} problem(s). First: {problems[0]}{more}"
+        hint = f". Note: {self.hint}" if self.hint else ""
+        return f"the plan does not satisfy the rules: {len(problems)} problem(s). First: {problems[0]}{more}{hint}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -224,6 +226,7 @@ class Plan:
             "errors": self.problems(),
             "counts": dict(self.counts),
             "positional": len(self.positional),
+            **({"hint": self.hint} if self.hint else {}),
             "coverage": self.coverage,
             "sources": self.sources_json(),
             "transferred_bytes": self.transferred_bytes,

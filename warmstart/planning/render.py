@@ -7,7 +7,7 @@ from rich.table import Table
 
 from ..tables import VariableTable
 from .plan import Plan
-from .report import human_bytes
+from .report import human_bytes, positional_words
 
 __all__ = ["render_table", "render_plan", "human_bytes"]
 
@@ -68,11 +68,11 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
             console.print(f"{label} ({len(unused)}): {shown}{more}")
     for problem in plan.rule_errors:
         console.print(f"[bold red]rule error:[/] {problem}")
-    if plan.positional:
-        console.print(f"[yellow]warning:[/] {len(plan.positional)} variable(s) matched by position, not by name "
-                      f"(e.g. {plan.positional[0].target!r} <- {plan.positional[0].source!r}): right only if no "
-                      "layer was inserted or removed before them. Name the layers, or plan from a source that has "
-                      "layer names (its .keras file or builder)")
+    warning = positional_words(plan.to_json())
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
+    if plan.hint:
+        console.print(f"[cyan]hint:[/] {plan.hint}", highlight=False)
     status = "[green]ok[/]" if plan.ok else "[bold red]failed[/]"
     console.print(f"{plan.summary()}; {human_bytes(plan.transferred_bytes)} to copy; status {status}")
     if plan.inputs:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .plan import Plan
+from .plan import TRANSFERRED, Plan
 from .rules import MAIN_SOURCE
 
-__all__ = ["Report", "unchecked_words", "human_bytes"]
+__all__ = ["Report", "unchecked_words", "positional_words", "human_bytes"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +75,13 @@ def human_bytes(n: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+def positional_words(doc: dict[str, Any], shown: int = 3) -> str | None:
+    """One line on the matches of a plan document (``Plan.to_json()``, a transfer's ``--json``) that rest on
+    position, with the first few; None when every match rests on names or rules."""
+    rows = [v for v in doc.get("variables", []) if v.get("positional") and v.get("action") in TRANSFERRED]
+    if not rows:
+        return None
+    pairs = ", ".join(f"{r['target']!r} <- {r['source']!r}" for r in rows[:shown])
+    more = f" and {len(rows) - shown} more" if len(rows) > shown else ""
+    return (f"{len(rows)} variable(s) matched by position, not by name ({pairs}{more}): right only if no layer "
+            "was inserted or removed before them. Name the layers, or plan from a source that has layer names")

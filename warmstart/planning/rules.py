@@ -54,6 +54,8 @@ class VocabRemap(BaseModel):
     axis: Literal[0, 1] = Field(0, description="0: rows (embeddings, biases); 1: columns (softmax kernels).")
     num_oov_buckets: int = Field(0, ge=0, description="Rows after the new vocabulary: never from the source.")
     old_vocab_size: int = Field(-1, ge=-1, description="Use only the first N old tokens (-1: all), as TF's.")
+    new_vocab_size: int = Field(-1, ge=-1, description="Use only the first N new tokens (-1: all), as TF's "
+                                "VocabInfo (a feature column with vocabulary_size reads that many).")
     new_row: Literal["init", "zeros", "mean"] | Initializer = Field(
         "init", description="Rows without a source: the target's initial value, zeros, the mean of the copied rows, "
         "or an initializer ({constant: 0.42}, {random_uniform: {minval, maxval, seed}}, {random_normal: {mean, "
@@ -150,9 +152,14 @@ class Rules(BaseModel):
     transforms: list[Transform] = Field(
         default_factory=list, description="Per-variable transforms (vocabulary remap, overlap copy, block ops and "
         "concat); a target variable matched by two of them is an error.")
-    min_coverage: float = Field(
-        0.0, ge=0.0, le=1.0, description="Fraction of target parameters (by element count) that must be copied."
+    min_coverage: Annotated[float, Field(title="fraction", ge=0.0, le=1.0)] | None = Field(
+        None, description="Fraction of target parameters (by element count) that must be copied; "
+        "unset, a plan that copies nothing at all fails (write 0 to allow it).",
     )
+    match: Literal["names", "structure"] = Field(
+        "names", description="names: by variable names (Keras: by layer names; layers Keras named by counting "
+        "by structure); structure: every Keras variable by its place in the model's structure (layer classes "
+        "and order), as Keras' load_weights does: for the same model with other layer names.")
     sources: dict[str, str] = Field(
         default_factory=dict, description="More sources by name (name: URL of a checkpoint or Keras file); the "
         "source given as SOURCE is named 'main'. 'fill_from' says which target variables each one fills.")

@@ -44,10 +44,11 @@ class SourceChooser:
     def several(self) -> bool:
         return len(self.names) > 1
 
-    def choose(self, target: str) -> tuple[tuple[str, ...], int | None]:
-        """(the source names to try, in order; the ``fill_from`` rule that chose them, None for ``main`` by default)."""
+    def choose(self, target: tuple[str, ...]) -> tuple[tuple[str, ...], int | None]:
+        """(the source names to try, in order; the ``fill_from`` rule that chose them, None for ``main`` by default),
+        for a target variable by its name and aliases."""
         for i, (_, rx, names) in enumerate(self.rules):
-            if rx.fullmatch(target):
+            if any(rx.fullmatch(key) for key in target):
                 self.used.add(i)
                 return names, i
         return (MAIN_SOURCE,), None

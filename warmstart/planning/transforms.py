@@ -17,6 +17,7 @@ from ..storage import VOCAB_BYTES, read_bytes, resolve
 from ..tables import Variable, VariableTable
 from .blocks import Blocks, BlockSource, plan_blocks
 from .initializers import Initializer
+from .lookup import look_alike
 from .patterns import compile_pattern
 from .rules import Rules, Transform
 
@@ -51,22 +52,33 @@ class Remap:
 
 
 class TransformMatcher:
-    """Finds the transform of a target name (two matching: ambiguous) and remembers which were used."""
+    """Finds the transform of a target variable (by its name or an alias; two matching: ambiguous) and
+    remembers which were used."""
 
     def __init__(self, rules: Rules):
         self.transforms = [(t, compile_pattern(t.target)) for t in rules.transforms]
         self.used: set[int] = set()
 
-    def find(self, name: str) -> tuple[int, Transform] | tuple[None, None] | str:
-        hits = [i for i, (_, rx) in enumerate(self.transforms) if rx.fullmatch(name)]
-        self.used.update(hits)
+    def find(self, target: Variable) -> tuple[int, Transform, str] | tuple[None, None, None] | str:
+        """(index, transform, the target's name or alias it matched), none, or why it is ambiguous."""
+        hits = []
+        for i, (_, rx) in enumerate(self.transforms):
+            key = next((k for k in (target.name, *target.aliases) if rx.fullmatch(k)), None)
+            if key is not None:
+                hits.append((i, key))
+        self.used.update(i for i, _ in hits)
         if len(hits) > 1:
-            return f"transforms[{hits[0]}] and transforms[{hits[1]}] both match it (ambiguous)"
-        return (hits[0], self.transforms[hits[0]][0]) if hits else (None, None)
+            return f"transforms[{hits[0][0]}] and transforms[{hits[1][0]}] both match it (ambiguous)"
+        return (hits[0][0], self.transforms[hits[0][0]][0], hits[0][1]) if hits else (None, None, None)
 
-    def unused_rule_errors(self) -> list[str]:
-        return [f"transforms[{i}] {t.target!r} matches no target variable"
-                for i, (t, _) in enumerate(self.transforms) if i not in self.used]
+    def unused_rule_errors(self, target: VariableTable) -> list[str]:
+        errors = []
+        for i, (t, _) in enumerate(self.transforms):
+            if i not in self.used:
+                alike = look_alike(t.target, target)
+                errors.append(f"transforms[{i}] {t.target!r} matches no target variable"
+                              + (f"; the target has names that look alike: {', '.join(alike)}" if alike else ""))
+        return errors
 
 
 def plan_remap(t: Transform, source_shape: tuple[int, ...], target_shape: tuple[int | None, ...],
@@ -86,11 +98,13 @@ def plan_remap(t: Transform, source_shape: tuple[int, ...], target_shape: tuple[
     return _vocab(t, source_shape, shape, storage_options)
 
 
-def plan_block_transform(t: Transform, first: Variable, target: Variable, source: VariableTable) -> Blocks | str:
+def plan_block_transform(t: Transform, first: Variable, target: Variable, source: VariableTable,
+                         key: str | None = None) -> Blocks | str:
     """The :class:`Blocks` of ``t`` from ``first`` (the source the entry found) and, for a concat, the other
-    sources it names, checked against the target's shape; or a reason (in words) why it cannot be made."""
+    sources it names (``key``: the target's name or alias ``t`` matched), checked against the target's shape;
+    or a reason (in words) why it cannot be made."""
     found = [first]
-    for name in t.source_names(target.name)[1:]:
+    for name in t.source_names(key or target.name)[1:]:
         v = source.get(name) or source.find(name)
         if v is None:
             return f"concat source {name!r} is not in the source"
@@ -149,9 +163,11 @@ def _vocab(t: Transform, source_shape: tuple[int, ...], shape: tuple[int, ...], 
         raise  # not a regular file, or too large: an unreadable input (exit 3), not a plan problem
     except (InputError, OSError, ValueError) as exc:
         return f"vocabulary file: {exc}"
-    if v.old_vocab_size > len(old):
-        return f"old_vocab_size {v.old_vocab_size} is larger than the old vocabulary {v.old}"
+    for what, size, tokens, url in (("old", v.old_vocab_size, old, v.old), ("new", v.new_vocab_size, new, v.new)):
+        if size > len(tokens):
+            return f"{what}_vocab_size {size} is larger than the {what} vocabulary {url}"
     old = old if v.old_vocab_size < 0 else old[: v.old_vocab_size]
+    new = new if v.new_vocab_size < 0 else new[: v.new_vocab_size]  # TF reads only that many new tokens
     for what, tokens, url in (("old", old, v.old), ("new", new, v.new)):
         dup = _first_duplicate(tokens)
         if dup is not None:

@@ -84,9 +84,11 @@ def copy_variables(src_session: Any, dst_session: Any, rules: Rules | dict[str, 
 
 
 def copy_weights(src_model: Any, dst_model: Any, rules: Rules | dict[str, Any] | str | None = None) -> Report:
-    """TF2/Keras: copy the weights of ``src_model`` into ``dst_model`` (modified in place), matched by
-    variable path (``model/enc/_kernel``, as ``tf.train.Checkpoint(model=...)`` names them), never by
-    the position in ``get_weights()``.
+    """TF2/Keras: copy the weights of ``src_model`` into ``dst_model`` (modified in place), matched by name
+    (Keras: ``variable.path``; a ``tf.Module``: the object path ``tf.train.Checkpoint(model=...)`` gives),
+    never by the position in ``get_weights()``. Layers Keras named by counting (two models built in one
+    process: ``dense_9``, ``dense_10``) are matched by the models' structure, as ``load_weights`` does, and
+    each such match is flagged positional.
 
     Both may be Keras models (or layers) or ``tf.Module``s. A failing plan raises :class:`PlanError`
     before anything is touched; unbuilt Keras models raise :class:`TargetError`.

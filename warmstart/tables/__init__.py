@@ -4,7 +4,9 @@ One module per kind: checkpoints (``table``), signature files (``signature``), T
 MetaGraphs (``tf_graphs``), live trackables (``tf_objects``), Keras files (``keras_files``), user
 builders and live objects (``builders``); ``targets`` tells kinds apart; ``structure`` names a TF2
 checkpoint's variables by the model that wrote it; ``code_policy`` says which ``py:`` builders
-may run. TensorFlow is imported
+may run. Keras variables get one set of names whatever holds them (``keras_names``; from a
+configuration: ``keras_config``; from a live model: ``keras_walk``; weights files:
+``keras_weights``). TensorFlow is imported
 only inside the functions that need it.
 """
 
@@ -12,16 +14,9 @@ from .builders import run_builder, table_from_builder, table_from_object
 from .code_policy import ALLOW_CODE_ENV, allowing_code, code_allowed, refuse_code, refuse_code_in_rules
 from .keras_files import load_keras_model, local_file, table_from_keras_file
 from .signature import read_signature_file
-from .table import (
-                    TableKind,
-                    Variable,
-                    VariableTable,
-                    has_list_index,
-                    read_table,
-                    table_from_bundle,
-                    table_from_keras_weights,
-                    table_from_reader,
-)
+from .keras_weights import table_from_keras_weights
+from .table import (TableKind, Variable, VariableTable, has_list_index, read_table, table_from_bundle,
+                    table_from_reader)
 from .structure import named_by_structure
 from .targets import TargetKind, signature_for, signature_of, target_kind
 from .tf_graphs import parse_meta_graph, table_from_graph, table_from_meta_graph, table_from_meta_graph_bytes

@@ -19,7 +19,7 @@ from ..formats.keras import check_members
 from .table import VariableTable
 from .tf_objects import table_from_trackable
 
-__all__ = ["local_file", "load_keras_model", "table_from_keras_file"]
+__all__ = ["local_file", "load_keras_model", "table_from_keras_file", "built_without_weights"]
 
 _CONFIG = "config.json"
 
@@ -39,7 +39,7 @@ def table_from_keras_file(url: str, storage_options: dict[str, Any] | None = Non
     loc = storage.resolve(url, storage_options)
     if not loc.path.endswith(".keras"):
         raise TargetError(f"{loc.url} is not a Keras model file: expected a name ending in '.keras'")
-    model = _built_without_weights(_archive_config(loc), loc.url)
+    model = built_without_weights(_archive_config(loc), loc.url)
     if model is None:
         with local_file(loc) as path:
             model = load_keras_model(path, loc.url)
@@ -75,7 +75,7 @@ def _archive_config(loc: storage.Location) -> dict[str, Any]:
         raise StorageError(f"cannot read {loc.url}: {exc}", storage.is_transient(exc)) from None
 
 
-def _built_without_weights(config: dict[str, Any], url: str) -> Any | None:
+def built_without_weights(config: dict[str, Any], url: str) -> Any | None:
     """The model built from its configuration with no variable allocated (their initializers deferred
     and then dropped); None when a layer cannot be built that way."""
     import keras

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import CorruptCheckpointError
 from ..storage import read_bytes, resolve
-from .table import Variable, VariableTable
+from .table import NAME_FIELDS, Variable, VariableTable
 
 __all__ = ["read_signature_file"]
 
@@ -32,8 +32,9 @@ def read_signature_file(url: str, storage_options: dict[str, Any] | None = None)
                 shape=tuple(None if d is None else int(d) for d in v["shape"]),
                 dtype=str(v["dtype"]),
                 key=str(v.get("key", v["name"])),
-                object_path=_optional(v, "object_path"),
-                weights_path=_optional(v, "weights_path"),
+                **{field: _optional(v, field) for field in NAME_FIELDS},
+                guessed=tuple(str(g) for g in v.get("guessed", ())),
+                generated=bool(v.get("generated", False)),
                 positional=bool(v.get("positional", False)),
             )
             for v in doc["variables"]

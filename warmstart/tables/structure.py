@@ -61,7 +61,9 @@ def named_by_structure(source: VariableTable, structure: Any,
 
 
 def _named(v: Variable, m: Variable) -> Variable:
+    """The checkpoint's variable with every name the model gives it (its object path kept as an alias)."""
     return dataclasses.replace(v, name=m.name, object_path=v.name, weights_path=m.weights_path,
+                               structure=m.structure, anchor=m.anchor, generated=m.generated,
                                positional=m.positional)
 
 

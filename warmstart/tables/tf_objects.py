@@ -5,14 +5,15 @@ and keyed by the checkpoint key TF itself would write. TensorFlow is imported in
 
 from __future__ import annotations
 
-import re
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import TargetError
 from ..formats.bundle import VALUE_SUFFIX, escape, preferred_paths
+from .keras_names import KerasName, name_places
+from .keras_walk import saved_places
+from .keras_weights import variable_of
 from .table import Variable, VariableTable, has_list_index
 from .tf_graphs import dtype_name
 
@@ -68,13 +69,13 @@ class _Found:
     variable: Any
     object_path: str | None  # when the name is the Keras path
     positional: bool
-    weights_path: str | None = None
+    keras: KerasName | None = None
 
 
 def _walk_trackable(obj: Any) -> list[_Found]:
-    """Every variable ``tf.train.Checkpoint(model=obj)`` saves. Keras variables are named by their
-    layer names (``variable.path``: ``encoder/dense/kernel``), with the object path as alias; other
-    variables (``tf.Module``, or Keras paths that are not unique) by object path (``model/...``)."""
+    """Every variable ``tf.train.Checkpoint(model=obj)`` saves. A Keras model's variables are named as
+    a weights file of it names them (:mod:`.keras_names`: ``variable.path``), with the object path as an
+    alias; other variables (``tf.Module``, optimizer state) by object path (``model/...``)."""
     import tensorflow as tf
 
     checkpoint = tf.train.Checkpoint(model=obj)
@@ -84,77 +85,19 @@ def _walk_trackable(obj: Any) -> list[_Found]:
     found = [(name, keys[node] + VALUE_SUFFIX, objects[node])
              for node, name in preferred_paths(root, lambda node: edges[node]).items()
              if _is_saved_variable(objects[node])]
-    paths = _keras_paths(obj, [variable for _, _, variable in found])
-    if paths is None:
-        return [_Found(name, key, variable, None, has_list_index(name)) for name, key, variable in found]
-    counted = _in_counted_layers(objects.values(), obj)
-    places = _places_in_layers(objects.values())
-    return [_Found(path, key, variable, name, id(variable) in counted, _weights_path(path, places.get(id(variable))))
-            if path is not None else _Found(name, key, variable, None, has_list_index(name))
-            for path, (name, key, variable) in zip(paths, found)]
+    names = _keras_names(obj)
+    return [_Found(names[id(v)].name, key, v, name, names[id(v)].generated, names[id(v)]) if id(v) in names
+            else _Found(name, key, v, None, has_list_index(name)) for name, key, v in found]
 
 
-def _places_in_layers(objects: Iterable[Any]) -> dict[int, int]:
-    """``id`` of each variable -> its index among its layer's own variables, as the layer saves them
-    into a Keras weights file (``<layer>/vars/<index>``), asked through the public
-    ``save_own_variables`` hook with a recording store (no value is copied)."""
+def _keras_names(obj: Any) -> dict[int, KerasName]:
+    """``id`` of each variable Keras saves for ``obj`` (a Keras layer or model) -> its names."""
     import keras
 
-    places: dict[int, int] = {}
-    for layer in objects:
-        if isinstance(layer, keras.Layer):
-            store: dict[str, Any] = {}
-            layer.save_own_variables(store)
-            places.update((id(v), int(k)) for k, v in store.items() if k.isdigit())
-    return places
-
-
-def _weights_path(path: str, index: int | None) -> str | None:
-    """``enc1/kernel`` with index 0 -> ``enc1/vars/0``: where a Keras weights file keeps it, by layer names."""
-    if index is None or "/" not in path:
-        return None
-    return f"{path.rsplit('/', 1)[0]}/vars/{index}"
-
-
-def _keras_paths(root: Any, variables: list[Any]) -> list[str | None] | None:
-    """Keras' ``variable.path`` of each of the model's own weights (None for the rest: optimizer
-    state and the like keep their object paths, which the default excludes know), without the root
-    model's name (a subclassed model's paths begin with it, and it is often counted: ``my_model_1``).
-    None when ``root`` is no Keras layer or the paths are not distinct."""
-    weights = {id(w) for w in getattr(root, "weights", ())}
-    paths = [getattr(v, "path", None) if id(v) in weights else None for v in variables]
-    named = [p for p in paths if p is not None]
-    if not named or len(set(named)) != len(named):
-        return None
-    own = f"{getattr(root, 'name', '')}/"
-    if all(p.startswith(own) for p in named):
-        paths = [None if p is None else p[len(own):] for p in paths]
-    return paths
-
-
-def _in_counted_layers(objects: Iterable[Any], root: Any) -> set[int]:
-    """``id`` of every variable of a layer (below ``root``) whose name Keras made up by counting
-    (``dense``, ``dense_3``): such a name depends on how many layers of that class were created before."""
-    import keras
-
-    counted: set[int] = set()
-    for named in objects:
-        if named is root or not _counted_name(named):
-            continue
-        if isinstance(named, keras.Layer):
-            counted.update(id(v) for v in named.weights)
-        elif isinstance(named, keras.random.SeedGenerator):  # a Dropout's seed state
-            counted.add(id(named.state))
-    return counted
-
-
-def _counted_name(obj: Any) -> bool:
-    """True when ``obj.name`` is its class name in snake case, possibly with a count (``conv2d_3``)."""
-    name = getattr(obj, "name", None)
-    if not isinstance(name, str):
-        return False
-    snake = re.sub(r"([a-z])([A-Z])", r"\1_\2", re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", type(obj).__name__)).lower()
-    return re.fullmatch(re.escape(snake) + r"(_\d+)?", name) is not None
+    places = saved_places(obj) if isinstance(obj, keras.Layer) else None
+    if not places:
+        return {}
+    return name_places(places)
 
 
 def _live_object_graph(root: Any) -> tuple[dict[int, Any], dict[int, list[tuple[str, int]]]]:
@@ -214,9 +157,11 @@ def _trackable_variable(found: _Found, origin: str) -> Variable:
     shape = tf.TensorShape(found.variable.shape)
     if shape.rank is None:
         raise TargetError(f"{what} has a shape of unknown rank: give the variable a shape (at least its rank)")
+    if found.keras is not None:
+        return variable_of(found.keras, tuple(shape.as_list()), dtype, found.key,
+                           initial=f"current value in {origin}", object_path=found.object_path)
     return Variable(found.name, tuple(shape.as_list()), dtype, key=found.key, initial=f"current value in {origin}",
-                    object_path=found.object_path, weights_path=found.weights_path,
-                    positional=found.positional)
+                    object_path=found.object_path, positional=found.positional)
 
 
 def _live_origin(obj: Any, kind: str) -> str:

@@ -115,7 +115,7 @@ class ObjectGraphNode:
     """One node of a TrackableObjectGraph: its children and its saved attributes."""
 
     children: tuple[tuple[int, str], ...]  # (node id, local name)
-    attributes: tuple[tuple[str, str], ...]  # (attribute name, checkpoint key)
+    attributes: tuple[tuple[str, str, str], ...]  # (attribute name, full name (may be empty), checkpoint key)
 
 
 def _parse(cls: type[message.Message], buf: bytes | memoryview, what: str) -> message.Message:
@@ -148,7 +148,7 @@ def decode_object_graph(buf: bytes | memoryview) -> list[ObjectGraphNode]:
     """Decode a serialized ``TrackableObjectGraph``; raises ``ValueError`` when the bytes are not one."""
     graph = _parse(_ObjectGraph, buf, "object graph")
     return [ObjectGraphNode(tuple((c.node_id, c.local_name) for c in node.children),
-                            tuple((a.name, a.checkpoint_key) for a in node.attributes))
+                            tuple((a.name, a.full_name, a.checkpoint_key) for a in node.attributes))
             for node in graph.nodes]
 
 

@@ -12,6 +12,7 @@ Keras writes) has a known offset: its bytes can be read with one ranged request,
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import posixpath
 import re
@@ -22,11 +23,12 @@ from ...errors import CorruptCheckpointError
 from ...storage import COMPRESSION_RATIO, MEMBER_BYTES
 from .. import dtypes
 
-__all__ = ["Dataset", "Scan", "scan", "layer_name"]
+__all__ = ["Dataset", "Scan", "scan"]
 
 _MAX_ATTRIBUTE_BYTES = 1 << 16  # a layer's name, a dtype name
 _COMPACT = 0  # h5d.COMPACT: a small dataset kept in its object header
 _MAX_LIST_BYTES = 16 << 20  # layer_names / weight_names of a legacy file (a few KiB for BERT)
+MAX_CONFIG_BYTES = 16 << 20  # a model's configuration (BERT-base: 0.1 MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,8 @@ class Dataset:
 class Scan:
     datasets: dict[str, Dataset]
     vars_names: dict[str, str]  # 'layers/dense' -> the layer name Keras recorded on 'layers/dense/vars'
-    legacy_names: dict[str, str] | None  # dataset path -> variable name, for legacy files
+    legacy_names: dict[str, tuple[str, str]] | None  # legacy files: dataset path -> (layer name, weight name)
+    config: dict[str, Any] | None = None  # a legacy model file's model_config (a .keras archive's: its reader)
 
 
 def scan(f: Any, url: str, base: int, size: int) -> Scan:
@@ -74,26 +77,6 @@ def scan(f: Any, url: str, base: int, size: int) -> Scan:
         where = f"dataset {foreign[0]!r} is not a layer's vars/N" if foreign else "no 'layers' or 'vars' group"
         raise CorruptCheckpointError(f"{url}: an HDF5 file without Keras weights ({where}, and no layer_names list)")
     return Scan(found, vars_names, None)
-
-
-def layer_name(path: str, vars_names: dict[str, str]) -> tuple[str, bool]:
-    """``layers/block/a/vars/0`` -> (``blk/dense/vars/0``, counted?) from the names Keras recorded on
-    each ``vars`` group along the way; the file path itself (positional) where a name is missing."""
-    parts = path.split("/")
-    if parts[0] == "optimizer" or len(parts) < 2 or parts[-2] != "vars":
-        return path, parts[0] != "optimizer"
-    chain, counted = [], False
-    for depth in range(1, len(parts) - 1):
-        group = "/".join(parts[:depth])
-        name = vars_names.get(group)
-        if name is None:
-            if depth == len(parts) - 2:  # the variable's own layer has no recorded name
-                return path, True
-            continue
-        chain.append(name)
-        base = re.sub(r"_\d+$", "", posixpath.basename(group))
-        counted = counted or re.fullmatch(re.escape(base) + r"(_\d+)?", name) is not None
-    return f"{'/'.join(chain)}/vars/{parts[-1]}", counted
 
 
 def _text(value: Any) -> str:
@@ -183,11 +166,12 @@ def _names(attrs: Any, key: str, url: str) -> list[str]:
 
 def _scan_legacy(f: Any, root: Any, url: str, base: int, size: int) -> Scan:
     """Each layer's ``weight_names`` (``enc1/kernel``; Keras 2 adds ``:0``) name its variables: Keras 3
-    writes them as ``variable.path``, which a Keras target's variables are named by."""
+    writes them as ``variable.path``, which a Keras target's variables are named by. A model file's
+    ``model_config`` (the layers' classes) comes along."""
     import h5py
 
     found: dict[str, Dataset] = {}
-    names: dict[str, str] = {}
+    names: dict[str, tuple[str, str]] = {}
     for layer in _names(root.attrs, "layer_names", url):
         group = root.get(layer)
         if not isinstance(group, h5py.Group):
@@ -198,5 +182,19 @@ def _scan_legacy(f: Any, root: Any, url: str, base: int, size: int) -> Scan:
                 raise CorruptCheckpointError(f"{url}: weight {weight!r} of layer {layer!r} is listed but missing")
             path = ds.name.lstrip("/")
             found[path] = _dataset(path, ds, url, base, size)
-            names[path] = weight[:-2] if weight.endswith(":0") else weight
-    return Scan(found, {}, names)
+            names[path] = (layer, weight[:-2] if weight.endswith(":0") else weight)
+    return Scan(found, {}, names, _model_config(f, url))
+
+
+def _model_config(f: Any, url: str) -> dict[str, Any] | None:
+    """The ``model_config`` attribute of a legacy model file (JSON), when small and readable; None otherwise
+    (a weights-only file, Hugging Face's): its variables are then known by their weight names alone."""
+    try:
+        text = _attr(f.attrs, "model_config", url, MAX_CONFIG_BYTES)
+    except CorruptCheckpointError:
+        return None
+    try:
+        config = json.loads(_text(text)) if text is not None else None
+    except (ValueError, UnicodeError, RecursionError):
+        return None
+    return config if isinstance(config, dict) else None

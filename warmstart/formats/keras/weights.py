@@ -1,11 +1,11 @@
 """Keras weights files, read without Keras: ``.weights.h5``, the weights inside a ``.keras`` archive,
 sharded ``.weights.json`` indexes with their ``*_NNNNN.weights.h5`` shards, and legacy ``.h5``.
 
-A variable is named by the layer names Keras recorded and its number (``enc2/vars/0``), which a Keras
-model's table gives each variable as its ``weights_path``: an inserted layer shifts the class counts
-in the file's paths, never the names (:mod:`.layout`). Without recorded names (older files) the
-file's own path is the name, flagged positional. Optimizer state keeps its file path
-(``optimizer/vars/3``), which the default excludes leave out.
+The reader knows each dataset by its path in the file (the key Keras' own ``load_weights`` matches by:
+``layers/dense_1/vars/0``), the layer names Keras recorded on each layer's ``vars`` group, a legacy
+file's weight names, and the model's configuration where the file holds one (a ``.keras`` archive's
+``config.json``, a legacy model file's ``model_config``): the facts :mod:`warmstart.tables` names the
+variables by (an inserted layer shifts the class counts in the file's paths, never the names).
 
 The structure is read when the reader opens; from object storage through small cached blocks
 (16 KiB: a BERT-base file's structure is 178 requests and 2.9 MiB from S3, 0.7% of the file; 64 KiB
@@ -36,7 +36,7 @@ from .. import dtypes
 from ..interface import StoredTensor
 from .archive import Window, archive_member, extract_member, is_compressed
 from .isolated import isolated
-from .layout import Scan, layer_name, scan
+from .layout import MAX_CONFIG_BYTES, Scan, scan
 
 __all__ = ["KerasWeightsReader", "KerasRecord", "KERAS_SUFFIXES", "is_keras_file", "keras_versions"]
 
@@ -44,7 +44,8 @@ __all__ = ["KerasWeightsReader", "KerasRecord", "KERAS_SUFFIXES", "is_keras_file
 KERAS_SUFFIXES = (".h5", ".keras", ".weights.json")
 _META_BLOCK = 16 << 10  # block size for reading an object's HDF5 structure (the figures above)
 _MAX_SHARD_INDEX_BYTES = 16 << 20  # Keras writes a few KiB; never read a huge "index"
-_STRUCTURE_FORMAT = "warmstart.keras-structure.v1"
+_STRUCTURE_FORMAT = "warmstart.keras-structure.v2"
+_CONFIG = "config.json"
 _DAMAGED = (RuntimeError, ValueError, TypeError, UnicodeError, OverflowError, IndexError)
 _SHARD_NAME = re.compile(r"[^/\\]+\.weights\.h5")
 
@@ -55,11 +56,9 @@ def is_keras_file(url: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class KerasRecord(StoredTensor):
-    """One dataset: its path in the file (the key), dtype name, shape, the name by layer names, and
-    where its bytes are (``offset`` in file ``shard`` of the reader's ``shards``, stored as ``layout``)."""
+    """One dataset: its path in the file (the key), dtype name, shape, and where its bytes are
+    (``offset`` in file ``shard`` of the reader's ``shards``, stored as ``layout``)."""
 
-    name: str
-    positional: bool
     stored_bytes: int
     offset: int | None = None
     layout: str = ""
@@ -68,6 +67,10 @@ class KerasRecord(StoredTensor):
 
 class KerasWeightsReader:
     """A Keras weights file opened for reading (a :class:`~warmstart.formats.TensorReader`).
+
+    ``groups``: the layer name Keras recorded for each layer's group (``layers/dense_1`` -> ``enc2``);
+    ``legacy``: a legacy file's (layer name, weight name) of each dataset, in the file's layer order;
+    ``config``: the model's configuration when the file holds one (None otherwise).
 
     Raises :class:`InputNotFoundError` when there is no file, :class:`UnsupportedFormatError` for a
     ``.keras`` archive without ``model.weights.h5`` (weights saved as ``.npz``), and
@@ -91,18 +94,27 @@ class KerasWeightsReader:
         self._options = storage_options
         #: The versions of its files when their structure was read, by URL (what a plan pins).
         self.versions: dict[str, dict[str, Any]] = dict(versions or {})
-        if structure is not None:  # what structure() returned for this version of the file (a cache)
+        if isinstance(structure, dict) and structure.get("format") == _STRUCTURE_FORMAT:  # a cache of this version
             self.records: dict[str, KerasRecord] = _from_structure(structure, self.url, len(self.shards))
+            self.groups, self.legacy, self.config = _names_from_structure(structure, self.url)
             return
         self.versions = keras_versions(self.prefix)  # asked before reading: a later change shows
+        import h5py  # noqa: F401 - imported once here, not again in each forked child that reads a structure
+
         scans = [isolated(_scan, s.url, storage_options, self._in_archive, what=s.url) for s in self.shards]
         self.records = _records(scans, self.url)
+        self.groups = {group: name for s in scans for group, name in s.vars_names.items()}
+        self.legacy = next((s.legacy_names for s in scans if s.legacy_names is not None), None)
+        self.config = _archive_config(self.prefix) if self.archive else next(
+            (s.config for s in scans if s.config is not None), None)
 
     def structure(self) -> dict[str, Any]:
-        """The records as JSON, to cache: ``KerasWeightsReader(url, options, structure=...)`` reads no
-        HDF5 structure again."""
+        """The records and names as JSON, to cache: ``KerasWeightsReader(url, options, structure=...)``
+        reads no HDF5 structure again (a document of an older format is read again from the file)."""
+        legacy = None if self.legacy is None else [[k, *v] for k, v in self.legacy.items()]
         return {"format": _STRUCTURE_FORMAT, "records": [
-            {**asdict(r), "shape": list(r.shape)} for r in self.records.values()]}
+            {**asdict(r), "shape": list(r.shape)} for r in self.records.values()],
+            "groups": self.groups, "legacy": legacy, "config": self.config}
 
     def __repr__(self) -> str:
         return f"KerasWeightsReader({self.url!r}, {len(self.records)} tensors)"
@@ -226,21 +238,49 @@ def _member(raw: Any, url: str, archive: bool) -> Iterator[tuple[Any, int, int]]
 
 
 def _records(scans: list[Scan], url: str) -> dict[str, KerasRecord]:
-    """One record per dataset of every shard, named by the layer names recorded in any shard (Keras
-    records a layer's name in the shard that first holds its group)."""
-    vars_names = {group: name for s in scans for group, name in s.vars_names.items()}
+    """One record per dataset of every shard (Keras records a layer's name in the shard that first holds
+    its group: the names are gathered over every shard)."""
     found: dict[str, KerasRecord] = {}
     for shard, s in enumerate(scans):
         for path, d in s.datasets.items():
             if path in found:
                 raise CorruptCheckpointError(f"{url}: dataset {path!r} is in two shards")
-            if s.legacy_names is not None:
-                name, positional = s.legacy_names[path], False
-            else:
-                name, positional = layer_name(path, vars_names)
-            found[path] = KerasRecord(path, d.dtype, d.shape, name, positional, d.stored_bytes, d.offset, d.layout,
-                                      shard)
+            found[path] = KerasRecord(path, d.dtype, d.shape, d.stored_bytes, d.offset, d.layout, shard)
     return found
+
+
+def _archive_config(loc: Location) -> dict[str, Any] | None:
+    """A ``.keras`` archive's ``config.json`` (the model's layers and their classes); None when it has none or
+    one larger than a model's (its variables are then named without their roles). Raises
+    :class:`CorruptCheckpointError` when it is damaged."""
+    try:
+        with loc.fs.open(loc.path, "rb") as raw, zipfile.ZipFile(raw) as archive:
+            if _CONFIG not in archive.namelist():
+                return None
+            info = archive.getinfo(_CONFIG)
+            if info.file_size > MAX_CONFIG_BYTES:
+                return None
+            config = json.loads(archive.read(info))
+    except (ValueError, UnicodeError, RecursionError, EOFError, NotImplementedError, RuntimeError, zlib.error,
+            zipfile.BadZipFile) as exc:  # RuntimeError: an encrypted member
+        raise CorruptCheckpointError(f"{loc.url}: its {_CONFIG} is damaged ({type(exc).__name__}: {exc})") from None
+    except OSError as exc:
+        raise StorageError(f"cannot read {loc.url}: {exc}", is_transient(exc)) from None
+    return config if isinstance(config, dict) else None
+
+
+def _names_from_structure(doc: dict[str, Any], url: str) -> tuple[dict[str, str], dict[str, tuple[str, str]] | None,
+                                                                 dict[str, Any] | None]:
+    try:
+        groups = {str(k): str(v) for k, v in doc["groups"].items()}
+        legacy = None if doc["legacy"] is None else {str(k): (str(a), str(b)) for k, a, b in doc["legacy"]}
+        config = doc["config"]
+        if config is not None and not isinstance(config, dict):
+            raise TypeError("config is not a mapping")
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise CorruptCheckpointError(
+            f"the cached structure of {url} is damaged ({exc}): remove it from the cache") from None
+    return groups, legacy, config
 
 
 def keras_versions(loc: Location) -> dict[str, dict[str, Any]]:
@@ -269,7 +309,8 @@ def _shard_files(index: Location) -> list[Location]:
         raise CorruptCheckpointError(f"{index.url} is over {_MAX_SHARD_INDEX_BYTES} bytes: not a Keras shard index")
     try:
         weight_map = json.loads(read_bytes(index))["weight_map"]
-        names = sorted({str(n) for files in weight_map.values() for n in files})
+        # Keras writes a group in one shard as a name, in several as a list of names
+        names = sorted({str(n) for files in weight_map.values() for n in ([files] if isinstance(files, str) else files)})
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise CorruptCheckpointError(f"{index.url}: not a Keras shard index (a 'weight_map' of shard lists): "
                                      f"{type(exc).__name__}: {exc}") from None
