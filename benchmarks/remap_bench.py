@@ -174,7 +174,7 @@ def same_output(work: Path) -> bool:
 
 
 def _resolve(path: Path):
-    from warmstart.storage import resolve_checkpoint
+    from warmstart.formats import resolve_checkpoint
 
     return resolve_checkpoint(str(path))
 

@@ -25,7 +25,8 @@ from warmstart.tasks import (fetch_index, fetch_rules, fetch_source_indexes, fet
 from warmstart.tasks._common import FLOW_TIMEOUT
 from warmstart.tasks.credentials import CredentialsParameter, credentials_reference
 from warmstart.errors import PlanError, UsageError
-from warmstart.storage import KERAS_WEIGHTS, resolve
+from warmstart.formats import KERAS_WEIGHTS
+from warmstart.storage import resolve
 from warmstart.cache import CachedIndex
 from warmstart.planning import MAIN_SOURCE, PinnedInput, Plan, Rules, Strategy
 from warmstart.tables import refuse_code, refuse_code_in_rules

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import InputNotFoundError
 from .formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter
 from .formats.keras import KerasWeightsReader, is_keras_file, keras_versions
-from .storage import INDEX_BYTES, Location, object_version, read_bytes, resolve, resolve_checkpoint
+from .formats import resolve_checkpoint
+from .storage import INDEX_BYTES, Location, object_version, read_bytes, resolve
 from .strategies import DEFAULT_CHUNK_BYTES, write_subset
 from .tables import VariableTable, table_from_reader
 

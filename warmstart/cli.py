@@ -208,7 +208,8 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
     _check_prefect_api(_prefect_api_url())
     from warmstart.flows.warm_start import warm_start
 
-    from .storage import CHECKPOINT_NAME, resolve
+    from .formats import CHECKPOINT_NAME
+    from .storage import resolve
 
     _quiet_expected_tracebacks()
     summary = warm_start(source=args.source, target=args.target, output=args.output, rules_url=args.rules,

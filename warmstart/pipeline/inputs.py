@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import InputChangedError, InputNotFoundError, UsageError
-from ..formats import KerasWeightsReader, open_source
+from ..formats import OUTPUT_LAYOUT, KerasWeightsReader, open_source
 from ..formats.bundle import BundleReader
 from ..planning import MAIN_SOURCE, PinnedFile, PinnedInput, Plan, Rules, load_rules
 from ..storage import (Location, canonical_path, check_output, check_output_location, object_version,
@@ -109,11 +109,16 @@ def pin_source(name: str, given: Any, reader: SourceReader | VariableTable) -> P
 
 
 def pin_target(target: Any, table: VariableTable, template: SourceReader | None,
-               storage_options: dict[str, Any] | None = None) -> PinnedInput:
-    """The target: its template's files, or its file (``.keras``, ``.meta``, signature), by version; a builder
-    (code) or a live object is recorded, not pinned."""
+               storage_options: dict[str, Any] | None = None, strategy: str = "auto") -> PinnedInput:
+    """The target: its template's files (and the ``.meta`` a building strategy imports beside a TF1 template), or
+    its file (``.keras``, ``.meta``, signature), by version; a builder (code) or a live object is recorded, not
+    pinned."""
     if template is not None:
-        return _reader_pin("target", "target", target, template)
+        pin = _reader_pin("target", "target", target, template)
+        meta = template.prefix.with_suffix(".meta") if isinstance(template, BundleReader) else None
+        if strategy in ("restore", "assign") and meta is not None and _version_or_none(meta) is not None:
+            pin = replace(pin, files=(*pin.files, *_files([meta])))
+        return pin
     given = _given(target)
     kind = target_kind(given) if isinstance(target, (str, os.PathLike)) else "live"
     if kind in ("builder", "live"):
@@ -220,7 +225,7 @@ def check_output_for(plan: Plan, output: str | Location, storage_options: dict[s
     ``overwrite``, writable (:func:`check_output`). Reads no tensor and creates nothing; returns the location."""
     out_loc = output if isinstance(output, Location) else resolve(output, storage_options)
     check_output_location(out_loc, *input_places(plan, storage_options))
-    check_output(out_loc, overwrite)
+    check_output(out_loc, OUTPUT_LAYOUT, overwrite)
     return out_loc
 
 

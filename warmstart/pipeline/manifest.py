@@ -3,11 +3,13 @@ versions, the rules, the full plan, and a CRC32C per written tensor."""
 
 from __future__ import annotations
 
+import datetime as _dt
 from typing import Any
 
+from .._version import __version__
+from ..formats import CHECKPOINT_NAME
 from ..formats.bundle import BundleReader
 from ..planning import MAIN_SOURCE, PinnedInput, Plan
-from ..storage import manifest_document
 
 __all__ = ["manifest", "tensor_checksums", "reader_rows"]
 
@@ -17,18 +19,27 @@ def manifest(plan: Plan, target: Any, strategy: str, result: dict[str, Any]) -> 
     bytes read and written, seconds). Sources are named by what the plan pinned: the real source and its
     versions, also when the transfer read a cached copy."""
     sources = {pin.name: _source_record(pin) for pin in plan.pinned("source")}
-    return {**manifest_document(
-        source=sources.get(MAIN_SOURCE, {"url": plan.source.origin}),
-        target={"spec": target if isinstance(target, str) else plan.target.origin,
-                "origin": plan.target.origin, "kind": plan.target.kind},
-        rules=plan.rules.model_dump(mode="json"),
-        strategy=strategy,
-        plan=plan.to_json(),
-        tensors=result["tensors"],
-        absent=result["absent"],
-        stats={k: result[k] for k in ("bytes_read", "bytes_written", "seconds")},
-        unchecked=result.get("unchecked", []),
-    ), "sources": sources, "digest": plan.digest, "inputs": [i.to_json() for i in plan.inputs]}
+    return {
+        "format": "warmstart.manifest",
+        "version": 1,
+        "tool": {"name": "warmstart", "version": __version__},
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "digest": plan.digest,
+        "source": sources.get(MAIN_SOURCE, {"url": plan.source.origin}),
+        "sources": sources,
+        "inputs": [i.to_json() for i in plan.inputs],
+        "target": {"spec": target if isinstance(target, str) else plan.target.origin,
+                   "origin": plan.target.origin, "kind": plan.target.kind},
+        "rules": plan.rules.model_dump(mode="json"),
+        "strategy": strategy,
+        "checkpoint": {"prefix": CHECKPOINT_NAME, "tensors": result["tensors"]},
+        "absent": result["absent"],
+        # tensors read only in part ({"checkpoint": "source", "source": name, "key"} or {"checkpoint": "template",
+        # "key"}): their checksums could not be verified
+        "unchecked": list(result.get("unchecked", [])),
+        "stats": {k: result[k] for k in ("bytes_read", "bytes_written", "seconds")},
+        "plan": plan.to_json(),
+    }
 
 
 def _source_record(pin: PinnedInput) -> dict[str, Any]:

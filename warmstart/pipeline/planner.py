@@ -38,7 +38,7 @@ def plan_transfer(source: Any, target: Any, rules: Rules, strategy: str = "auto"
     target_table, template = target_for(target, storage_options, main.kind, strategy)
     plan = make_plan(main, target_table, rules, storage_options, sources=tables)
     pins = (*(pin_source(name, given[name], value) for name, value in opened.items()),
-            pin_target(target, target_table, template, storage_options),
+            pin_target(target, target_table, template, storage_options, strategy),
             *((rules_input,) if rules_input is not None else ()), *pin_rules_files(rules, storage_options))
     readers = {name: value for name, value in opened.items() if not isinstance(value, VariableTable)}
     return Opened(replace(plan, inputs=pins, strategy=strategy), readers, template)

@@ -19,7 +19,8 @@ from ..errors import PlanError
 from ..formats import KerasWeightsReader
 from ..formats.bundle import BundleReader
 from ..planning import PinnedInput, Plan, Report, Rules
-from ..storage import CHECKPOINT_NAME, KERAS_WEIGHTS, OutputDir, publish_directory, resolve, written_aside
+from ..formats import CHECKPOINT_NAME, KERAS_WEIGHTS, OUTPUT_LAYOUT
+from ..storage import OutputDir, publish_directory, resolve, written_aside
 from .inputs import Opened, check_output_for, input_places, verify
 from .manifest import manifest, reader_rows, tensor_checksums
 from .planner import open_transfer
@@ -80,7 +81,7 @@ def transfer(
     out_loc = check_output_for(plan, output, storage_options, overwrite)
     if not plan.ok:
         raise PlanError(plan.failure_message(), plan)
-    out = OutputDir(out_loc.url, storage_options, overwrite=overwrite)
+    out = OutputDir(out_loc.url, OUTPUT_LAYOUT, storage_options, overwrite=overwrite)
     try:
         result = _run(chosen, opened, target, out, storage_options, chunk_bytes, progress)
         result["seconds"] = round(time.perf_counter() - started, 3)
@@ -106,14 +107,17 @@ def _run(chosen: str, opened: Opened, target: Any, out: OutputDir, storage_optio
         return _run_keras_stream(plan, readers, opened.template, out, progress)
     if chosen == "stream":
         return _run_stream(plan, readers, opened.template, out, chunk_bytes, progress)
-    return _run_tf(chosen, plan, readers, target, out, storage_options, progress)
+    # a template checkpoint is built from the checkpoint the plan pinned, not what its directory names now
+    built = opened.template.url if isinstance(opened.template, BundleReader) else target
+    return _run_tf(chosen, plan, readers, built, out, storage_options, progress)
 
 
 def publish_output(staging: str, output: str, plan: Plan, storage_options: dict[str, Any] | None = None,
                    overwrite: bool = False) -> dict[str, Any]:
     """Publish a finished local output of ``plan`` (:func:`publish_directory`): refused, before anything is
     written, where it could reach an input the plan was made from."""
-    return publish_directory(staging, output, storage_options, overwrite, *input_places(plan, storage_options))
+    return publish_directory(staging, output, OUTPUT_LAYOUT, storage_options, overwrite,
+                             *input_places(plan, storage_options))
 
 
 def _run_stream(plan, reader, template, out: OutputDir, chunk_bytes, progress) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PlanError, UsageError
 from ..formats.bundle import BundleReader
 from ..planning import TRANSFERRED, Plan, Report
-from ..storage import CHECKPOINT_NAME, PART_PREFIX, OutputDir
+from ..formats import CHECKPOINT_NAME, OUTPUT_LAYOUT
+from ..storage import PART_PREFIX, OutputDir
 from .inputs import check_output_for, verify
 from .manifest import manifest, tensor_checksums
 from .planner import open_transfer
@@ -72,7 +73,7 @@ def prepare_sharded(source: Any, target: Any, output: str, shards: int, rules: A
     out_loc = check_output_for(plan, output, storage_options, overwrite)
     if not plan.ok:
         raise PlanError(plan.failure_message(), plan)
-    out = OutputDir(out_loc.url, storage_options, overwrite=overwrite, keep_parts=True)
+    out = OutputDir(out_loc.url, OUTPUT_LAYOUT, storage_options, overwrite=overwrite, keep_parts=True)
     try:
         units = split_units(plan, reader, template, out.url, shards, storage_options,
                             chunk_bytes or DEFAULT_CHUNK_BYTES)
@@ -121,7 +122,7 @@ def commit_sharded(job: ShardedJob, results: list[UnitResult]) -> Report:
 
     if sorted(r.index for r in results) != [u.index for u in job.units]:
         raise UsageError(f"expected one result per unit (0..{len(job.units) - 1}), got {[r.index for r in results]}")
-    out = OutputDir.reopen(job.output, job.storage_options, job.names(), job.created)
+    out = OutputDir.reopen(job.output, OUTPUT_LAYOUT, job.storage_options, job.names(), job.created)
     try:
         entries: dict[bytes, Any] = {}
         for unit, done in zip(job.units, sorted(results, key=lambda r: r.index)):
@@ -144,7 +145,7 @@ def commit_sharded(job: ShardedJob, results: list[UnitResult]) -> Report:
 
 def abort_sharded(job: ShardedJob) -> None:
     """Remove everything the transfer wrote in its output (parts, records, marker): best effort."""
-    _roll_back(OutputDir.reopen(job.output, job.storage_options, job.names(), job.created))
+    _roll_back(OutputDir.reopen(job.output, OUTPUT_LAYOUT, job.storage_options, job.names(), job.created))
 
 
 def _roll_back(out: OutputDir) -> None:

@@ -1,6 +1,7 @@
 """Storage: URLs through fsspec, byte ranges, local zero-copy I/O, and publishing outputs.
 
-The lowest wing: it knows bytes and objects, not checkpoints. Every other wing reaches storage
+The lowest wing: it knows bytes and objects, not checkpoints (the names a format puts in an output come to
+it as an :class:`OutputLayout`). Every other wing reaches storage
 through the names below.
 """
 
@@ -22,27 +23,16 @@ from .bounded import (
     require_regular_file,
 )
 from .localio import MappedBlock, MappedSource, kernel_copy
-from .locations import (
-    STATE_FILE,
-    Location,
-    is_transient,
-    object_size,
-    read_bytes,
-    read_range,
-    resolve,
-    resolve_checkpoint,
-)
+from .locations import Location, is_transient, object_size, read_bytes, read_range, resolve
 from .publish import (
-    CHECKPOINT_NAME,
     INCOMPLETE_MARKER,
-    KERAS_WEIGHTS,
     MANIFEST,
     PART_PREFIX,
     OutputDir,
+    OutputLayout,
     canonical_path,
     check_output,
     check_output_location,
-    manifest_document,
     publish_directory,
     read_manifest,
     refuse_unfinished,
@@ -51,12 +41,11 @@ from .ranges import Block, Piece, fetch_blocks, plan_blocks
 from .versions import object_version
 
 __all__ = [
-    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_size", "object_version",
-    "is_transient", "STATE_FILE",
+    "Location", "resolve", "read_bytes", "read_range", "object_size", "object_version", "is_transient",
     "Piece", "Block", "plan_blocks", "fetch_blocks",
     "MappedSource", "MappedBlock", "kernel_copy",
-    "OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "PART_PREFIX", "canonical_path",
-    "check_output", "check_output_location", "manifest_document", "publish_directory",
+    "OutputDir", "OutputLayout", "MANIFEST", "INCOMPLETE_MARKER", "PART_PREFIX", "canonical_path",
+    "check_output", "check_output_location", "publish_directory",
     "read_manifest", "refuse_unfinished", "written_aside",
     "Limit", "LIMITS", "read_limited", "require_regular_file", "check_nesting", "RULES_BYTES", "RULES_ENTRIES",
     "VOCAB_BYTES", "CONFIG_BYTES", "NESTING", "INDEX_BYTES", "METADATA_BYTES", "MEMBER_BYTES", "COMPRESSION_RATIO",

@@ -1,8 +1,9 @@
-"""Resolving URLs to fsspec filesystems, and checkpoint URLs to checkpoint prefixes.
+"""Resolving URLs to fsspec filesystems; reading objects whole or by byte range; which storage errors a retry
+may fix.
 
 Every path a user gives goes through :func:`resolve` once; the rest of the engine passes
-``(fs, path)`` pairs around. A directory resolves to its latest checkpoint through the
-``checkpoint`` state file, which may never point outside that directory.
+``(fs, path)`` pairs around. (Which checkpoint a URL names is the format's business:
+:mod:`warmstart.formats.bundle.directory`.)
 """
 
 from __future__ import annotations
@@ -10,23 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
 
-from ..errors import CorruptCheckpointError, InputNotFoundError, StorageError, UsageError, WarmStartError
+from ..errors import InputNotFoundError, StorageError, UsageError, WarmStartError
 
-__all__ = [
-    "Location", "resolve", "resolve_checkpoint", "read_bytes", "read_range", "object_size", "is_transient",
-    "STATE_FILE",
-]
-
-STATE_FILE = "checkpoint"
-
-MAX_STATE_FILE_BYTES = 1 << 20
+__all__ = ["Location", "resolve", "read_bytes", "read_range", "object_size", "is_transient"]
 
 log = logging.getLogger(__name__)
 
@@ -71,89 +64,6 @@ def resolve(url: str | os.PathLike, storage_options: dict[str, Any] | None = Non
     except (ValueError, ImportError) as exc:
         raise UsageError(f"cannot open {url!r}: {exc}") from None
     return Location(fs, path.rstrip("/") or path)
-
-
-def _exists(loc: Location) -> bool:
-    try:
-        return loc.fs.exists(loc.path)
-    except (OSError, PermissionError) as exc:
-        raise StorageError(f"cannot access {loc.url}: {exc}", is_transient(exc)) from None
-
-
-def _is_dir(loc: Location) -> bool:
-    try:
-        return loc.fs.isdir(loc.path)
-    except (OSError, PermissionError) as exc:
-        raise StorageError(f"cannot access {loc.url}: {exc}", is_transient(exc)) from None
-
-
-_STATE_LINE = re.compile(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"\s*$', re.M)
-
-
-def _state_file_prefix(directory: Location, text: str) -> Location:
-    match = _STATE_LINE.search(text)
-    state_url = directory.child(STATE_FILE).url
-    if not match:
-        raise InputNotFoundError(f"{state_url} names no model_checkpoint_path: the directory holds no finished checkpoint")
-    named = match.group(1).encode("latin-1", "backslashreplace").decode("unicode_escape")
-    if posixpath.isabs(named) or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", named):
-        # TF1 Saver writes absolute paths; after a copy (say, an upload) only the base name is
-        # still meaningful, and reading it inside this directory never leaves the directory.
-        base = posixpath.basename(named.rstrip("/"))
-        candidate = directory.child(base)
-        if not _exists(candidate.with_suffix(".index")):
-            raise InputNotFoundError(
-                f"{state_url} points outside its directory ({named!r}) and {base!r} is not in "
-                f"{directory.url}: refusing to follow it. Pass the checkpoint prefix explicitly."
-            )
-        return candidate
-    normalized = posixpath.normpath(named)
-    if normalized.startswith("..") or "/" in normalized:
-        raise InputNotFoundError(
-            f"{state_url} points outside its directory ({named!r}): refusing to follow it. "
-            "Pass the checkpoint prefix explicitly."
-        )
-    return directory.child(normalized)
-
-
-def resolve_checkpoint(url: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> Location:
-    """Resolve a checkpoint URL to its prefix (``.../model.ckpt-1000``, without ``.index``).
-
-    Accepts a prefix, a ``.index`` path, or a directory with a ``checkpoint`` state file.
-    Raises :class:`InputNotFoundError` when no checkpoint is there.
-    """
-    loc = resolve(url, storage_options)
-    if loc.path.endswith(".index"):
-        loc = Location(loc.fs, loc.path[: -len(".index")])
-    if _exists(loc.with_suffix(".index")):
-        return loc
-    if _is_dir(loc):
-        state = loc.child(STATE_FILE)
-        if _exists(state):
-            if object_size(state) > MAX_STATE_FILE_BYTES:  # TF writes a few lines; never read a huge one
-                raise CorruptCheckpointError(f"{state.url} is {object_size(state)} bytes: not a checkpoint state file")
-            prefix = _state_file_prefix(loc, read_bytes(state).decode("utf-8", "replace"))
-            if not _exists(prefix.with_suffix(".index")):
-                raise InputNotFoundError(f"{state.url} names {prefix.url}, but {prefix.url}.index does not exist")
-            return prefix
-        return _only_checkpoint(loc)
-    raise InputNotFoundError(f"no checkpoint at {loc.url}: neither {loc.url}.index nor a directory exists")
-
-
-def _only_checkpoint(directory: Location) -> Location:
-    """A directory without a state file (what ``tf.train.Checkpoint.write`` leaves): its one checkpoint."""
-    found = sorted(p for p in directory.fs.ls(directory.path, detail=False) if p.endswith(".index"))
-    if len(found) == 1:
-        prefix = Location(directory.fs, found[0][: -len(".index")])
-        log.warning("%s has no '%s' state file; using its only checkpoint %s", directory.url, STATE_FILE, prefix.url)
-        return prefix
-    if not found:
-        raise InputNotFoundError(f"{directory.url} holds no checkpoint (no '{STATE_FILE}' state file, no .index file)")
-    names = ", ".join(posixpath.basename(p)[: -len(".index")] for p in found[:10])
-    raise InputNotFoundError(
-        f"{directory.url} has no '{STATE_FILE}' state file and {len(found)} checkpoints ({names}"
-        f"{', ...' if len(found) > 10 else ''}): pass the prefix of the one to use"
-    )
 
 
 def read_bytes(loc: Location, limit: Any = None) -> bytes:

@@ -10,29 +10,25 @@ output another live run holds is refused at once (:class:`OutputBusyError`).
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import os
 import posixpath
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._version import __version__
 from ..errors import CorruptCheckpointError, InputError, StorageError
-from .locations import STATE_FILE, Location, is_transient, read_bytes, resolve
+from .locations import Location, is_transient, read_bytes, resolve
 from .output_lock import OutputLock, refuse_if_held
 
-__all__ = ["OutputDir", "MANIFEST", "CHECKPOINT_NAME", "KERAS_WEIGHTS", "INCOMPLETE_MARKER", "PART_PREFIX",
-           "check_output",
+__all__ = ["OutputDir", "OutputLayout", "MANIFEST", "INCOMPLETE_MARKER", "PART_PREFIX", "check_output",
            "check_output_location", "publish_directory", "read_manifest"]
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "warmstart.json"
-CHECKPOINT_NAME = "model.ckpt"
-KERAS_WEIGHTS = "model.weights.h5"
 # Written before anything else and removed after the manifest: a directory that holds it (and only
 # files a run writes) is what an interrupted run left, and the next run may clear it.
 INCOMPLETE_MARKER = ".warmstart-incomplete"
@@ -40,6 +36,23 @@ INCOMPLETE_MARKER = ".warmstart-incomplete"
 PART_PREFIX = ".warmstart-part-"
 # The locks this process holds, by output URL: a sharded run's commit (OutputDir.reopen) adopts its prepare's.
 _HELD: dict[str, OutputLock] = {}
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """What the format puts in a published output besides warmstart's own files (the manifest, the marker, staged
+    parts): ``prefix`` (every name beginning with it: a checkpoint's index and data files), other ``names`` (a
+    Keras weights file), and ``last``, the file written just before the manifest (a TF state file), with its
+    text. The formats wing defines it (:data:`warmstart.formats.OUTPUT_LAYOUT`); publishing follows it."""
+
+    prefix: str
+    names: tuple[str, ...] = ()
+    last: str | None = None
+    last_text: str = ""
+
+    def ours(self, name: str) -> bool:
+        """A name a run writes (what withdrawing a previous output or clearing leftovers removes)."""
+        return name.startswith((self.prefix, ".warmstart-")) or name in self.names or name == self.last
 
 
 def canonical_path(loc: Location) -> str:
@@ -84,17 +97,13 @@ def _entries(loc: Location) -> list[str]:
     return []
 
 
-def _ours(name: str) -> bool:
-    return name.startswith((CHECKPOINT_NAME, ".warmstart-")) or name == KERAS_WEIGHTS
-
-
-def _is_leftover(names: list[str]) -> bool:
+def _is_leftover(names: list[str], layout: OutputLayout) -> bool:
     """What an interrupted run left: its marker, no manifest (so it never finished), and nothing a run
     does not write (a state file included: a run killed before its manifest has written one)."""
-    return INCOMPLETE_MARKER in names and MANIFEST not in names and all(_ours(n) or n == STATE_FILE for n in names)
+    return INCOMPLETE_MARKER in names and MANIFEST not in names and all(layout.ours(n) for n in names)
 
 
-def check_output(output: Location, overwrite: bool = False, held: bool = False) -> list[str]:
+def check_output(output: Location, layout: OutputLayout, overwrite: bool = False, held: bool = False) -> list[str]:
     """Raise :class:`StorageError` unless a run can publish at ``output``: a directory that is empty, holds
     an interrupted run's leftovers, or (with ``overwrite``) anything; whose bucket exists; writable; that
     no live run holds (:class:`OutputBusyError`, unless ``held``: the caller holds it). Returns the names
@@ -104,7 +113,7 @@ def check_output(output: Location, overwrite: bool = False, held: bool = False) 
         # (an output this process holds is judged when the lock is taken: OutputDir)
         if INCOMPLETE_MARKER in names and not held and output.url not in _HELD:
             refuse_if_held(output.child(INCOMPLETE_MARKER))
-        if names and not overwrite and not _is_leftover(names):
+        if names and not overwrite and not _is_leftover(names, layout):
             raise StorageError(
                 f"output {output.url} is not empty ({len(names)} entries, e.g. {names[0]!r}): choose a new "
                 "directory, or pass overwrite=True (--overwrite) to replace a previous warm start"
@@ -143,8 +152,9 @@ class OutputDir:
     With ``keep_parts``, the parts an interrupted sharded run staged stay (its units reuse them).
     """
 
-    def __init__(self, url: str | os.PathLike, storage_options: dict[str, Any] | None = None,
+    def __init__(self, url: str | os.PathLike, layout: OutputLayout, storage_options: dict[str, Any] | None = None,
                  overwrite: bool = False, keep_parts: bool = False):
+        self.layout = layout
         self.loc = resolve(url, storage_options)
         self.url = self.loc.url
         self._written: list[Location] = []
@@ -155,13 +165,13 @@ class OutputDir:
             # a sharded run of this process that never committed nor rolled back (lost): its parts are
             # reused, as a dead run's would be, so its hold on the output goes too
             _HELD.pop(self.url).release(remove=False)
-        check_output(self.loc, overwrite)  # refused before anything is created
+        check_output(self.loc, layout, overwrite)  # refused before anything is created
         try:
             if self.loc.is_local and not os.path.isdir(self.loc.path):
                 self._created = _makedirs(self.loc.path)
             self._lock = _HELD[self.url] = OutputLock.acquire(self.loc.child(INCOMPLETE_MARKER))
             # what is there now that this run holds the output (another run may have finished since the check)
-            names = [n for n in check_output(self.loc, overwrite, held=True) if n != INCOMPLETE_MARKER]
+            names = [n for n in check_output(self.loc, layout, overwrite, held=True) if n != INCOMPLETE_MARKER]
             if keep_parts:
                 names = [n for n in names if not n.startswith(PART_PREFIX)]
             if names and self._lock.existed:
@@ -182,22 +192,23 @@ class OutputDir:
 
     @property
     def prefix(self) -> Location:
-        return self.loc.child(CHECKPOINT_NAME)
+        return self.loc.child(self.layout.prefix)
 
     def _withdraw(self, names: list[str]) -> None:
         # The state file and manifest go first so that no reader sees the old checkpoint half-replaced.
-        for name in sorted(names, key=lambda n: n not in (STATE_FILE, MANIFEST)):
-            if (name in (STATE_FILE, MANIFEST) or _ours(name)) and name != INCOMPLETE_MARKER:
+        for name in sorted(names, key=lambda n: n not in (self.layout.last, MANIFEST)):
+            if (name == MANIFEST or self.layout.ours(name)) and name != INCOMPLETE_MARKER:
                 self._withdrew = True
                 self.loc.fs.rm(self.loc.child(name).path, recursive=True)
 
     @classmethod
-    def reopen(cls, url: str, storage_options: dict[str, Any] | None, written: list[str],
+    def reopen(cls, url: str, layout: OutputLayout, storage_options: dict[str, Any] | None, written: list[str],
                created: str | None = None) -> "OutputDir":
         """An output already prepared by ``OutputDir(url, ...)`` (in another task or process), holding
         the objects named ``written``, its run having created local directory ``created`` (its
         :attr:`created`): to :meth:`commit` or :meth:`abort` it."""
         out = cls.__new__(cls)
+        out.layout = layout
         out.loc = resolve(url, storage_options)
         out.url = out.loc.url
         out._created = created
@@ -255,9 +266,8 @@ class OutputDir:
         the marker; returns the manifest URL."""
         if self._lock is not None:
             self._lock.check()  # never publish an output another run has taken over
-        if state_file:
-            state = f'model_checkpoint_path: "{CHECKPOINT_NAME}"\nall_model_checkpoint_paths: "{CHECKPOINT_NAME}"\n'
-            self._write_text(STATE_FILE, state)
+        if state_file and self.layout.last:
+            self._write_text(self.layout.last, self.layout.last_text)
         # Compact: with indent, json uses its pure-Python encoder (seconds for a 20k-variable plan).
         url = self._write_text(MANIFEST, json.dumps(manifest, separators=(",", ":")) + "\n").url
         self.finish()
@@ -329,31 +339,7 @@ def _remove_empty_dirs(path: str, highest: str) -> None:
         current = os.path.dirname(current)
 
 
-def manifest_document(*, source: dict[str, Any], target: dict[str, Any], rules: dict[str, Any],
-                      strategy: str, plan: dict[str, Any], tensors: list[dict[str, Any]],
-                      absent: list[str], stats: dict[str, Any],
-                      unchecked: list[dict[str, str]] = ()) -> dict[str, Any]:
-    """The ``warmstart.json`` document (see DESIGN.md: source, target, rules, plan, checksums, version, time);
-    ``unchecked``: the tensors read only in part (``{"checkpoint": "source", "source": name, "key"}`` or
-    ``{"checkpoint": "template", "key"}``), whose checksums could not be verified."""
-    return {
-        "format": "warmstart.manifest",
-        "version": 1,
-        "tool": {"name": "warmstart", "version": __version__},
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "source": source,
-        "target": target,
-        "rules": rules,
-        "strategy": strategy,
-        "checkpoint": {"prefix": CHECKPOINT_NAME, "tensors": tensors},
-        "absent": absent,
-        "unchecked": list(unchecked),
-        "stats": stats,
-        "plan": plan,
-    }
-
-
-def publish_directory(staging: str, output: str, storage_options: dict[str, Any] | None = None,
+def publish_directory(staging: str, output: str, layout: OutputLayout, storage_options: dict[str, Any] | None = None,
                       overwrite: bool = False, input_dirs: Iterable[Location] = (),
                       input_files: Iterable[Location] = ()) -> dict[str, Any]:
     """Upload a finished local output (as :func:`warmstart.transfer` writes it) to ``output``.
@@ -366,9 +352,9 @@ def publish_directory(staging: str, output: str, storage_options: dict[str, Any]
     if not (staged / MANIFEST).is_file():
         raise StorageError(f"{staging} is not a finished warmstart output (no {MANIFEST})")
     check_output_location(resolve(output, storage_options), input_dirs, input_files)
-    out = OutputDir(output, storage_options, overwrite=overwrite)
+    out = OutputDir(output, layout, storage_options, overwrite=overwrite)
     # a TF checkpoint's state file, then the manifest (a Keras weights output has no state file)
-    last = tuple(n for n in (STATE_FILE, MANIFEST) if (staged / n).is_file())
+    last = tuple(n for n in (layout.last, MANIFEST) if n and (staged / n).is_file())
     # Data shards before the index: an index never names bytes that are not there yet.
     first = sorted((p.name for p in staged.iterdir() if p.is_file() and p.name not in last),
                    key=lambda n: (n.endswith(".index"), n))

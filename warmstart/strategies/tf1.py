@@ -16,7 +16,7 @@ from .. import storage
 from ..errors import TargetError, UsageError
 from ..formats.bundle import BundleReader
 from ..planning import TRANSFERRED, Plan, PlanEntry
-from ..storage import CHECKPOINT_NAME
+from ..formats import CHECKPOINT_NAME, resolve_checkpoint
 from ..tables import parse_meta_graph, run_builder, table_from_graph, target_kind
 from .remap import remap_from
 from .sources import SourceReaders
@@ -160,7 +160,7 @@ def _build_tf1_target(plan: Plan, target: Any, storage_options) -> _Tf1Target:
         graph = _import_meta_graph(storage.read_bytes(loc, storage.INDEX_BYTES), loc.url)
         return _Tf1Target(graph, tf.compat.v1.Session(graph=graph), True, "initializers", what=loc.url)
     if kind == "checkpoint":
-        prefix = storage.resolve_checkpoint(target, storage_options)
+        prefix = resolve_checkpoint(target, storage_options)
         meta = prefix.with_suffix(".meta")
         if not meta.fs.exists(meta.path):
             raise UsageError(

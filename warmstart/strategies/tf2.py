@@ -11,7 +11,8 @@ from .. import storage
 from ..errors import TargetError, UsageError
 from ..formats.bundle import BundleReader
 from ..planning import Plan
-from ..storage import CHECKPOINT_NAME, KERAS_WEIGHTS, written_aside
+from ..formats import CHECKPOINT_NAME, KERAS_WEIGHTS
+from ..storage import written_aside
 from ..tables import load_keras_model, local_file, run_builder, table_from_trackable, target_kind, trackable_variables
 from .remap import remap_from
 from .sources import SourceReaders

@@ -28,7 +28,8 @@ from typing import Any
 from ..errors import InputError, StorageError, UsageError
 from ..formats.bundle import BundleEntry, BundleReader, BundleWriter, decode_entry, encode_entry
 from ..planning import DIRECT, Plan, PlanEntry
-from ..storage import CHECKPOINT_NAME, PART_PREFIX, Location, is_transient, object_version, read_bytes, resolve
+from ..formats import CHECKPOINT_NAME
+from ..storage import PART_PREFIX, Location, is_transient, object_version, read_bytes, resolve
 from .stream import DEFAULT_CHUNK_BYTES, stream_part, template_keys
 
 __all__ = ["Unit", "UnitResult", "split_units", "plan_digest", "run_prefix", "run_unit", "run_unit_retrying", "MAX_ATTEMPTS"]

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 from ...errors import CorruptCheckpointError, InputNotFoundError, UnsupportedFormatError
-from ...storage import (INDEX_BYTES, Location, object_size, object_version, read_bytes, read_range, resolve,
-                        resolve_checkpoint)
+from ...storage import INDEX_BYTES, Location, object_size, object_version, read_bytes, read_range, resolve
 from .. import dtypes
 from ..interface import StoredTensor
 from ..sniff import describe_file
 from . import checksums
 from ._ordered_code import slice_key
+from .directory import resolve_checkpoint
 from ._protos import BundleEntry, BundleHeader, decode_entry, decode_header
 from ._sstable import TableFormatError, read_table
 from ._strings import string_entry_crc, string_lengths
