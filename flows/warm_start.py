@@ -228,7 +228,7 @@ def _copy_and_publish(request: WarmStartRequest, plan: Plan, index: CachedIndex,
         report = transfer(plan, index, tensors, request.target, staging, creds, sources=named,
                           source_tensors=named_tensors)
         certificate = verify(plan, index, tensors, request.target, staging, creds, mode=request.verify, sources=named,
-                             source_tensors=named_tensors) if request.verify != "off" else None
+                             source_tensors=named_tensors, output=request.output) if request.verify != "off" else None
         with _one_publisher(request.output):
             published = upload(staging, request.output, plan, creds, overwrite=request.overwrite)
     finally:

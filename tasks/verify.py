@@ -23,16 +23,16 @@ __all__ = ["verify"]
 @task(name="verify", cache_policy=NO_CACHE, persist_result=False, timeout_seconds=DATA_TIMEOUT)
 def verify(plan: Plan, index: CachedIndex, tensors: CachedTensors, target: str, staging: str,
            credentials_block: CredentialsRef = None, mode: VerifyMode = "fail", cache_dir: str | None = None,
-           sources: dict[str, CachedIndex] | None = None,
-           source_tensors: dict[str, CachedTensors] | None = None) -> dict[str, Any]:
+           sources: dict[str, CachedIndex] | None = None, source_tensors: dict[str, CachedTensors] | None = None,
+           output: str | None = None) -> dict[str, Any]:
     """Certify the staged output of ``plan`` (source and target layers, declared pairs, remapped rows, on seeded
-    probes), write the certificate into its manifest and publish it as the ``warm-start-certificate`` table
-    artifact; TF work happens in this (the flow's) thread. Raises :class:`CertificateError` when it fails and
+    probes), write the certificate (naming ``output``, where it is to be published) into its manifest and publish it
+    as the ``warm-start-certificate`` table artifact; TF work happens in this (the flow's) thread. Raises :class:`CertificateError` when it fails and
     ``mode`` is ``fail``: the run then uploads nothing. Returns the certificate's JSON."""
     started = time.perf_counter()
     certificate = CheckpointCache(cache_dir).certify(plan, index, tensors, target, staging,
                                                      storage_options_from_block(credentials_block), sources,
-                                                     source_tensors)
+                                                     source_tensors, output)
     create_table_artifact(key="warm-start-certificate", table=certificate.rows(),
                           description=f"Parity certificate of plan {plan.digest[:12]}: {certificate.summary()}")
     log_stage(started, "%s", certificate.summary())

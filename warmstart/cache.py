@@ -189,7 +189,7 @@ class CheckpointCache:
 
     def certify(self, plan: Plan, cached: CachedIndex, tensors: CachedTensors, target: Any, staging: str,
                 storage_options: dict[str, Any] | None = None, sources: dict[str, CachedIndex] | None = None,
-                source_tensors: dict[str, CachedTensors] | None = None) -> Any:
+                source_tensors: dict[str, CachedTensors] | None = None, output: str | None = None) -> Any:
         """The parity certificate of the staged output of ``plan`` (:func:`warmstart.pipeline.certify_staged`, never
         raising for its verdict), reading each source tensor from the local copy where it is there, else from the
         source itself (a TF1 graph's variables the plan does not copy)."""
@@ -200,7 +200,7 @@ class CheckpointCache:
         readers = {name: r if r.url == sources_in_place[name].url else
                    PreferringReader(r, self.reader(sources_in_place[name], storage_options))
                    for name, r in readers.items()}
-        return certify_staged(plan, readers, target, staging, "warn", storage_options)
+        return certify_staged(plan, readers, target, staging, "warn", storage_options, output)
 
     def _readers(self, cached: CachedIndex, tensors: CachedTensors, storage_options: dict[str, Any] | None,
                  sources: dict[str, CachedIndex] | None, source_tensors: dict[str, CachedTensors] | None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,14 @@ def verify_output(source: Any, target: Any, output: str, rules: Any = None,
 
 
 def certify_staged(plan: Plan, readers: Mapping[str, Any], target: Any, staging: str, mode: Any,
-                   storage_options: dict[str, Any] | None = None) -> Certificate:
-    """The certificate of a staged local output (the flow's staging directory, finished there but not published),
-    written into its manifest (``verify``); raises :class:`CertificateError` when it fails and ``mode`` is
-    ``fail`` (the run then publishes nothing)."""
+                   storage_options: dict[str, Any] | None = None, output: str | None = None) -> Certificate:
+    """The certificate of a staged local output (the flow's staging directory, finished there but not published
+    yet at ``output``, the URL the certificate names), written into its manifest (``verify``); raises
+    :class:`CertificateError` when it fails and ``mode`` is ``fail`` (the run then publishes nothing)."""
     mode = verify_mode(mode)
     certificate = certificate_of(Opened(plan, readers), target, resolve(staging), storage_options)
+    if output is not None:
+        certificate = replace(certificate, output=resolve(output, storage_options).url)
     path = Path(staging) / MANIFEST
     doc = json.loads(path.read_text())
     doc["verify"] = certificate.to_json()

@@ -5,6 +5,7 @@ no weights loaded; ``load_keras_model`` loads one whole (for the strategies that
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import tempfile
@@ -84,8 +85,8 @@ def built_without_weights(config: dict[str, Any], url: str) -> Any | None:
     deferred = _deferred_variables()
     before = len(deferred) if deferred is not None else 0
     try:
-        with keras.StatelessScope(initialize_variables=False):
-            return keras.saving.deserialize_keras_object(config, safe_mode=True)
+        with keras.StatelessScope(initialize_variables=False):  # (Keras changes the configuration it is given)
+            return keras.saving.deserialize_keras_object(copy.deepcopy(config), safe_mode=True)
     except ValueError as exc:
         if "stateless scope" in str(exc):
             return None
@@ -102,8 +103,8 @@ def built_from_config(config: dict[str, Any], url: str) -> Any:
     weight loaded); raises :class:`TargetError` with Keras' reason."""
     import keras
 
-    try:
-        return keras.saving.deserialize_keras_object(config, safe_mode=True)
+    try:  # (Keras changes the configuration it is given: a reader's is used again)
+        return keras.saving.deserialize_keras_object(copy.deepcopy(config), safe_mode=True)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise TargetError(f"cannot build the Keras model of {url}: {exc}") from None
 

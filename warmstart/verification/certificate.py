@@ -156,7 +156,8 @@ class Certificate:
             reason = self.not_checked[0] if self.not_checked else None
             return base + (f"; e.g. {reason.target!r}: {reason.reason}" if reason else "; the plan copies nothing")
         exact = sum(c.bit_equal for c in self.checks)
-        return base + f"; {exact} bit-equal, largest difference {max(c.max_abs for c in self.checks):.3g}"
+        return (base + f"; largest difference {max(c.max_abs for c in self.checks):.3g}"
+                + (f" ({exact} bit-equal as copied)" if exact else ""))
 
     def failure_message(self) -> str:
         """The one line a failed (or inconclusive) run prints."""

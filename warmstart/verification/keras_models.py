@@ -74,6 +74,9 @@ def target_side(plan: Plan, target: Any, rules: VerifyRules, output: OutputFiles
         model, what = _build(rules.target_model, storage_options), f"verify.target_model {rules.target_model}"
     else:
         kind = target_kind(os.fspath(target)) if isinstance(target, (str, os.PathLike)) else "live"
+        if plan.target.kind in ("tf1-checkpoint", "tf1-graph"):
+            return ("no Keras layers: a TF1 target's computation is compared through output pairs declared under "
+                    "verify: (a tensor of its graph against the source's)")
         if kind not in ("keras", "builder"):
             return (f"no target model: a {plan.target.kind} target holds no Keras layers; name the model with "
                     "verify: target_model (a .keras file or a py: builder)")

@@ -37,15 +37,15 @@ class Endpoint:
         holder, layer = _resolve(side.model, name, where)
         import keras
 
-        inputs = layer_inputs(holder)
-        if isinstance(inputs, str):
-            raise UsageError(f"{where}: {name!r}: {inputs}")
-        self._inputs = inputs
         try:
             self._model = holder if layer is holder else keras.Model(holder.inputs, layer.output)
         except (AttributeError, ValueError) as exc:
             raise UsageError(f"{where}: the output of {name!r} is not one tensor of the model ({exc}): name a layer "
                              "called once") from None
+        inputs = layer_inputs(self._model)
+        if isinstance(inputs, str):
+            raise UsageError(f"{where}: {name!r}: {inputs}")
+        self._inputs = inputs
         self.specs = {spec.name: spec for _, spec in inputs.specs}
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:

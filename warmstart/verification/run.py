@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import WarmStartError
 from ..formats import KerasWeightsReader
 from ..formats.bundle import BundleReader
 from ..planning import MAIN_SOURCE, Plan, PlanEntry
@@ -129,6 +130,8 @@ class _Certifying:
         try:
             first = call_layer(unit.layer, inputs, arrays)
             second = call_layer(unit.layer, inputs, arrays) if may_be_random(unit.layer) else first
+        except WarmStartError:
+            raise
         except _CALL_ERRORS() as exc:
             return f"cannot be called on probes of its input spec ({type(exc).__name__}: {_first_line(exc)})"
         if second is not first and not difference(first, second, 0.0, 0.0).within:
@@ -167,6 +170,7 @@ class _Certifying:
 
             raise UsageError("verify.pairs: a TF1 target tensor needs the target's graph (verify: target_graph, a .meta "
                              "target, or a TF1 template with its .meta) and a TF checkpoint output")
+        self.sides["target graph"] = f"{meta}, the output's checkpoint {output.checkpoint} read into it"
         return GraphSide(meta, BundleReader.at_prefix(resolve(output.checkpoint)), self.storage_options, "the target")
 
     # -- the source side ------------------------------------------------------------------------------------------
@@ -191,7 +195,9 @@ class _Certifying:
             gc.collect()
         graph_pairs = [pair for pair in self.pairs if ":" in self.rules.pairs[pair.index].source]
         if graph_pairs:
-            graph = GraphSide(self._source_meta(), self.readers[MAIN_SOURCE], self.storage_options, "the source")
+            meta = self._source_meta()
+            self.sides["source graph"] = f"{meta}, the source's values read into it"
+            graph = GraphSide(meta, self.readers[MAIN_SOURCE], self.storage_options, "the source")
             try:
                 self._source_pairs(graph, graph_pairs)
             finally:
@@ -213,6 +219,8 @@ class _Certifying:
         rows = [self.entries[v] for v in p.variables]
         try:
             want = call_layer(source.layer, p.inputs, self._probes(p.name, p.inputs))
+        except WarmStartError:
+            raise
         except _CALL_ERRORS() as exc:
             return self._check(p, source, None, (0.0, 0.0), f"the source layer cannot take the target layer's "
                                f"probes ({type(exc).__name__}: {_first_line(exc)})")
@@ -259,6 +267,8 @@ class _Certifying:
             end = endpoint(side, pair.source, "source", where)
             try:
                 want = end.run(source_feeds(pair, end, p.probes, where))
+            except WarmStartError:
+                raise
             except _CALL_ERRORS() as exc:
                 self.checks.append(Check("pair", pair.target, pair.source, False, float("inf"), float("inf"), 0.0, 0.0,
                                          0, cause=f"the source cannot compute it ({_first_line(exc)})"))
