@@ -37,8 +37,9 @@ def _run(example, output, rules, verify):
 
 
 def _artifacts(run_id) -> dict:
+    """The run's artifacts by key, each key's latest version."""
     _, _, artifacts = read_api(run_id)
-    return {a.key: a for a in artifacts}
+    return {a.key: a for a in sorted(artifacts, key=lambda a: a.created)}
 
 
 def test_the_flow_certifies_before_it_uploads(prefect_api, example, tmp_path):
@@ -55,6 +56,12 @@ def test_the_flow_certifies_before_it_uploads(prefect_api, example, tmp_path):
     rows = json.loads(rows) if isinstance(rows, str) else rows
     assert rows[0]["verdict"] == "passed" and rows[0]["target"] == "pooled:0"
     assert "certificate passed" in artifacts["warm-start-summary"].data
+    plan_table = artifacts["warm-start-plan"].data  # the latest version: with what the certificate says
+    plan_table = json.loads(plan_table) if isinstance(plan_table, str) else plan_table
+    assert list(plan_table[0])[:2] == ["action", "verified"]
+    verified = {r["target"]: r["verified"] for r in plan_table}
+    assert verified["model/pooler/dense/kernel"] == verified["model/encoder/layer_1/output/dense/bias"] == "passed"
+    assert verified["head/dense/kernel"] == ""  # what the pooled output does not read
     event = published_event(summary["output"])
     assert event is not None and event.payload["verify"]["verdict"] == "passed"
 

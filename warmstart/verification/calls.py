@@ -59,7 +59,8 @@ def may_be_random(layer: Any) -> bool:
     import keras
 
     quiet = tuple(getattr(keras.layers, name) for name in _INFERENCE_IDENTITY if hasattr(keras.layers, name))
-    return any(getattr(sub, "_seed_generators", None) and not isinstance(sub, quiet) for sub, _ in flatten_layers(layer))
+    return any(getattr(sub, "_seed_generators", None) and not isinstance(sub, quiet)
+               for sub, _ in flatten_layers(layer))
 
 
 def lookup_size(layer: Any) -> int | None:

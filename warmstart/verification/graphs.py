@@ -91,6 +91,11 @@ class GraphSide:
                 out[tensor.name] = InputSpec(tensor.name, tuple(tensor.shape.as_list()), tensor.dtype.name)
         return out
 
+    def variables_of(self, name: str, where: str) -> tuple[str, ...]:
+        """The variables (by name, as a TF1 Saver keys them) tensor ``name`` reads."""
+        kinds = ("VarHandleOp", "VariableV2", "Variable")
+        return tuple(sorted(op.name for op in self._ops_of(self.tensor(name, where)) if op.type in kinds))
+
     def run(self, name: str, feeds: Mapping[str, np.ndarray], where: str) -> list[np.ndarray]:
         """The value of tensor ``name`` given ``feeds`` (placeholder tensor name -> value); raises
         :class:`UsageError` when the computation has effects outside the graph."""

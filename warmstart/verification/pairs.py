@@ -53,6 +53,13 @@ class Endpoint:
             return self.side.run(self.name, feeds, self.where)
         return call_layer(self._model, self._inputs, [feeds[spec.name] for _, spec in self._inputs.specs])
 
+    def variables(self) -> tuple[str, ...]:
+        """The side's variables (by the plan's names) what it computes depends on."""
+        if isinstance(self.side, GraphSide):
+            return self.side.variables_of(self.name, self.where)
+        names = self.side.names
+        return tuple(dict.fromkeys(names[id(v)] for v in self._model.weights if id(v) in names))
+
 
 def _resolve(model: Any, path: str, where: str) -> tuple[Any, Any]:
     """(the model holding the layer, the layer) for a layer path through nested models; ``output``: the model."""

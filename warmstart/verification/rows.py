@@ -54,7 +54,8 @@ def _remapped(plan: Plan, lookups: list[Lookup], storage_options) -> Iterable[tu
         i, lookup = hit
         where = f"verify.lookups[{i}]"
         if entry.source is None or entry.source_shape is None:
-            yield entry, f"the target has no source variable to compare rows with ({entry.action}: {entry.reason})", where
+            yield entry, (f"the target has no source variable to compare rows with ({entry.action}: "
+                          f"{entry.reason})"), where
             continue
         transform = Transform(target=lookup.target, vocab=VocabRemap(old=lookup.old, new=lookup.new, axis=lookup.axis))
         yield entry, plan_remap(transform, entry.source_shape, entry.shape, storage_options, entry.dtype), where

@@ -53,6 +53,7 @@ class _Pair:
     index: int
     probes: dict[str, np.ndarray]
     outputs: list[np.ndarray]
+    variables: tuple[str, ...]  # the target's variables the target output depends on
 
 
 @dataclass
@@ -92,7 +93,7 @@ class _Certifying:
                 where = f"verify.pairs[{i}]"
                 end = endpoint(graph if ":" in pair.target else side, pair.target, "target", where)
                 probes = target_probes(pair, end, self.arrays, self.probes, self.seed, where)
-                self.pairs.append(_Pair(i, probes, end.run(probes)))
+                self.pairs.append(_Pair(i, probes, end.run(probes), end.variables()))
         finally:
             if graph is not None:
                 graph.close()
@@ -168,8 +169,8 @@ class _Certifying:
         if meta is None or output.checkpoint is None:
             from ..errors import UsageError
 
-            raise UsageError("verify.pairs: a TF1 target tensor needs the target's graph (verify: target_graph, a .meta "
-                             "target, or a TF1 template with its .meta) and a TF checkpoint output")
+            raise UsageError("verify.pairs: a TF1 target tensor needs the target's graph (verify: target_graph, a "
+                             ".meta target, or a TF1 template with its .meta) and a TF checkpoint output")
         self.sides["target graph"] = f"{meta}, the output's checkpoint {output.checkpoint} read into it"
         return GraphSide(meta, BundleReader.at_prefix(resolve(output.checkpoint)), self.storage_options, "the target")
 
@@ -271,9 +272,10 @@ class _Certifying:
                 raise
             except _CALL_ERRORS() as exc:
                 self.checks.append(Check("pair", pair.target, pair.source, False, float("inf"), float("inf"), 0.0, 0.0,
-                                         0, cause=f"the source cannot compute it ({_first_line(exc)})"))
+                                         0, cause=f"the source cannot compute it ({_first_line(exc)})",
+                                         variables=p.variables))
                 continue
-            self.checks.append(_pair_check(pair, want, p.outputs))
+            self.checks.append(_pair_check(pair, want, p.outputs, p.variables))
 
     def _source_meta(self) -> str:
         meta = self.rules.source_graph or _beside_meta(self.readers[MAIN_SOURCE])
@@ -285,14 +287,15 @@ class _Certifying:
         return meta
 
 
-def _pair_check(pair, want: list[np.ndarray], got: list[np.ndarray]) -> Check:
+def _pair_check(pair, want: list[np.ndarray], got: list[np.ndarray], variables: tuple[str, ...]) -> Check:
     dtypes = {str(np.asarray(x).dtype) for x in (*want, *got)}
     default = tolerance(dtypes, magnitude(want), PAIR_FACTOR)
     atol = pair.atol if pair.atol is not None else default[0]
     rtol = pair.rtol if pair.rtol is not None else default[1]
     diff = difference(want, got, atol, rtol)
     return Check("pair", pair.target, pair.source, diff.within, diff.max_abs, diff.max_rel, atol, rtol, diff.compared,
-                 cause=None if diff.within else diff.cause or "the outputs differ beyond the tolerance")
+                 cause=None if diff.within else diff.cause or "the outputs differ beyond the tolerance",
+                 variables=variables)
 
 
 def _beside_meta(source: Any) -> str | None:
