@@ -292,3 +292,31 @@ def test_mobilenet_v2_certifies(tmp_path):
     assert certificate.passed and not certificate.not_checked and len(certificate.checks) > 100
     assert {"Conv2D", "DepthwiseConv2D", "BatchNormalization", "Dense", "Functional"} <= classes
     assert all(c.bit_equal for c in certificate.checks)
+
+
+@pytest.mark.integration
+def test_an_output_on_s3_is_certified_before_it_is_published(source, s3_server, s3_bucket, tmp_path):
+    """The staged objects are read back (downloaded) for the certificate; a failed one removes them all."""
+    import fsspec
+
+    options = s3_server.storage_options()
+    report = warmstart.transfer(source, _saved(tagger(), tmp_path / "new.keras"), f"{s3_bucket}/warm",
+                                storage_options=options, verify=True)
+    assert report.certificate.passed and report.certificate.output == f"{s3_bucket}/warm"
+    fs = fsspec.filesystem("s3", **options)
+    assert json.loads(fs.cat(f"{s3_bucket}/warm/warmstart.json"))["verify"]["verdict"] == "passed"
+    with pytest.raises(warmstart.CertificateError):
+        warmstart.transfer(source, _saved(tagger(epsilon=1e-6), tmp_path / "changed.keras"), f"{s3_bucket}/bad",
+                           storage_options=options, verify=True)
+    fs.invalidate_cache()
+    assert not fs.exists(f"{s3_bucket}/bad") or fs.ls(f"{s3_bucket}/bad") == []
+
+
+def test_verify_refuses_an_unfinished_output_and_code_in_its_rules(source, tmp_path, capsys):
+    out = tmp_path / "out"
+    warmstart.transfer(source, _saved(tagger(), tmp_path / "new.keras"), str(out))
+    (out / ".warmstart-incomplete").write_text("")
+    assert main(["verify", source, str(tmp_path / "new.keras"), str(out)]) == 3
+    assert "not a finished output" in capsys.readouterr().err
+    with pytest.raises(warmstart.UsageError, match="verify.source_model: 'py:keras_models:functional' names Python"):
+        warmstart.load_rules({"verify": {"source_model": "py:keras_models:functional"}})
