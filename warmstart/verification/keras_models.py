@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError, TargetError
-from ..formats import KerasWeightsReader
 from ..planning import MAIN_SOURCE, Plan
 from ..tables import (VariableTable, built_from_config, keras_file_model, run_builder, table_from_trackable,
                       target_kind, trackable_variables)
@@ -66,9 +65,7 @@ def target_side(plan: Plan, target: Any, rules: VerifyRules, output: OutputFiles
                 storage_options: dict[str, Any] | None = None) -> KerasSide | str:
     """The target model with the output loaded into it as documented, or why there is none (in words). Raises
     :class:`InputError` when the output cannot be loaded into it."""
-    import keras
-
-    if isinstance(target, keras.Layer):
+    if not isinstance(target, (str, os.PathLike)):  # a live model (what else is not a URL was planned as one)
         model, what = target, "the live target model"
     elif rules.target_model is not None:
         model, what = _build(rules.target_model, storage_options), f"verify.target_model {rules.target_model}"
@@ -122,7 +119,7 @@ def _source_model(table: VariableTable, name: str, reader: Any, rules: VerifyRul
     declared = (rules.source_model or plan.rules.source_structure) if name == MAIN_SOURCE else None
     if declared is not None:
         return _build(declared, storage_options), declared
-    config = reader.config if isinstance(reader, KerasWeightsReader) else None
+    config = getattr(reader, "config", None)  # a Keras file's model (a .keras archive's config.json)
     if isinstance(config, dict) and "class_name" in config:
         try:
             return built_from_config(config, table.origin), f"{table.origin} built from its configuration"

@@ -7,6 +7,7 @@ costs about one model in memory, not two.
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -165,7 +166,7 @@ class _Certifying:
         return self.readers[entry.from_source or MAIN_SOURCE].read(entry.source_key)
 
     def _target_graph(self, target: Any, output: OutputFiles) -> GraphSide:
-        meta = self.rules.target_graph or _beside_meta(target)
+        meta = self.rules.target_graph or _beside_meta(target, self.storage_options)
         if meta is None or output.checkpoint is None:
             from ..errors import UsageError
 
@@ -278,7 +279,7 @@ class _Certifying:
             self.checks.append(_pair_check(pair, want, p.outputs, p.variables))
 
     def _source_meta(self) -> str:
-        meta = self.rules.source_graph or _beside_meta(self.readers[MAIN_SOURCE])
+        meta = self.rules.source_graph or _beside_meta(self.readers[MAIN_SOURCE], self.storage_options)
         if meta is None:
             from ..errors import UsageError
 
@@ -298,17 +299,16 @@ def _pair_check(pair, want: list[np.ndarray], got: list[np.ndarray], variables: 
                  variables=variables)
 
 
-def _beside_meta(source: Any) -> str | None:
-    """The ``.meta`` beside a TF1 checkpoint (a reader, or a template's URL), or a ``.meta`` target itself."""
-    if isinstance(source, BundleReader):
-        return source.prefix.url + ".meta"
-    if isinstance(source, str) and source.endswith(".meta"):
-        return source
+def _beside_meta(source: Any, storage_options: dict[str, Any] | None) -> str | None:
+    """The ``.meta`` beside a TF1 checkpoint (its reader, or a template's URL), or a ``.meta`` target itself."""
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
     if isinstance(source, str):
         from ..formats import resolve_checkpoint
 
-        return resolve_checkpoint(source).url + ".meta"
-    return None
+        return source if source.endswith(".meta") else resolve_checkpoint(source, storage_options).url + ".meta"
+    reader = getattr(source, "source", source)  # a checkpoint's reader (or one reading a cache's copy first)
+    return None if isinstance(reader, KerasWeightsReader) else reader.prefix.url + ".meta"
 
 
 def _output_readers(output: OutputFiles) -> list[Any]:

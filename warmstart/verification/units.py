@@ -32,6 +32,7 @@ class Unit:
     layer: Any
     variables: tuple[str, ...]
     depth: int
+    complete: bool = True  # every weight of the layer has a name in the plan's table
 
     @property
     def layer_class(self) -> str:
@@ -45,14 +46,15 @@ def model_units(model: Any, names: Mapping[int, str], order: Mapping[str, int]) 
     found: dict[frozenset[str], Unit] = {}
     place: dict[frozenset[str], int] = {}
     for i, (layer, depth) in enumerate(flatten_layers(model)):
-        variables = sorted({names[id(v)] for v in getattr(layer, "weights", ()) if id(v) in names},
-                           key=lambda n: order.get(n, 1 << 30))
+        weights = list(getattr(layer, "weights", ()))
+        variables = sorted({names[id(v)] for v in weights if id(v) in names}, key=lambda n: order.get(n, 1 << 30))
         if not variables:
             continue
         key = frozenset(variables)
         place.setdefault(key, i)  # where the innermost of them computes: after what it holds
         if key not in found or depth < found[key].depth:
-            found[key] = Unit(_unit_name(layer, variables), layer, tuple(variables), depth)
+            found[key] = Unit(_unit_name(layer, variables), layer, tuple(variables), depth,
+                              all(id(v) in names for v in weights))
     return sorted(found.values(), key=lambda u: place[frozenset(u.variables)])
 
 
@@ -84,6 +86,8 @@ def unit_problem(unit: Unit, entries: Mapping[str, PlanEntry], exclude: Sequence
             return f"excluded by the rules (verify.exclude[{i}] {pattern!r})"
     if getattr(unit.layer, "stateful", False):
         return "stateful: each call changes its state"
+    if not unit.complete:
+        return "some of its weights have no name in the plan's target table"
     rows = [entries[v] for v in unit.variables if v in entries]
     if len(rows) < len(unit.variables):
         return "some of its variables are not in the plan"
@@ -114,5 +118,6 @@ def source_unit(variables: Sequence[str], entries: Mapping[str, PlanEntry], unit
     wanted = frozenset(entries[v].source for v in variables)
     for candidate in units:
         if frozenset(candidate.variables) == wanted:
-            return candidate
+            return candidate if candidate.complete else \
+                f"its source layer {candidate.name!r} has weights the source's table does not name"
     return "filled from several source layers, or from part of one (no source layer holds exactly its sources)"
