@@ -1,4 +1,4 @@
-"""The reusable ``warm-start`` flow: fetch, validate, transfer, upload, report.
+"""The reusable ``warm-start`` flow: fetch, validate, transfer, verify (when asked), upload, report.
 
 Orchestration only: every stage is a task making one engine call. It runs from the Prefect UI
 (the parameter form), on a schedule, on a new-checkpoint event, via ``run_deployment``, or as a
@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from warmstart.tasks import (fetch_index, fetch_rules, fetch_source_indexes, fetch_tensors, publish_report, transfer,
-                   upload, validate)
+                   upload, validate, verify)
 from warmstart.tasks._common import FLOW_TIMEOUT
 from warmstart.tasks.credentials import CredentialsParameter, credentials_reference
 from warmstart.errors import PlanError, UsageError
@@ -31,6 +31,7 @@ from warmstart.cache import CachedIndex
 from warmstart.planning import MAIN_SOURCE, PinnedInput, Plan, Rules, Strategy
 from warmstart.tables import refuse_code, refuse_code_in_rules
 from warmstart.planning.report import positional_words
+from warmstart.verification import VerifyMode
 
 from .shards import sharded_transfer
 
@@ -57,11 +58,14 @@ class WarmStartRequest(BaseModel):
     dask_address: str | None = None
     credentials: CredentialsParameter = None
     credentials_block: str | None = None
+    verify: VerifyMode = "off"
 
     @model_validator(mode="after")
     def _one_of_each(self) -> "WarmStartRequest":
         if self.rules is not None and self.rules_url:
             raise ValueError("give either inline rules or a rules file URL, not both")
+        if self.verify != "off" and (self.shards or self.dask_address):
+            raise ValueError("verify certifies a transfer made in one process: not with shards or dask_address")
         if self.credentials is not None and self.credentials_block:
             raise ValueError("give either a credentials block or a credentials_block name, not both")
         return self
@@ -125,6 +129,7 @@ def warm_start(
     dask_address: str | None = None,
     credentials: CredentialsParameter = None,
     credentials_block: str | None = None,
+    verify: VerifyMode = "off",
 ) -> dict[str, Any]:
     """Warm-start a model from a trained checkpoint and publish the result.
 
@@ -157,6 +162,9 @@ def warm_start(
         credentials_block: The same by name, for callers without the picker: 'aws-credentials/NAME',
             's3-bucket/NAME', 'gcp-credentials/NAME', 'gcs-bucket/NAME' or 'secret/NAME'. Not together with
             credentials.
+        verify: The parity certificate, before anything is published: the output's layers and the rules' verify:
+            pairs run against the source's on seeded probes. fail: a failed certificate fails the run, nothing is
+            uploaded; warn: publish and report it; off: none.
     """
     if source.startswith(MISSING):  # what the deployments' event trigger renders for an event without it
         raise UsageError(f"no source: the triggering event has no {source[len(MISSING):]} (emit the "
@@ -164,11 +172,12 @@ def warm_start(
     request = WarmStartRequest(source=source, target=target, output=output, rules=rules, rules_url=rules_url,
                                strategy=strategy, dry_run=dry_run, overwrite=overwrite, shards=shards,
                                dask_address=dask_address, credentials=credentials,
-                               credentials_block=credentials_block)
+                               credentials_block=credentials_block, verify=verify)
     # Parameters are data (anyone who can start a run types them): a py: builder runs only where the
     # deployment allows code (WARMSTART_ALLOW_CODE=1), or when the CLI's user typed it as TARGET.
     refuse_code(request.target, "target")
-    refuse_code_in_rules(request.rules.source_structure if request.rules else None, "rules")
+    for field, value in request.rules.code_fields() if request.rules else ():
+        refuse_code_in_rules(value, "rules", field)
     started = time.perf_counter()
     creds = request.credentials_argument()
     index, named, plan = _validated(request, creds)
@@ -231,6 +240,8 @@ def _copy_and_publish(request: WarmStartRequest, plan: Plan, index: CachedIndex,
     try:
         report = transfer(plan, index, tensors, request.target, staging, creds, sources=named,
                           source_tensors=named_tensors)
+        certificate = verify(plan, index, tensors, request.target, staging, creds, mode=request.verify, sources=named,
+                             source_tensors=named_tensors, output=request.output) if request.verify != "off" else None
         with _one_publisher(request.output):
             published = upload(staging, request.output, plan, creds, overwrite=request.overwrite)
     finally:
@@ -238,7 +249,7 @@ def _copy_and_publish(request: WarmStartRequest, plan: Plan, index: CachedIndex,
     return {"output": published["output"], "manifest": published["manifest"], "strategy": report["strategy"],
             "bytes_read": report["bytes_read"] if tensors.direct else tensors.bytes_downloaded,
             "bytes_written": report["bytes_written"], "source_tensors_cached": tensors.hit,
-            "unchecked": report.get("unchecked", []),
+            "unchecked": report.get("unchecked", []), "verify": certificate,
             "keras_weights": published["output"].rstrip("/") + "/" + KERAS_WEIGHTS
             if KERAS_WEIGHTS in published["files"] else None}
 

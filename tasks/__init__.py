@@ -14,6 +14,7 @@ from .shards import abort_units, prepare_units, publish_units, transfer_unit
 from .transfer import transfer
 from .upload import upload
 from .validate import validate
+from .verify import verify
 
-__all__ = ["fetch_rules", "fetch_index", "fetch_source_indexes", "fetch_tensors", "validate", "transfer", "upload", "publish_report",
+__all__ = ["fetch_rules", "fetch_index", "fetch_source_indexes", "fetch_tensors", "validate", "transfer", "verify", "upload", "publish_report",
            "prepare_units", "transfer_unit", "publish_units", "abort_units"]

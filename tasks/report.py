@@ -35,6 +35,7 @@ def publish_report(summary: dict[str, Any]) -> None:
         f"{human_bytes(summary.get('bytes_read', 0))}, written {human_bytes(summary.get('bytes_written', 0))}",
         f"- **time**: {summary.get('seconds', 0.0):.2f} s",
         f"- **plan digest**: `{summary.get('digest', '-')}`",
+        f"- **certificate**: {(summary.get('verify') or {}).get('summary') or 'none (verify: off)'}",
         f"- **unused source variables**: {summary.get('unused_source_count', 0)}",
         "",
         "| action | variables |",

@@ -29,7 +29,8 @@ def upload(staging: str, output: str, plan: Plan, credentials_block: Credentials
     """Data and index objects first, then the state file and manifest; refuses an output that could
     reach an input of ``plan`` (the sources, a template, a target or rules file). Then emits the event
     ``warmstart.checkpoint.published`` (the output as resource, every source as related resource, the
-    plan's digest and the manifest's figures as payload) for a training deployment to trigger on."""
+    plan's digest and the manifest's figures as payload, and the certificate's verdict when the run made one) for a
+    training deployment to trigger on."""
     started = time.perf_counter()
     manifest = json.loads((Path(staging) / MANIFEST).read_text())
     published = publish_output(staging, output, plan, storage_options_from_block(credentials_block),
@@ -47,6 +48,8 @@ def upload(staging: str, output: str, plan: Plan, credentials_block: Credentials
                         "digest": plan.digest, "inputs": manifest["inputs"],
                         "coverage": manifest["plan"]["coverage"], "counts": manifest["plan"]["counts"],
                         **{k: manifest["stats"].get(k) for k in ("bytes_read", "bytes_written", "seconds")},
+                        **({"verify": {k: manifest["verify"][k] for k in ("verdict", "summary", "counts", "digest")}}
+                           if manifest.get("verify") else {}),
                         **({"sources": {name: record["url"] for name, record in manifest["sources"].items()}}
                            if len(manifest.get("sources", {})) > 1 else {})})
     return published

@@ -18,7 +18,7 @@ from warmstart.planning.report import positional_words
 from ._common import METADATA_TIMEOUT, log_stage
 from .credentials import CredentialsRef, storage_options_from_block
 
-__all__ = ["validate", "FORM_HINT"]
+__all__ = ["validate", "FORM_HINT", "plan_rows"]
 
 # What a person reads first comes first (a 1440 px screen shows target, action, source, shape and dtype; the
 # reason, often long, is last): the columns of the plan table artifact.
@@ -44,7 +44,7 @@ def validate(index: CachedIndex, target: str, rules: Rules, credentials_block: C
     if output is not None and not dry_run:
         check_output_for(plan, output, options, overwrite)
     doc = plan.to_json()
-    create_table_artifact(key="warm-start-plan", table=_plan_rows(doc),
+    create_table_artifact(key="warm-start-plan", table=plan_rows(doc),
                           description=f"Warm-start plan ({doc['status']}, digest {plan.digest}): "
                                       f"{plan.summary()}")
     log_stage(started, "plan %s (digest %s): %s", doc["status"], plan.digest[:12], plan.summary())
@@ -56,12 +56,16 @@ def validate(index: CachedIndex, target: str, rules: Rules, credentials_block: C
     return plan
 
 
-def _plan_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+def plan_rows(doc: dict[str, Any], verified: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The plan table as a person reads it: errors first, then what was decided and why; the source's
     unused variables last (action "unused"). With several sources, a "from" column names the source of
-    each row, and the unused variables of every source are listed."""
+    each row, and the unused variables of every source are listed. ``verified``: what the certificate says of
+    each target variable (a "verified" column after the action)."""
     several = len(doc.get("sources", {})) > 1
     columns = _COLUMNS[:2] + ("from",) + _COLUMNS[2:] if several else _COLUMNS
+    if verified is not None:
+        columns = columns[:2] + ("verified",) + columns[2:]
+        doc = {**doc, "variables": [{**row, "verified": verified.get(row["target"], "")} for row in doc["variables"]]}
     order = {"error": 0, "skip": 1, "init": 2, "cast": 3, "copy": 4}
     rows = [{k: row.get(k) for k in columns} for row in sorted(doc["variables"],
                                                                   key=lambda r: order.get(r["action"], 5))]

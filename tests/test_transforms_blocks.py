@@ -147,20 +147,31 @@ def _readme_lstm_recipe() -> tuple[str, list[str]]:
 @pytest.mark.parametrize("target_kind", ["weights.h5", "keras"])
 def test_the_readme_lstm_recipe_runs_as_written(tf1_lstm, tmp_path, target_kind, capsys, monkeypatch):
     """Every target kind the README's recipe shows, its rules and command verbatim: the Keras model gives the
-    TF1 graph's outputs, and no entry is flagged positional (each is named by its transform's from:)."""
+    TF1 graph's outputs, no entry is flagged positional (each is named by its transform's from:), and the
+    certificate (--verify) passes; with the gates left in TF1's order it fails and nothing is published."""
     rules, commands = _readme_lstm_recipe()
     assert len(commands) == 2, commands
     command = next(c for c in commands if f" new.{target_kind} " in c)
     shutil.copytree(tf1_lstm["dir"], tmp_path / "runs" / "tf1-lstm")
     (tmp_path / "rules.yaml").write_text(rules)
     new = _keras_lstm()
-    new.save(tmp_path / "new.keras") if target_kind == "keras" else new.save_weights(tmp_path / "new.weights.h5")
+    new.save(tmp_path / "new.keras")  # the recipe's verify: target_model, and one of its targets
+    new.save_weights(tmp_path / "new.weights.h5")
     monkeypatch.chdir(tmp_path)
+    assert "--verify" in command.split()
     assert main(command.split()[1:] + ["--no-prefect"]) == 0
     err = capsys.readouterr().err
     assert "matched by position" not in err, err
     got = _keras_output(tmp_path / "warm" / "model.weights.h5", tf1_lstm["x"])
     np.testing.assert_allclose(got, tf1_lstm["expected"], atol=1e-5, rtol=0)
+    certificate = json.loads((tmp_path / "warm" / "warmstart.json").read_text())["verify"]
+    assert certificate["verdict"] == "passed" and certificate["counts"]["pair"] == 1  # the recipe is certified
+    unpermuted = rules.replace("order: [0, 2, 1, 3]", "order: [0, 1, 2, 3]")  # gates left in TF1's order
+    assert unpermuted.count("order: [0, 1, 2, 3]") == 3
+    (tmp_path / "rules.yaml").write_text(unpermuted)
+    assert main(command.replace("warm/", "warm-unpermuted/").split()[1:] + ["--no-prefect"]) == 5
+    assert "pair 'lstm' <- 'rnn/transpose_1:0' differs" in capsys.readouterr().err
+    assert not (tmp_path / "warm-unpermuted").exists()
 
 
 def test_lstm_plan_rows_say_what_is_done(tf1_lstm, tmp_path):

@@ -21,6 +21,7 @@ from .errors import (
     UnsupportedFormatError,
     InputLimitError,
     OutputBusyError,
+    CertificateError,
     UsageError,
     WarmStartError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "signature_of",
     "plan",
     "transfer",
+    "verify",
     "copy_variables",
     "copy_weights",
     "Report",
@@ -44,6 +46,7 @@ __all__ = [
     "VariableTable",
     "WarmStartError", "PlanError", "UsageError", "InputError", "InputNotFoundError", "CorruptCheckpointError",
     "TargetError", "StorageError", "UnsupportedFormatError", "InputChangedError", "InputLimitError", "OutputBusyError",
+    "CertificateError",
     "__version__",
 ]
 
@@ -83,14 +86,31 @@ def transfer(source: Any, target: Any, output: str, rules: Rules | dict[str, Any
     """Plan, then write a checkpoint for ``target`` at the ``output`` directory URL; see
     :func:`warmstart.pipeline.transfer` for the keyword arguments (overwrite, chunk_bytes, progress, shards, dask,
     sources: more named sources, as for :func:`plan`; plan: execute a plan made before, exactly; ``allow_code``
-    as for :func:`plan`). Raises :class:`PlanError` (nothing written) when the plan does not satisfy the rules,
-    and :class:`InputChangedError` (nothing written) when an input of the given plan changed."""
+    as for :func:`plan`; verify: ``True``/``"fail"`` or ``"warn"``, the parity certificate of the output before it is
+    published: ``Report.certificate``). Raises :class:`PlanError` (nothing written) when the plan does not satisfy
+    the rules, :class:`InputChangedError` (nothing written) when an input of the given plan changed, and
+    :class:`CertificateError` (nothing published) when ``verify=True`` and the certificate fails."""
     from .pipeline import transfer as _transfer
     from .tables import allowing_code
 
     with allowing_code(allow_code, typed=[target]):
         return _transfer(source, target, output, rules=rules, strategy=strategy,  # type: ignore[arg-type]
                          storage_options=storage_options, **kwargs)
+
+
+def verify(source: Any, target: Any, output: str, rules: Rules | dict[str, Any] | str | None = None,
+           storage_options: dict[str, Any] | None = None, sources: dict[str, Any] | None = None,
+           probes: int | None = None, seed: int | None = None, allow_code: bool = False) -> Any:
+    """The parity certificate of a finished ``output`` (a directory, a Keras weights file or a checkpoint prefix,
+    written by warmstart or another tool) as a transfer of ``source`` into ``target`` under ``rules``: a
+    :class:`warmstart.verification.Certificate` (``.passed``, ``.verdict``, ``.summary()``, ``.to_json()``). It
+    does not raise when the certificate fails; :class:`PlanError` when the plan itself fails, :class:`UsageError`
+    for a ``verify:`` declaration that cannot run. ``probes``/``seed``: instead of the rules' ``verify:`` values."""
+    from .pipeline import verify_output
+    from .tables import allowing_code
+
+    with allowing_code(allow_code, typed=[target]):
+        return verify_output(source, target, output, rules, storage_options, sources, probes, seed)
 
 
 def copy_variables(src_session: Any, dst_session: Any, rules: Rules | dict[str, Any] | str | None = None) -> Report:

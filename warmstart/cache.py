@@ -182,6 +182,31 @@ class CheckpointCache:
         in place; the manifest names the real sources and their versions."""
         from .pipeline import transfer
 
+        readers, copies = self._readers(cached, tensors, storage_options, sources, source_tensors)
+        main = readers.pop("main")
+        return transfer(main, target, output, plan=plan, storage_options=storage_options, sources=readers or None,
+                        copies=copies, **kwargs)
+
+    def certify(self, plan: Plan, cached: CachedIndex, tensors: CachedTensors, target: Any, staging: str,
+                storage_options: dict[str, Any] | None = None, sources: dict[str, CachedIndex] | None = None,
+                source_tensors: dict[str, CachedTensors] | None = None, output: str | None = None) -> Any:
+        """The parity certificate of the staged output of ``plan`` (:func:`warmstart.pipeline.certify_staged`, never
+        raising for its verdict), reading each source tensor from the local copy where it is there, else from the
+        source itself (a TF1 graph's variables the plan does not copy)."""
+        from .pipeline import PreferringReader, certify_staged
+
+        readers, _ = self._readers(cached, tensors, storage_options, sources, source_tensors)
+        sources_in_place = {"main": cached, **(sources or {})}
+        readers = {name: r if r.url == sources_in_place[name].url else
+                   PreferringReader(r, self.reader(sources_in_place[name], storage_options))
+                   for name, r in readers.items()}
+        return certify_staged(plan, readers, target, staging, "warn", storage_options, output)
+
+    def _readers(self, cached: CachedIndex, tensors: CachedTensors, storage_options: dict[str, Any] | None,
+                 sources: dict[str, CachedIndex] | None, source_tensors: dict[str, CachedTensors] | None
+                 ) -> tuple[dict[str, Any], dict[str, PinnedInput]]:
+        """Readers by source name (the local sparse copy, or the source read in place) and the pinned input each
+        copy copies."""
         readers, copies = {}, {}
         for name, c, copy in [("main", cached, tensors), *((n, c, (source_tensors or {}).get(n))
                                                           for n, c in (sources or {}).items())]:
@@ -190,9 +215,7 @@ class CheckpointCache:
             else:
                 readers[name] = BundleReader.at_prefix(resolve(copy.prefix))
                 copies[name] = copy.pin
-        main = readers.pop("main")
-        return transfer(main, target, output, plan=plan, storage_options=storage_options, sources=readers or None,
-                        copies=copies, **kwargs)
+        return readers, copies
 
     def fetch_tensors(self, cached: CachedIndex, keys: list[str] | tuple[str, ...],
                       storage_options: dict[str, Any] | None = None,

@@ -1,9 +1,10 @@
 """The ``warmstart`` command line.
 
 Exit codes: 0 success; 1 the plan does not satisfy the rules (nothing written); 2 usage error;
-3 an input is missing, unreadable or corrupt; 4 a storage or output error. Expected failures
-print one message on stderr, never a traceback. ``transfer`` runs the engine in process unless a
-Prefect API is configured or ``--prefect`` is given (Prefect's temporary server costs seconds).
+3 an input is missing, unreadable or corrupt; 4 a storage or output error; 5 the parity certificate
+failed (nothing published). Expected failures print one message on stderr, never a traceback.
+``transfer`` runs the engine in process unless a Prefect API is configured or ``--prefect`` is given
+(Prefect's temporary server costs seconds). ``verify`` and ``--verify``: :mod:`warmstart.cli_verify`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_verify import add_verify_command, add_verify_option, certificate_words
 from .errors import EXIT_CODES, PlanError, StorageError, UsageError, WarmStartError
 from .planning import STRATEGIES
 
@@ -116,9 +118,12 @@ def cmd_transfer(args: argparse.Namespace) -> int:
               f"manifest {doc['manifest']}; plan digest {doc['digest'][:16]}"
               + (f"; flow run {doc.get('flow_run_url') or doc['flow_run'] + _TEMPORARY}" if doc.get("flow_run") else "")
               + (f"; {unchecked_words(doc['unchecked'])}" if doc.get("unchecked") else ""))
-    warning = positional_words(doc)
-    if warning:
-        print(f"warmstart: warning: {warning}", file=sys.stderr)
+    summary, unpassed = certificate_words(doc)
+    if summary and not args.json:
+        print(summary)
+    for warning in (positional_words(doc), unpassed):
+        if warning:
+            print(f"warmstart: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -165,7 +170,7 @@ def _transfer_with_engine(args: argparse.Namespace) -> dict:
     with _progress_bar(enabled=not args.json and sys.stderr.isatty() and not args.shards) as progress:
         report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,
                           overwrite=args.overwrite, shards=args.shards, dask=args.dask, progress=progress,
-                          sources=_named_sources(args))
+                          sources=_named_sources(args), verify=args.verify)
     return {**report.to_json(), "flow_run": None, "flow_run_url": None}
 
 
@@ -222,7 +227,7 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
         try:
             summary = warm_start(source=args.source, target=args.target, output=args.output, rules_url=args.rules,
                                  strategy=args.strategy, overwrite=args.overwrite, shards=args.shards,
-                                 dask_address=args.dask)
+                                 dask_address=args.dask, verify=args.verify or "off")
         finally:
             if progress:
                 progress_listeners.remove(progress)
@@ -232,7 +237,8 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
             "keras_weights": summary.get("keras_weights"),
             "bytes_read": summary["bytes_read"], "bytes_written": summary["bytes_written"],
             "seconds": summary["seconds"], "unchecked": summary.get("unchecked", []),
-            "flow_run": summary.get("flow_run"), "flow_run_url": summary.get("flow_run_url")}
+            "verify": summary.get("verify"), "flow_run": summary.get("flow_run"),
+            "flow_run_url": summary.get("flow_run_url")}
 
 
 _TEMPORARY = " (on Prefect's temporary server, gone with this command)"
@@ -303,7 +309,8 @@ EXIT_HELP = "exit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning
 EXAMPLES = """examples:
   warmstart inspect runs/old/                          the source's variables
   warmstart plan runs/old/ new.keras --rules rules.yaml      what would be copied, and why
-  warmstart transfer runs/old/ new.keras out/warm --rules rules.yaml
+  warmstart transfer runs/old/ new.keras out/warm --rules rules.yaml --verify
+  warmstart verify runs/old/ new.keras out/warm --rules rules.yaml    the parity certificate of an output
   warmstart transfer s3://models/bert/run-42 s3://models/clf/init s3://models/clf/warm --prefect"""
 
 
@@ -380,9 +387,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="run the Prefect warm-start flow (Prefect's temporary server when no API is configured)")
     mode.add_argument("--no-prefect", action="store_true",
                       help="run the engine in this process even when a Prefect API is configured")
+    add_verify_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON document (no progress bar)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens (warmstart's, Prefect's, TF's logs)")
     p.set_defaults(func=cmd_transfer)
+
+    add_verify_command(sub, _source_target, EXIT_HELP)
 
     p = sub.add_parser("cache", help="show or prune the local cache of remote sources' indexes and tensors")
     p.add_argument("action", choices=["info", "prune"], help="info: entries and size; prune: trim to the bounds")
@@ -467,7 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except WarmStartError as exc:
         if getattr(args, "json", False):
-            _print_json({"status": "failed", "error": str(exc), "error_type": type(exc).__name__})
+            certificate = getattr(exc, "certificate", None)
+            _print_json({"status": "failed", "error": str(exc), "error_type": type(exc).__name__,
+                         **({"verify": certificate.to_json()} if certificate is not None else {})})
         print(f"warmstart: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

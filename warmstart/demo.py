@@ -2,8 +2,9 @@
 
 Writes a BERT-style pretrained checkpoint and a renamed model with a grown vocabulary and a new
 head (with TensorFlow), shows the strict plan failing, then runs the Prefect warm-start flow on
-local files with Prefect's ephemeral API (unless PREFECT_API_URL is set) and checks the output
-with TensorFlow.
+local files with Prefect's ephemeral API (unless PREFECT_API_URL is set), its parity certificate
+made before anything is published (both graphs' pooled output on the same probes), and checks the
+output with TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from . import plan
 from .examples import write_example_set
 from .planning.render import render_plan
 from .tables import read_table
+from .verification import Certificate
+from .verification.render import render_certificate
 
 __all__ = ["run_demo"]
 
@@ -39,9 +42,10 @@ def run_demo(directory: str | Path) -> int:
     console.rule("3. the plan with the rules")
     render_plan(plan(examples.source, examples.target, rules=examples.rules), console)
 
-    console.rule("4. the warm-start flow (Prefect)")
+    console.rule("4. the warm-start flow (Prefect), certified before it publishes")
     summary = _run_flow(examples, root / "warm-started")
-    console.print(summary)
+    console.print({k: v for k, v in summary.items() if k not in ("plan", "verify")})
+    render_certificate(Certificate.from_json(summary["verify"]), console)
 
     console.rule("5. TensorFlow loads the result")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -52,12 +56,14 @@ def run_demo(directory: str | Path) -> int:
     console.print(f"{len(tf.train.list_variables(latest))} variables in the output; manifest {summary['manifest']}")
     console.rule("repeat it yourself")
     console.print(f"warmstart plan {examples.source} {examples.target} --rules {examples.rules}")
-    console.print(f"warmstart transfer {examples.source} {examples.target} {root / 'again'} --rules {examples.rules}")
-    return 0 if latest else 1
+    console.print(f"warmstart transfer {examples.source} {examples.target} {root / 'again'} --rules {examples.rules} "
+                  "--verify")
+    console.print(f"warmstart verify {examples.source} {examples.target} {root / 'warm-started'} --rules {examples.rules}")
+    return 0 if latest and summary["verify"]["verdict"] == "passed" else 1
 
 
 def _run_flow(examples, output: Path) -> dict:
     from warmstart.flows.warm_start import warm_start
 
     return warm_start(source=examples.source, target=examples.target, output=str(output), rules_url=examples.rules,
-                      overwrite=True)
+                      overwrite=True, verify="fail")

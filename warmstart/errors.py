@@ -20,6 +20,7 @@ __all__ = [
     "InputChangedError",
     "InputLimitError",
     "OutputBusyError",
+    "CertificateError",
 ]
 
 
@@ -32,6 +33,8 @@ EXIT_CODES: dict[int, str] = {
     3: "an input is missing, unreadable, corrupt or of an unsupported format",
     4: "a storage or output error (output not empty or not writable, an output that reaches an input, an output "
        "another run is writing, an input that changed after it was planned, a Prefect API that does not answer)",
+    5: "the parity certificate failed: the output does not compute what the source computed where the plan says "
+       "it should (nothing published)",
 }
 
 
@@ -120,3 +123,18 @@ class InputChangedError(StorageError):
 
 class OutputBusyError(StorageError):
     """Another run, alive, is writing the output (the message names it: host, process, start)."""
+
+
+class CertificateError(WarmStartError, ValueError):
+    """The parity certificate failed: a checked layer or declared output of the output computes something else than
+    the source's (or nothing could be checked); nothing was published. ``certificate`` holds the
+    :class:`warmstart.verification.Certificate`."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, certificate=None):
+        super().__init__(message)
+        self.certificate = certificate
+
+    def __reduce__(self):  # keeps the certificate when the error crosses processes (a Prefect result, Dask)
+        return (type(self), (str(self), self.certificate))

@@ -8,13 +8,16 @@ vocabulary grew, and whose classification head is new.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
 
-__all__ = ["ExampleSet", "write_bert_like_source", "write_renamed_template", "write_example_set", "EXAMPLE_RULES"]
+__all__ = ["ExampleSet", "write_bert_like_source", "write_renamed_template", "write_example_set", "EXAMPLE_RULES",
+           "EXAMPLE_VERIFY"]
 
 EXAMPLE_RULES = {
     "rename": [
@@ -24,6 +27,12 @@ EXAMPLE_RULES = {
     "on_shape_mismatch": "skip",
     "min_coverage": 0.3,
 }
+
+
+# The demo's certificate: both graphs compute their pooled output from the same hidden states (a TF1 tensor of the
+# source's graph against the target's); the encoder is copied, so they must agree.
+EXAMPLE_VERIFY = {"pairs": [{"source": "pooled:0", "target": "pooled:0"}]}
+SEQUENCE = 8  # the length of the example graphs' hidden_states
 
 
 def _encoder_shapes(prefix: str, hidden: int, layers: int) -> dict[str, tuple[int, ...]]:
@@ -53,8 +62,10 @@ def _embedding_shapes(prefix: str, vocab: int, hidden: int, max_positions: int) 
     }
 
 
-def save_tf1_checkpoint(values: dict[str, np.ndarray], prefix: str, global_step: int | None = None) -> str:
-    """Write ``values`` as a TF1 name-based checkpoint with ``tf.compat.v1.train.Saver`` in a fresh graph.
+def save_tf1_checkpoint(values: dict[str, np.ndarray], prefix: str, global_step: int | None = None,
+                        forward: Callable[[dict[str, Any]], None] | None = None) -> str:
+    """Write ``values`` as a TF1 name-based checkpoint with ``tf.compat.v1.train.Saver`` in a fresh graph
+    (``forward``: builds the model's computation in it from its variables, by name).
 
     Returns the checkpoint prefix TF wrote (with ``-<global_step>`` when given); also writes the
     MetaGraph (``<prefix>.meta``) and the ``checkpoint`` state file.
@@ -64,12 +75,41 @@ def save_tf1_checkpoint(values: dict[str, np.ndarray], prefix: str, global_step:
 
     graph = tf.Graph()
     with graph.as_default():
-        for name, value in values.items():
-            tf.compat.v1.get_variable(name, initializer=tf.constant(value), use_resource=True)
+        variables = {name: tf.compat.v1.get_variable(name, initializer=tf.constant(value), use_resource=True)
+                     for name, value in values.items()}
+        if forward is not None:
+            forward(variables)
         saver = tf.compat.v1.train.Saver()
         with tf.compat.v1.Session(graph=graph) as session:
             session.run(tf.compat.v1.global_variables_initializer())
             return saver.save(session, prefix, global_step=global_step)
+
+
+def _bert_forward(prefix: str, hidden: int, layers: int) -> Callable[[dict[str, Any]], None]:
+    """A BERT encoder's computation over ``prefix``'s variables: ``hidden_states`` [batch, SEQUENCE, hidden] (a
+    placeholder) through the encoder layers to ``pooled`` (the pooler's tanh of the first position)."""
+
+    def build(v: dict[str, Any]) -> None:
+        import tensorflow as tf
+
+        def dense(x, name):
+            return tf.tensordot(x, v[f"{name}/kernel"], 1) + v[f"{name}/bias"]
+
+        def norm(x, name):
+            mean, variance = tf.nn.moments(x, [-1], keepdims=True)
+            return (x - mean) * tf.math.rsqrt(variance + 1e-12) * v[f"{name}/gamma"] + v[f"{name}/beta"]
+
+        h = tf.compat.v1.placeholder(tf.float32, [None, SEQUENCE, hidden], name="hidden_states")
+        for i in range(layers):
+            layer = f"{prefix}/encoder/layer_{i}"
+            q, k, w = (dense(h, f"{layer}/attention/self/{part}") for part in ("query", "key", "value"))
+            attention = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) / hidden ** 0.5)
+            h = norm(h + dense(tf.matmul(attention, w), f"{layer}/attention/output/dense"),
+                     f"{layer}/attention/output/LayerNorm")
+            h = h + dense(tf.nn.gelu(dense(h, f"{layer}/intermediate/dense")), f"{layer}/output/dense")
+        tf.tanh(dense(h[:, 0], f"{prefix}/pooler/dense"), name="pooled")
+
+    return build
 
 
 def _random(shapes: dict[str, tuple[int, ...]], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -88,7 +128,8 @@ def write_bert_like_source(directory: str | Path, vocab: int = 1000, hidden: int
         values[f"{name}/adam_v"] = np.full_like(values[name], 1e-4)
     values["global_step"] = np.int64(global_step)
     Path(directory).mkdir(parents=True, exist_ok=True)
-    return save_tf1_checkpoint(values, str(Path(directory) / "model.ckpt"), global_step=global_step)
+    return save_tf1_checkpoint(values, str(Path(directory) / "model.ckpt"), global_step=global_step,
+                               forward=_bert_forward("bert", hidden, layers))
 
 
 def write_renamed_template(directory: str | Path, vocab: int = 1200, hidden: int = 32, layers: int = 2,
@@ -101,7 +142,8 @@ def write_renamed_template(directory: str | Path, vocab: int = 1200, hidden: int
     values = _random(shapes, rng)
     values["global_step"] = np.int64(0)
     Path(directory).mkdir(parents=True, exist_ok=True)
-    return save_tf1_checkpoint(values, str(Path(directory) / "model.ckpt"), global_step=0)
+    return save_tf1_checkpoint(values, str(Path(directory) / "model.ckpt"), global_step=0,
+                               forward=_bert_forward("model", hidden, layers))
 
 
 @dataclass(frozen=True)
@@ -117,7 +159,7 @@ def write_example_set(root: str | Path, hidden: int = 32, layers: int = 2) -> Ex
     write_bert_like_source(root / "pretrained", hidden=hidden, layers=layers)
     write_renamed_template(root / "new-model-init", hidden=hidden, layers=layers)
     rules = root / "rules.yaml"
-    rules.write_text(yaml.safe_dump(EXAMPLE_RULES, sort_keys=False))
+    rules.write_text(yaml.safe_dump({**EXAMPLE_RULES, "verify": EXAMPLE_VERIFY}, sort_keys=False))
     return ExampleSet(str(root / "pretrained"), str(root / "new-model-init"), str(rules))
 
 

@@ -128,11 +128,14 @@ def pin_target(target: Any, table: VariableTable, template: SourceReader | None,
 
 
 def pin_rules_files(rules: Rules, storage_options: dict[str, Any] | None = None) -> tuple[PinnedInput, ...]:
-    """The files the rules name and planning read: vocabularies and a source's structure (a ``.keras``)."""
+    """The files the rules name: vocabularies and a source's structure (a ``.keras``), which planning reads, and what
+    the certificate reads (``verify:``'s models, graphs, probes and vocabularies)."""
     named = [("vocabulary", path) for t in rules.transforms if t.vocab is not None
              for path in (t.vocab.old, t.vocab.new)]
     if rules.source_structure and not rules.source_structure.startswith("py:"):
         named.append(("structure", rules.source_structure))
+    if rules.verify is not None:
+        named += [(role if role == "vocabulary" else "verification", path) for role, path in rules.verify.files()]
     pins = []
     for role, given in dict.fromkeys(named):  # each file once, in order
         loc = resolve(given, storage_options)

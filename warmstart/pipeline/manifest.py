@@ -38,6 +38,8 @@ def manifest(plan: Plan, target: Any, strategy: str, result: dict[str, Any]) -> 
         # "key"}): their checksums could not be verified
         "unchecked": list(result.get("unchecked", [])),
         "stats": {k: result[k] for k in ("bytes_read", "bytes_written", "seconds")},
+        # the parity certificate of the output (transfer --verify), None when none was made
+        "verify": result.get("verify"),
         "plan": plan.to_json(),
     }
 

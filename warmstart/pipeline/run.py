@@ -15,13 +15,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PlanError
+from ..errors import PlanError, UsageError
 from ..formats import KerasWeightsReader
 from ..formats.bundle import BundleReader
 from ..planning import PinnedInput, Plan, Report, Rules
 from ..formats import CHECKPOINT_NAME, KERAS_WEIGHTS, OUTPUT_LAYOUT
 from ..storage import OutputDir, publish_directory, resolve, written_aside
-from .inputs import Opened, check_output_for, input_places, verify
+from ..verification import verify_mode
+from .certify import certificate_of, check_verdict
+from .inputs import Opened, check_output_for, input_places
+from .inputs import verify as verify_inputs
 from .manifest import manifest, reader_rows, tensor_checksums
 from .planner import open_transfer
 from .strategy import Strategy, choose_strategy, requested_strategy, source_kind
@@ -47,6 +50,7 @@ def transfer(
     dask: Any = None,
     sources: Mapping[str, Any] | None = None,
     copies: Mapping[str, PinnedInput] | None = None,
+    verify: bool | str | None = None,
 ) -> Report:
     """Copy the planned variables of ``source`` into a checkpoint for ``target`` at ``output``.
 
@@ -65,7 +69,15 @@ def transfer(
     ``sources``: more sources by name (URLs or opened readers), added to (or replacing) the rules'
     ``sources:``; the rules' ``fill_from:`` says which target variables each one fills. ``copies``: the sources
     (by name) given as local copies of what ``plan`` pinned (a cache), with the pinned input each copies.
+
+    ``verify``: ``True`` (or ``"fail"``) certifies the staged output before it is published (the parity certificate:
+    :mod:`warmstart.verification`) and raises :class:`CertificateError`, publishing nothing, when it fails;
+    ``"warn"`` publishes it all the same. The certificate is ``Report.certificate`` and the manifest's ``verify``.
     """
+    mode = verify_mode(verify)
+    if mode != "off" and (shards is not None or dask is not None):
+        raise UsageError("verify certifies a transfer in one process: it cannot certify a sharded transfer (shards, "
+                         "dask); transfer unsharded, or run warmstart verify on the published output")
     if shards is not None or dask is not None:
         from .sharded import prepare_sharded, run_sharded
 
@@ -84,8 +96,12 @@ def transfer(
     out = OutputDir(out_loc.url, OUTPUT_LAYOUT, storage_options, overwrite=overwrite)
     try:
         result = _run(chosen, opened, target, out, storage_options, chunk_bytes, progress)
+        certificate = None if mode == "off" else certificate_of(opened, target, out.loc, storage_options)
+        if certificate is not None:
+            result["verify"] = certificate.to_json()
+            check_verdict(certificate, mode)  # a failed certificate publishes nothing
         result["seconds"] = round(time.perf_counter() - started, 3)
-        verify([p for p in plan.pinned() if p.name not in (copies or {})], storage_options)  # none changed meanwhile
+        verify_inputs([p for p in plan.pinned() if p.name not in (copies or {})], storage_options)  # none changed
         manifest_url = out.commit(manifest(plan, target, chosen, result),
                                   state_file=plan.target.kind != "keras-weights")
     except BaseException:
@@ -94,7 +110,7 @@ def transfer(
     return Report(plan=plan, strategy=chosen, output=out.url, checkpoint=out.prefix.url, manifest=manifest_url,
                   keras_weights=result.get("keras_weights"), bytes_read=result["bytes_read"],
                   bytes_written=result["bytes_written"], seconds=time.perf_counter() - started,
-                  unchecked=tuple(result.get("unchecked", ())))
+                  unchecked=tuple(result.get("unchecked", ())), certificate=certificate)
 
 
 def _run(chosen: str, opened: Opened, target: Any, out: OutputDir, storage_options, chunk_bytes,

@@ -1,7 +1,7 @@
 """The inputs a plan was made from, each pinned by version: what a transfer of that plan may read.
 
 A plan names every source (``main`` and the named ones), its target, and the files its rules came
-from (the rules file, vocabularies, a source's structure), each with the exact object read (a
+from (the rules file, vocabularies, a source's structure, the models, graphs and probes its certificate reads), each with the exact object read (a
 directory's checkpoint resolved to its prefix) and the version of every file (see
 :func:`warmstart.storage.object_version`). A transfer of the plan reads those objects and refuses to
 run, or to publish, when one of them changed; the output may lie in none of them.
@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 __all__ = ["InputRole", "PinnedFile", "PinnedInput", "READ_BY_TRANSFER"]
 
-InputRole = Literal["source", "target", "rules", "vocabulary", "structure"]
+InputRole = Literal["source", "target", "rules", "vocabulary", "structure", "verification"]
 #: The roles whose files a transfer reads again (sources' tensors, the target's template or model); the others
 #: were read once, when planning, and what they said is in the plan.
 READ_BY_TRANSFER: frozenset[str] = frozenset({"source", "target"})

@@ -29,6 +29,8 @@ class Report:
     # initial values); a CRC32C covers a whole tensor, theirs were not verified. {"checkpoint": "source",
     # "source": its name, "key"} or {"checkpoint": "template", "key"}
     unchecked: tuple[dict[str, str], ...] = ()
+    # the parity certificate of the output (a warmstart.verification.Certificate) when the transfer verified it
+    certificate: Any = None
 
     @property
     def ok(self) -> bool:
@@ -46,6 +48,7 @@ class Report:
             "bytes_written": self.bytes_written,
             "seconds": round(self.seconds, 3),
             "unchecked": list(self.unchecked),
+            "verify": None if self.certificate is None else self.certificate.to_json(),
         })
         return doc
 

@@ -20,6 +20,7 @@ from ..storage import RULES_BYTES, RULES_ENTRIES, check_nesting, read_bytes, res
 from ..tables import refuse_code_in_rules
 from .blocks import BlockOp, Concat
 from .initializers import Initializer
+from .parity import VerifyRules
 from .patterns import compile_pattern, compile_template
 
 __all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "MAIN_SOURCE", "load_rules"]
@@ -166,6 +167,9 @@ class Rules(BaseModel):
     fill_from: list[tuple[str, str | list[str]]] = Field(
         default_factory=list, description="Ordered [target regex, source name] pairs (first match "
         "wins; unmatched: 'main'); a list of names is a fallback order: the first source that has the variable.")
+    verify: VerifyRules | None = Field(
+        None, description="What the parity certificate (transfer --verify, warmstart verify) compares besides the "
+        "layers copied whole: declared output pairs, vocabulary lookups, the models it builds, the probes.")
 
     @model_validator(mode="before")
     @classmethod
@@ -213,6 +217,10 @@ class Rules(BaseModel):
                     raise ValueError(f"rename template {template!r} for {pattern!r}: {exc}") from None
         return pairs
 
+    def code_fields(self) -> list[tuple[str, str | None]]:
+        """(field, value) of every field that may name a ``py:`` builder (data: it runs only if code is allowed)."""
+        return [("source_structure", self.source_structure), *(self.verify.code() if self.verify else [])]
+
     def user_excludes(self) -> list[str]:
         """Exclude patterns the user wrote (the defaults may match nothing without complaint)."""
         return [p for p in self.exclude if p not in DEFAULT_EXCLUDE]
@@ -247,7 +255,7 @@ def load_rules(rules: Rules | dict[str, Any] | str | Path | None, storage_option
     if rules is None:
         return Rules()
     if isinstance(rules, Rules):
-        refuse_code_in_rules(rules.source_structure, "rules")
+        _refuse_code(rules, "rules")
         return rules
     origin = "rules"
     if isinstance(rules, (str, Path)):
@@ -262,8 +270,13 @@ def load_rules(rules: Rules | dict[str, Any] | str | Path | None, storage_option
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
         )
         raise UsageError(f"{origin}: invalid rules ({exc.error_count()} problem(s)): {problems}") from None
-    refuse_code_in_rules(model.source_structure, origin)
+    _refuse_code(model, origin)
     return model
+
+
+def _refuse_code(rules: Rules, origin: str) -> None:
+    for field_name, value in rules.code_fields():
+        refuse_code_in_rules(value, origin, field_name)
 
 
 def _parse_rules_file(origin: str, storage_options: dict[str, Any] | None) -> Any:
@@ -292,8 +305,12 @@ def _check_size(doc: dict[str, Any]) -> None:
     except InputLimitError as exc:
         raise ValueError(str(exc)) from None
     entries = sum(len(doc[key]) for key in _COUNTED if isinstance(doc.get(key), (list, dict)))
+    verify = doc.get("verify")
+    if isinstance(verify, dict):
+        entries += sum(len(value) for value in verify.values() if isinstance(value, list))
     if entries > RULES_ENTRIES.value:
-        raise ValueError(f"{entries:,} entries (include, exclude, rename, transforms, fill_from, sources), over the "
+        raise ValueError(f"{entries:,} entries (include, exclude, rename, transforms, fill_from, sources, verify's "
+                         "lists), over the "
                          f"limit of {RULES_ENTRIES.words('entries')}: raise it if these rules are right")
 
 

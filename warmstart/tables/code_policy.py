@@ -56,6 +56,7 @@ def refuse_code(value: object, where: str) -> None:
             f"unless allowed (--allow-code, allow_code=True, or {ALLOW_CODE_ENV}=1 where the flow runs)")
 
 
-def refuse_code_in_rules(structure: object, origin: str) -> None:
-    """The rules' fields that can name a builder (``source_structure``) checked by :func:`refuse_code`."""
-    refuse_code(structure, f"{origin}: source_structure")
+def refuse_code_in_rules(structure: object, origin: str, field: str = "source_structure") -> None:
+    """A field of the rules that can name a builder (``source_structure``, ``verify.source_model``...) checked by
+    :func:`refuse_code`."""
+    refuse_code(structure, f"{origin}: {field}")

@@ -5,6 +5,7 @@ no weights loaded; ``load_keras_model`` loads one whole (for the strategies that
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import tempfile
@@ -19,7 +20,8 @@ from ..formats.keras import check_members
 from .table import VariableTable
 from .tf_objects import table_from_trackable
 
-__all__ = ["local_file", "load_keras_model", "table_from_keras_file", "built_without_weights"]
+__all__ = ["local_file", "load_keras_model", "table_from_keras_file", "built_without_weights", "built_from_config",
+           "keras_file_model"]
 
 _CONFIG = "config.json"
 
@@ -83,8 +85,8 @@ def built_without_weights(config: dict[str, Any], url: str) -> Any | None:
     deferred = _deferred_variables()
     before = len(deferred) if deferred is not None else 0
     try:
-        with keras.StatelessScope(initialize_variables=False):
-            return keras.saving.deserialize_keras_object(config, safe_mode=True)
+        with keras.StatelessScope(initialize_variables=False):  # (Keras changes the configuration it is given)
+            return keras.saving.deserialize_keras_object(copy.deepcopy(config), safe_mode=True)
     except ValueError as exc:
         if "stateless scope" in str(exc):
             return None
@@ -94,6 +96,24 @@ def built_without_weights(config: dict[str, Any], url: str) -> Any | None:
     finally:
         if deferred is not None:  # else a later StatelessScope would initialize (allocate) them all
             del deferred[before:]
+
+
+def built_from_config(config: dict[str, Any], url: str) -> Any:
+    """The model of ``config`` built by Keras with ``safe_mode`` (its variables initialized as its layers say; no
+    weight loaded); raises :class:`TargetError` with Keras' reason."""
+    import keras
+
+    try:  # (Keras changes the configuration it is given: a reader's is used again)
+        return keras.saving.deserialize_keras_object(copy.deepcopy(config), safe_mode=True)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise TargetError(f"cannot build the Keras model of {url}: {exc}") from None
+
+
+def keras_file_model(url: str, storage_options: dict[str, Any] | None = None) -> Any:
+    """The model of the ``.keras`` file at ``url`` built from its ``config.json`` (read within its limits), its
+    weights not read: what ``load_model`` builds before it loads them."""
+    loc = storage.resolve(url, storage_options)
+    return built_from_config(_archive_config(loc), loc.url)
 
 
 def _deferred_variables() -> list[Any] | None:

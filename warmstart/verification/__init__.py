@@ -1,0 +1,17 @@
+"""Verification: the parity certificate of a transfer's output.
+
+Ranked between the strategies and the pipeline: it reads the plan, the sources (by the strategies' readers) and
+the output, builds the models with TensorFlow and Keras (imported lazily, inside the functions), and compares what
+the target computes with what the source computed. By idea: ``certificate`` (the record), ``probes`` (seeded
+inputs from input specs), ``compare`` (differences and tolerances), ``calls`` (calling one Keras layer),
+``units`` (which layers are compared), ``keras_models`` (the two models, loaded the documented way), ``graphs``
+(a TF1 graph from its MetaGraph), ``pairs`` (declared output pairs), ``rows`` (remapped rows), ``output`` (the
+output's files), ``run`` (:func:`certify`: target side first, then the source side).
+"""
+
+from .certificate import VERIFY_MODES, Certificate, Check, NotChecked, Verdict, VerifyMode, verify_mode
+from .output import OutputFiles, output_files
+from .run import certify
+
+__all__ = ["Certificate", "Check", "NotChecked", "Verdict", "VerifyMode", "VERIFY_MODES", "verify_mode", "certify",
+           "OutputFiles", "output_files"]
