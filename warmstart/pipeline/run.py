@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PlanError
-from ..formats import KerasWeightsReader
 from ..formats.bundle import BundleReader
 from ..planning import PinnedInput, Plan, Report, Rules
 from ..formats import CHECKPOINT_NAME, KERAS_WEIGHTS, OUTPUT_LAYOUT
@@ -27,6 +26,7 @@ from .planner import open_transfer
 from .strategy import Strategy, choose_strategy, requested_strategy, source_kind
 
 if TYPE_CHECKING:
+    from ..formats import KerasWeightsReader
     from ..strategies import TFResult
 
 __all__ = ["transfer", "publish_output"]

@@ -8,19 +8,20 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..formats.dtypes import is_value_preserving_cast
 from ..tables import Variable, VariableTable, named_by_structure
 from .blocks import Blocks, disjoint
 from .lookup import Found, SourceIndex, closest_source, look_alike, same_structure
 from .patterns import PatternSet, compile_pattern, compile_template
-from .plan import TRANSFERRED, Plan, PlanEntry
-from .rules import MAIN_SOURCE, Rules, Transform
+from .plan import MAIN_SOURCE, TRANSFERRED, Plan, PlanEntry
+from .rules import Rules, Transform
 from .sources import SourceChooser
 from .transforms import Remap, TransformMatcher, plan_block_transform, plan_remap
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["make_plan", "source_table_for"]
 
@@ -288,6 +289,8 @@ def _castable(e: PlanEntry, rules: Rules) -> bool:
 
 
 def _copied_elements(remap: Remap | Blocks, shape) -> int:
+    import numpy as np
+
     n = 1
     if isinstance(remap, Blocks):  # every element from the sources
         return int(np.prod(remap.shape, dtype=np.int64))

@@ -21,11 +21,10 @@ from ..tables import refuse_code_in_rules
 from .blocks import BlockOp, Concat
 from .initializers import Initializer
 from .patterns import compile_pattern, compile_template
+from .plan import MAIN_SOURCE
 
-__all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "MAIN_SOURCE", "load_rules"]
+__all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "load_rules"]
 
-#: The name of the source given as SOURCE (the ``source`` argument): the default of every target variable.
-MAIN_SOURCE = "main"
 _SOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 # The lists whose length planning's cost grows with (each entry a pattern, a rule or a source).
 _COUNTED = ("include", "exclude", "rename", "transforms", "fill_from", "sources")

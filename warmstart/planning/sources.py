@@ -13,7 +13,8 @@ from typing import Any
 
 from ..errors import UsageError
 from .patterns import compile_pattern
-from .rules import _SOURCE_NAME, MAIN_SOURCE, Rules
+from .plan import MAIN_SOURCE
+from .rules import _SOURCE_NAME, Rules
 
 __all__ = ["SourceChooser", "declared_sources"]
 
