@@ -15,7 +15,7 @@ from ..storage import VOCAB_BYTES, read_bytes, resolve
 from ..tables import Variable, VariableTable
 from .blocks import Blocks, BlockSource, plan_blocks
 from .initializers import Initializer
-from .lookup import look_alike
+from .lookup import pattern_hint
 from .patterns import compile_pattern
 from .rules import Rules, Transform
 
@@ -78,9 +78,7 @@ class TransformMatcher:
         errors = []
         for i, (t, _) in enumerate(self.transforms):
             if i not in self.used:
-                alike = look_alike(t.target, target)
-                errors.append(f"transforms[{i}] {t.target!r} matches no target variable"
-                              + (f"; the target has names that look alike: {', '.join(alike)}" if alike else ""))
+                errors.append(f"transforms[{i}] {t.target!r} matches no target variable{pattern_hint(t.target, target)}")
         return errors
 
 
