@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from ._quiet import QuietTensorFlowImport
 from .errors import EXIT_CODES, PlanError, StorageError, UsageError, WarmStartError
 from .planning import STRATEGIES
 
@@ -93,8 +93,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
         render_plan(result)
     if not result.ok:
-        if not args.json:
-            print(f"warmstart: {result.failure_message()}", file=sys.stderr)
+        if not args.json:  # the table above lists every problem: no pointer to where they are
+            print(f"warmstart: {result.failure_message(where=None)}", file=sys.stderr)
         return PlanError.exit_code
     return EXIT_OK
 
@@ -225,16 +225,17 @@ def _transfer_with_flow(args: argparse.Namespace) -> dict:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from .cache import CheckpointCache
+    from .planning.report import human_bytes
 
     cache = CheckpointCache(args.dir)
     if args.action == "prune":
         removed = cache.prune(_size(args.max_size) if args.max_size else cache.max_bytes,
                               86400 * args.max_age_days if args.max_age_days is not None else cache.max_age_seconds,
                               spare_seconds=0 if args.all else 600)
-        print(f"removed {len(removed)} entries ({sum(e.bytes for e in removed):,} bytes)", file=sys.stderr)
+        print(f"removed {len(removed)} entries ({human_bytes(sum(e.bytes for e in removed))})", file=sys.stderr)
     entries = cache.entries()
-    print(f"{cache.root}: {len(entries)} entries, {sum(e.bytes for e in entries):,} bytes "
-          f"(bounds: {cache.max_bytes:,} bytes, {cache.max_age_seconds / 86400:g} days unused)")
+    print(f"{cache.root}: {len(entries)} entries, {human_bytes(sum(e.bytes for e in entries))} "
+          f"(bounds: {human_bytes(cache.max_bytes)}, {cache.max_age_seconds / 86400:g} days unused)")
     return EXIT_OK
 
 
@@ -360,40 +361,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _QuietTensorFlowImport:
-    """A ``sys.meta_path`` finder that imports TensorFlow with the process's stderr (fd 2) sent to
-    /dev/null: TF 2.21 prints its start-up lines (absl, oneDNN) from C++ whatever TF_CPP_MIN_LOG_LEVEL
-    says. Python exceptions of the import are raised as usual; later messages are not touched."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "tensorflow":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.loader is not None:
-            loader, real = spec.loader, spec.loader.exec_module
-
-            def exec_module(module: Any) -> None:
-                with _stderr_discarded():
-                    real(module)
-
-            loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec
-
-
-@contextlib.contextmanager
-def _stderr_discarded() -> Iterator[None]:
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _quiet(verbose: bool) -> None:
     """No TensorFlow start-up lines, no Prefect console chatter or telemetry, unless ``-v``; set before
     either is imported (the user's own settings win)."""
@@ -403,8 +370,8 @@ def _quiet(verbose: bool) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _QuietTensorFlowImport())
+    if "tensorflow" not in sys.modules and not any(isinstance(f, QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, QuietTensorFlowImport())  # also the imports of user code and Prefect tasks
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -420,8 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return func(args)
     except PlanError as exc:
         if getattr(args, "json", False) and exc.plan is not None:
-            _print_json(exc.plan.to_json())
-        print(f"warmstart: {exc}", file=sys.stderr)
+            _print_json(exc.plan.to_json())  # every problem is in it ("errors"): no pointer to where they are
+            print(f"warmstart: {exc.plan.failure_message(where=None)}", file=sys.stderr)
+        else:
+            print(f"warmstart: {exc}", file=sys.stderr)
         return exc.exit_code
     except WarmStartError as exc:
         if getattr(args, "json", False):

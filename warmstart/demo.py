@@ -13,9 +13,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ._quiet import quiet_import
 from . import plan
 from .examples import write_example_set
+from .planning.plan import TRANSFERRED
 from .planning.render import render_plan
+from .planning.report import human_bytes
 from .tables import read_table
 
 __all__ = ["run_demo"]
@@ -41,11 +44,11 @@ def run_demo(directory: str | Path) -> int:
 
     console.rule("4. the warm-start flow (Prefect)")
     summary = _run_flow(examples, root / "warm-started")
-    console.print(summary)
+    console.print(summary_words(summary), highlight=False)
 
     console.rule("5. TensorFlow loads the result")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     latest = tf.train.latest_checkpoint(str(root / "warm-started"))
     console.print(f"tf.train.latest_checkpoint -> {latest}")
@@ -54,6 +57,18 @@ def run_demo(directory: str | Path) -> int:
     console.print(f"warmstart plan {examples.source} {examples.target} --rules {examples.rules}")
     console.print(f"warmstart transfer {examples.source} {examples.target} {root / 'again'} --rules {examples.rules}")
     return 0 if latest else 1
+
+
+def summary_words(summary: dict) -> str:
+    """The flow's summary, in a few lines a person reads (the whole of it is the run's result and artifacts)."""
+    counts = summary["counts"]
+    copied = sum(counts.get(action, 0) for action in TRANSFERRED)
+    kept = counts.get("init", 0) + counts.get("skip", 0)
+    return (f"{summary['status']}: published {summary['output']}\n"
+            f"  {copied} variables copied, {kept} kept their initial value (coverage {summary['coverage']:.1%}); "
+            f"{human_bytes(summary['bytes_written'])} written in {summary['seconds']:.2f} s (strategy "
+            f"{summary['strategy']})\n"
+            f"  plan digest {summary['digest'][:16]}; manifest {summary['manifest']}")
 
 
 def _run_flow(examples, output: Path) -> dict:

@@ -217,12 +217,13 @@ class Plan:
                if len(self.sources) > 1 else "")
         )
 
-    def failure_message(self, where: str = "--json or Plan.problems() lists all") -> str:
-        """One message: how many problems, the first one, and ``where`` the full list is (and the hint)."""
+    def failure_message(self, where: str | None = "--json or Plan.problems() lists all") -> str:
+        """One message: how many problems, the first one, and ``where`` the full list is (None: the reader has it
+        already, a table or a JSON document listing them all), and the hint."""
         problems = self.problems()
         if not problems:
             return ""
-        more = f" (and {len(problems) - 1} more; {where})" if len(problems) > 1 else ""
+        more = f" (and {len(problems) - 1} more{f'; {where}' if where else ''})" if len(problems) > 1 else ""
         hint = f". Note: {self.hint}" if self.hint else ""
         return f"the plan does not satisfy the rules: {len(problems)} problem(s). First: {problems[0]}{more}{hint}"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from .plan import MAIN_SOURCE, TRANSFERRED, Plan
 
-__all__ = ["Report", "unchecked_words", "positional_words"]
+__all__ = ["Report", "unchecked_words", "positional_words", "human_bytes"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,16 @@ def _place(record: dict[str, str]) -> str:
     return record["checkpoint"]
 
 
+def human_bytes(n: int | None) -> str:
+    """``n`` bytes in binary units, one decimal (``1.5 MiB``, ``512 B``); ``-`` for unknown."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 def positional_words(doc: dict[str, Any], shown: int = 3) -> str | None:
     """One line on the matches of a plan document (``Plan.to_json()``, a transfer's ``--json``) that rest on
     position, with the first few; None when every match rests on names or rules."""
