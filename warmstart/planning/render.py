@@ -25,6 +25,16 @@ __all__ = ["render_table", "render_plan", "human_bytes"]
 _ACTION_STYLE = {"copy": "green", "cast": "cyan", "remap": "blue", "init": "yellow", "skip": "magenta", "error": "bold red"}
 
 
+def _shape(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _console() -> Console:
+    console = Console()
+    # Piped output (CI logs, `| less`) is not limited to rich's default of 80 columns.
+    return console if console.is_terminal else Console(width=200)
+
+
 # A piece of text that may end a line: up to and including a '/' or a run of spaces.
 _PIECE = re.compile(r"[^/ ]*(?:/| +|$)")
 
@@ -50,16 +60,6 @@ class _Wrapped:
             line += piece
         lines.append(line.rstrip(" "))
         yield Text("\n".join(lines), style=self.style, overflow="fold")
-
-
-def _shape(shape) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
-
-
-def _console() -> Console:
-    console = Console()
-    # Piped output (CI logs, `| less`) is not limited to rich's default of 80 columns.
-    return console if console.is_terminal else Console(width=200)
 
 
 def render_table(table: VariableTable, console: Console | None = None) -> None:
