@@ -1,7 +1,8 @@
 """The engine's layout, as ARCHITECTURE.md states it: wings that import only downwards.
 
 storage <- formats <- tables <- planning <- strategies <- verification <- pipeline <- the top (cache, CLI, demo);
-``errors`` and ``_version`` sit below everything. Inside the pipeline, modules by idea import downwards too:
+``errors``, ``_version``, ``_lazy`` (a package's names imported when first used) and ``_quiet`` (TensorFlow imported
+without its start-up lines) sit below everything. Inside the pipeline, modules by idea import downwards too:
 strategy, inputs, manifest <- planner <- sharded, certify <- run. Every import counts, including the ones inside
 functions (the engine imports TensorFlow and Prefect lazily, so most cross-module imports are there).
 """
@@ -16,9 +17,9 @@ from pathlib import Path
 import pytest
 
 ENGINE = Path(__file__).resolve().parent.parent / "warmstart"
-RANK = {"errors": 0, "_version": 0, "storage": 1, "formats": 2, "tables": 3, "planning": 4, "strategies": 5,
+RANK = {"errors": 0, "_version": 0, "_lazy": 0, "_quiet": 0, "storage": 1, "formats": 2, "tables": 3, "planning": 4, "strategies": 5,
         "verification": 6, "pipeline": 7}
-TOP = 8  # cache, cli (and cli_verify), demo, examples and the package itself
+TOP = 8  # cache, cli (and cli_flow, cli_verify), demo, examples and the package itself
 WINGS = ("storage", "formats", "tables", "planning", "strategies", "verification", "pipeline")
 PIPELINE_RANK = {"strategy": 0, "inputs": 0, "manifest": 0, "planner": 1, "sharded": 2, "certify": 2, "run": 3}
 
@@ -59,7 +60,7 @@ def _engine_modules() -> list[Path]:
 
 def test_the_engine_has_its_wings_and_no_loose_modules_beyond_the_top():
     loose = sorted(p.name for p in ENGINE.glob("*.py"))
-    assert loose == ["__init__.py", "_version.py", "cache.py", "cli.py", "cli_verify.py", "demo.py", "errors.py",
+    assert loose == ["__init__.py", "_lazy.py", "_quiet.py", "_version.py", "cache.py", "cli.py", "cli_flow.py", "cli_verify.py", "demo.py", "errors.py",
                      "examples.py"], loose
     for wing in WINGS:
         assert (ENGINE / wing / "__init__.py").is_file(), wing

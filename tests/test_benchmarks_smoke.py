@@ -65,3 +65,20 @@ def test_keras_benchmark_runs_and_its_outputs_equal_keras_own(tmp_path):
     for method in ("| keras |", "| ws-assign |", "| ws-stream |", "| ws-stream-h5 |", "| ws-plan-h5 |",
                    "| ws-plan-keras |"):
         assert method in text
+
+
+def test_startup_benchmark_runs_and_judges_every_target(tmp_path):
+    out = tmp_path / "S.md"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "startup.py"), "--size-mib", "16", "--repeat", "1",
+           "--work-dir", str(tmp_path / "work"), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    for row in ("`python -c pass`", "`python -c 'import warmstart'`", "`warmstart --help`",
+                "`warmstart transfer (example set)`", "`warmstart transfer` (16.0 MiB", "`cp` (the source's data file)"):
+        assert row in text, text
+    doc = json.loads((tmp_path / "STARTUP.json").read_text())
+    assert [t["verdict"] in ("PASS", "FAIL") for t in doc["targets"]] == [True] * 4
+    assert 0 < doc["stream"]["warmstart transfer"]["in_process_s"] < doc["stream"]["warmstart transfer"]["wall_s"]
+    assert not (tmp_path / "work" / "startup" / "out-stream").exists()  # outputs removed

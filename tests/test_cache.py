@@ -4,6 +4,7 @@ removing an entry a run may be using; ``warmstart cache`` shows and prunes it.""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ import time
 import pytest
 
 from warmstart.cache import CheckpointCache
+from warmstart.planning.report import human_bytes
 from warmstart.examples import write_example_set
 
 
@@ -46,9 +48,13 @@ def test_the_cache_command_shows_and_prunes(example, tmp_path):
     run = [sys.executable, "-m", "warmstart.cli", "cache"]
     shown = subprocess.run([*run, "info", "--dir", str(tmp_path / "cache")], capture_output=True, text=True)
     assert shown.returncode == 0 and "1 entries" in shown.stdout
+    # sizes in binary units, as everywhere a person reads one (not 21,474,836,480 bytes)
+    bound = re.escape(human_bytes(cache.max_bytes))  # 20.0 GiB unless WARMSTART_CACHE_MAX_BYTES says otherwise
+    assert re.search(rf"1 entries, [0-9.]+ KiB \(bounds: {bound}, ", shown.stdout), shown.stdout
     pruned = subprocess.run([*run, "prune", "--dir", str(tmp_path / "cache"), "--max-size", "0", "--all"],
                             capture_output=True, text=True)
-    assert pruned.returncode == 0 and "removed 1 entries" in pruned.stderr and "0 entries" in pruned.stdout
+    assert pruned.returncode == 0 and re.search(r"removed 1 entries \([0-9.]+ KiB\)", pruned.stderr)
+    assert "0 entries, 0 B" in pruned.stdout
     bad = subprocess.run([*run, "prune", "--dir", str(tmp_path / "cache"), "--max-size", "lots"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "not a size" in bad.stderr

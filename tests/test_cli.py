@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,8 @@ def test_demo_command_runs_the_example(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "plan without rules: strict, so it fails" in out.stdout
     assert "status ok" in out.stdout
+    # the flow's result in a few lines, not the summary dict
+    assert re.search(r"ok: published file://\S+warm-started\n  33 variables copied, 4 kept their initial value "
+                     r"\(coverage 42\.5%\); [0-9.]+ KiB written in [0-9.]+ s \(strategy stream\)\n  plan digest [0-9a-f]{16}; "
+                     r"manifest file://\S+warmstart\.json", out.stdout), out.stdout
+    assert "{'" not in out.stdout

@@ -54,7 +54,7 @@ def test_the_flow_gives_the_same_json_document(example, tmp_path):
 
 
 def test_a_configured_prefect_profile_selects_the_flow(tmp_path, monkeypatch):
-    from warmstart.cli import _prefect_api_configured
+    from warmstart.cli_flow import prefect_api_configured as _prefect_api_configured
 
     home = tmp_path / "home"
     home.mkdir()

@@ -53,7 +53,7 @@ def test_a_transform_matching_no_target_variable_names_the_look_alikes(tmp_path)
                           rules={"transforms": [{"target": "bn/gamma", "overlap": True}]})
     assert not plan.ok
     error = next(p for p in plan.problems() if p.startswith("transforms[0]"))
-    assert "matches no target variable; the target has names that look alike: bn/vars/0" in error
+    assert "matches no target variable; closest target names: 'bn/vars/0'" in error
 
 
 def test_a_transfer_that_copies_nothing_fails_unless_the_rules_allow_it(tmp_path):

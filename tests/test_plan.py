@@ -129,8 +129,60 @@ def test_default_excludes_keep_counters_and_slots_at_initial_value_without_compl
 def test_a_user_exclude_matching_nothing_is_an_error():
     p = plan(table(("bert/encoder/b", [4], "float32")), exclude=["global_step", "bert/encodr/.*"])
     assert not p.ok
-    assert p.rule_errors == ("exclude[1] 'bert/encodr/.*' matches no target variable; the target has names that "
-                             "look alike: bert/encoder/b",)
+    assert p.rule_errors == ("exclude[1] 'bert/encodr/.*' matches no target variable; did you mean "
+                             "'bert/encoder/.*'?",)
+
+
+TARGET = table(("model/encoder/layer_0/attention/query/kernel", [4, 4], "float32"),
+               ("model/encoder/layer_0/attention/query/bias", [4], "float32"),
+               ("model/embeddings/word_embeddings", [10, 4], "float32"), ("head/dense/kernel", [4, 2], "float32"))
+
+
+@pytest.mark.parametrize("rules, error", [
+    ({"include": ["modle/encoder/.*"]}, "include[0] 'modle/encoder/.*' matches no target variable; did you mean "
+                                        "'model/encoder/.*'?"),
+    ({"exclude": ["model/encoder/layer_0/atention/.*"]},
+     "exclude[0] 'model/encoder/layer_0/atention/.*' matches no target variable; did you mean "
+     "'model/encoder/layer_0/attention/.*'?"),
+    ({"rename": [["^model/embedings/(.*)$", "bert/embeddings/\\1"]]}, "did you mean '^model/embeddings/(.*)$'?"),
+    ({"transforms": [{"target": "model/embeddings/word_embedings", "overlap": True}]},
+     "transforms[0] 'model/embeddings/word_embedings' matches no target variable; did you mean "
+     "'model/embeddings/word_embeddings'?"),
+    ({"sources": {"other": "x"}, "fill_from": [["hed/.*", "other"]]}, "did you mean 'head/.*'?"),
+    # a typo after the first regex syntax: the closest names, most alike first
+    ({"include": ["model/encoder/layer_0/(atention|x)/query/kernel"]},
+     "closest target names: 'model/encoder/layer_0/attention/query/kernel', "
+     "'model/encoder/layer_0/attention/query/bias'"),
+])
+def test_a_rules_pattern_that_matches_nothing_says_what_was_likely_meant(rules, error):
+    tables = {"other": SOURCE} if "sources" in rules else {}
+    p = make_plan(SOURCE, TARGET, Rules(on_missing="init", **rules), sources=tables)
+    assert any(error in problem for problem in p.rule_errors), p.rule_errors
+
+
+def test_a_rename_rule_shadowed_by_an_earlier_one_gets_no_spelling_hint():
+    p = plan(TARGET, on_missing="init", rename=[["model/(.*)", "bert/\\1"], ["model/encoder/(.*)", "x/\\1"]])
+    assert [e for e in p.rule_errors if e.startswith("rename[1]")] == [
+        "rename[1] 'model/encoder/(.*)' -> 'x/\\\\1' is applied to no target variable (it matches none, or only names "
+        "an earlier rule or an exclude already took)"]
+
+
+@pytest.mark.parametrize("bad, says", [
+    ({"renme": []}, "unknown key 'renme' (did you mean 'rename'?)"),
+    ({"on_mising": "init"}, "unknown key 'on_mising' (did you mean 'on_missing'?)"),
+    ({"transforms": [{"target": "a", "overlap": True, "form": "b"}]},
+     "transforms.0: unknown key 'form' (did you mean 'from'?)"),
+    ({"transforms": [{"target": "a", "ops": [{"slice": {"strat": 1}}]}]},
+     "transforms.0.ops.0.slice: unknown key 'strat' (did you mean 'start'?)"),
+    ({"transforms": [{"target": "a", "vocab": {"old": "o", "new": "n", "new_row": {"uniform": {}}}}]},
+     "transforms.0.vocab.new_row: unknown key 'uniform' (did you mean 'random_uniform'?)"),
+    ({"xyz": 1}, "unknown key 'xyz' (known keys: include, exclude, rename, on_missing,"),
+])
+def test_an_unknown_rules_key_names_the_key_it_most_looks_like(bad, says):
+    with pytest.raises(UsageError) as info:
+        load_rules(bad)
+    assert says in str(info.value)
+    assert "Extra inputs are not permitted" not in str(info.value)
 
 
 def test_shape_mismatch_is_an_error_by_default_and_skip_when_asked():

@@ -1,33 +1,40 @@
 """warmstart: copy learned variables from one TensorFlow graph or model into another, checked.
 
 Everything that holds variables becomes a :class:`VariableTable`; :func:`plan` is a pure function
-of (source table, target table, rules); strategies execute a plan. Importing this package does
-not import TensorFlow or Prefect.
+of (source table, target table, rules); strategies execute a plan. Importing this package imports
+neither TensorFlow nor Prefect, and its names are imported from their modules when first used.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._lazy import lazy_exports
 from ._version import __version__
 from .errors import (
+    CertificateError,
     CorruptCheckpointError,
     InputChangedError,
     InputError,
+    InputLimitError,
     InputNotFoundError,
+    OutputBusyError,
     PlanError,
     StorageError,
     TargetError,
     UnsupportedFormatError,
-    InputLimitError,
-    OutputBusyError,
-    CertificateError,
     UsageError,
     WarmStartError,
 )
-from .planning import DEFAULT_EXCLUDE, Plan, PlanEntry, Report, Rules, load_rules
-from .tables import Variable, VariableTable, read_table, signature_of
 
+if TYPE_CHECKING:  # imported when first used (the lazy exports below): NumPy, pydantic and fsspec cost a cold process
+    from .planning import DEFAULT_EXCLUDE, Plan, PlanEntry, Report, Rules, load_rules
+    from .tables import Variable, VariableTable, read_table, signature_of
+
+_LAZY, __getattr__, __dir__ = lazy_exports(__name__, {
+    ".planning": ("Report", "Plan", "PlanEntry", "Rules", "DEFAULT_EXCLUDE", "load_rules"),
+    ".tables": ("Variable", "VariableTable", "read_table", "signature_of"),
+})
 __all__ = [
     "read_table",
     "signature_of",

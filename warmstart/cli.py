@@ -10,17 +10,15 @@ failed (nothing published). Expected failures print one message on stderr, never
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.util
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from . import __version__
+from ._quiet import QuietTensorFlowImport
+from .cli_flow import TEMPORARY, prefect_api_configured, progress_bar, transfer_with_flow
 from .cli_verify import add_verify_command, add_verify_option, certificate_words
 from .errors import EXIT_CODES, PlanError, StorageError, UsageError, WarmStartError
 from .planning import STRATEGIES
@@ -95,18 +93,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
         render_plan(result)
     if not result.ok:
-        if not args.json:
-            print(f"warmstart: {result.failure_message()}", file=sys.stderr)
+        if not args.json:  # the table above lists every problem: no pointer to where they are
+            print(f"warmstart: {result.failure_message(where=None)}", file=sys.stderr)
         return PlanError.exit_code
     return EXIT_OK
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    use_flow = args.prefect or (not args.no_prefect and _prefect_api_configured())
+    use_flow = args.prefect or (not args.no_prefect and prefect_api_configured())
     if args.verbose:
         print(f"warmstart: running {'the Prefect warm-start flow' if use_flow else 'the engine directly'}",
               file=sys.stderr)
-    doc = _transfer_with_flow(args) if use_flow else _transfer_with_engine(args)
+    doc = transfer_with_flow(args) if use_flow else _transfer_with_engine(args)
     from .planning.report import positional_words, unchecked_words
 
     if args.json:
@@ -116,7 +114,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
               f"{sum(doc['counts'].get(a, 0) for a in ('copy', 'cast', 'remap'))} variables copied, "
               f"{doc['seconds']:.2f} s); "
               f"manifest {doc['manifest']}; plan digest {doc['digest'][:16]}"
-              + (f"; flow run {doc.get('flow_run_url') or doc['flow_run'] + _TEMPORARY}" if doc.get("flow_run") else "")
+              + (f"; flow run {doc.get('flow_run_url') or doc['flow_run'] + TEMPORARY}" if doc.get("flow_run") else "")
               + (f"; {unchecked_words(doc['unchecked'])}" if doc.get("unchecked") else ""))
     summary, unpassed = certificate_words(doc)
     if summary and not args.json:
@@ -127,161 +125,29 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _prefect_api_configured() -> bool:
-    return _prefect_api_url() is not None
-
-
-def _prefect_api_url() -> str | None:
-    """The Prefect API to report to: ``PREFECT_API_URL`` in the environment or in the active Prefect
-    profile (read from ``profiles.toml`` without importing Prefect, which takes seconds); None: none."""
-    if os.environ.get("PREFECT_API_URL"):
-        return os.environ["PREFECT_API_URL"]
-    import tomllib
-
-    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
-    try:
-        doc = tomllib.loads((home / "profiles.toml").read_text())
-    except (OSError, ValueError):
-        return None
-    active = os.environ.get("PREFECT_PROFILE") or doc.get("active", "ephemeral")
-    return doc.get("profiles", {}).get(active, {}).get("PREFECT_API_URL") or None
-
-
-def _check_prefect_api(url: str | None) -> None:
-    """Raise :class:`StorageError` (exit 4) when the configured Prefect API does not answer its health
-    check: one line with a hint, before Prefect is imported (it would end in a long traceback)."""
-    if url is None:
-        return
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=10) as response:
-            response.read(1024)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise StorageError(f"the Prefect API at {url} does not answer ({reason}): start it, point PREFECT_API_URL "
-                           "at a running server, or run the engine here with --no-prefect") from None
-
-
 def _transfer_with_engine(args: argparse.Namespace) -> dict:
     from .pipeline import transfer
 
-    with _progress_bar(enabled=not args.json and sys.stderr.isatty() and not args.shards) as progress:
+    with progress_bar(enabled=not args.json and sys.stderr.isatty() and not args.shards) as progress:
         report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,
                           overwrite=args.overwrite, shards=args.shards, dask=args.dask, progress=progress,
                           sources=_named_sources(args), verify=args.verify)
     return {**report.to_json(), "flow_run": None, "flow_run_url": None}
 
 
-@contextlib.contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int, str], None] | None]:
-    """A progress callback drawing bytes, rate and ETA on the terminal (stderr); None when not a terminal."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
-    columns = (TextColumn("copying"), BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("copy", total=None)
-        yield lambda done, total, name: bar.update(task, completed=done, total=total)
-
-
-class _ExpectedFailureFilter(logging.Filter):
-    """Drops console records of an expected warmstart failure (the flows' log filter marks them): the command
-    prints that failure as one line itself. Records still reach the Prefect API."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(exc, WarmStartError) or getattr(record, "warmstart_expected", False))
-
-
-def _quiet_expected_tracebacks() -> None:
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-                handler.addFilter(_ExpectedFailureFilter())
-
-
-def _transfer_with_flow(args: argparse.Namespace) -> dict:
-    """Run the Prefect warm-start flow (an ephemeral API unless PREFECT_API_URL is set); the engine
-    itself never imports Prefect, only this command does. The flow runs in this process: the progress bar
-    follows its transfer task, and the flow run's page is named as soon as the run starts."""
-    if args.sources:
-        raise UsageError("--source is for runs of the engine in this process (--no-prefect); to run the flow, "
-                         "declare the sources under 'sources:' in the rules file")
-    _check_prefect_api(_prefect_api_url())
-    from warmstart.flows.warm_start import warm_start
-    from warmstart.tasks.transfer import progress_listeners
-
-    from .formats import CHECKPOINT_NAME
-    from .storage import resolve
-
-    _quiet_expected_tracebacks()
-    bar = not args.json and sys.stderr.isatty() and not args.shards
-    with _progress_bar(enabled=bar) as progress, _flow_run_link(enabled=not args.json):
-        progress_listeners.extend([progress] if progress else [])
-        try:
-            summary = warm_start(source=args.source, target=args.target, output=args.output, rules_url=args.rules,
-                                 strategy=args.strategy, overwrite=args.overwrite, shards=args.shards,
-                                 dask_address=args.dask, verify=args.verify or "off")
-        finally:
-            if progress:
-                progress_listeners.remove(progress)
-    out = resolve(summary["output"])
-    return {**summary["plan"], "strategy": summary["strategy"], "output": out.url,
-            "checkpoint": out.child(CHECKPOINT_NAME).url, "manifest": summary["manifest"],
-            "keras_weights": summary.get("keras_weights"),
-            "bytes_read": summary["bytes_read"], "bytes_written": summary["bytes_written"],
-            "seconds": summary["seconds"], "unchecked": summary.get("unchecked", []),
-            "verify": summary.get("verify"), "flow_run": summary.get("flow_run"),
-            "flow_run_url": summary.get("flow_run_url")}
-
-
-_TEMPORARY = " (on Prefect's temporary server, gone with this command)"
-
-
-class _FlowRunLink(logging.Handler):
-    """Prints the flow run's page (Prefect logs "View at <url>" as the run begins) on stderr, once."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.shown = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if not self.shown and message.startswith("View at "):
-            self.shown = True
-            print(f"warmstart: flow run {message[len('View at '):]}", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _flow_run_link(enabled: bool) -> Iterator[None]:
-    logger = logging.getLogger("prefect.flow_runs")
-    handler = _FlowRunLink()
-    if enabled:
-        logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-
-
 def cmd_cache(args: argparse.Namespace) -> int:
     from .cache import CheckpointCache
+    from .planning.report import human_bytes
 
     cache = CheckpointCache(args.dir)
     if args.action == "prune":
         removed = cache.prune(_size(args.max_size) if args.max_size else cache.max_bytes,
                               86400 * args.max_age_days if args.max_age_days is not None else cache.max_age_seconds,
                               spare_seconds=0 if args.all else 600)
-        print(f"removed {len(removed)} entries ({sum(e.bytes for e in removed):,} bytes)", file=sys.stderr)
+        print(f"removed {len(removed)} entries ({human_bytes(sum(e.bytes for e in removed))})", file=sys.stderr)
     entries = cache.entries()
-    print(f"{cache.root}: {len(entries)} entries, {sum(e.bytes for e in entries):,} bytes "
-          f"(bounds: {cache.max_bytes:,} bytes, {cache.max_age_seconds / 86400:g} days unused)")
+    print(f"{cache.root}: {len(entries)} entries, {human_bytes(sum(e.bytes for e in entries))} "
+          f"(bounds: {human_bytes(cache.max_bytes)}, {cache.max_age_seconds / 86400:g} days unused)")
     return EXIT_OK
 
 
@@ -411,40 +277,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _QuietTensorFlowImport:
-    """A ``sys.meta_path`` finder that imports TensorFlow with the process's stderr (fd 2) sent to
-    /dev/null: TF 2.21 prints its start-up lines (absl, oneDNN) from C++ whatever TF_CPP_MIN_LOG_LEVEL
-    says. Python exceptions of the import are raised as usual; later messages are not touched."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "tensorflow":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.loader is not None:
-            loader, real = spec.loader, spec.loader.exec_module
-
-            def exec_module(module: Any) -> None:
-                with _stderr_discarded():
-                    real(module)
-
-            loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec
-
-
-@contextlib.contextmanager
-def _stderr_discarded() -> Iterator[None]:
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _quiet(verbose: bool) -> None:
     """No TensorFlow start-up lines, no Prefect console chatter or telemetry, unless ``-v``; set before
     either is imported (the user's own settings win)."""
@@ -455,8 +287,8 @@ def _quiet(verbose: bool) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _QuietTensorFlowImport())
+    if "tensorflow" not in sys.modules and not any(isinstance(f, QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, QuietTensorFlowImport())  # also the imports of user code and Prefect tasks
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -472,8 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return func(args)
     except PlanError as exc:
         if getattr(args, "json", False) and exc.plan is not None:
-            _print_json(exc.plan.to_json())
-        print(f"warmstart: {exc}", file=sys.stderr)
+            _print_json(exc.plan.to_json())  # every problem is in it ("errors"): no pointer to where they are
+            print(f"warmstart: {exc.plan.failure_message(where=None)}", file=sys.stderr)
+        else:
+            print(f"warmstart: {exc}", file=sys.stderr)
         return exc.exit_code
     except WarmStartError as exc:
         if getattr(args, "json", False):

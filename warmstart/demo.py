@@ -14,9 +14,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ._quiet import quiet_import
 from . import plan
 from .examples import write_example_set
+from .planning.plan import TRANSFERRED
 from .planning.render import render_plan
+from .planning.report import human_bytes
 from .tables import read_table
 from .verification import Certificate
 from .verification.render import render_certificate
@@ -44,12 +47,12 @@ def run_demo(directory: str | Path) -> int:
 
     console.rule("4. the warm-start flow (Prefect), certified before it publishes")
     summary = _run_flow(examples, root / "warm-started")
-    console.print({k: v for k, v in summary.items() if k not in ("plan", "verify")})
+    console.print(summary_words(summary), highlight=False)
     render_certificate(Certificate.from_json(summary["verify"]), console)
 
     console.rule("5. TensorFlow loads the result")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     latest = tf.train.latest_checkpoint(str(root / "warm-started"))
     console.print(f"tf.train.latest_checkpoint -> {latest}")
@@ -60,6 +63,18 @@ def run_demo(directory: str | Path) -> int:
                   "--verify")
     console.print(f"warmstart verify {examples.source} {examples.target} {root / 'warm-started'} --rules {examples.rules}")
     return 0 if latest and summary["verify"]["verdict"] == "passed" else 1
+
+
+def summary_words(summary: dict) -> str:
+    """The flow's summary, in a few lines a person reads (the whole of it is the run's result and artifacts)."""
+    counts = summary["counts"]
+    copied = sum(counts.get(action, 0) for action in TRANSFERRED)
+    kept = counts.get("init", 0) + counts.get("skip", 0)
+    return (f"{summary['status']}: published {summary['output']}\n"
+            f"  {copied} variables copied, {kept} kept their initial value (coverage {summary['coverage']:.1%}); "
+            f"{human_bytes(summary['bytes_written'])} written in {summary['seconds']:.2f} s (strategy "
+            f"{summary['strategy']})\n"
+            f"  plan digest {summary['digest'][:16]}; manifest {summary['manifest']}")
 
 
 def _run_flow(examples, output: Path) -> dict:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ._quiet import quiet_import
+
 __all__ = ["ExampleSet", "write_bert_like_source", "write_renamed_template", "write_example_set", "EXAMPLE_RULES",
            "EXAMPLE_VERIFY"]
 
@@ -71,7 +73,7 @@ def save_tf1_checkpoint(values: dict[str, np.ndarray], prefix: str, global_step:
     MetaGraph (``<prefix>.meta``) and the ``checkpoint`` state file.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     graph = tf.Graph()
     with graph.as_default():
@@ -176,7 +178,7 @@ def regression_data(n: int = 512, features: int = 8, seed: int = 0) -> tuple[np.
 def build_regressor(features: int = 8, hidden: int = 32, seed: int = 0):
     """A small Keras MLP; layer names are stable across processes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
+    keras = quiet_import("keras")
 
     init = keras.initializers.GlorotUniform(seed=seed)
     inputs = keras.Input((features,), name="features")
@@ -188,7 +190,7 @@ def build_regressor(features: int = 8, hidden: int = 32, seed: int = 0):
 
 def train_regressor(model, steps: int, seed: int = 0, learning_rate: float = 0.01) -> list[float]:
     """Train ``model`` with Adam for ``steps`` full-batch steps; returns the loss before each step and after the last."""
-    import keras
+    keras = quiet_import("keras")
 
     x, y = regression_data(seed=seed)
     optimizer = keras.optimizers.Adam(learning_rate)
@@ -203,7 +205,7 @@ def train_regressor(model, steps: int, seed: int = 0, learning_rate: float = 0.0
 def write_pretrained_regressor(directory: str | Path, steps: int = 300, seed: int = 0) -> str:
     """Train the regressor and save it as a TF2 checkpoint with its optimizer (as a training job
     would); returns the checkpoint prefix."""
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     model = build_regressor(seed=seed)
     train_regressor(model, steps, seed=seed)

@@ -5,14 +5,16 @@ state file and which checkpoint a URL names); ``keras``: Keras 3 weights files; 
 in a published output. ``dtypes``: TF's DataType enum and its numpy counterparts, shared by every format. ``interface``: the reader protocol the wings above use.
 """
 
-from . import dtypes
-from .bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter, TensorRecord
-from .interface import TensorInfo, TensorReader
-from .keras import KerasWeightsReader
-from .bundle.directory import STATE_FILE, resolve_checkpoint, state_file_text
-from .open import open_source
-from .output_layout import CHECKPOINT_NAME, KERAS_WEIGHTS, OUTPUT_LAYOUT
+from __future__ import annotations
 
-__all__ = ["dtypes", "BundleReader", "BundleWriter", "TensorRecord", "OBJECT_GRAPH_KEY", "TensorInfo",
-           "TensorReader", "KerasWeightsReader", "open_source", "STATE_FILE", "resolve_checkpoint", "state_file_text",
-           "CHECKPOINT_NAME", "KERAS_WEIGHTS", "OUTPUT_LAYOUT"]
+from .._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    ".": ("dtypes",),
+    ".bundle": ("OBJECT_GRAPH_KEY", "BundleReader", "BundleWriter", "TensorRecord"),
+    ".interface": ("TensorInfo", "TensorReader", "ReaderKind", "is_reader"),
+    ".keras": ("KerasWeightsReader",),
+    ".bundle.directory": ("STATE_FILE", "resolve_checkpoint", "state_file_text"),
+    ".open": ("open_source",),
+    ".output_layout": ("CHECKPOINT_NAME", "KERAS_WEIGHTS", "OUTPUT_LAYOUT"),
+})

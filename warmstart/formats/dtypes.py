@@ -1,7 +1,8 @@
 """TensorFlow DataType enum values, their names, and NumPy equivalents (no TF import).
 
-The NumPy types of bfloat16, float8 and int4 come from ``ml_dtypes``, imported when such a type is first met
-(importing it costs a cold process about 0.6 s, more than the rest of warmstart's imports together).
+NumPy itself is imported when a dtype's NumPy type is first asked for (a transfer that only copies bytes never
+does); the NumPy types of bfloat16, float8 and int4 come from ``ml_dtypes``, imported when such a type is first
+met (importing it costs a cold process about 0.6 s, more than the rest of warmstart's imports together).
 """
 
 from __future__ import annotations
@@ -10,11 +11,18 @@ import functools
 import importlib
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["DType", "by_enum", "by_name", "by_numpy", "is_value_preserving_cast"]
+
+# The types NumPy has only through ml_dtypes, and the bytes of one element of each type by its name.
+_ML_DTYPES = ("bfloat16", "float8_e5m2", "float8_e4m3fn", "int4", "uint4")
+_ITEMSIZE = {"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "int32": 4, "uint32": 4, "int64": 8,
+             "uint64": 8, "float16": 2, "float32": 4, "float64": 8, "complex64": 8, "complex128": 16,
+             "bfloat16": 2, "float8_e5m2": 1, "float8_e4m3fn": 1, "int4": 1, "uint4": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,18 +31,16 @@ class DType:
 
     enum: int
     name: str
-    stored: np.dtype | str | None  # None for string and variant: not fixed-width; str: an ml_dtypes type's name
+    stored: str | None  # the NumPy (or ml_dtypes) type of its little-endian bytes; None: not fixed-width
 
     @property
     def numpy(self) -> np.dtype | None:
         """The NumPy dtype of its little-endian bytes (None: not fixed-width)."""
-        return _ml_dtype(self.stored) if isinstance(self.stored, str) else self.stored
+        return None if self.stored is None else _numpy_dtype(self.stored)
 
     @property
     def itemsize(self) -> int | None:
-        if isinstance(self.stored, str):
-            return 2 if self.stored == "bfloat16" else 1
-        return None if self.stored is None else self.stored.itemsize
+        return None if self.stored is None else _ITEMSIZE[self.stored]
 
     @property
     def kind(self) -> str:
@@ -54,15 +60,14 @@ class DType:
 
 # TF's DataType enum values (tensorflow/core/framework/types.proto), their names, and the NumPy type of
 # their little-endian bytes (None: not fixed-width). Quantized types store plain integers.
-_TABLE = [DType(enum, name, numpy if numpy is None or isinstance(numpy, str) else np.dtype(numpy))
-          for enum, name, numpy in (
-    (1, "float32", np.float32), (2, "float64", np.float64), (3, "int32", np.int32), (4, "uint8", np.uint8),
-    (5, "int16", np.int16), (6, "int8", np.int8), (7, "string", None), (8, "complex64", np.complex64),
-    (9, "int64", np.int64), (10, "bool", np.bool_), (11, "qint8", np.int8), (12, "quint8", np.uint8),
-    (13, "qint32", np.int32), (14, "bfloat16", "bfloat16"), (15, "qint16", np.int16),
-    (16, "quint16", np.uint16), (17, "uint16", np.uint16), (18, "complex128", np.complex128),
-    (19, "float16", np.float16), (20, "resource", None), (21, "variant", None), (22, "uint32", np.uint32),
-    (23, "uint64", np.uint64), (24, "float8_e5m2", "float8_e5m2"),
+_TABLE = [DType(enum, name, stored) for enum, name, stored in (
+    (1, "float32", "float32"), (2, "float64", "float64"), (3, "int32", "int32"), (4, "uint8", "uint8"),
+    (5, "int16", "int16"), (6, "int8", "int8"), (7, "string", None), (8, "complex64", "complex64"),
+    (9, "int64", "int64"), (10, "bool", "bool"), (11, "qint8", "int8"), (12, "quint8", "uint8"),
+    (13, "qint32", "int32"), (14, "bfloat16", "bfloat16"), (15, "qint16", "int16"),
+    (16, "quint16", "uint16"), (17, "uint16", "uint16"), (18, "complex128", "complex128"),
+    (19, "float16", "float16"), (20, "resource", None), (21, "variant", None), (22, "uint32", "uint32"),
+    (23, "uint64", "uint64"), (24, "float8_e5m2", "float8_e5m2"),
     (25, "float8_e4m3fn", "float8_e4m3fn"), (29, "int4", "int4"), (30, "uint4", "uint4"),
 )]
 _BY_ENUM = {d.enum: d for d in _TABLE}
@@ -82,20 +87,27 @@ def by_name(name: str) -> DType:
 
 
 @functools.cache
-def _ml_dtype(name: str) -> np.dtype:
-    return np.dtype(getattr(importlib.import_module("ml_dtypes"), name))
+def _numpy_dtype(name: str) -> np.dtype:
+    import numpy as np
+
+    return np.dtype(getattr(importlib.import_module("ml_dtypes"), name) if name in _ML_DTYPES else name)
 
 
-# The plain (non-quantized) type of each NumPy dtype, for files that store NumPy types (HDF5).
-_BY_NUMPY = {d.stored: d for d in reversed(_TABLE) if isinstance(d.stored, np.dtype) and not d.name.startswith("q")}
+@functools.cache
+def _by_numpy() -> dict[Any, DType]:
+    """The plain (non-quantized) type of each NumPy dtype, for files that store NumPy types (HDF5)."""
+    return {d.numpy: d for d in reversed(_TABLE)
+            if d.stored is not None and d.stored not in _ML_DTYPES and not d.name.startswith("q")}
 
 
 def by_numpy(value: Any) -> DType:
     """The dtype stored as NumPy dtype ``value`` (little- or big-endian); raises ``KeyError``."""
+    import numpy as np
+
     dtype = np.dtype(value).newbyteorder("=")
-    found = _BY_NUMPY.get(dtype)
+    found = _by_numpy().get(dtype)
     if found is None and "ml_dtypes" in sys.modules:  # an ml_dtypes type: whoever made it imported ml_dtypes
-        found = next((d for d in _TABLE if isinstance(d.stored, str) and d.numpy == dtype), None)
+        found = next((d for d in _TABLE if d.stored in _ML_DTYPES and d.numpy == dtype), None)
     if found is None:
         raise KeyError(dtype)
     return found

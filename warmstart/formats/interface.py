@@ -2,7 +2,8 @@
 
 Planning reads a :class:`TensorReader`'s ``records`` (key, dtype name, shape: metadata only); the
 TF strategies call ``read``. The tensor bundle's :class:`~warmstart.formats.bundle.BundleReader`
-is one; a Keras HDF5 reader is the next. Byte-range streaming is format-specific and stays with
+is one, :class:`~warmstart.formats.keras.KerasWeightsReader` the other; each says which it is (``reader_kind``), so
+that telling them apart imports neither. Byte-range streaming is format-specific and stays with
 the format's own reader and writer.
 """
 
@@ -10,11 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-__all__ = ["StoredTensor", "TensorInfo", "TensorReader"]
+__all__ = ["StoredTensor", "TensorInfo", "TensorReader", "ReaderKind", "is_reader"]
+
+#: What a reader reads: a TF checkpoint (a tensor bundle) or a Keras weights file.
+ReaderKind = Literal["tf-checkpoint", "keras-weights"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +45,9 @@ class TensorInfo(Protocol):
 
 
 class TensorReader(Protocol):
-    """A checkpoint opened for reading: its resolved URL, its tensors by key, and their values."""
+    """A checkpoint opened for reading: its kind, its resolved URL, its tensors by key, and their values."""
 
+    reader_kind: ReaderKind
     url: str
 
     @property
@@ -52,3 +58,8 @@ class TensorReader(Protocol):
         :class:`~warmstart.errors.InputNotFoundError` for an unknown key and
         :class:`~warmstart.errors.CorruptCheckpointError` for damaged bytes."""
         ...
+
+
+def is_reader(value: Any) -> bool:
+    """``value`` is a reader already open (a :class:`TensorReader` of either kind), not a URL to open."""
+    return getattr(value, "reader_kind", None) in get_args(ReaderKind)

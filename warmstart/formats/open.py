@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..storage import refuse_unfinished
 from .bundle import BundleReader
-from .keras import KerasWeightsReader, is_keras_file
+from .interface import is_reader
+from .sniff import is_keras_file
+
+if TYPE_CHECKING:
+    from .keras import KerasWeightsReader
 
 __all__ = ["open_source"]
 
@@ -18,9 +22,14 @@ def open_source(url: str | os.PathLike | BundleReader | KerasWeightsReader,
     (prefix, ``.index`` path or directory). Reads metadata only (the index, the HDF5 structure). A reader
     already open (a cached index or structure) is returned as it is. Raises :class:`InputError` for a file in
     an unfinished output (one holding ``.warmstart-incomplete``)."""
-    if isinstance(url, (BundleReader, KerasWeightsReader)):
-        return url
-    url = os.fspath(url)
-    reader = KerasWeightsReader(url, storage_options) if is_keras_file(url) else BundleReader(url, storage_options)
+    if is_reader(url):
+        return url  # type: ignore[return-value]
+    url = os.fspath(url)  # type: ignore[arg-type]
+    if is_keras_file(url):
+        from .keras import KerasWeightsReader  # its modules are imported for Keras files only
+
+        reader: BundleReader | KerasWeightsReader = KerasWeightsReader(url, storage_options)
+    else:
+        reader = BundleReader(url, storage_options)
     refuse_unfinished(reader.prefix.parent, reader.url)  # a run's output being written (or killed) is no source
     return reader

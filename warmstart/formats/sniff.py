@@ -1,5 +1,5 @@
-"""What a file is, from its first bytes and its name: for errors that say "this is a Keras archive"
-rather than "no checkpoint here"."""
+"""What a file is, from its name (a Keras weights file or a checkpoint: which reader opens it) and from its first
+bytes (for errors that say "this is a Keras archive" rather than "no checkpoint here")."""
 
 from __future__ import annotations
 
@@ -8,10 +8,18 @@ import posixpath
 from ..errors import StorageError
 from ..storage import Location, read_range
 
-__all__ = ["describe_file"]
+__all__ = ["describe_file", "is_keras_file", "KERAS_SUFFIXES"]
+
+# .weights.h5 (Keras 3), .h5 (legacy Keras 2 layout), .keras, .weights.json (sharded weights)
+KERAS_SUFFIXES = (".h5", ".keras", ".weights.json")
 
 _ZIP = b"PK\x03\x04"
 _HDF5 = b"\x89HDF\r\n\x1a\n"
+
+
+def is_keras_file(url: str) -> bool:
+    """A Keras weights file (read by :class:`~warmstart.formats.keras.KerasWeightsReader`), by its name."""
+    return url.split("?", 1)[0].rstrip("/").endswith(KERAS_SUFFIXES)
 
 
 def describe_file(loc: Location) -> str | None:

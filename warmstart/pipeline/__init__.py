@@ -10,14 +10,15 @@ certificate of a staged output, ``certify_staged`` for the flow's verify step, a
 ``verify_output``).
 """
 
-from .certify import PreferringReader, certify_staged, verify_output
-from .inputs import Opened, SourceReader, check_output_for, read_rules, reopen, verify
-from .planner import open_transfer, plan_transfer
-from .run import publish_output, transfer
-from .sharded import ShardedJob, abort_sharded, commit_sharded, prepare_sharded, run_sharded
-from .strategy import STRATEGIES, Strategy, choose_strategy
+from __future__ import annotations
 
-__all__ = ["transfer", "plan_transfer", "open_transfer", "read_rules", "reopen", "verify", "Opened", "SourceReader",
-           "choose_strategy", "check_output_for", "publish_output", "Strategy", "STRATEGIES", "ShardedJob",
-           "prepare_sharded", "run_sharded", "commit_sharded", "abort_sharded", "verify_output", "certify_staged",
-           "PreferringReader"]
+from .._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    ".certify": ("PreferringReader", "certify_staged", "verify_output"),
+    ".inputs": ("Opened", "check_output_for", "read_rules", "reopen", "verify"),
+    ".planner": ("open_transfer", "plan_transfer"),
+    ".run": ("publish_output", "transfer"),
+    ".sharded": ("ShardedJob", "abort_sharded", "commit_sharded", "prepare_sharded", "run_sharded"),
+    ".strategy": ("STRATEGIES", "Strategy", "choose_strategy"),
+})

@@ -12,20 +12,23 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputChangedError, InputNotFoundError, UsageError
-from ..formats import OUTPUT_LAYOUT, KerasWeightsReader, open_source
+from ..formats import OUTPUT_LAYOUT, is_reader, open_source
 from ..formats.bundle import BundleReader
 from ..planning import MAIN_SOURCE, PinnedFile, PinnedInput, Plan, Rules, load_rules
 from ..storage import (Location, canonical_path, check_output, check_output_location, object_version,
                        refuse_unfinished, resolve)
 from ..tables import VariableTable, signature_for, signature_of, table_from_bundle, table_from_reader, target_kind
 
-__all__ = ["SourceReader", "Opened", "read_rules", "target_for", "pin_source", "pin_target", "pin_rules_files",
-           "verify", "reopen", "check_output_for", "input_places"]
+if TYPE_CHECKING:
+    from ..formats import KerasWeightsReader
 
-SourceReader = BundleReader | KerasWeightsReader
+    SourceReader = BundleReader | KerasWeightsReader
+
+__all__ = ["Opened", "read_rules", "target_for", "pin_source", "pin_target", "pin_rules_files",
+           "verify", "reopen", "check_output_for", "input_places"]
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,6 @@ def _given(value: Any) -> str:
     return os.fspath(value) if isinstance(value, (str, os.PathLike)) else getattr(value, "url", None) or repr(value)
 
 
-def _reader_kind(reader: SourceReader) -> str:
-    return "keras-weights" if isinstance(reader, KerasWeightsReader) else "tf-checkpoint"
-
-
 def _files(locations: Iterable[Location], known: Mapping[str, dict[str, Any]] | None = None) -> tuple[PinnedFile, ...]:
     """Each file with its version: ``known`` versions (an index as it was read) where given, else asked now
     (None for a file that is not there: reading it fails later, with its own message)."""
@@ -96,7 +95,7 @@ def _version_or_none(loc: Location) -> dict[str, Any] | None:
 
 def _reader_pin(role: str, name: str, given: Any, reader: SourceReader) -> PinnedInput:
     directory = reader.prefix.parent.url if isinstance(reader, BundleReader) else None
-    return PinnedInput(role, name, _given(given), reader.url, _reader_kind(reader),  # type: ignore[arg-type]
+    return PinnedInput(role, name, _given(given), reader.url, reader.reader_kind,  # type: ignore[arg-type]
                        _files(reader.files(), reader.versions), directory)
 
 
@@ -186,10 +185,10 @@ def reopen(plan: Plan, source: Any, target: Any, storage_options: dict[str, Any]
 
 def _reopened(pin: PinnedInput, given: Any, copy: PinnedInput | None, storage_options) -> SourceReader:
     if copy is not None:
-        if copy != pin or not isinstance(given, (BundleReader, KerasWeightsReader)):
+        if copy != pin or not is_reader(given):
             raise InputChangedError(f"the copy of {pin.label} was made from another version than the plan's", pin)
         return given
-    if isinstance(given, (BundleReader, KerasWeightsReader)) and given.url == pin.url:
+    if is_reader(given) and given.url == pin.url:
         return given  # opened by the caller (an index from a cache): its files were just verified
     _same_input(pin, given, storage_options)
     return _open_pinned(pin, storage_options)
@@ -214,7 +213,9 @@ def _place(url: str, storage_options) -> str:
 
 def _open_pinned(pin: PinnedInput, storage_options) -> SourceReader:
     if pin.kind == "keras-weights":
-        reader = KerasWeightsReader(pin.url, storage_options)
+        from ..formats import KerasWeightsReader
+
+        reader: SourceReader = KerasWeightsReader(pin.url, storage_options)
     else:
         reader = BundleReader.at_prefix(resolve(pin.url, storage_options))
     refuse_unfinished(reader.prefix.parent, reader.url)  # a run's output being written (or killed) is no input

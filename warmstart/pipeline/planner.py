@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..formats import open_source
 from ..planning import MAIN_SOURCE, PinnedInput, Plan, Rules, declared_sources, make_plan, source_table_for
 from ..tables import VariableTable, table_from_reader
-from .inputs import Opened, SourceReader, pin_rules_files, pin_source, pin_target, read_rules, reopen, target_for
+from .inputs import Opened, pin_rules_files, pin_source, pin_target, read_rules, reopen, target_for
 from .strategy import requested_strategy
+
+if TYPE_CHECKING:
+    from .inputs import SourceReader
 
 __all__ = ["plan_transfer", "open_transfer"]
 

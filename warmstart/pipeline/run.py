@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PlanError, UsageError
-from ..formats import KerasWeightsReader
 from ..formats.bundle import BundleReader
 from ..planning import PinnedInput, Plan, Report, Rules
 from ..formats import CHECKPOINT_NAME, KERAS_WEIGHTS, OUTPUT_LAYOUT
 from ..storage import OutputDir, publish_directory, resolve, written_aside
 from ..verification import verify_mode
-from .certify import certificate_of, check_verdict
 from .inputs import Opened, check_output_for, input_places
 from .inputs import verify as verify_inputs
 from .manifest import manifest, reader_rows, tensor_checksums
@@ -30,6 +28,7 @@ from .planner import open_transfer
 from .strategy import Strategy, choose_strategy, requested_strategy, source_kind
 
 if TYPE_CHECKING:
+    from ..formats import KerasWeightsReader
     from ..strategies import TFResult
 
 __all__ = ["transfer", "publish_output"]
@@ -96,8 +95,11 @@ def transfer(
     out = OutputDir(out_loc.url, OUTPUT_LAYOUT, storage_options, overwrite=overwrite)
     try:
         result = _run(chosen, opened, target, out, storage_options, chunk_bytes, progress)
-        certificate = None if mode == "off" else certificate_of(opened, target, out.loc, storage_options)
-        if certificate is not None:
+        certificate = None
+        if mode != "off":  # the certificate's modules (NumPy, TensorFlow) only when asked for
+            from .certify import certificate_of, check_verdict
+
+            certificate = certificate_of(opened, target, out.loc, storage_options)
             result["verify"] = certificate.to_json()
             check_verdict(certificate, mode)  # a failed certificate publishes nothing
         result["seconds"] = round(time.perf_counter() - started, 3)

@@ -5,15 +5,17 @@ cast, init, skip, error) and why; strategies only execute that decision. ``rende
 plans for a terminal (rich is imported only there).
 """
 
-from .blocks import Blocks, BlockSource
-from .inputs import READ_BY_TRANSFER, PinnedFile, PinnedInput
-from .matching import make_plan, source_table_for
-from .parity import Lookup, OutputPair, PairInput, VerifyRules
-from .plan import COUNTED, DIRECT, STRATEGIES, TRANSFERRED, Action, Plan, PlanEntry, Strategy
-from .report import Report
-from .rules import DEFAULT_EXCLUDE, MAIN_SOURCE, Rules, load_rules
-from .sources import declared_sources
+from __future__ import annotations
 
-__all__ = ["Rules", "DEFAULT_EXCLUDE", "MAIN_SOURCE", "declared_sources", "load_rules", "Plan", "PlanEntry", "Action",
-           "make_plan", "source_table_for", "TRANSFERRED", "DIRECT", "COUNTED", "Strategy", "STRATEGIES", "Report", "Blocks", "BlockSource",
-           "PinnedInput", "PinnedFile", "READ_BY_TRANSFER", "VerifyRules", "OutputPair", "PairInput", "Lookup"]
+from .._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    ".blocks": ("Blocks", "BlockSource"),
+    ".inputs": ("READ_BY_TRANSFER", "PinnedFile", "PinnedInput"),
+    ".matching": ("make_plan", "source_table_for"),
+    ".parity": ("Lookup", "OutputPair", "PairInput", "VerifyRules"),
+    ".plan": ("COUNTED", "DIRECT", "MAIN_SOURCE", "STRATEGIES", "TRANSFERRED", "Action", "Plan", "PlanEntry", "Strategy"),
+    ".report": ("Report",),
+    ".rules": ("DEFAULT_EXCLUDE", "Rules", "load_rules"),
+    ".sources": ("declared_sources",),
+})

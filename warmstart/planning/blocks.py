@@ -14,13 +14,15 @@ A TF1 ``LSTMCell`` into a Keras ``LSTM``: ``kernel`` = rows ``0:input`` of the f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..formats.dtypes import by_name
 from .onekey import OneKey
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["BlockOp", "BlockSource", "Blocks", "Concat", "disjoint", "plan_blocks"]
 
@@ -137,6 +139,8 @@ class Permute(_Op):
         return shape
 
     def apply(self, value):
+        import numpy as np
+
         blocks = np.split(value, self.blocks, axis=self.axis)
         return np.concatenate([blocks[k] for k in self.order], axis=self.axis)
 
@@ -156,6 +160,8 @@ class Transpose(_Op):
         return tuple(shape[p] for p in perm)
 
     def apply(self, value):
+        import numpy as np
+
         return np.transpose(value, self.perm)
 
     def describe(self, shape):
@@ -169,6 +175,8 @@ class Reshape(_Op):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
 
     def shape(self, shape):  # type: ignore[override]
+        import numpy as np
+
         total = int(np.prod(shape, dtype=np.int64))
         wanted = self.shape_
         known = [n for n in wanted if n != -1]
@@ -184,6 +192,8 @@ class Reshape(_Op):
         return tuple(wanted)
 
     def apply(self, value):
+        import numpy as np
+
         return np.reshape(value, self.shape_)
 
     def describe(self, shape):
@@ -201,6 +211,8 @@ class Add(_Op):
 
     def problem(self, dtype: str) -> str | None:
         """Why ``value`` cannot be added exactly to a ``dtype`` tensor (strings, booleans, a fraction to integers)."""
+        import numpy as np
+
         kind = np.dtype(by_name(dtype).numpy or object).kind
         if kind in "OSUb":
             return f"the source holds {dtype} values"
@@ -219,6 +231,8 @@ class Add(_Op):
         return shape
 
     def apply(self, value):
+        import numpy as np
+
         out = np.array(value, copy=True)
         if self.block is None:
             out += np.asarray(self.value).astype(out.dtype)
@@ -290,6 +304,8 @@ class Blocks:
 
     def apply(self, values: list[np.ndarray]) -> np.ndarray:
         """The transform's value from the sources' whole values (in the order of ``sources``)."""
+        import numpy as np
+
         value = values[0] if self.concat_axis is None else np.concatenate(values, axis=self.concat_axis)
         for op in self.ops:
             value = op.args.apply(value)

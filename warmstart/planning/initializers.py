@@ -12,13 +12,15 @@ source are drawn. These are NumPy's random streams, not TF's: the same distribut
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..formats.dtypes import by_name
 from .onekey import OneKey
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["BLOCK", "Initializer"]
 
@@ -72,6 +74,8 @@ class Initializer(OneKey):
 
     def problem(self, dtype: str | None) -> str | None:
         """Why this initializer cannot fill a variable of ``dtype`` (None: it can, or the dtype is unknown)."""
+        import numpy as np
+
         if dtype is None:
             return None
         kind = by_name(dtype).kind
@@ -87,6 +91,8 @@ class Initializer(OneKey):
 
     def values_at(self, flat: np.ndarray) -> np.ndarray:
         """The values (float64) of the entries at row-major flat indices ``flat`` of the whole target."""
+        import numpy as np
+
         flat = np.asarray(flat, dtype=np.int64)
         if self.constant is not None:
             return np.full(flat.shape, self.constant, dtype=np.float64)
@@ -101,6 +107,8 @@ class Initializer(OneKey):
 
     def _block(self, b: int) -> np.ndarray:
         """The values of block ``b``: its own generator, so that any block is drawn without the others."""
+        import numpy as np
+
         if self.random_uniform is not None:
             u = self.random_uniform
             rng = np.random.default_rng([u.seed, b])

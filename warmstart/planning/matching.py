@@ -8,19 +8,20 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..formats.dtypes import is_value_preserving_cast
 from ..tables import Variable, VariableTable, named_by_structure
 from .blocks import Blocks, disjoint
-from .lookup import Found, SourceIndex, closest_source, look_alike, same_structure
+from .lookup import Found, SourceIndex, closest_source, pattern_hint, same_structure
 from .patterns import PatternSet, compile_pattern, compile_template
-from .plan import TRANSFERRED, Plan, PlanEntry
-from .rules import MAIN_SOURCE, Rules, Transform
+from .plan import MAIN_SOURCE, TRANSFERRED, Plan, PlanEntry
+from .rules import Rules, Transform
 from .sources import SourceChooser
 from .transforms import Remap, TransformMatcher, plan_block_transform, plan_remap
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["make_plan", "source_table_for"]
 
@@ -62,7 +63,7 @@ def make_plan(source: VariableTable, target: VariableTable, rules: Rules,
         if e.action in TRANSFERRED:
             filled[e.from_source] += 1
     rule_errors = (matcher.unused_rule_errors(target) + transforms.unused_rule_errors(target)
-                   + chooser.rule_errors(filled))
+                   + chooser.rule_errors(filled, target))
     total = sum(v.num_elements or 0 for v in target.variables)
     copied = sum(e.num_elements for e in entries if e.action in TRANSFERRED)
     coverage = copied / total if total else 1.0
@@ -140,16 +141,16 @@ class _Matcher:
         errors = []
         for i, (p, _) in enumerate(self.include):
             if ("include", i) not in self.used:
-                errors.append(f"include[{i}] {p!r} matches no target variable{_alike(p, target)}")
+                errors.append(f"include[{i}] {p!r} matches no target variable{pattern_hint(p, target)}")
         user_excludes = set(self.rules.user_excludes())
         for i, (p, _) in enumerate(self.exclude):
             if p in user_excludes and ("exclude", i) not in self.used:
-                errors.append(f"exclude[{i}] {p!r} matches no target variable{_alike(p, target)}")
+                errors.append(f"exclude[{i}] {p!r} matches no target variable{pattern_hint(p, target)}")
         for i, (p, _, t) in enumerate(self.rename):
             if ("rename", i) not in self.used:
                 errors.append(
                     f"rename[{i}] {p!r} -> {t!r} is applied to no target variable "
-                    f"(it matches none, or only names an earlier rule or an exclude already took){_alike(p, target)}"
+                    f"(it matches none, or only names an earlier rule or an exclude already took){pattern_hint(p, target)}"
                 )
         return errors
 
@@ -163,11 +164,6 @@ def _first(patterns: PatternSet, t: Variable) -> int | None:
 def _matching_key(rx: Any, t: Variable) -> str | None:
     """The first of the target's name and aliases that ``rx`` matches whole; None if none does."""
     return next((key for key in (t.name, *t.aliases) if rx.fullmatch(key)), None)
-
-
-def _alike(pattern: str, target: VariableTable) -> str:
-    names = look_alike(pattern, target)
-    return f"; the target has names that look alike: {', '.join(names)}" if names else ""
 
 
 def _named_source(found) -> tuple[int, str] | None:
@@ -288,6 +284,8 @@ def _castable(e: PlanEntry, rules: Rules) -> bool:
 
 
 def _copied_elements(remap: Remap | Blocks, shape) -> int:
+    import numpy as np
+
     n = 1
     if isinstance(remap, Blocks):  # every element from the sources
         return int(np.prod(remap.shape, dtype=np.int64))

@@ -10,15 +10,20 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from ..tables import VariableTable
-from .blocks import Blocks
 from .inputs import READ_BY_TRANSFER, PinnedInput
-from .rules import MAIN_SOURCE, Rules
-from .transforms import Remap
 
-__all__ = ["Action", "PlanEntry", "Plan", "TRANSFERRED", "DIRECT", "COUNTED", "Strategy", "STRATEGIES"]
+if TYPE_CHECKING:  # the records a plan holds; importing them costs NumPy and pydantic (the CLI's help needs neither)
+    from ..tables import VariableTable
+    from .blocks import Blocks
+    from .rules import Rules
+    from .transforms import Remap
+
+__all__ = ["Action", "PlanEntry", "Plan", "TRANSFERRED", "DIRECT", "COUNTED", "Strategy", "STRATEGIES", "MAIN_SOURCE"]
+
+#: The name of the source given as SOURCE (the ``source`` argument): the default of every target variable.
+MAIN_SOURCE = "main"
 
 Action = Literal["copy", "cast", "remap", "init", "skip", "error"]
 #: The actions that fill a target variable from a source (the others keep its initial value or fail).
@@ -60,9 +65,14 @@ class PlanEntry:
     @property
     def sources(self) -> tuple[str, ...]:
         """Every source variable the entry reads: its ``source``, and a concat's other sources."""
-        if isinstance(self.remap, Blocks):
-            return tuple(s.name for s in self.remap.sources)
+        if self.blocks is not None:
+            return tuple(s.name for s in self.blocks.sources)
         return () if self.source is None else (self.source,)
+
+    @property
+    def blocks(self) -> Blocks | None:
+        """The block transform that makes the value (``remap`` of kind ``blocks``), or None."""
+        return self.remap if self.remap is not None and self.remap.kind == "blocks" else None  # type: ignore[return-value]
 
     @property
     def cast(self) -> bool:
@@ -154,8 +164,8 @@ class Plan:
             found = keys.setdefault(e.from_source or MAIN_SOURCE, set())
             if e.source_key is not None:
                 found.add(e.source_key)
-            if isinstance(e.remap, Blocks):
-                found.update(s.key for s in e.remap.sources)
+            if e.blocks is not None:
+                found.update(s.key for s in e.blocks.sources)
         return {name: sorted(found) for name, found in keys.items()}
 
     def unused_in(self, name: str) -> tuple[str, ...]:
@@ -207,12 +217,13 @@ class Plan:
                if len(self.sources) > 1 else "")
         )
 
-    def failure_message(self, where: str = "--json or Plan.problems() lists all") -> str:
-        """One message: how many problems, the first one, and ``where`` the full list is (and the hint)."""
+    def failure_message(self, where: str | None = "--json or Plan.problems() lists all") -> str:
+        """One message: how many problems, the first one, and ``where`` the full list is (None: the reader has it
+        already, a table or a JSON document listing them all), and the hint."""
         problems = self.problems()
         if not problems:
             return ""
-        more = f" (and {len(problems) - 1} more; {where})" if len(problems) > 1 else ""
+        more = f" (and {len(problems) - 1} more{f'; {where}' if where else ''})" if len(problems) > 1 else ""
         hint = f". Note: {self.hint}" if self.hint else ""
         return f"the plan does not satisfy the rules: {len(problems)} problem(s). First: {problems[0]}{more}{hint}"
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .plan import TRANSFERRED, Plan
-from .rules import MAIN_SOURCE
+from .plan import MAIN_SOURCE, TRANSFERRED, Plan
 
 __all__ = ["Report", "unchecked_words", "positional_words", "human_bytes"]
 

@@ -8,9 +8,10 @@ are untrusted: a file is read within a size limit, its nesting and entry count a
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,11 +23,10 @@ from .blocks import BlockOp, Concat
 from .initializers import Initializer
 from .parity import VerifyRules
 from .patterns import compile_pattern, compile_template
+from .plan import MAIN_SOURCE
 
-__all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "MAIN_SOURCE", "load_rules"]
+__all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "load_rules"]
 
-#: The name of the source given as SOURCE (the ``source`` argument): the default of every target variable.
-MAIN_SOURCE = "main"
 _SOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 # The lists whose length planning's cost grows with (each entry a pattern, a rule or a source).
 _COUNTED = ("include", "exclude", "rename", "transforms", "fill_from", "sources")
@@ -266,9 +266,7 @@ def load_rules(rules: Rules | dict[str, Any] | str | Path | None, storage_option
     try:
         model = Rules.model_validate(rules)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise UsageError(f"{origin}: invalid rules ({exc.error_count()} problem(s)): {problems}") from None
     _refuse_code(model, origin)
     return model
@@ -277,6 +275,44 @@ def load_rules(rules: Rules | dict[str, Any] | str | Path | None, storage_option
 def _refuse_code(rules: Rules, origin: str) -> None:
     for field_name, value in rules.code_fields():
         refuse_code_in_rules(value, origin, field_name)
+
+
+def _problem(err: Any) -> str:
+    """One validation problem in words, where it is: an unknown key with the known key it most looks like."""
+    extra = err["type"] == "extra_forbidden"
+    where, models = _walk(err["loc"][:-1] if extra else err["loc"])
+    if not extra:
+        return f"{where or '(root)'}: {err['msg']}"
+    key = str(err["loc"][-1])
+    known = list(dict.fromkeys(field.alias or name for model in models for name, field in model.model_fields.items()))
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+    return f"{where + ': ' if where else ''}unknown key {key!r} ({hint})"
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[str, list[type[BaseModel]]]:
+    """Where pydantic's ``loc`` is in a rules document, in its keys and indices (``transforms.0.vocab``: without
+    the union members pydantic names, ``Initializer``), and the models that may be there."""
+    shown: list[str] = []
+    models: list[type[BaseModel]] = [Rules]
+    for part in loc:
+        if isinstance(part, int):
+            shown.append(str(part))  # an element of a list: its type was unwrapped with the list
+            continue
+        fields = [field for model in models for name, field in model.model_fields.items() if part in (name, field.alias)]
+        if fields:
+            shown.append(part)
+            models = [m for field in fields for m in _models_in(field.annotation)]
+        else:  # a member of a union, by its type
+            models = [m for m in models if m.__name__ == part] or models
+    return ".".join(shown), models
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models a field may hold, through optional values, unions, lists and ``Annotated``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 def _parse_rules_file(origin: str, storage_options: dict[str, Any] | None) -> Any:

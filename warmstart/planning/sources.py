@@ -12,8 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UsageError
+from ..tables import VariableTable
+from .lookup import pattern_hint
 from .patterns import compile_pattern
-from .rules import _SOURCE_NAME, MAIN_SOURCE, Rules
+from .plan import MAIN_SOURCE
+from .rules import _SOURCE_NAME, Rules
 
 __all__ = ["SourceChooser", "declared_sources"]
 
@@ -62,9 +65,10 @@ class SourceChooser:
         lacking = f"; not in {', '.join(repr(n) for n in tried)}" if tried else ""
         return f"source {name!r} ({why}{lacking})"
 
-    def rule_errors(self, filled: Mapping[str, int]) -> list[str]:
-        """``fill_from`` rules applied to no target variable or naming undeclared sources; sources that fill
-        nothing (``filled``: transferred variables by source name), when there are several."""
+    def rule_errors(self, filled: Mapping[str, int], target: VariableTable) -> list[str]:
+        """``fill_from`` rules applied to no target variable (a pattern matching none of ``target``'s names said
+        with the closest) or naming undeclared sources; sources that fill nothing (``filled``: transferred
+        variables by source name), when there are several."""
         errors = []
         declared = ", ".join(repr(n) for n in self.names)
         for i, (p, _, names) in enumerate(self.rules):
@@ -73,7 +77,8 @@ class SourceChooser:
                               " add it under sources:)")
             if i not in self.used:
                 errors.append(f"fill_from[{i}] {p!r} is applied to no target variable (it matches none, or only names "
-                              "an earlier fill_from rule, an exclude, no include or a null rename already took)")
+                              "an earlier fill_from rule, an exclude, no include or a null rename already took)"
+                              + pattern_hint(p, target))
         if self.several:
             for name, table in self.names.items():
                 if not filled.get(name):

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, InputLimitError
 from ..storage import VOCAB_BYTES, read_bytes, resolve
 from ..tables import Variable, VariableTable
 from .blocks import Blocks, BlockSource, plan_blocks
 from .initializers import Initializer
-from .lookup import look_alike
+from .lookup import pattern_hint
 from .patterns import compile_pattern
 from .rules import Rules, Transform
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["Remap", "TransformMatcher", "plan_block_transform", "plan_remap"]
 
@@ -39,6 +40,8 @@ class Remap:
     initializer: Initializer | None = None  # with fill "initializer"
 
     def index(self, dim: int, size: int) -> np.ndarray:
+        import numpy as np
+
         m = self.maps[dim]
         return np.arange(size, dtype=np.int64) if m is None else m
 
@@ -75,9 +78,7 @@ class TransformMatcher:
         errors = []
         for i, (t, _) in enumerate(self.transforms):
             if i not in self.used:
-                alike = look_alike(t.target, target)
-                errors.append(f"transforms[{i}] {t.target!r} matches no target variable"
-                              + (f"; the target has names that look alike: {', '.join(alike)}" if alike else ""))
+                errors.append(f"transforms[{i}] {t.target!r} matches no target variable{pattern_hint(t.target, target)}")
         return errors
 
 
@@ -121,6 +122,8 @@ def plan_block_transform(t: Transform, first: Variable, target: Variable, source
 
 
 def _overlap(source_shape: tuple[int, ...], shape: tuple[int, ...], fill: str | Initializer) -> Remap:
+    import numpy as np
+
     maps = []
     for s, n in zip(source_shape, shape):
         if s == n:
@@ -151,6 +154,8 @@ def _remap(kind: str, maps: list[np.ndarray | None], fill: str | Initializer, ax
 
 
 def _vocab(t: Transform, source_shape: tuple[int, ...], shape: tuple[int, ...], storage_options) -> Remap | str:
+    import numpy as np
+
     v = t.vocab
     assert v is not None
     if v.axis >= len(shape):

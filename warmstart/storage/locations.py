@@ -2,7 +2,8 @@
 may fix.
 
 Every path a user gives goes through :func:`resolve` once; the rest of the engine passes
-``(fs, path)`` pairs around. (Which checkpoint a URL names is the format's business:
+``(fs, path)`` pairs around. Local paths get :data:`~.localfs.LOCAL` (fsspec's interface without importing
+fsspec); fsspec is imported for the first URL of another filesystem. (Which checkpoint a URL names is the format's business:
 :mod:`warmstart.formats.bundle.directory`.)
 """
 
@@ -12,12 +13,13 @@ import logging
 import os
 import posixpath
 from dataclasses import dataclass
-from typing import Any
-
-import fsspec
-from fsspec.core import url_to_fs
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputNotFoundError, StorageError, UsageError, WarmStartError
+from .localfs import LOCAL, local_path
+
+if TYPE_CHECKING:
+    import fsspec
 
 __all__ = ["Location", "resolve", "read_bytes", "read_range", "object_size", "is_transient"]
 
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 class Location:
     """A path on a filesystem, and the URL a user would write for it."""
 
-    fs: fsspec.AbstractFileSystem
+    fs: fsspec.AbstractFileSystem  # or LOCAL, with the same interface
     path: str
 
     @property
@@ -59,6 +61,11 @@ def resolve(url: str | os.PathLike, storage_options: dict[str, Any] | None = Non
         url = os.fspath(url)
     if not isinstance(url, str) or not url:
         raise UsageError(f"expected a URL or path, received: {url!r}")
+    path = None if storage_options else local_path(url)
+    if path is not None:
+        return Location(LOCAL, path)
+    from fsspec.core import url_to_fs
+
     try:
         fs, path = url_to_fs(url, **(storage_options or {}))
     except (ValueError, ImportError) as exc:

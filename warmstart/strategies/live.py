@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._quiet import quiet_import
 from ..errors import PlanError, UsageError
 from ..planning import Report, Rules, load_rules, make_plan
 from ..tables import table_from_graph, table_from_trackable, trackable_variables
@@ -20,7 +21,7 @@ __all__ = ['copy_variables', 'copy_weights']
 
 def _session_arg(arg: Any, what: str) -> tuple[Any, Any]:
     """(graph, session) of a ``Session`` or a ``(graph, session)`` pair; raises :class:`UsageError`."""
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     sessions = (tf.compat.v1.Session, tf.compat.v1.InteractiveSession)
     if isinstance(arg, sessions):

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputNotFoundError, UsageError
 from ..formats import dtypes
 from ..formats.bundle import BundleReader, BundleWriter, checksums
 from ..planning import MAIN_SOURCE, Blocks, BlockSource, PlanEntry
 from ..storage import fetch_blocks, plan_blocks
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["check_readable", "other_sources", "remap_from", "remap_value", "stream_remap"]
 
@@ -58,6 +59,8 @@ def remap_value(value: np.ndarray, entry: PlanEntry, initial: Callable[[], np.nd
     """The target's value for a ``remap`` entry from the source's whole ``value`` (and a concat's
     ``others``, as :func:`other_sources` orders them); ``initial()`` gives the target's initial value (asked
     only when rows keep it). A cast to the target's dtype comes last."""
+    import numpy as np
+
     remap = entry.remap
     assert remap is not None
     shape = tuple(int(n) for n in entry.shape)  # type: ignore[arg-type]
@@ -76,6 +79,8 @@ def _fill_from(out: np.ndarray, rows: np.ndarray, remap, first: int, shape,
                row_index: np.ndarray | None = None) -> None:
     """Write into ``out`` (target rows ``first...``) the source entries ``rows`` holds for them: ``rows``
     is indexed by source row along axis 0, or by ``row_index`` (the chunk's rows' places in ``rows``)."""
+    import numpy as np
+
     idx = [remap.index(d, n) for d, n in enumerate(shape)]
     idx[0] = idx[0][first : first + out.shape[0]] if row_index is None else row_index
     if remap.fill != "mean" and all(m is None for m in remap.maps[1:]):  # whole rows: a plain row gather
@@ -94,6 +99,8 @@ def _fill_from(out: np.ndarray, rows: np.ndarray, remap, first: int, shape,
 def _fill_initializer(out: np.ndarray, remap, first: int, shape) -> None:
     """With a declared initializer: the entries of ``out`` (target rows ``first...``) that have no source get
     its values, which depend only on their places in the whole target (the same in a chunk as in the whole)."""
+    import numpy as np
+
     if remap.initializer is None:
         return
     missing = np.zeros(out.shape, dtype=bool)
@@ -107,6 +114,8 @@ def _fill_initializer(out: np.ndarray, remap, first: int, shape) -> None:
 
 
 def _fill_mean(out: np.ndarray, have: list[np.ndarray], axis: int) -> None:
+    import numpy as np
+
     copied = np.take(out, have[axis], axis=axis)
     mean = copied.mean(axis=axis, keepdims=True) if copied.shape[axis] else 0
     missing = np.setdiff1d(np.arange(out.shape[axis]), have[axis])
@@ -120,6 +129,8 @@ def stream_remap(entry: PlanEntry, source: BundleReader, template: BundleReader 
     """Write the remapped tensor of ``entry`` into ``writer``, reading only the source rows it keeps;
     ``in_flight``: (reads, chunks' worth of bytes) outstanding at most; ``sliced``: the extents of a
     target the template stores partitioned."""
+    import numpy as np
+
     remap = entry.remap
     assert remap is not None
     check_readable(entry, source, template)
@@ -154,6 +165,8 @@ def _remap_chunk(entry: PlanEntry, first: int, last: int, rows_reader: _Rows, in
                  buffer: np.ndarray) -> np.ndarray:
     """Target rows ``first:last`` in ``buffer``'s first rows: the new rows' initial values (or zeros), then
     the source rows they keep."""
+    import numpy as np
+
     remap = entry.remap
     assert remap is not None
     shape = tuple(int(n) for n in entry.shape)  # type: ignore[arg-type]
@@ -200,6 +213,8 @@ class _Rows:
 
     def __init__(self, reader: BundleReader, key: str, read_block: Callable, chunk_bytes: int,
                  in_flight: tuple[int, int], stats: Any):
+        import numpy as np
+
         record = reader.records[key]
         self.reader, self.key, self.entry = reader, key, record.entry
         self.dtype = dtypes.by_name(record.dtype).numpy.newbyteorder("<")  # type: ignore[union-attr]
@@ -216,6 +231,8 @@ class _Rows:
     def into(self, out: np.ndarray, places: np.ndarray, rows: np.ndarray) -> None:
         """``out[places] = rows of the tensor``; from a local file each run (consecutive in both) is one
         ``pread`` into ``out``, otherwise the rows are read by range, then placed."""
+        import numpy as np
+
         if not len(places):
             return
         if not self.local or out.dtype != self.dtype:  # object storage, or a cast on the way
@@ -250,6 +267,8 @@ class _Rows:
 
     def rows(self, needed: np.ndarray) -> np.ndarray:
         """Rows ``needed`` (sorted, unique) as an array ``(len(needed), *inner)``."""
+        import numpy as np
+
         starts = np.flatnonzero(np.diff(needed, prepend=needed[0] - 2) != 1)
         ends = np.append(starts[1:], len(needed))
         buf = bytearray(len(needed) * self.row_bytes)

@@ -8,12 +8,13 @@ A plan of one source (``main``) takes one reader as before; a plan of several na
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..planning import MAIN_SOURCE, Plan, PlanEntry
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["SourceReaders"]
 

@@ -16,9 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptCheckpointError, UsageError
 from ..formats import dtypes
@@ -26,6 +24,9 @@ from ..formats.bundle import OBJECT_GRAPH_KEY, BundleReader, BundleWriter, Tenso
 from ..planning import DIRECT, MAIN_SOURCE, TRANSFERRED, Plan, PlanEntry
 from ..storage import Block, fetch_blocks, plan_blocks, read_range
 from .sources import SourceReaders
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["stream_transfer", "stream_part", "template_keys", "copy_tensor", "copy_tensors", "write_subset", "StreamStats", "DEFAULT_CHUNK_BYTES",
            "DEFAULT_IN_FLIGHT", "DEFAULT_REMOTE_IN_FLIGHT", "MAX_REMOTE_REQUESTS", "DEFAULT_MAX_GAP"]
@@ -207,6 +208,8 @@ def _close(data) -> None:
 
 
 def _cast_bytes(chunk: memoryview, src: str, dst: str) -> bytes:
+    import numpy as np
+
     src_np = dtypes.by_name(src).numpy.newbyteorder("<")  # type: ignore[union-attr]
     dst_np = dtypes.by_name(dst).numpy.newbyteorder("<")  # type: ignore[union-attr]
     return np.frombuffer(chunk, dtype=src_np).astype(dst_np).tobytes()

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .._quiet import quiet_import
 from .. import storage
 from ..errors import TargetError, UsageError
 from ..formats.bundle import BundleReader
@@ -146,7 +147,7 @@ class _Tf1Fill:
 
 def _build_tf1_target(plan: Plan, target: Any, storage_options) -> _Tf1Target:
     """The graph and session of a TF1 target, and how its non-transferred variables get their values."""
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     if isinstance(target, (tf.compat.v1.Session, tf.compat.v1.InteractiveSession)):
         return _live_session(target, "the target session")
@@ -190,7 +191,7 @@ def _live_session(session: Any, what: str) -> _Tf1Target:
 
 def _import_meta_graph(data: bytes, url: str) -> Any:
     """A fresh ``tf.Graph`` holding the MetaGraph in ``data`` (binary or text format, devices cleared)."""
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     meta_graph = parse_meta_graph(data, url)
     graph = tf.Graph()
@@ -204,7 +205,7 @@ def _import_meta_graph(data: bytes, url: str) -> Any:
 
 def _set_initial_values(plan: Plan, built: _Tf1Target, variables: dict[str, GraphVar], workdir: str) -> None:
     """Give every variable the plan does not fill its initial value (or check that it has one)."""
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     # remap entries too: their new rows keep the initial value
     kept = [e for e in plan.entries if e.action not in TRANSFERRED or e.action == "remap"]

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .._quiet import quiet_import
 from ..errors import UsageError
 from .tf_common import UninitializedVariableError
 
@@ -59,7 +60,7 @@ def graph_variables(graph: Any) -> dict[str, GraphVar]:
     """The global variables of ``graph`` by the names :func:`table_from_graph` gives them:
     op names, and full names for partitioned variables (whose parts carry a ``save_slice_info_def``
     in their public ``to_proto()``; no private ``_get_save_slice_info`` needed)."""
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     plain: dict[str, GraphVar] = {}
     parts: dict[str, list[tuple[Any, tuple[int, ...]]]] = {}
@@ -79,7 +80,7 @@ def graph_variables(graph: Any) -> dict[str, GraphVar]:
 
 
 def all_global_variables(graph: Any) -> list[Any]:
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     return list(graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))
 
@@ -103,7 +104,7 @@ class GraphAssigner:
             self._op(variable)
 
     def _op(self, variable: Any) -> tuple[Any, Any]:
-        import tensorflow as tf
+        tf = quiet_import("tensorflow")
 
         name = variable.op.name
         if name in self._ops:
@@ -151,7 +152,7 @@ def check_not_finalized(graph: Any, what: str) -> None:
 
 def uninitialized(graph: Any, session: Any, variables: list[Any]) -> list[str]:
     """Names of ``variables`` without a value in ``session`` (adds one report op to ``graph``)."""
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     if not variables:
         return []
@@ -168,7 +169,7 @@ def scoped_saver(graph: Any, var_list: Any) -> Any:
     ``Graph.unique_name`` then walks all N suffixes for every new op (quadratic; 17.5 of 41.7 s for
     4,000 variables). A fresh scope makes every name new.
     """
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     return tf.compat.v1.train.Saver(var_list=var_list, sharded=False, name=graph.unique_name("warmstart_saver", mark_as_used=False))
 
@@ -176,7 +177,7 @@ def scoped_saver(graph: Any, var_list: Any) -> Any:
 def read_graph_values(session: Any, graph_vars: list[GraphVar], shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
     """The full values of ``graph_vars`` from one ``session.run``; raises
     :class:`UninitializedVariableError` naming the first variable without a value."""
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     fetches = [v for gv in graph_vars for v in gv.variables]
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .._quiet import quiet_import
 from .. import storage
 from ..errors import TargetError, UsageError
 from ..formats.bundle import BundleReader
@@ -36,8 +37,8 @@ __all__ = ["run_tf2"]
 
 def run_tf2(strategy, plan: Plan, target: Any, source: BundleReader | SourceReaders, workdir: str,
              progress: Progress | None, storage_options, out_dir: str) -> TFResult:
-    import keras
-    import tensorflow as tf
+    keras = quiet_import("keras")
+    tf = quiet_import("tensorflow")
 
     readers = SourceReaders.of(source, plan)
     obj, what = _build_tf2_target(plan, target, storage_options)
@@ -75,7 +76,7 @@ def _restore(source: BundleReader, copies: list, variables, sizes, tracker: Prog
              name: str) -> None:
     """TF restores the ``copies`` of one source checkpoint (``RestoreV2`` in batches) and assigns them; each
     source key is restored once, for all the targets sharing it."""
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     groups = by_source(copies)
     prefix = local_source_prefix(source, groups, workdir, name)
@@ -97,8 +98,8 @@ def _restore(source: BundleReader, copies: list, variables, sizes, tracker: Prog
 
 def _build_tf2_target(plan: Plan, target: Any, storage_options) -> tuple[Any, str]:
     """The Keras model or ``tf.Module`` to fill, and how to name it in messages."""
-    import keras
-    import tensorflow as tf
+    keras = quiet_import("keras")
+    tf = quiet_import("tensorflow")
 
     if isinstance(target, (keras.Layer, tf.Module)):
         return target, plan.target.origin

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .._quiet import quiet_import
 from .. import storage
 from ..errors import CorruptCheckpointError, InputError, InputNotFoundError, TargetError, UsageError
 from ..formats import dtypes
@@ -154,7 +155,7 @@ def tf_call(doing: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> An
     """Run a TF call; a TF runtime error becomes a warmstart error saying what was being done:
     corrupt data (a CRC mismatch) a :class:`CorruptCheckpointError`, a missing file or tensor an
     :class:`InputNotFoundError`, anything else a :class:`TargetError`."""
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     try:
         return fn(*args, **kwargs)

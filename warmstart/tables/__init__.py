@@ -10,23 +10,22 @@ configuration: ``keras_config``; from a live model: ``keras_walk``; weights file
 only inside the functions that need it.
 """
 
-from .builders import run_builder, table_from_builder, table_from_object
-from .code_policy import ALLOW_CODE_ENV, allowing_code, code_allowed, refuse_code, refuse_code_in_rules
-from .keras_files import built_from_config, keras_file_model, load_keras_model, local_file, table_from_keras_file
-from .signature import read_signature_file
-from .keras_weights import table_from_keras_weights
-from .table import (TableKind, Variable, VariableTable, has_list_index, read_table, table_from_bundle,
-                    table_from_reader)
-from .structure import named_by_structure
-from .targets import TargetKind, signature_for, signature_of, target_kind
-from .tf_graphs import parse_meta_graph, table_from_graph, table_from_meta_graph, table_from_meta_graph_bytes
-from .tf_objects import stateful_layers, table_from_trackable, trackable_variables
+from __future__ import annotations
 
-__all__ = [
-    "TableKind", "TargetKind", "Variable", "VariableTable", "has_list_index", "read_table", "table_from_bundle", "table_from_reader",
-    "table_from_keras_weights", "signature_of", "signature_for", "target_kind",
-    "read_signature_file", "table_from_graph", "table_from_meta_graph", "table_from_meta_graph_bytes",
-    "table_from_trackable", "trackable_variables", "stateful_layers", "table_from_keras_file", "keras_file_model", "built_from_config", "table_from_builder",
-    "table_from_object", "run_builder", "parse_meta_graph", "local_file", "load_keras_model", "named_by_structure",
-    "ALLOW_CODE_ENV", "allowing_code", "code_allowed", "refuse_code", "refuse_code_in_rules",
-]
+from .._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    ".builders": ("run_builder", "table_from_builder", "table_from_object"),
+    ".code_policy": ("ALLOW_CODE_ENV", "allowing_code", "code_allowed", "refuse_code", "refuse_code_in_rules"),
+    ".keras_files": ("built_from_config", "keras_file_model", "load_keras_model", "local_file", "table_from_keras_file"),
+    ".signature": ("read_signature_file",),
+    ".keras_weights": ("table_from_keras_weights",),
+    ".table": (
+        "TableKind", "Variable", "VariableTable", "has_list_index", "read_table", "table_from_bundle",
+        "table_from_reader",
+    ),
+    ".structure": ("named_by_structure",),
+    ".targets": ("TargetKind", "signature_for", "signature_of", "target_kind"),
+    ".tf_graphs": ("parse_meta_graph", "table_from_graph", "table_from_meta_graph", "table_from_meta_graph_bytes"),
+    ".tf_objects": ("stateful_layers", "table_from_trackable", "trackable_variables"),
+})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .._quiet import quiet_import
 from ..errors import TargetError, UsageError
 from .table import VariableTable
 from .tf_graphs import table_from_graph
@@ -89,8 +90,8 @@ def table_from_object(obj: Any) -> VariableTable:
 
 def _table_from_live(obj: Any, origin: str | None, described: str) -> VariableTable:
     """Dispatch a live object to its table function; raises :class:`TargetError` for other objects."""
-    import keras
-    import tensorflow as tf
+    keras = quiet_import("keras")
+    tf = quiet_import("tensorflow")
 
     if isinstance(obj, (tf.Graph, tf.compat.v1.Session, tf.compat.v1.InteractiveSession)):
         return table_from_graph(obj, origin)

@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from .._quiet import quiet_import
 from .. import storage
 from ..errors import InputLimitError, InputNotFoundError, StorageError, TargetError, WarmStartError
 from ..formats.keras import check_members
@@ -80,7 +81,7 @@ def _archive_config(loc: storage.Location) -> dict[str, Any]:
 def built_without_weights(config: dict[str, Any], url: str) -> Any | None:
     """The model built from its configuration with no variable allocated (their initializers deferred
     and then dropped); None when a layer cannot be built that way."""
-    import keras
+    keras = quiet_import("keras")
 
     deferred = _deferred_variables()
     before = len(deferred) if deferred is not None else 0
@@ -119,7 +120,7 @@ def keras_file_model(url: str, storage_options: dict[str, Any] | None = None) ->
 def _deferred_variables() -> list[Any] | None:
     """Keras' list of variables whose initializer is deferred (private, so looked up with care)."""
     try:
-        from keras.src.backend.common import global_state
+        global_state = quiet_import("keras.src.backend.common.global_state")
 
         found = global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
     except (ImportError, AttributeError):
@@ -154,7 +155,7 @@ def _protocols(loc: storage.Location) -> tuple[str, ...]:
 
 def load_keras_model(path: str, url: str) -> Any:
     """Load a ``.keras`` archive safely; raises :class:`TargetError` with Keras's reason on failure."""
-    import keras
+    keras = quiet_import("keras")
 
     # Keras reports a file that is not a zip as "File not found", which misleads: check first.
     if not zipfile.is_zipfile(path):

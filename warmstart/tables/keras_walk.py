@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._quiet import quiet_import
 from .keras_names import Place, containers, counted, place_of_group, snake_case
 
 __all__ = ["saved_places"]
@@ -22,8 +23,8 @@ def saved_places(model: Any) -> dict[int, Place] | None:
     """``id`` of each variable Keras saves for ``model`` -> its :class:`Place` (with its own name as role);
     None when Keras' saving walk cannot be followed here."""
     try:
-        from keras.src.saving.keras_saveable import KerasSaveable
-        from keras.src.saving.saving_lib import _walk_saveable
+        KerasSaveable = quiet_import("keras.src.saving.keras_saveable").KerasSaveable
+        _walk_saveable = quiet_import("keras.src.saving.saving_lib")._walk_saveable
     except ImportError:
         return None
     walk = _Walk(KerasSaveable, _walk_saveable)

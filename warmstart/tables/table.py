@@ -6,11 +6,14 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import CorruptCheckpointError
-from ..formats import KerasWeightsReader, dtypes, open_source
+from ..formats import dtypes, open_source
 from ..formats.bundle import OBJECT_GRAPH_KEY, VALUE_SUFFIX, BundleReader, decode_object_graph, preferred_paths
+
+if TYPE_CHECKING:
+    from ..formats import KerasWeightsReader
 
 __all__ = ["Variable", "VariableTable", "TableKind", "NAME_FIELDS", "read_table", "table_from_bundle", "table_from_reader",
            "has_list_index"]
@@ -183,7 +186,7 @@ def read_table(url: str, storage_options: dict[str, Any] | None = None) -> Varia
 
 
 def table_from_reader(reader: BundleReader | KerasWeightsReader) -> VariableTable:
-    if isinstance(reader, KerasWeightsReader):
+    if reader.reader_kind == "keras-weights":
         from .keras_weights import table_from_keras_weights  # it builds on this module
 
         return table_from_keras_weights(reader)

@@ -3,7 +3,7 @@
 URL targets are told apart by their form: ``py:module:function`` builders, ``*.meta`` MetaGraphs,
 ``*.keras`` Keras files, ``*.json`` signature files; anything else is a template checkpoint.
 Live objects (a ``tf.Graph``, ``Session``, Keras model, ``tf.Module``) are accepted too.
-TensorFlow is imported only for targets that need it.
+TensorFlow is imported only for targets that need it, and the modules of a kind only for targets of that kind.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from ..errors import UsageError
-from . import builders, keras_files, tf_graphs
 from .signature import read_signature_file
 from .table import VariableTable, read_table
 
@@ -49,7 +48,9 @@ def signature_of(target: Any, storage_options: dict[str, Any] | None = None) -> 
     if hasattr(target, "__fspath__"):
         target = str(target)
     if not isinstance(target, str):
-        return builders.table_from_object(target)
+        from .builders import table_from_object
+
+        return table_from_object(target)
     kind = target_kind(target)
     if kind == "checkpoint":
         return read_table(target, storage_options)
@@ -58,11 +59,17 @@ def signature_of(target: Any, storage_options: dict[str, Any] | None = None) -> 
     if kind == "keras-weights":
         return read_table(target, storage_options)
     if kind == "builder":
-        return builders.table_from_builder(target)
+        from .builders import table_from_builder
+
+        return table_from_builder(target)
     if kind == "meta-graph":
-        return tf_graphs.table_from_meta_graph(target, storage_options)
+        from .tf_graphs import table_from_meta_graph
+
+        return table_from_meta_graph(target, storage_options)
     if kind == "keras":
-        return keras_files.table_from_keras_file(target, storage_options)
+        from .keras_files import table_from_keras_file
+
+        return table_from_keras_file(target, storage_options)
     raise UsageError(f"unknown target kind {kind!r} for {target!r}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._quiet import quiet_import
 from .. import storage
 from ..errors import TargetError
 from ..formats import dtypes
@@ -40,7 +41,7 @@ def table_from_graph(graph: Any, origin: str | None = None) -> VariableTable:
 
     Raises :class:`TargetError` when ``graph`` is neither, or its variables cannot be described.
     """
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     if isinstance(graph, (tf.compat.v1.Session, tf.compat.v1.InteractiveSession)):
         graph = graph.graph
@@ -69,7 +70,7 @@ def parse_meta_graph(data: bytes, origin: str):
 def _parse_binary_meta_graph(data: bytes):
     """The binary MetaGraphDef in ``data`` if it holds a graph, else ``None``."""
     from google.protobuf import message
-    from tensorflow.core.protobuf import meta_graph_pb2
+    meta_graph_pb2 = quiet_import("tensorflow.core.protobuf.meta_graph_pb2")
 
     meta_graph = meta_graph_pb2.MetaGraphDef()
     try:
@@ -82,7 +83,7 @@ def _parse_binary_meta_graph(data: bytes):
 def _parse_text_meta_graph(data: bytes):
     """The text-format MetaGraphDef in ``data`` if it holds a graph, else ``None``."""
     from google.protobuf import text_format
-    from tensorflow.core.protobuf import meta_graph_pb2
+    meta_graph_pb2 = quiet_import("tensorflow.core.protobuf.meta_graph_pb2")
 
     meta_graph = meta_graph_pb2.MetaGraphDef()
     try:
@@ -95,7 +96,7 @@ def _parse_text_meta_graph(data: bytes):
 def _table_from_meta_graph_def(meta_graph, origin: str) -> VariableTable:
     """The table of a parsed MetaGraphDef: plain variables as they are, partition parts merged."""
     from google.protobuf import message
-    from tensorflow.core.framework import variable_pb2
+    variable_pb2 = quiet_import("tensorflow.core.framework.variable_pb2")
 
     nodes = {node.name: node for node in meta_graph.graph_def.node}
     plain: list[Variable] = []

@@ -9,6 +9,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .._quiet import quiet_import
 from ..errors import TargetError
 from ..formats.bundle import VALUE_SUFFIX, escape, preferred_paths
 from .keras_names import KerasName, name_places
@@ -31,7 +32,7 @@ def table_from_trackable(obj: Any, origin: str | None = None, kind: TrackableKin
     Raises :class:`TargetError` when ``obj`` is an unbuilt Keras model or a variable has no
     usable dtype or rank.
     """
-    import keras
+    keras = quiet_import("keras")
 
     is_keras = isinstance(obj, keras.Layer)
     if is_keras and not obj.built:
@@ -56,7 +57,7 @@ def stateful_layers(obj: Any) -> list[Any]:
     """The layers below (and including) ``obj`` that derive state from their variables: those with
     Keras' ``finalize_state`` hook (``Normalization`` computes its mean and variance tensors there).
     Keras runs the hook only in its own loading path; whoever assigns variables must run it too."""
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     objects, _ = _live_object_graph(tf.train.Checkpoint(model=obj))
     return [o for o in objects.values() if callable(getattr(o, "finalize_state", None))]
@@ -76,7 +77,7 @@ def _walk_trackable(obj: Any) -> list[_Found]:
     """Every variable ``tf.train.Checkpoint(model=obj)`` saves. A Keras model's variables are named as
     a weights file of it names them (:mod:`.keras_names`: ``variable.path``), with the object path as an
     alias; other variables (``tf.Module``, optimizer state) by object path (``model/...``)."""
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     checkpoint = tf.train.Checkpoint(model=obj)
     objects, edges = _live_object_graph(checkpoint)
@@ -92,7 +93,7 @@ def _walk_trackable(obj: Any) -> list[_Found]:
 
 def _keras_names(obj: Any) -> dict[int, KerasName]:
     """``id`` of each variable Keras saves for ``obj`` (a Keras layer or model) -> its names."""
-    import keras
+    keras = quiet_import("keras")
 
     places = saved_places(obj) if isinstance(obj, keras.Layer) else None
     if not places:
@@ -106,7 +107,7 @@ def _live_object_graph(root: Any) -> tuple[dict[int, Any], dict[int, list[tuple[
     Objects are keyed by ``id`` because variables are unhashable; ``objects`` keeps them alive.
     The Checkpoint's own ``save_counter`` is left out: it belongs to the checkpoint, not the model.
     """
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     view = tf.train.TrackableView(root)
     objects: dict[int, Any] = {id(root): root}
@@ -141,8 +142,8 @@ def _first_found_paths(root: int, edges: dict[int, list[tuple[str, int]]]) -> di
 def _is_saved_variable(obj: Any) -> bool:
     """True for the objects a checkpoint saves a VARIABLE_VALUE for: ``tf.Variable`` and Keras 3
     variables (which are not ``tf.Variable`` subclasses; they wrap one and serialize its value)."""
-    import keras
-    import tensorflow as tf
+    keras = quiet_import("keras")
+    tf = quiet_import("tensorflow")
 
     return isinstance(obj, (tf.Variable, keras.Variable))
 
@@ -150,7 +151,7 @@ def _is_saved_variable(obj: Any) -> bool:
 def _trackable_variable(found: _Found, origin: str) -> Variable:
     """A table entry for a live ``tf.Variable`` or Keras variable; raises :class:`TargetError` for an
     unknown dtype or a shape of unknown rank."""
-    import tensorflow as tf
+    tf = quiet_import("tensorflow")
 
     what = f"{origin}: variable {found.name!r}"
     dtype = dtype_name(tf.as_dtype(found.variable.dtype).as_datatype_enum, what)

@@ -9,9 +9,12 @@ inputs from input specs), ``compare`` (differences and tolerances), ``calls`` (c
 output's files), ``run`` (:func:`certify`: target side first, then the source side).
 """
 
-from .certificate import VERIFY_MODES, Certificate, Check, NotChecked, Verdict, VerifyMode, verify_mode
-from .output import OutputFiles, output_files
-from .run import certify
+from __future__ import annotations
 
-__all__ = ["Certificate", "Check", "NotChecked", "Verdict", "VerifyMode", "VERIFY_MODES", "verify_mode", "certify",
-           "OutputFiles", "output_files"]
+from .._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    ".certificate": ("Certificate", "Check", "NotChecked", "Verdict", "VerifyMode", "VERIFY_MODES", "verify_mode"),
+    ".output": ("OutputFiles", "output_files"),
+    ".run": ("certify",),
+})

@@ -6,14 +6,13 @@ variable key (slices by ordered code, ``_ordered_code``); tensors are checked wi
 (``object_graph``).
 """
 
-from ._protos import BundleEntry, decode_entry, decode_object_graph, encode_entry
-from .object_graph import OBJECT_GRAPH_KEY, VALUE_SUFFIX, escape, preferred_paths
-from .reader import BundleReader, TensorRecord, data_file_name
-from .writer import WRITE_BLOCK_BYTES, BundleWriter, WrittenTensor, encode_array, write_index
+from __future__ import annotations
 
-__all__ = [
-    "BundleReader", "TensorRecord", "data_file_name",
-    "BundleWriter", "WrittenTensor", "encode_array", "write_index", "WRITE_BLOCK_BYTES",
-    "BundleEntry", "encode_entry", "decode_entry",
-    "OBJECT_GRAPH_KEY", "VALUE_SUFFIX", "escape", "preferred_paths", "decode_object_graph",
-]
+from ..._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "._protos": ("BundleEntry", "decode_entry", "decode_object_graph", "encode_entry"),
+    ".object_graph": ("OBJECT_GRAPH_KEY", "VALUE_SUFFIX", "escape", "preferred_paths"),
+    ".reader": ("BundleReader", "TensorRecord", "data_file_name"),
+    ".writer": ("WRITE_BLOCK_BYTES", "BundleWriter", "WrittenTensor", "encode_array", "write_index"),
+})

@@ -9,14 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...errors import CorruptCheckpointError, InputNotFoundError, UnsupportedFormatError
 from ...storage import INDEX_BYTES, Location, object_size, object_version, read_bytes, read_range, resolve
 from .. import dtypes
-from ..interface import StoredTensor
+from ..interface import ReaderKind, StoredTensor
 from ..sniff import describe_file
 from . import checksums
 from ._ordered_code import slice_key
@@ -24,6 +22,9 @@ from .directory import resolve_checkpoint
 from ._protos import BundleEntry, BundleHeader, decode_entry, decode_header
 from ._sstable import TableFormatError, read_table
 from ._strings import string_entry_crc, string_lengths
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["BundleReader", "TensorRecord", "data_file_name"]
 
@@ -57,6 +58,8 @@ class BundleReader:
     Raises :class:`InputNotFoundError` when there is no checkpoint at ``url`` and
     :class:`CorruptCheckpointError` when its index cannot be parsed.
     """
+
+    reader_kind: ClassVar[ReaderKind] = "tf-checkpoint"
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
         try:
@@ -149,6 +152,8 @@ class BundleReader:
 
     def read(self, key: str) -> np.ndarray:
         """The value of tensor ``key`` as a NumPy array (strings as an object array of bytes)."""
+        import numpy as np
+
         try:
             record = self.records[key]
         except KeyError:
@@ -190,6 +195,8 @@ def _string_crc_ok(data: bytes, entry: BundleEntry) -> bool:
 
 
 def _decode(data: bytes, record: TensorRecord, key: str, url: str) -> np.ndarray:
+    import numpy as np
+
     dt = dtypes.by_enum(record.entry.dtype)
     shape = record.entry.shape
     count = math.prod(shape)
@@ -320,6 +327,8 @@ def _check_slices(entry: BundleEntry, slices, header: BundleHeader, where: str) 
 
 def _overlapping(boxes: list[tuple[tuple[int, int], ...]]) -> bool:
     """True when two boxes share an element (with the volumes adding up, no overlap means no gap)."""
+    import numpy as np
+
     if len(boxes) < 2 or not boxes[0]:
         return len(boxes) > 1
     lo = np.array([[a for a, _ in box] for box in boxes], dtype=object)

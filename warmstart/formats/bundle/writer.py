@@ -8,10 +8,10 @@ another machine), whose entries :func:`write_index` merges into the one index.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import numpy as np
 
 from ...errors import StorageError
 from ...storage import Location, is_transient
@@ -22,6 +22,9 @@ from ._protos import BundleEntry, BundleHeader, Slice, encode_entry, encode_head
 from ._sstable import TableWriter
 from ._strings import frame_strings, string_entry_crc
 from .reader import data_file_name
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["BundleWriter", "WrittenTensor", "encode_array", "write_index", "WRITE_BLOCK_BYTES"]
 
@@ -44,6 +47,8 @@ class WrittenTensor:
 
 def encode_array(value: np.ndarray, dtype: str) -> bytes:
     """The bundle bytes of ``value`` as dtype ``dtype`` (little-endian, row-major; strings framed)."""
+    import numpy as np
+
     dt = dtypes.by_name(dtype)
     if dt.name == "string":
         items = [v if isinstance(v, bytes) else str(v).encode() for v in np.asarray(value, dtype=object).ravel()]
@@ -167,6 +172,8 @@ class BundleWriter:
         return self.end(crc32c)
 
     def add_array(self, key: str, value: np.ndarray, dtype: str) -> WrittenTensor:
+        import numpy as np
+
         data = encode_array(value, dtype)
         crc = string_entry_crc(data, int(np.prod(value.shape, dtype=np.int64))) if dtype == "string" else None
         return self.add_chunks(key, dtype, tuple(value.shape), [data], crc32c=crc)
@@ -174,6 +181,8 @@ class BundleWriter:
     def add_slices(self, key: str, value: np.ndarray, dtype: str,
                    extents: Iterable[tuple[tuple[int, int], ...]]) -> WrittenTensor:
         """Write ``value`` as a partitioned variable with the given slice extents, as TF1 Saver does."""
+        import numpy as np
+
         extents = tuple(extents)
         raw = self._claim(key)
         size = 0

@@ -26,32 +26,27 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...errors import CorruptCheckpointError, InputNotFoundError, StorageError, UsageError, WarmStartError
 from ...storage import Location, is_transient, kernel_copy, object_size, object_version, read_bytes, read_range, resolve
 from .. import dtypes
-from ..interface import StoredTensor
+from ..interface import ReaderKind, StoredTensor
 from .archive import Window, archive_member, extract_member, is_compressed
 from .isolated import isolated
 from .layout import MAX_CONFIG_BYTES, Scan, scan
 
-__all__ = ["KerasWeightsReader", "KerasRecord", "KERAS_SUFFIXES", "is_keras_file", "keras_versions"]
+if TYPE_CHECKING:
+    import numpy as np
 
-# .weights.h5 (Keras 3), .h5 (legacy Keras 2 layout), .keras, .weights.json (sharded weights)
-KERAS_SUFFIXES = (".h5", ".keras", ".weights.json")
+__all__ = ["KerasWeightsReader", "KerasRecord", "keras_versions"]
+
 _META_BLOCK = 16 << 10  # block size for reading an object's HDF5 structure (the figures above)
 _MAX_SHARD_INDEX_BYTES = 16 << 20  # Keras writes a few KiB; never read a huge "index"
 _STRUCTURE_FORMAT = "warmstart.keras-structure.v2"
 _CONFIG = "config.json"
 _DAMAGED = (RuntimeError, ValueError, TypeError, UnicodeError, OverflowError, IndexError)
 _SHARD_NAME = re.compile(r"[^/\\]+\.weights\.h5")
-
-
-def is_keras_file(url: str) -> bool:
-    return url.split("?", 1)[0].rstrip("/").endswith(KERAS_SUFFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +71,8 @@ class KerasWeightsReader:
     ``.keras`` archive without ``model.weights.h5`` (weights saved as ``.npz``), and
     :class:`CorruptCheckpointError` when the file is not the HDF5 Keras writes.
     """
+
+    reader_kind: ClassVar[ReaderKind] = "keras-weights"
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None,
                  structure: dict[str, Any] | None = None, versions: dict[str, dict[str, Any]] | None = None):
@@ -156,6 +153,8 @@ class KerasWeightsReader:
         return value.reshape(record.shape)
 
     def _read_range(self, record: KerasRecord) -> np.ndarray:
+        import numpy as np
+
         loc = self.shards[record.shard]
         data = read_range(loc, record.offset, record.offset + record.stored_bytes)
         if len(data) != record.stored_bytes:
@@ -175,6 +174,8 @@ def _scan(url: str, storage_options: dict[str, Any] | None, archive: bool) -> Sc
 
 
 def _read_dataset(url: str, storage_options: dict[str, Any] | None, archive: bool, key: str) -> np.ndarray:
+    import numpy as np
+
     loc = resolve(url, storage_options)
     with _open_h5(loc, archive, metadata=False) as (f, _, _):
         try:
