@@ -211,10 +211,12 @@ def warm_start(
 
 
 def _run_page() -> str | None:
-    """The run's page in the Prefect UI; None where no UI serves it (Prefect's temporary server)."""
+    """The run's page in the Prefect UI (the address Prefect's "View at" line names); None where no UI serves it
+    (Prefect's temporary server)."""
     from prefect.settings import get_current_settings
+    from prefect.utilities.urls import url_for
 
-    return flow_run.ui_url if get_current_settings().ui_url else None
+    return url_for("flow-run", obj_id=flow_run.id) if get_current_settings().ui_url else None
 
 
 def _validated(request: WarmStartRequest, creds: Any) -> tuple[CachedIndex, dict[str, CachedIndex], Plan]:
