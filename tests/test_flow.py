@@ -13,6 +13,7 @@ import pytest
 from servers import FaultyProxy, clear_fs_caches, published_event, upload_dir
 
 from warmstart.examples import EXAMPLE_RULES, write_example_set
+from warmstart.planning.report import human_bytes
 
 pytestmark = [pytest.mark.integration]
 
@@ -95,7 +96,7 @@ def test_local_run_publishes_a_checkpoint_tf_loads_and_its_artifacts(prefect_api
     assert "unused" in actions  # the source's optimizer slots and step counter, listed last
     assert "coverage" in by_key["warm-start-summary"].data
     assert by_key["warm-start-progress"].data == 100.0
-    assert by_key["warm-start-progress"].description.startswith(f"done: {summary['bytes_read']:,} bytes read")
+    assert by_key["warm-start-progress"].description.startswith(f"done: {human_bytes(summary['bytes_read'])} read")
 
 
 def test_rerun_uses_the_local_cache_for_remote_sources_only(prefect_api, example, s3_server, s3_bucket, monkeypatch,

@@ -58,7 +58,7 @@ def test_the_flow_certifies_before_it_uploads(prefect_api, example, tmp_path):
     assert "certificate passed" in artifacts["warm-start-summary"].data
     plan_table = artifacts["warm-start-plan"].data  # the latest version: with what the certificate says
     plan_table = json.loads(plan_table) if isinstance(plan_table, str) else plan_table
-    assert list(plan_table[0])[:2] == ["action", "verified"]
+    assert list(plan_table[0])[:3] == ["target", "action", "verified"]
     verified = {r["target"]: r["verified"] for r in plan_table}
     assert verified["model/pooler/dense/kernel"] == verified["model/encoder/layer_1/output/dense/bias"] == "passed"
     assert verified["head/dense/kernel"] == ""  # what the pooled output does not read

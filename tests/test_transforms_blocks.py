@@ -134,22 +134,23 @@ def test_lstm_into_keras_model_by_tf(tf1_lstm, tmp_path, strategy):
     np.testing.assert_allclose(np.asarray(model(tf1_lstm["x"])), tf1_lstm["expected"], atol=1e-5, rtol=0)
 
 
-def _readme_lstm_recipe() -> tuple[str, list[str]]:
-    """The README's TF1 LSTM -> Keras recipe as written: its rules.yaml and its transfer commands."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    start = readme.index("# rules.yaml: TF1 rnn/lstm_cell")
-    rules = readme[start:readme.index("```", start)]
-    commands = [line.split("#")[0].split() for line in readme[readme.index("```bash", start):].splitlines()
+def _documented_lstm_recipe() -> tuple[str, list[str]]:
+    """The documentation's TF1 LSTM -> Keras recipe (docs/guide/transforms.md) as written: its rules.yaml and its
+    transfer commands."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "transforms.md").read_text()
+    start = page.index("# rules.yaml: TF1 rnn/lstm_cell")
+    rules = page[start:page.index("```", start)]
+    commands = [line.split("#")[0].split() for line in page[page.index("```console", start):].splitlines()
                 if line.startswith("warmstart transfer runs/tf1-lstm/")]
     return rules, [" ".join(c) for c in commands]
 
 
 @pytest.mark.parametrize("target_kind", ["weights.h5", "keras"])
-def test_the_readme_lstm_recipe_runs_as_written(tf1_lstm, tmp_path, target_kind, capsys, monkeypatch):
-    """Every target kind the README's recipe shows, its rules and command verbatim: the Keras model gives the
+def test_the_documented_lstm_recipe_runs_as_written(tf1_lstm, tmp_path, target_kind, capsys, monkeypatch):
+    """Every target kind the documentation's recipe shows, its rules and command verbatim: the Keras model gives the
     TF1 graph's outputs, no entry is flagged positional (each is named by its transform's from:), and the
     certificate (--verify) passes; with the gates left in TF1's order it fails and nothing is published."""
-    rules, commands = _readme_lstm_recipe()
+    rules, commands = _documented_lstm_recipe()
     assert len(commands) == 2, commands
     command = next(c for c in commands if f" new.{target_kind} " in c)
     shutil.copytree(tf1_lstm["dir"], tmp_path / "runs" / "tf1-lstm")
