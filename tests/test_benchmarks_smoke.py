@@ -53,11 +53,8 @@ def test_benchmark_runs_and_writes_every_method_row(tmp_path):
 
 def test_keras_benchmark_runs_and_its_outputs_equal_keras_own(tmp_path):
     out = tmp_path / "K.md"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "keras_bench.py"), "--repeat", "1", "--layers", "1",
-           "--work-dir", str(tmp_path / "work"), "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _benchmark("keras_bench.py", "--repeat", "1", "--layers", "1", "--work-dir", str(tmp_path / "work"),
+               "--out", str(out))
     doc = json.loads((tmp_path / "K.json").read_text())
     assert {m for m in doc["checks"]} == {"ws-assign", "ws-stream", "ws-stream-h5"}
     assert all(equal == total > 0 for equal, total in doc["checks"].values()), doc["checks"]
@@ -69,11 +66,8 @@ def test_keras_benchmark_runs_and_its_outputs_equal_keras_own(tmp_path):
 
 def test_startup_benchmark_runs_and_judges_every_target(tmp_path):
     out = tmp_path / "S.md"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "startup.py"), "--size-mib", "16", "--repeat", "1",
-           "--work-dir", str(tmp_path / "work"), "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _benchmark("startup.py", "--size-mib", "16", "--repeat", "1", "--work-dir", str(tmp_path / "work"),
+               "--out", str(out))
     text = out.read_text()
     for row in ("`python -c pass`", "`python -c 'import warmstart'`", "`warmstart --help`",
                 "`warmstart transfer (example set)`", "`warmstart transfer` (16.0 MiB", "`cp` (the source's data file)"):
@@ -82,3 +76,11 @@ def test_startup_benchmark_runs_and_judges_every_target(tmp_path):
     assert [t["verdict"] in ("PASS", "FAIL") for t in doc["targets"]] == [True] * 4
     assert 0 < doc["stream"]["warmstart transfer"]["in_process_s"] < doc["stream"]["warmstart transfer"]["wall_s"]
     assert not (tmp_path / "work" / "startup" / "out-stream").exists()  # outputs removed
+
+
+def _benchmark(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run one of benchmarks/ in a fresh process (TensorFlow's start-up lines off); it must succeed."""
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True,
+                          timeout=600, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
