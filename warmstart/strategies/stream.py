@@ -94,6 +94,10 @@ def copy_tensors(reader: BundleReader, copies: list[_Copy], writer: BundleWriter
     if reader.prefix.is_local:
         from ..storage import MappedSource
 
+        # the bytes copied unchanged: allocated in a local output before the kernel copies them
+        writer.reserve(sum(reader.records[c.source_key].entry.size for c in copies
+                           if c.out_dtype == reader.records[c.source_key].dtype))
+
         with MappedSource() as mapped:
             _copy_blocks(reader, copies, writer, blocks, stats, (in_flight or DEFAULT_IN_FLIGHT, None), on_done,
                          lambda block: mapped.block(reader.data_location(block.shard), block.start, block.end))
