@@ -181,6 +181,26 @@ def test_invalid_yaml_rules_are_one_line(checkpoints, tmp_path):
     assert len(lines) == 1 and "not valid YAML/JSON" in lines[0] and "line 2" in lines[0], out.stderr
 
 
+def test_a_json_rules_file_is_read_as_yaml_reads_it_and_what_is_not_json_by_yaml_as_before(tmp_path):
+    import yaml
+
+    from warmstart.planning.rules import Rules
+
+    rules = tmp_path / "rules.json"
+    doc = {"rename": [["model/(.*)", "bert/\\1"], ["head/.*", None]], "on_missing": "init", "min_coverage": 1e-1,
+           "include": ["caf\u00e9/.*"], "exclude": [], "allow_shared_source": True}
+    rules.write_text(json.dumps(doc))
+    assert load_rules(rules) == Rules.model_validate(yaml.safe_load(rules.read_text())) == Rules.model_validate(doc)
+    rules.write_text('{"on_missing": "init",}')  # a trailing comma: YAML's flow mapping, not JSON
+    assert load_rules(rules).on_missing == "init"
+    rules.write_text('{"min_coverage": NaN}')
+    with pytest.raises(UsageError, match="min_coverage: Input should be less than or equal to 1"):
+        load_rules(rules)
+    rules.write_text('{"include": ["a"]} trailing')
+    with pytest.raises(UsageError, match=r"not valid YAML/JSON: .* \(line 1, column 20\)"):
+        load_rules(rules)
+
+
 def test_index_keys_out_of_order_are_corrupt(checkpoints, tmp_path):
     """TF writes keys sorted; a table whose keys are not (a hand-made or damaged index) is refused."""
     from warmstart.formats.bundle._sstable import TableWriter

@@ -2,7 +2,8 @@
 transfer leave the heavy libraries alone (each checked in a fresh process, through ``sys.modules``).
 
 What each costs a cold process here (benchmarks/STARTUP.md): NumPy ~0.1 s, fsspec ~0.07 s (asyncio, entry
-points), pydantic ~0.1 s with the rules' models, ml_dtypes ~0.55 s, rich ~0.02 s, TensorFlow ~2 s.
+points), pydantic ~0.1 s with the rules' models, PyYAML ~10 ms (a JSON rules file does without it), ml_dtypes
+~0.55 s, rich ~0.02 s, TensorFlow ~2 s.
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ def test_a_local_transfer_that_copies_bytes_imports_neither_numpy_nor_fsspec_nor
     import tensorflow as tf
 
     assert tf.train.latest_checkpoint(str(tmp_path / "out")) is not None  # what it wrote loads
+
+
+def test_a_local_transfer_with_json_rules_does_not_import_the_yaml_parser(bert_dirs, tmp_path):
+    from warmstart.examples import EXAMPLE_RULES
+
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(EXAMPLE_RULES))
+    run = (f"from warmstart.cli import main\n"
+           f"assert main(['transfer', {str(bert_dirs / 'src')!r}, {str(bert_dirs / 'tpl')!r}, "
+           f"{str(tmp_path / 'out')!r}, '--rules', {str(rules)!r}, '--no-prefect']) == 0")
+    assert _imported(run, ("yaml", *NEVER_IN_A_LOCAL_COPY), cwd=tmp_path) == []
 
 
 PACKAGES = ["warmstart", "warmstart.storage", "warmstart.formats", "warmstart.formats.bundle", "warmstart.formats.keras",

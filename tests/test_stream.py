@@ -328,6 +328,33 @@ def test_partial_transfer_from_s3_reads_only_selected_bytes_with_merged_requests
         np.testing.assert_array_equal(got[k], v)
 
 
+def test_space_reserved_ahead_and_not_written_is_not_part_of_the_data_file(tmp_path):
+    from warmstart.formats.bundle.writer import BundleWriter
+    from warmstart.storage import resolve
+
+    writer = BundleWriter(resolve(str(tmp_path / "out" / "model.ckpt")))
+    writer.add_array("a", np.arange(6, dtype=np.float32), "float32")
+    writer.reserve(4 << 20)  # more than follows: the kernel copy's blocks are allocated before it
+    writer.add_array("b", np.full((3,), 7, np.int64), "int64")
+    writer.finish()
+    data = next((tmp_path / "out").glob("*.data-*"))
+    assert data.stat().st_size == writer.bytes_written == 6 * 4 + 3 * 8
+    got = builders.load_values(tmp_path / "out" / "model.ckpt")  # read back by TF
+    np.testing.assert_array_equal(got["a"], np.arange(6, dtype=np.float32))
+    np.testing.assert_array_equal(got["b"], np.full((3,), 7, np.int64))
+
+
+def test_space_the_filesystem_refuses_is_a_storage_error_before_any_byte_is_copied(tmp_path):
+    from warmstart.formats.bundle.writer import BundleWriter
+    from warmstart.storage import resolve
+
+    writer = BundleWriter(resolve(str(tmp_path / "out" / "model.ckpt")))
+    with pytest.raises(StorageError, match="writing .*model.ckpt.data-00000-of-00001 failed"):
+        writer.reserve(1 << 62)  # past any file size the filesystem allows (EFBIG), refused before allocating
+    writer.abort()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_stream_path_never_imports_tensorflow(bert, tmp_path):
     import subprocess
     import sys

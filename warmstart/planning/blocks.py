@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BlockOp", "BlockSource", "Blocks", "Concat", "disjoint", "plan_blocks"]
 
-_FROZEN = ConfigDict(extra="forbid", frozen=True)
+# defer_build: a model's validator is built when first used (within the one of the Rules that holds it), not when
+# the module is imported: a transfer builds one validator, not one per model (planning/rules.py).
+_FROZEN = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class _Op(BaseModel):
@@ -172,7 +174,8 @@ class Reshape(_Op):
     """The same elements in row-major order, in ``shape`` (one ``-1`` allowed: inferred)."""
 
     shape_: list[int] = Field(alias="shape")
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, populate_by_name=True,
+                              serialize_by_alias=True)
 
     def shape(self, shape):  # type: ignore[override]
         import numpy as np

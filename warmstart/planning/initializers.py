@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["BLOCK", "Initializer"]
 
 BLOCK = 1024  # entries drawn per generator: a 1024-wide embedding row is one block
-_FROZEN = ConfigDict(extra="forbid", frozen=True)
+_FROZEN = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class RandomUniform(BaseModel):

@@ -13,7 +13,7 @@ __all__ = ["OneKey"]
 class OneKey(BaseModel):
     """Exactly one of its fields (each optional, one per kind) is given; it is dumped alone, as written."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     WHAT: ClassVar[str] = "an entry"  # for the message: "an op is one of ..."
 
     def model_post_init(self, _context: Any) -> None:

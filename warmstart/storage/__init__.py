@@ -16,7 +16,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
         "RULES_BYTES", "RULES_ENTRIES", "VOCAB_BYTES", "Limit", "check_nesting", "read_limited",
         "require_regular_file",
     ),
-    ".localio": ("MappedBlock", "MappedSource", "kernel_copy"),
+    ".localio": ("MappedBlock", "MappedSource", "kernel_copy", "reserve_space"),
     ".locations": ("Location", "is_transient", "object_size", "read_bytes", "read_range", "resolve"),
     ".publish": (
         "INCOMPLETE_MARKER", "MANIFEST", "PART_PREFIX", "OutputDir", "OutputLayout", "canonical_path", "check_output",

@@ -7,7 +7,14 @@ CRC + write() 1.47-1.54 s; readinto() a reused buffer + CRC + write() 0.48-2.51 
 user memory into the page cache is what varies); CRC32C over an ``mmap`` of the source +
 ``os.copy_file_range`` into the output 0.43-0.59 s. So a tensor copied unchanged from a local
 source into a local output is checked over a read-only mapping (no copy into user memory) and
-copied with ``copy_file_range``; casts still go through user memory.
+copied with ``copy_file_range``; casts still go through user memory. The output's blocks for those bytes are
+allocated before the copy (:func:`reserve_space`): copying 1 GiB into allocated blocks took 0.29-0.31 s against
+0.36-0.38 s into a file that grows as it is written (ext4, kernel 6.18; ``cp`` of the same file 0.36-0.40 s).
+
+Blocks are mapped without ``MAP_POPULATE``: the CRC check's reads fault the pages in (the kernel maps them in
+groups and reads ahead on its own). The 1 GiB stream's copy with the page cache warm took 0.23-0.27 s against
+0.26-0.36 s with ``MAP_POPULATE`` on the threads that map ahead, cold (its pages evicted) 0.53-0.67 s against
+0.66-1.33 s; ``MADV_WILLNEED`` or ``POSIX_FADV_WILLNEED`` on each block: 0.80-0.84 s cold, no better warm.
 
 A mapping covers one read block (at most the stream chunk), so the process maps no more than
 ``in_flight + 1`` chunks at a time whatever the model size. A source file shorter than its index
@@ -23,10 +30,10 @@ import os
 from ..errors import CorruptCheckpointError, InputNotFoundError, StorageError
 from .locations import Location
 
-__all__ = ["MappedSource", "MappedBlock", "kernel_copy"]
+__all__ = ["MappedSource", "MappedBlock", "kernel_copy", "reserve_space"]
 
 _GRANULARITY = mmap.ALLOCATIONGRANULARITY
-_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+_MAP_FLAGS = mmap.MAP_SHARED  # not MAP_POPULATE: see above
 
 # copy_file_range cannot serve these files (another filesystem on an older kernel, a filesystem
 # without support, no such syscall): fall back to writing the mapped bytes.
@@ -42,8 +49,8 @@ class MappedBlock:
         self.fd = fd
         self.start = start
         base = start - start % _GRANULARITY
-        # MAP_POPULATE: the mapping is filled (from the page cache, or read from disk) by the
-        # thread that creates it, ahead of the thread that checks and copies.
+        # Filled as the CRC check reads it (page faults; the kernel reads ahead from disk): cheaper than
+        # MAP_POPULATE on the thread that maps ahead (see the module's notes).
         self._map = mmap.mmap(fd, end - base, flags=_MAP_FLAGS, prot=mmap.PROT_READ, offset=base)
         self.view = memoryview(self._map)[start - base :]
 
@@ -113,3 +120,20 @@ def kernel_copy(src_fd: int, dst_fd: int, offset: int, size: int) -> int:
             return done
         done += n
     return done
+
+
+def reserve_space(fd: int, offset: int, size: int) -> bool:
+    """Allocate the blocks of bytes ``[offset, offset + size)`` of the local file ``fd`` before they are written
+    (``posix_fallocate``: the file's size grows to cover them, so the writer truncates it to what it wrote when
+    done). Returns False where the platform or filesystem cannot (nothing changed, the copy goes on as without);
+    raises ``OSError`` for a real failure, ``ENOSPC`` included: a full disk is found before any byte is copied."""
+    allocate = getattr(os, "posix_fallocate", None)
+    if allocate is None or size <= 0:
+        return False
+    try:
+        allocate(fd, offset, size)
+    except OSError as exc:
+        if exc.errno in _UNSUPPORTED:
+            return False
+        raise
+    return True

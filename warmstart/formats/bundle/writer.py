@@ -8,6 +8,7 @@ another machine), whose entries :func:`write_index` merges into the one index.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from collections.abc import Iterable
@@ -79,6 +80,7 @@ class BundleWriter:
         self._written: list[WrittenTensor] = []
         self._offset = 0
         self._open: tuple | None = None  # (key, dtype, shape, start offset, running crc, known crc)
+        self._reserved = False  # space allocated ahead in the local data file (see reserve)
         try:
             prefix.fs.makedirs(prefix.fs._parent(prefix.path), exist_ok=True)
             self._data = prefix.fs.open(self.data_loc.path, "wb", block_size=WRITE_BLOCK_BYTES)
@@ -125,6 +127,20 @@ class BundleWriter:
         self._write(chunk)
         if crc is not None:
             self._open = (key, dtype, shape, start, checksums.extend(crc, chunk), known)
+
+    def reserve(self, nbytes: int) -> None:
+        """Allocate the next ``nbytes`` of a local data file before they are written (the kernel copies into
+        allocated blocks faster: :func:`warmstart.storage.reserve_space`); the file is cut to the bytes
+        actually written when it is closed. Nothing happens for an object store or where the filesystem cannot."""
+        if self._fd is None or nbytes <= 0:
+            return
+        from ...storage import reserve_space
+
+        try:
+            self._data.flush()  # the file's end is then where the next byte goes
+            self._reserved = reserve_space(self._fd, self._offset, nbytes) or self._reserved
+        except OSError as exc:
+            raise StorageError(f"writing {self.data_loc.url} failed: {exc}", is_transient(exc)) from None
 
     def copy_from(self, fd: int, offset: int, size: int, view: memoryview) -> None:
         """Append to the open tensor the ``size`` bytes at ``offset`` of the local file ``fd``, which
@@ -206,6 +222,9 @@ class BundleWriter:
     def close_data(self) -> dict[bytes, BundleEntry]:
         """Close the data file (on an object store: complete its upload); returns the index entries."""
         try:
+            if self._reserved:  # space allocated ahead and not written: not part of the file
+                self._data.flush()
+                os.ftruncate(self._data.fileno(), self._offset)
             self._data.close()
         except OSError as exc:
             raise StorageError(f"writing {self.data_loc.url} failed: {exc}", is_transient(exc)) from None
