@@ -98,9 +98,12 @@ def _short(url: str) -> str:
     return url.rstrip("/").rsplit("/", 2)[-1] if "/" in url.rstrip("/") else url
 
 
-# The names Prefect and its UI make up for a run: two lowercase words, each perhaps ending in digits
-# ("vermilion-bee", "kappa5-efros"). Any other name (spaces, capitals, three or more parts) is the caller's.
-_GENERATED_NAME = re.compile(r"[a-z]+[0-9]*-[a-z]+[0-9]*")
+# The names Prefect makes up for a run: the API's, two lowercase words ("vermilion-bee"); the UI form's, a Greek
+# letter perhaps with digits, a star's or a place's name and, often, a third part ("kappa5-efros",
+# "eta6-sabacche-h", "tau-aquilae-nebula"). Any other name (spaces, capitals, digits elsewhere) is the caller's.
+_GREEK = ("alpha|beta|gamma|delta|epsilon|zeta|eta|theta|iota|kappa|lambda|mu|nu|xi|omicron|pi|rho|sigma|tau|upsilon|"
+          "phi|chi|psi|omega")
+_GENERATED_NAME = re.compile(rf"[a-z]+-[a-z]+|(?:{_GREEK})[0-9]*-[a-z]+(?:-[a-z]+)?")
 
 
 def _run_name() -> str:

@@ -459,3 +459,15 @@ def test_a_stalled_source_fails_its_task_at_the_timeout_and_is_not_retried(prefe
     assert "Retry 1/" not in output, output[-3000:]  # one attempt: its time budget is spent
     assert elapsed < 120, elapsed
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name, generated", [
+    ("vermilion-bee", True), ("kappa5-efros", True), ("eta6-sabacche-h", True), ("tau-aquilae-nebula", True),
+    ("nightly retrain", False), ("Nightly-BERT", False), ("bert-2026-12-05", False), ("warm-start a -> b", False),
+])
+def test_names_prefect_or_its_ui_made_up_are_replaced_and_a_callers_kept(name, generated):
+    """The UI form makes up two- and three-part names (a Greek letter and digits, a star, often a suffix), the API
+    two words: those runs get the readable name; a name a person chose stays."""
+    from warmstart.flows.warm_start import _GENERATED_NAME
+
+    assert bool(_GENERATED_NAME.fullmatch(name)) is generated
