@@ -23,6 +23,7 @@ from ..planning import MAIN_SOURCE, Plan
 from ..tables import (VariableTable, built_from_config, keras_file_model, run_builder, table_from_trackable,
                       target_kind, trackable_variables)
 from ..planning import VerifyRules
+from ..storage import resolve
 from .output import OutputFiles
 
 __all__ = ["KerasSide", "target_side", "source_side"]
@@ -54,11 +55,30 @@ def plan_variables(model: Any, table: VariableTable) -> dict[str, Any]:
     return out
 
 
-def _build(spec: str, storage_options) -> Any:
-    """The model a ``.keras`` file or a ``py:`` builder describes (variables initialized, no weight read)."""
+def _build(spec: str, storage_options, overwritten: bool = False) -> Any:
+    """The model a ``.keras`` file or a ``py:`` builder describes (variables initialized, no weight read).
+    ``overwritten``: every variable is overwritten before it is read (``load_weights`` loads every variable of
+    every layer or raises), so a ``.keras`` file's model is built with zeros as its initializers: no random
+    initial value is drawn (a BERT-base word embedding's random-normal transients are hundreds of MiB)."""
     if spec.startswith("py:"):
         return run_builder(spec)
-    return keras_file_model(spec, storage_options)
+    if not overwritten:
+        return keras_file_model(spec, storage_options)
+    from ..tables.keras_files import _archive_config  # its limits (size, nesting, members) apply
+
+    loc = resolve(spec, storage_options)
+    return built_from_config(_zero_initializers(_archive_config(loc)), loc.url)
+
+
+def _zero_initializers(config: Any) -> Any:
+    """A copy of a Keras configuration with every ``*_initializer`` value of a layer's configuration ``"zeros"``
+    (an initializer acts in training only: what a layer computes from loaded variables does not depend on it)."""
+    if isinstance(config, list):
+        return [_zero_initializers(c) for c in config]
+    if not isinstance(config, dict):
+        return config
+    return {k: "zeros" if k.endswith("_initializer") and v is not None else _zero_initializers(v)
+            for k, v in config.items()}
 
 
 def target_side(plan: Plan, target: Any, rules: VerifyRules, output: OutputFiles,
@@ -68,7 +88,8 @@ def target_side(plan: Plan, target: Any, rules: VerifyRules, output: OutputFiles
     if not isinstance(target, (str, os.PathLike)):  # a live model (what else is not a URL was planned as one)
         model, what = target, "the live target model"
     elif rules.target_model is not None:
-        model, what = _build(rules.target_model, storage_options), f"verify.target_model {rules.target_model}"
+        model = _build(rules.target_model, storage_options, overwritten=bool(output.weights))
+        what = f"verify.target_model {rules.target_model}"
     else:
         kind = target_kind(os.fspath(target)) if isinstance(target, (str, os.PathLike)) else "live"
         if plan.target.kind in ("tf1-checkpoint", "tf1-graph"):
@@ -77,7 +98,7 @@ def target_side(plan: Plan, target: Any, rules: VerifyRules, output: OutputFiles
         if kind not in ("keras", "builder"):
             return (f"no target model: a {plan.target.kind} target holds no Keras layers; name the model with "
                     "verify: target_model (a .keras file or a py: builder)")
-        model, what = _build(os.fspath(target), storage_options), os.fspath(target)
+        model, what = _build(os.fspath(target), storage_options, overwritten=bool(output.weights)), os.fspath(target)
     _load_output(model, output)
     return KerasSide(model, plan_variables(model, plan.target), f"{what}, the output loaded by {output.describe()}")
 
