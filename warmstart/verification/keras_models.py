@@ -58,27 +58,52 @@ def plan_variables(model: Any, table: VariableTable) -> dict[str, Any]:
 def _build(spec: str, storage_options, overwritten: bool = False) -> Any:
     """The model a ``.keras`` file or a ``py:`` builder describes (variables initialized, no weight read).
     ``overwritten``: every variable is overwritten before it is read (``load_weights`` loads every variable of
-    every layer or raises), so a ``.keras`` file's model is built with zeros as its initializers: no random
-    initial value is drawn (a BERT-base word embedding's random-normal transients are hundreds of MiB)."""
+    every layer or raises), so a ``.keras`` file's model is built without initial values (see
+    :func:`_unwritten_initializers`)."""
     if spec.startswith("py:"):
         return run_builder(spec)
     if not overwritten:
         return keras_file_model(spec, storage_options)
+    import keras
+
     from ..tables.keras_files import _archive_config  # its limits (size, nesting, members) apply
 
     loc = resolve(spec, storage_options)
-    return built_from_config(_zero_initializers(_archive_config(loc)), loc.url)
+    config = _unwritten_initializers(_archive_config(loc))
+    with keras.saving.custom_object_scope({_UNWRITTEN: _unwritten_class()}):
+        return built_from_config(config, loc.url)
 
 
-def _zero_initializers(config: Any) -> Any:
-    """A copy of a Keras configuration with every ``*_initializer`` value of a layer's configuration ``"zeros"``
-    (an initializer acts in training only: what a layer computes from loaded variables does not depend on it)."""
+_UNWRITTEN = "WarmstartUnwritten"
+
+
+def _unwritten_initializers(config: Any) -> Any:
+    """A copy of a Keras configuration with every ``*_initializer`` of a layer's configuration an initializer that
+    writes nothing: a variable of 1 MiB or more is memory allocated and not written (the kernel's zero pages: it
+    costs no memory until ``load_weights`` writes it, so a model costs its size once, not its size plus the
+    transients of each variable drawn, then read), a smaller one zeros. An initializer acts in training only: what
+    a layer computes from loaded variables does not depend on it."""
     if isinstance(config, list):
-        return [_zero_initializers(c) for c in config]
+        return [_unwritten_initializers(c) for c in config]
     if not isinstance(config, dict):
         return config
-    return {k: "zeros" if k.endswith("_initializer") and v is not None else _zero_initializers(v)
+    return {k: _UNWRITTEN if k.endswith("_initializer") and v is not None else _unwritten_initializers(v)
             for k, v in config.items()}
+
+
+def _unwritten_class() -> type:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    class Unwritten(keras.initializers.Initializer):
+        def __call__(self, shape, dtype=None):
+            dtype = tf.as_dtype(dtype or "float32")
+            if int(np.prod(shape)) * dtype.size < 1 << 20:
+                return tf.zeros(shape, dtype)
+            return tf.raw_ops.Empty(shape=tf.constant(shape, tf.int32), dtype=dtype, init=False)
+
+    return Unwritten
 
 
 def target_side(plan: Plan, target: Any, rules: VerifyRules, output: OutputFiles,
