@@ -174,7 +174,8 @@ def _verdicts(doc: dict) -> list[str]:
             f"(`keras-load`: the model built, `load_weights`) peaks at {keras_rss:.0f} MiB ({keras_rss / size:.2f}x): "
             f"the certificate holds one model at a time and "
             + (f"adds {rss - keras_rss:.0f} MiB to that" if rss >= keras_rss else
-               f"peaks {keras_rss - rss:.0f} MiB below it (its target model is built without random initial values)"),
+               f"peaks {keras_rss - rss:.0f} MiB below it (its target model is built without initial values: load_weights "
+               "writes each variable once; freed blocks go back to the system)"),
             f"- every certificate's verdict: {', '.join(sorted(verdicts))}"]
 
 
