@@ -172,7 +172,10 @@ def _verdicts(doc: dict) -> list[str]:
             f"{floor:.0f} MiB of importing TensorFlow and Keras, {rss - floor:.0f} MiB "
             f"({(rss - floor) / size:.2f}x): {ok(rss - floor < BERT_RSS_FACTOR * size)}. Keras' own loading of the output "
             f"(`keras-load`: the model built, `load_weights`) peaks at {keras_rss:.0f} MiB ({keras_rss / size:.2f}x): "
-            f"the certificate holds one model at a time and adds {rss - keras_rss:.0f} MiB to that",
+            f"the certificate holds one model at a time and "
+            + (f"adds {rss - keras_rss:.0f} MiB to that" if rss >= keras_rss else
+               f"peaks {keras_rss - rss:.0f} MiB below it (its target model is built without initial values: load_weights "
+               "writes each variable once; freed blocks go back to the system)"),
             f"- every certificate's verdict: {', '.join(sorted(verdicts))}"]
 
 

@@ -320,3 +320,70 @@ def test_verify_refuses_an_unfinished_output_and_code_in_its_rules(source, tmp_p
     assert "not a finished output" in capsys.readouterr().err
     with pytest.raises(warmstart.UsageError, match="verify.source_model: 'py:keras_models:functional' names Python"):
         warmstart.load_rules({"verify": {"source_model": "py:keras_models:functional"}})
+
+
+def test_the_target_model_is_built_without_drawing_initial_values_the_output_overwrites(source, tmp_path):
+    """load_weights loads every variable of every layer or raises, so the target's model is built without drawing
+    initial values (no random-normal transients; its large variables cost no memory until they are loaded); the
+    verdicts stand."""
+    from warmstart.verification import keras_models
+
+    new = _saved(trained(tagger(), seed=5), tmp_path / "new.keras")
+    built = keras_models._build(new, None, overwritten=True)
+    initializers = {type(getattr(built.get_layer(name), key)).__name__ for name, key in (
+        ("words", "embeddings_initializer"), ("hidden", "kernel_initializer"), ("head", "bias_initializer"),
+        ("attention_bn", "moving_variance_initializer"))}
+    assert initializers == {"Unwritten"}
+    assert not any(np.any(v.numpy()) for v in built.get_layer("head").weights)  # small ones: zeros
+    assert type(keras_models._build(new, None).get_layer("words").embeddings_initializer).__name__ == "RandomUniform"
+    report = warmstart.transfer(source, new, str(tmp_path / "out"), verify=True)
+    assert report.certificate.passed and len(report.certificate.checks) == 12
+    assert all(c.bit_equal and c.compared > 0 for c in report.certificate.checks)
+
+
+def test_the_certificate_returns_freed_blocks_to_the_system():
+    """After a large block has come and gone, glibc would keep blocks of a few MiB in its heap once freed; the
+    certificate fixes malloc's mmap threshold so that they go back to the system (its peak memory, VmHWM)."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, sys
+from pathlib import Path
+from warmstart.verification.memory import return_freed_memory
+anon = lambda: int(next(l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('RssAnon')).split()[1])
+if sys.argv[1] == 'set':
+    assert return_freed_memory() and return_freed_memory()
+big = np.ones(4 << 20, np.float32); del big  # 16 MiB: glibc raises its threshold to 16 MiB when it is freed
+blocks = [np.ones(1 << 20, np.float32) for _ in range(32)]  # 4 MiB each, 128 MiB
+before = anon()
+del blocks[::2]  # half of them freed, between blocks still in use
+print((before - anon()) >> 10)  # MiB returned to the system
+"""
+    returned = {how: int(subprocess.run([sys.executable, "-c", code, how], capture_output=True, text=True,
+                                    check=True).stdout) for how in ("set", "default")}
+    assert returned["default"] < 16 < 56 < returned["set"], returned  # of the 64 MiB freed
+
+
+def test_a_large_target_variable_costs_no_memory_until_the_output_is_loaded(tmp_path):
+    """A 64 MiB embedding built from a .keras file's configuration for a certificate: its pages are written by
+    load_weights only (Keras' own build draws its random values: 64 MiB and more at once)."""
+    import subprocess
+    import sys
+
+    ids = keras.Input((4,), dtype="int32")
+    keras.Model(ids, keras.layers.Embedding(16384, 1024, name="big")(ids)).save(tmp_path / "big.keras")
+    code = """
+import sys, keras
+from pathlib import Path
+from warmstart.verification import keras_models
+anon = lambda: int(next(l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('RssAnon')).split()[1])
+keras_models._build(sys.argv[1], None, overwritten=True)  # the libraries' first use, not measured
+before = anon()
+model = keras_models._build(sys.argv[1], None, overwritten=sys.argv[2] == 'unwritten')
+print((anon() - before) >> 10)
+"""
+    grown = {how: int(subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.keras"), how],
+                                     capture_output=True, text=True, check=True).stdout.split()[-1])
+             for how in ("unwritten", "drawn")}
+    assert grown["unwritten"] < 16 < 64 <= grown["drawn"], grown  # MiB

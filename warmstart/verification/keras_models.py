@@ -23,6 +23,7 @@ from ..planning import MAIN_SOURCE, Plan
 from ..tables import (VariableTable, built_from_config, keras_file_model, run_builder, table_from_trackable,
                       target_kind, trackable_variables)
 from ..planning import VerifyRules
+from ..storage import resolve
 from .output import OutputFiles
 
 __all__ = ["KerasSide", "target_side", "source_side"]
@@ -54,11 +55,55 @@ def plan_variables(model: Any, table: VariableTable) -> dict[str, Any]:
     return out
 
 
-def _build(spec: str, storage_options) -> Any:
-    """The model a ``.keras`` file or a ``py:`` builder describes (variables initialized, no weight read)."""
+def _build(spec: str, storage_options, overwritten: bool = False) -> Any:
+    """The model a ``.keras`` file or a ``py:`` builder describes (variables initialized, no weight read).
+    ``overwritten``: every variable is overwritten before it is read (``load_weights`` loads every variable of
+    every layer or raises), so a ``.keras`` file's model is built without initial values (see
+    :func:`_unwritten_initializers`)."""
     if spec.startswith("py:"):
         return run_builder(spec)
-    return keras_file_model(spec, storage_options)
+    if not overwritten:
+        return keras_file_model(spec, storage_options)
+    import keras
+
+    from ..tables.keras_files import _archive_config  # its limits (size, nesting, members) apply
+
+    loc = resolve(spec, storage_options)
+    config = _unwritten_initializers(_archive_config(loc))
+    with keras.saving.custom_object_scope({_UNWRITTEN: _unwritten_class()}):
+        return built_from_config(config, loc.url)
+
+
+_UNWRITTEN = "WarmstartUnwritten"
+
+
+def _unwritten_initializers(config: Any) -> Any:
+    """A copy of a Keras configuration with every ``*_initializer`` of a layer's configuration an initializer that
+    writes nothing: a variable of 1 MiB or more is memory allocated and not written (the kernel's zero pages: it
+    costs no memory until ``load_weights`` writes it, so a model costs its size once, not its size plus the
+    transients of each variable drawn, then read), a smaller one zeros. An initializer acts in training only: what
+    a layer computes from loaded variables does not depend on it."""
+    if isinstance(config, list):
+        return [_unwritten_initializers(c) for c in config]
+    if not isinstance(config, dict):
+        return config
+    return {k: _UNWRITTEN if k.endswith("_initializer") and v is not None else _unwritten_initializers(v)
+            for k, v in config.items()}
+
+
+def _unwritten_class() -> type:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    class Unwritten(keras.initializers.Initializer):
+        def __call__(self, shape, dtype=None):
+            dtype = tf.as_dtype(dtype or "float32")
+            if int(np.prod(shape)) * dtype.size < 1 << 20:
+                return tf.zeros(shape, dtype)
+            return tf.raw_ops.Empty(shape=tf.constant(shape, tf.int32), dtype=dtype, init=False)
+
+    return Unwritten
 
 
 def target_side(plan: Plan, target: Any, rules: VerifyRules, output: OutputFiles,
@@ -68,7 +113,8 @@ def target_side(plan: Plan, target: Any, rules: VerifyRules, output: OutputFiles
     if not isinstance(target, (str, os.PathLike)):  # a live model (what else is not a URL was planned as one)
         model, what = target, "the live target model"
     elif rules.target_model is not None:
-        model, what = _build(rules.target_model, storage_options), f"verify.target_model {rules.target_model}"
+        model = _build(rules.target_model, storage_options, overwritten=bool(output.weights))
+        what = f"verify.target_model {rules.target_model}"
     else:
         kind = target_kind(os.fspath(target)) if isinstance(target, (str, os.PathLike)) else "live"
         if plan.target.kind in ("tf1-checkpoint", "tf1-graph"):
@@ -77,7 +123,7 @@ def target_side(plan: Plan, target: Any, rules: VerifyRules, output: OutputFiles
         if kind not in ("keras", "builder"):
             return (f"no target model: a {plan.target.kind} target holds no Keras layers; name the model with "
                     "verify: target_model (a .keras file or a py: builder)")
-        model, what = _build(os.fspath(target), storage_options), os.fspath(target)
+        model, what = _build(os.fspath(target), storage_options, overwritten=bool(output.weights)), os.fspath(target)
     _load_output(model, output)
     return KerasSide(model, plan_variables(model, plan.target), f"{what}, the output loaded by {output.describe()}")
 
