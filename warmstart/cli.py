@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from . import __version__
 from ._quiet import QuietTensorFlowImport
 from .cli_flow import TEMPORARY, prefect_api_configured, progress_bar, transfer_with_flow
-from .cli_verify import add_verify_command, add_verify_option, certificate_words
+from .cli_verify import add_verify_command, add_verify_option, certificate_words, return_freed_memory_here
 from .errors import EXIT_CODES, PlanError, StorageError, UsageError, WarmStartError
 from .planning import STRATEGIES
 
@@ -104,6 +104,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     if args.verbose:
         print(f"warmstart: running {'the Prefect warm-start flow' if use_flow else 'the engine directly'}",
               file=sys.stderr)
+    if args.verify:
+        return_freed_memory_here()
     doc = transfer_with_flow(args) if use_flow else _transfer_with_engine(args)
     from .planning.report import positional_words, unchecked_words
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import CertificateError
 
-__all__ = ["add_verify_option", "add_verify_command", "cmd_verify", "certificate_words"]
+__all__ = ["add_verify_option", "add_verify_command", "cmd_verify", "certificate_words", "return_freed_memory_here"]
 
 
 def add_verify_option(p: argparse.ArgumentParser) -> None:
@@ -47,6 +47,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from . import verify
     from .cli import _named_sources, _print_json
 
+    return_freed_memory_here()
     certificate = verify(args.source, args.target, args.output, rules=args.rules, sources=_named_sources(args),
                          probes=args.probes, seed=args.seed)
     if args.json:
@@ -62,6 +63,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"warmstart: {certificate.failure_message().removesuffix('; nothing was published')}", file=sys.stderr)
     return CertificateError.exit_code
+
+
+def return_freed_memory_here() -> None:
+    """This command's process certifies: freed blocks go back to the system (a lower peak; see
+    :mod:`warmstart.verification.memory`), which a library call never sets in its caller's process."""
+    from .verification.memory import return_freed_memory
+
+    return_freed_memory()
 
 
 def certificate_words(doc: dict[str, Any]) -> tuple[str | None, str | None]:

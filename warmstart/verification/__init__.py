@@ -15,6 +15,7 @@ from .._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".certificate": ("Certificate", "Check", "NotChecked", "Verdict", "VerifyMode", "VERIFY_MODES", "verify_mode"),
+    ".memory": ("return_freed_memory",),
     ".output": ("OutputFiles", "output_files"),
     ".run": ("certify",),
 })

@@ -7,7 +7,9 @@ compared variable once per side, so the kept blocks add up (a BERT-base certific
 setting). Setting the threshold to its starting value (128 KiB) fixes it there: blocks of
 128 KiB or more are mapped and unmapped, returned to the system when freed. What is computed is unchanged; the
 setting holds for the rest of the process (glibc has no call to make the threshold adaptive again). Elsewhere
-than glibc (macOS, musl) nothing is done.
+than glibc (macOS, musl) nothing is done. Because it holds for the whole process, the library never sets it in a
+caller's process: warmstart's own commands (``warmstart verify``, ``transfer --verify``) do, and a program that
+certifies in its own process may call :func:`return_freed_memory` first.
 """
 
 from __future__ import annotations

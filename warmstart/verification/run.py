@@ -26,7 +26,6 @@ from .certificate import Certificate, Check, NotChecked, unique
 from .compare import LAYER_FACTOR, PAIR_FACTOR, difference, magnitude, tolerance
 from .graphs import GraphSide
 from .keras_models import KerasSide, source_side, target_side
-from .memory import return_freed_memory
 from .output import OutputFiles
 from .pairs import endpoint, read_npz, source_feeds, target_probes
 from .probes import draw
@@ -347,7 +346,6 @@ def certify(plan: Plan, readers: Mapping[str, Any] | Any, target: Any, output: O
         raise UsageError(f"probes: at least 1 probe input per layer. Received: {probes}")
     readers = getattr(readers, "readers", readers)
     readers = readers if isinstance(readers, Mapping) else {MAIN_SOURCE: readers}
-    return_freed_memory()
     run = _Certifying(plan, readers, rules, rules.probes if probes is None else probes,
                       rules.seed if seed is None else seed, storage_options)
     try:
