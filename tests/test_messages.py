@@ -90,6 +90,23 @@ def test_the_python_api_prints_no_tensorflow_start_up_lines(example):
     assert asked.returncode == 0 and all(line in asked.stderr for line in START_UP_LINES[:2]), asked.stderr
 
 
+def test_a_line_another_thread_wrote_into_the_middle_of_tensorflows_is_kept_whole():
+    """Another thread's text can land between TensorFlow's lines, even before its own newline: what is held back is
+    exactly TensorFlow's lines, wherever they start."""
+    code = """
+        import os
+        from warmstart._quiet import start_up_lines_dropped
+        with start_up_lines_dropped():
+            os.write(2, b"a line of the caller's")
+            os.write(2, b"I0000 00:00:1796487438.184699   16719 cpu_feature_guard.cc:227] This TensorFlow binary "
+                        b"is optimized to use available CPU instructions.\\n")
+            os.write(2, b"To enable the following instructions: AVX2 FMA, in other operations, rebuild.\\n")
+            os.write(2, b"\\nand its next line\\n")
+        """
+    done = _python(code)
+    assert done.returncode == 0 and done.stderr == "a line of the caller's\nand its next line\n", done.stderr
+
+
 def test_tensorflow_imported_by_the_user_first_is_left_alone(example):
     code = f"""
         import tensorflow, warmstart

@@ -26,10 +26,12 @@ from typing import Any
 
 __all__ = ["quiet_import", "QuietTensorFlowImport", "start_up_lines_dropped"]
 
+# Each line with its end; found anywhere, not only at a line's start: another thread's write may have come
+# between a line and its newline (``print`` writes the text, then the end).
 _START_UP_LINE = re.compile(
-    rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    rb"|I\d{4} [\d:.]+ +\d+ (?:port|cpu_feature_guard)\.cc:\d+\] .*"
-    rb"|To enable the following instructions: .*")
+    rb"(?:WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    rb"|I\d{4} [\d:.]+ +\d+ (?:port|cpu_feature_guard)\.cc:\d+\] [^\n]*"
+    rb"|To enable the following instructions: [^\n]*)\r?\n?")
 _LOCK = threading.RLock()  # one import holds fd 2 at a time (nested holds, the CLI's and the library's, stack)
 
 
@@ -65,10 +67,9 @@ def start_up_lines_dropped() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             held.seek(0)
-            kept = [line for line in held.read().splitlines(keepends=True)
-                    if not _START_UP_LINE.fullmatch(line.rstrip(b"\r\n"))]
+            kept = _START_UP_LINE.sub(b"", held.read())
             if kept:
-                os.write(2, b"".join(kept))
+                os.write(2, kept)
 
 
 class QuietTensorFlowImport:
