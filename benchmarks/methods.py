@@ -29,7 +29,7 @@ import sys  # noqa: E402
 import traceback  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import build_tf1_graph, proc_io, source_name, tree_size  # noqa: E402
+from _common import build_tf1_graph, import_engine, proc_io, source_name, tree_size  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -197,21 +197,6 @@ def run(job: dict) -> dict:
     raise SystemExit(f"unknown method {m!r}")
 
 
-def _import_warmstart() -> None:
-    """warmstart imports its modules when first used: import here every module of the wings a transfer runs in
-    (and build the rules' validator, built on first use), so that ``import_s`` holds the imports and ``wall_s``
-    the method alone, as for the other methods. Whole processes, imports included: benchmarks/startup.py."""
-    import pkgutil
-
-    import warmstart
-
-    for wing in ("storage", "formats", "planning", "strategies", "pipeline"):
-        package = __import__(f"warmstart.{wing}", fromlist=["_"])
-        for info in pkgutil.walk_packages(package.__path__, f"warmstart.{wing}."):
-            __import__(info.name)
-    warmstart.load_rules({})
-
-
 def main() -> int:
     with open(sys.argv[1]) as f:
         job = json.load(f)
@@ -219,7 +204,7 @@ def main() -> int:
     if m in TF_METHODS:
         import tensorflow  # noqa: F401  (import cost is measured, then excluded from wall_s)
     if m in WS_METHODS:
-        _import_warmstart()
+        import_engine()
     for module in job.get("preimport", ()):  # e.g. s3fs for a source on S3: import cost is not transfer cost
         __import__(module)
     t1 = time.perf_counter()

@@ -36,6 +36,9 @@ _WS_CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import warmstart
+sys.path.insert(0, {here!r})
+from _common import import_engine
+import_engine()  # the modules a transfer runs in, imported when first used: counted as imports, as TF's are
 for m in {preimport!r}:
     __import__(m)
 t1 = time.perf_counter()
@@ -150,7 +153,7 @@ def ws_stream(work: Path, fx: dict, source: str | None = None, options=None, pre
     shutil.rmtree(out, ignore_errors=True)
     settle(work)
     res = child(_WS_CHILD.format(src=source or str(work / "src"), tpl=str(work / "tpl"), out=str(out),
-                                 rules=fx["rules"], options=options, preimport=list(preimport)))
+                                 rules=fx["rules"], options=options, preimport=list(preimport), here=str(HERE)))
     os.sync()
     return res
 
