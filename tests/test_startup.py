@@ -54,10 +54,7 @@ def test_a_local_transfer_that_copies_bytes_imports_neither_numpy_nor_fsspec_nor
 
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(EXAMPLE_RULES))
-    run = (f"from warmstart.cli import main\n"
-           f"assert main(['transfer', {str(bert_dirs / 'src')!r}, {str(bert_dirs / 'tpl')!r}, "
-           f"{str(tmp_path / 'out')!r}, '--rules', {str(rules)!r}, '--no-prefect']) == 0")
-    assert _imported(run, NEVER_IN_A_LOCAL_COPY, cwd=tmp_path) == []
+    assert _imported(_cli_transfer(bert_dirs, tmp_path, rules), NEVER_IN_A_LOCAL_COPY, cwd=tmp_path) == []
     import tensorflow as tf
 
     assert tf.train.latest_checkpoint(str(tmp_path / "out")) is not None  # what it wrote loads
@@ -68,10 +65,15 @@ def test_a_local_transfer_with_json_rules_does_not_import_the_yaml_parser(bert_d
 
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps(EXAMPLE_RULES))
-    run = (f"from warmstart.cli import main\n"
-           f"assert main(['transfer', {str(bert_dirs / 'src')!r}, {str(bert_dirs / 'tpl')!r}, "
-           f"{str(tmp_path / 'out')!r}, '--rules', {str(rules)!r}, '--no-prefect']) == 0")
-    assert _imported(run, ("yaml", *NEVER_IN_A_LOCAL_COPY), cwd=tmp_path) == []
+    assert _imported(_cli_transfer(bert_dirs, tmp_path, rules), ("yaml", *NEVER_IN_A_LOCAL_COPY), cwd=tmp_path) == []
+
+
+def _cli_transfer(bert_dirs, tmp_path, rules) -> str:
+    """The code of a ``warmstart transfer --no-prefect`` of the BERT fixture into ``tmp_path/out``, which must
+    succeed."""
+    return (f"from warmstart.cli import main\n"
+            f"assert main(['transfer', {str(bert_dirs / 'src')!r}, {str(bert_dirs / 'tpl')!r}, "
+            f"{str(tmp_path / 'out')!r}, '--rules', {str(rules)!r}, '--no-prefect']) == 0")
 
 
 PACKAGES = ["warmstart", "warmstart.storage", "warmstart.formats", "warmstart.formats.bundle", "warmstart.formats.keras",

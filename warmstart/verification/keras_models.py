@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError, TargetError
-from ..planning import MAIN_SOURCE, Plan
+from ..planning import MAIN_SOURCE, Plan, VerifyRules
 from ..tables import (VariableTable, built_from_config, keras_file_model, run_builder, table_from_trackable,
                       target_kind, trackable_variables)
-from ..planning import VerifyRules
 from ..storage import resolve
 from .output import OutputFiles
 
@@ -116,7 +115,7 @@ def target_side(plan: Plan, target: Any, rules: VerifyRules, output: OutputFiles
         model = _build(rules.target_model, storage_options, overwritten=bool(output.weights))
         what = f"verify.target_model {rules.target_model}"
     else:
-        kind = target_kind(os.fspath(target)) if isinstance(target, (str, os.PathLike)) else "live"
+        kind = target_kind(os.fspath(target))
         if plan.target.kind in ("tf1-checkpoint", "tf1-graph"):
             return ("no Keras layers: a TF1 target's computation is compared through output pairs declared under "
                     "verify: (a tensor of its graph against the source's)")
