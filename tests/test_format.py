@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from warmstart.formats.bundle import checksums
@@ -62,6 +66,26 @@ def test_crc_mask_round_trips():
     crc = checksums.crc32c(b"hello")
     assert checksums.unmask(checksums.mask(crc)) == crc
     assert checksums.extend(checksums.crc32c(b"hel"), b"lo") == crc
+
+
+def test_crc32c_is_the_castagnoli_crc_loaded_without_the_crc32c_package_init(tmp_path):
+    assert checksums.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value (RFC 3720)
+    assert checksums.extend(checksums.crc32c(memoryview(b"1234")), memoryview(b"56789")) == 0xE3069283
+    # The package's __init__ looks its version up in every installed distribution's metadata: not run.
+    probe = "import sys, warmstart.formats.bundle.checksums as c; print(c.HARDWARE, 'crc32c' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.split() == [str(checksums.HARDWARE), "False"]
+
+
+def test_crc32c_falls_back_to_importing_a_package_laid_out_otherwise(tmp_path):
+    fake = tmp_path / "crc32c"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("hardware_based = False\ndef crc32c(data, value=0):\n    return 1234\n")
+    probe = "import warmstart.formats.bundle.checksums as c; print(c.HARDWARE, c.crc32c(b'x'))"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env,
+                          timeout=120)
+    assert done.stdout.split() == ["False", "1234"]
 
 
 def test_dtype_table_covers_tf_enums():

@@ -76,6 +76,14 @@ def _cli_transfer(bert_dirs, tmp_path, rules) -> str:
             f"{str(tmp_path / 'out')!r}, '--rules', {str(rules)!r}, '--no-prefect']) == 0")
 
 
+def test_no_rules_model_builds_its_validator_at_import():
+    """Every rules model defers its validator (built once, for the whole tree, when rules are first validated):
+    building one at import runs pydantic's plugin lookup over every installed distribution, on every command."""
+    modules = "\n".join(f"import {m}" for m in ("warmstart.planning.rules", "warmstart.planning.parity",
+                                                "warmstart.planning.blocks", "warmstart.planning.initializers"))
+    assert _imported(modules, ("pydantic.plugin._loader", "importlib.metadata")) == []
+
+
 PACKAGES = ["warmstart", "warmstart.storage", "warmstart.formats", "warmstart.formats.bundle", "warmstart.formats.keras",
             "warmstart.tables", "warmstart.planning", "warmstart.strategies", "warmstart.pipeline"]
 

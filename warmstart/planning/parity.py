@@ -20,12 +20,15 @@ __all__ = ["VerifyRules", "OutputPair", "PairInput", "Lookup", "DEFAULT_PROBES",
 DEFAULT_PROBES = 4  # probe inputs per layer (the batch of each call: 4 sequences of 128 tokens are 512 vectors)
 MAX_PROBES = 4096
 
+# defer_build: built with the rules that hold them (one validator for the tree), not at import
+_FROZEN = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
 
 class PairInput(BaseModel):
     """Where one probe input goes on each side: a placeholder or Keras input by name; the values drawn from its
     spec, or taken from the ``npz`` file's ``array``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _FROZEN
 
     source: str | None = Field(None, description="The source's input: a TF1 placeholder ('x:0') or a Keras model input "
                                "name; default: the only one.")
@@ -40,7 +43,7 @@ class OutputPair(BaseModel):
     """Two outputs that must agree: ``source`` and ``target`` each a TF1 graph tensor (``name:0``) or a Keras layer
     (its path, ``encoder/lstm``) or ``output`` (the model's output)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _FROZEN
 
     source: str = Field(description="A tensor of the source's TF1 graph ('rnn/transpose_1:0'), a layer of its Keras "
                         "model, or 'output'.")
@@ -60,7 +63,7 @@ class Lookup(BaseModel):
     the target must be its row in the source, by the two vocabulary files (one token a line). Remapped variables
     of the plan are checked so without a declaration; this declares one the plan copies as it is."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _FROZEN
 
     target: str = Field(description="Regex over target variable names (whole name).")
     old: str = Field(description="The source's vocabulary file.")
@@ -77,7 +80,7 @@ class Lookup(BaseModel):
 class VerifyRules(BaseModel):
     """What the parity certificate checks beyond the layers the plan copies whole (see the module)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _FROZEN
 
     layers: bool = Field(True, description="Compare every target layer the plan fills from one source layer (Keras "
                          "on both sides).")

@@ -22,7 +22,6 @@ import errno
 import fcntl
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -55,6 +54,11 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
+def _host() -> str:
+    """This machine's name, as ``socket.gethostname()`` gives it on POSIX (without importing ``socket``)."""
+    return os.uname().nodename
+
+
 @dataclass(frozen=True, slots=True)
 class Holder:
     """Who holds an output: written into its marker."""
@@ -69,7 +73,7 @@ class Holder:
     @classmethod
     def me(cls, run: str | None = None) -> "Holder":
         now = time.time()
-        return cls(run or uuid.uuid4().hex, socket.gethostname(), os.getpid(), _process_start(os.getpid()),
+        return cls(run or uuid.uuid4().hex, _host(), os.getpid(), _process_start(os.getpid()),
                    _dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(timespec="seconds"), now)
 
     @classmethod
@@ -87,7 +91,7 @@ class Holder:
 
     def alive(self, lease: float) -> bool:
         """Whether the holder still runs: its process on this host, or its heartbeat elsewhere."""
-        if self.host == socket.gethostname():
+        if self.host == _host():
             return self.pid_start is not None and _process_start(self.pid) == self.pid_start
         return time.time() - self.heartbeat < lease
 
