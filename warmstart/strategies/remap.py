@@ -149,6 +149,8 @@ def stream_remap(entry: PlanEntry, source: BundleReader, template: BundleReader 
     # One chunk buffer for the whole tensor: every row of it is written before it is used (no zeroing, no
     # fresh pages per chunk); the writer copies or writes it out before the next chunk.
     buffer = np.empty((min(step, shape[0]), *shape[1:]), dtypes.by_name(entry.dtype).numpy)
+    # The tensor's blocks allocated before its rows are written (faster writes; a full disk found first).
+    writer.reserve(int(np.prod(shape, dtype=np.int64)) * dtypes.by_name(entry.dtype).itemsize)
     writer.begin(entry.target_key, entry.dtype, shape)
     for first in range(0, shape[0], step):
         out = _remap_chunk(entry, first, min(shape[0], first + step), rows_reader, init_reader, buffer)
