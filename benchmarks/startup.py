@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeat", type=int, default=9, help="counted runs of each command (default 9)")
     p.add_argument("--size-mib", type=int, default=1024, help="the stream's set (benchmarks/run.py's medium)")
-    p.add_argument("--out", default=str(HERE / "STARTUP.md"), help="markdown results (STARTUP.json next to it)")
+    p.add_argument("--out", default=str(HERE / "STARTUP.md"), help="markdown results (the same name with .json next to it)")
     p.add_argument("--work-dir", default=str(HERE / "work"), help="fixtures, outputs and the bytecode cache")
     p.add_argument("--timeout", type=float, default=600, help="seconds per run before it counts as failed")
     return p
@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     doc["total_seconds"] = round(time.perf_counter() - started, 1)
     out = Path(args.out)
     out.write_text(render(doc))
-    out.with_name("STARTUP.json").write_text(json.dumps(doc, indent=1) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
     print(render(doc))
     return 0
 
