@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 from ._quiet import QuietTensorFlowImport
+from .cli_args import named_sources, print_json
 from .cli_flow import TEMPORARY, prefect_api_configured, progress_bar, transfer_with_flow
 from .cli_verify import add_verify_command, add_verify_option, certificate_words, return_freed_memory_here
 from .errors import EXIT_CODES, PlanError, StorageError, UsageError, WarmStartError
@@ -28,16 +29,12 @@ __all__ = ["main"]
 EXIT_OK = 0
 
 
-def _print_json(doc: dict) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .tables import read_table
 
     table = read_table(args.source)
     if args.json:
-        _print_json({
+        print_json({
             "source": table.origin,
             "kind": table.kind,
             "variables": [
@@ -85,9 +82,9 @@ def cmd_signature(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from . import plan
 
-    result = plan(args.source, args.target, rules=args.rules, sources=_named_sources(args))
+    result = plan(args.source, args.target, rules=args.rules, sources=named_sources(args))
     if args.json:
-        _print_json(result.to_json())
+        print_json(result.to_json())
     else:
         from .planning.render import render_plan
 
@@ -110,7 +107,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from .planning.report import positional_words, unchecked_words
 
     if args.json:
-        _print_json(doc)
+        print_json(doc)
     else:
         print(f"{doc['status']}: wrote {doc['output']} (strategy {doc['strategy']}, coverage {doc['coverage']:.1%}, "
               f"{sum(doc['counts'].get(a, 0) for a in ('copy', 'cast', 'remap'))} variables copied, "
@@ -133,7 +130,7 @@ def _transfer_with_engine(args: argparse.Namespace) -> dict:
     with progress_bar(enabled=not args.json and sys.stderr.isatty() and not args.shards) as progress:
         report = transfer(args.source, args.target, args.output, rules=args.rules, strategy=args.strategy,
                           overwrite=args.overwrite, shards=args.shards, dask=args.dask, progress=progress,
-                          sources=_named_sources(args), verify=args.verify)
+                          sources=named_sources(args), verify=args.verify)
     return {**report.to_json(), "flow_run": None, "flow_run_url": None}
 
 
@@ -194,19 +191,6 @@ def _source_target(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="another source by name (repeatable), as under 'sources:' in the rules (it replaces one of "
                    "the same name); the rules' 'fill_from:' says which target variables it fills; SOURCE is 'main'")
     return p
-
-
-def _named_sources(args: argparse.Namespace) -> dict[str, str] | None:
-    """``--source NAME=URL`` options as a dict. Raises :class:`UsageError` for a malformed or repeated one."""
-    named: dict[str, str] = {}
-    for option in args.sources or ():
-        name, sep, url = option.partition("=")
-        if not sep or not name or not url:
-            raise UsageError(f"--source {option!r}: expected NAME=URL (e.g. --source encoder_run=s3://b/run-a/ckpt-7)")
-        if name in named:
-            raise UsageError(f"--source {name!r} is given twice")
-        named[name] = url
-    return named or None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -306,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return func(args)
     except PlanError as exc:
         if getattr(args, "json", False) and exc.plan is not None:
-            _print_json(exc.plan.to_json())  # every problem is in it ("errors"): no pointer to where they are
+            print_json(exc.plan.to_json())  # every problem is in it ("errors"): no pointer to where they are
             print(f"warmstart: {exc.plan.failure_message(where=None)}", file=sys.stderr)
         else:
             print(f"warmstart: {exc}", file=sys.stderr)
@@ -314,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WarmStartError as exc:
         if getattr(args, "json", False):
             certificate = getattr(exc, "certificate", None)
-            _print_json({"status": "failed", "error": str(exc), "error_type": type(exc).__name__,
+            print_json({"status": "failed", "error": str(exc), "error_type": type(exc).__name__,
                          **({"verify": certificate.to_json()} if certificate is not None else {})})
         print(f"warmstart: error: {exc}", file=sys.stderr)
         return exc.exit_code

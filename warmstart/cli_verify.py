@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .cli_args import named_sources, print_json
 from .errors import CertificateError
 
 __all__ = ["add_verify_option", "add_verify_command", "cmd_verify", "certificate_words", "return_freed_memory_here"]
@@ -45,13 +46,12 @@ def add_verify_command(sub: Any, source_target: Callable[[argparse.ArgumentParse
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from . import verify
-    from .cli import _named_sources, _print_json
 
     return_freed_memory_here()
-    certificate = verify(args.source, args.target, args.output, rules=args.rules, sources=_named_sources(args),
+    certificate = verify(args.source, args.target, args.output, rules=args.rules, sources=named_sources(args),
                          probes=args.probes, seed=args.seed)
     if args.json:
-        _print_json({"status": "ok" if certificate.passed else "failed", "verify": certificate.to_json()})
+        print_json({"status": "ok" if certificate.passed else "failed", "verify": certificate.to_json()})
     else:
         from rich.console import Console
 
