@@ -186,6 +186,26 @@ def test_plan_errors_name_the_transform_and_the_problem(tmp_path):
         warmstart.transfer(src, tpl, str(tmp_path / "out"), rules=_vocab_rules("fruit_weights", old, new))
 
 
+def test_an_empty_line_is_no_token_and_a_line_loses_one_carriage_return_as_tf_reads_them(tmp_path):
+    # TF's vocabulary reader (GenerateVocabRemapping, under VocabInfo) refuses an empty line in either file, the
+    # same line in both included: a blank row must not take another blank row's values. It drops one "\r" before
+    # each "\n": "apple\r\r" stays "apple\r", which is not "apple".
+    src, tpl = str(tmp_path / "src"), str(tmp_path / "tpl")
+    builders.tf1_checkpoint(src, {"fruit_weights": PREV})
+    builders.tf1_checkpoint(tpl, {"fruit_weights": np.zeros((4, 1), np.float32)})
+    blank_old, blank_new = tmp_path / "blank_old.txt", tmp_path / "blank_new.txt"
+    blank_old.write_text("apple\n\nguava\norange\n")
+    blank_new.write_text("orange\nguava\n\napple\n")
+    plan = warmstart.plan(src, tpl, _vocab_rules("fruit_weights", str(blank_old), str(blank_new)))
+    assert not plan.ok and "the old vocabulary" in plan.problems()[0] and "has an empty line" in plan.problems()[0]
+    crs_old, crs_new = tmp_path / "crs_old.txt", tmp_path / "crs_new.txt"
+    crs_old.write_bytes(b"apple\r\r\nbanana\r\nguava\norange")
+    crs_new.write_bytes(b"orange\r\nguava\r\nbanana\napple\r")
+    rules = _vocab_rules("fruit_weights", str(crs_old), str(crs_new))
+    got, _ = _run(tmp_path, rules, "stream")
+    np.testing.assert_array_equal(got["fruit_weights"], [[2.0], [1.5], [1.0], [0.0]])  # 'apple\r' is not 'apple'
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_overlap_copy_of_a_grown_head_and_position_table(tmp_path, strategy):
     head = np.arange(12, dtype=np.float32).reshape(4, 3)  # 3 classes

@@ -174,6 +174,8 @@ def _vocab(t: Transform, source_shape: tuple[int, ...], shape: tuple[int, ...], 
     old = old if v.old_vocab_size < 0 else old[: v.old_vocab_size]
     new = new if v.new_vocab_size < 0 else new[: v.new_vocab_size]  # TF reads only that many new tokens
     for what, tokens, url in (("old", old, v.old), ("new", new, v.new)):
+        if "" in tokens:  # TF's reader refuses it too: a blank row would take another blank row's values
+            return f"the {what} vocabulary {url} has an empty line (not a token; TF refuses such a file too)"
         dup = _first_duplicate(tokens)
         if dup is not None:
             return f"the {what} vocabulary {url} has a token twice (line {dup + 1}: ambiguous)"
@@ -215,7 +217,8 @@ def _first_duplicate(tokens: tuple[str, ...]) -> int | None:
 
 
 def _tokens(url: str, storage_options: dict[str, Any] | None) -> tuple[str, ...]:
-    """One token a line of the vocabulary file at ``url``: a regular UTF-8 text file within its size limit."""
+    """One token a line of the vocabulary file at ``url``: a regular UTF-8 text file within its size limit. Lines
+    as TF reads them: each ends at a newline or the file's end and loses one carriage return before it."""
     data = read_bytes(resolve(url, storage_options), VOCAB_BYTES)
     if b"\0" in data:
         raise ValueError(f"{url} is not a text file (it holds NUL bytes)")
@@ -226,4 +229,4 @@ def _tokens(url: str, storage_options: dict[str, Any] | None) -> tuple[str, ...]
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return tuple(line.rstrip("\r") for line in lines) if "\r" in text else tuple(lines)
+    return tuple(line.removesuffix("\r") for line in lines) if "\r" in text else tuple(lines)
