@@ -186,6 +186,24 @@ def test_plan_errors_name_the_transform_and_the_problem(tmp_path):
         warmstart.transfer(src, tpl, str(tmp_path / "out"), rules=_vocab_rules("fruit_weights", old, new))
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_string_tensors_are_remapped_as_strings(tmp_path, strategy):
+    # A string table over the vocabulary and a string matrix cut by an overlap copy (no element left to fill):
+    # strings stay the bytes they were (never numbers), and zeros for a string are empty strings, as tf.zeros.
+    names = [b"apple", "b\u00e4nana".encode(), b"gu\x00ava", b"orange"]
+    src, tpl = {"names": names, "grid": [[b"1", b"2"], [b"3", b"4"], [b"5", b"6"]]}, {"names": [b"?"] * 5,
+                                                                                     "grid": [[b"x", b"y"]] * 2}
+    old, new = _pair(tmp_path, src, tpl)
+    rules = {"transforms": [{"target": "names", "vocab": {"old": old, "new": new, "new_row": "zeros"}},
+                            {"target": "grid", "overlap": True}]}
+    got, _ = _run(tmp_path, rules, strategy)
+    assert got["names"].tolist() == [b"orange", b"gu\x00ava", "b\u00e4nana".encode(), b"apple", b""]
+    assert got["grid"].tolist() == [[b"1", b"2"], [b"3", b"4"]]
+    mean = warmstart.plan(str(tmp_path / "src"), str(tmp_path / "tpl"),
+                          {"include": ["names"], **_vocab_rules("names", old, new, new_row="mean")})
+    assert not mean.ok and "new_row: mean" in mean.problems()[0] and "string" in mean.problems()[0]
+
+
 def test_an_empty_line_is_no_token_and_a_line_loses_one_carriage_return_as_tf_reads_them(tmp_path):
     # TF's vocabulary reader (GenerateVocabRemapping, under VocabInfo) refuses an empty line in either file, the
     # same line in both included: a blank row must not take another blank row's values. It drops one "\r" before

@@ -87,8 +87,9 @@ def plan_remap(t: Transform, source_shape: tuple[int, ...], target_shape: tuple[
     """The :class:`Remap` of ``t`` between these shapes (for a target of ``dtype``, which an initializer must
     fit), or a reason (in words) why it cannot be made."""
     fill = t.new_values if t.overlap else t.vocab.new_row  # type: ignore[union-attr]
-    if isinstance(fill, Initializer) and fill.problem(dtype):
-        return f"{'new_values' if t.overlap else 'new_row'}: {fill.problem(dtype)}"
+    problem = _fill_problem(fill, dtype)
+    if problem:
+        return f"{'new_values' if t.overlap else 'new_row'}: {problem}"
     if None in target_shape:
         return f"target shape {list(target_shape)} is not fully known"
     shape = tuple(int(n) for n in target_shape)  # type: ignore[arg-type]
@@ -97,6 +98,15 @@ def plan_remap(t: Transform, source_shape: tuple[int, ...], target_shape: tuple[
     if t.overlap:
         return _overlap(source_shape, shape, t.new_values)
     return _vocab(t, source_shape, shape, storage_options)
+
+
+def _fill_problem(fill: str | Initializer, dtype: str | None) -> str | None:
+    """Why ``fill`` cannot fill a target of ``dtype``, or None."""
+    if isinstance(fill, Initializer):
+        return fill.problem(dtype)
+    if fill == "mean" and dtype == "string":
+        return "mean of strings: the target is string (init, or zeros: empty strings)"
+    return None
 
 
 def plan_block_transform(t: Transform, first: Variable, target: Variable, source: VariableTable,
