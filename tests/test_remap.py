@@ -186,6 +186,30 @@ def test_plan_errors_name_the_transform_and_the_problem(tmp_path):
         warmstart.transfer(src, tpl, str(tmp_path / "out"), rules=_vocab_rules("fruit_weights", old, new))
 
 
+@pytest.mark.parametrize("old, new, old_size, new_size", [
+    (b"a\r\nb\r\nc", b"c\nb\r\na\r\n", -1, -1),                      # line endings mixed, no final newline
+    ("\ufeffa\nb \n\u00e4\n\u65e5\u672c\n".encode(), "\u65e5\u672c\na\nb\n\ufeffa\n".encode(), -1, -1),  # BOM, space
+    ("a\x0bb\nc\x0c\nd\x85\n".encode(), "d\x85\nc\x0c\na\x0bb\n".encode(), -1, -1),  # what splitlines would split
+    (b"t0\nt1\nt2\nt3\nt4\n", b"t4\nt3\nt9\nt1\nt0\n", 3, 4),          # both vocabularies cut
+])
+def test_rows_follow_tokens_as_tfs_own_vocabulary_remapping_says(tmp_path, old, new, old_size, new_size):
+    import tensorflow as tf
+
+    (tmp_path / "old.txt").write_bytes(old)
+    (tmp_path / "new.txt").write_bytes(new)
+    n_new = new_size if new_size > 0 else new.count(b"\n") + (not new.endswith(b"\n"))
+    builders.tf1_checkpoint(tmp_path / "src", {"emb": np.zeros((old.count(b"\n") + 1, 2), np.float32)})
+    builders.tf1_checkpoint(tmp_path / "tpl", {"emb": np.zeros((n_new, 2), np.float32)})
+    rules = _vocab_rules("emb", str(tmp_path / "old.txt"), str(tmp_path / "new.txt"), old_vocab_size=old_size,
+                         new_vocab_size=new_size)
+    plan = warmstart.plan(str(tmp_path / "src"), str(tmp_path / "tpl"), rules)
+    assert plan.ok, plan.problems()
+    tf_map, _ = tf.raw_ops.GenerateVocabRemapping(
+        new_vocab_file=str(tmp_path / "new.txt"), old_vocab_file=str(tmp_path / "old.txt"), new_vocab_offset=0,
+        num_new_vocab=n_new, old_vocab_size=old_size)
+    assert plan.entries[0].remap.index(0, n_new).tolist() == tf_map.numpy().tolist()
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_string_tensors_are_remapped_as_strings(tmp_path, strategy):
     # A string table over the vocabulary and a string matrix cut by an overlap copy (no element left to fill):
