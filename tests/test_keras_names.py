@@ -119,6 +119,27 @@ def test_a_tf2_checkpoint_of_a_keras_model_matches_by_the_names_it_recorded(tf2_
         "head/kernel": ("copy", "model/_operations/3/_kernel"), "head/bias": ("copy", "model/_operations/3/bias")}
 
 
+def test_a_tf2_checkpoint_template_matches_by_the_names_it_recorded_not_by_its_list_indices(tf2_checkpoint,
+                                                                                              tmp_path):
+    """The stream's template, a TF2 checkpoint of the grown model, names its variables by object path through
+    Keras' list of layers (model/_operations/2/... is the adapter there, enc2 in the source): each layer must
+    find its own weights by the full names both checkpoints recorded, and a match by a list index is flagged."""
+    source, prefix = tf2_checkpoint
+    grown = encoder(inserted=True)
+    randomize(grown)
+    adapter_before = layer_weights(grown)["adapter"]
+    tf.train.Checkpoint(model=grown).write(str(tmp_path / "tpl" / "ckpt"))
+    report = warmstart.transfer(prefix, str(tmp_path / "tpl"), str(tmp_path / "out"), rules={"on_missing": "init"})
+    assert report.strategy == "stream" and not report.plan.positional
+    loaded = encoder(inserted=True)
+    tf.train.Checkpoint(model=loaded).read(str(tmp_path / "out" / "model.ckpt")).assert_existing_objects_matched()
+    assert_each_layer_its_own(loaded, source, adapter_before)
+    _, seq_prefix = checkpointed(sequential(), tmp_path / "seq" / "ckpt")  # names Keras counted: only positions
+    tf.train.Checkpoint(model=sequential()).write(str(tmp_path / "seq-tpl" / "ckpt"))
+    same = warmstart.plan(seq_prefix, str(tmp_path / "seq-tpl"))
+    assert same.ok and len(same.positional) == 6 and "by position" in same.entries[0].reason
+
+
 def test_a_tf2_checkpoint_without_usable_names_matches_by_position_and_says_so(sequential_checkpoint):
     _, prefix = sequential_checkpoint
     same = warmstart.plan(prefix, sequential())

@@ -188,6 +188,68 @@ def test_plan_errors_name_the_transform_and_the_problem(tmp_path):
         warmstart.transfer(src, tpl, str(tmp_path / "out"), rules=_vocab_rules("fruit_weights", old, new))
 
 
+@pytest.mark.parametrize("old, new, old_size, new_size", [
+    (b"a\r\nb\r\nc", b"c\nb\r\na\r\n", -1, -1),                      # line endings mixed, no final newline
+    ("\ufeffa\nb \n\u00e4\n\u65e5\u672c\n".encode(), "\u65e5\u672c\na\nb\n\ufeffa\n".encode(), -1, -1),  # BOM, space
+    ("a\x0bb\nc\x0c\nd\x85\n".encode(), "d\x85\nc\x0c\na\x0bb\n".encode(), -1, -1),  # what splitlines would split
+    (b"t0\nt1\nt2\nt3\nt4\n", b"t4\nt3\nt9\nt1\nt0\n", 3, 4),          # both vocabularies cut
+])
+def test_rows_follow_tokens_as_tfs_own_vocabulary_remapping_says(tmp_path, old, new, old_size, new_size):
+    import tensorflow as tf
+
+    (tmp_path / "old.txt").write_bytes(old)
+    (tmp_path / "new.txt").write_bytes(new)
+    n_new = new_size if new_size > 0 else new.count(b"\n") + (not new.endswith(b"\n"))
+    builders.tf1_checkpoint(tmp_path / "src", {"emb": np.zeros((old.count(b"\n") + 1, 2), np.float32)})
+    builders.tf1_checkpoint(tmp_path / "tpl", {"emb": np.zeros((n_new, 2), np.float32)})
+    rules = _vocab_rules("emb", str(tmp_path / "old.txt"), str(tmp_path / "new.txt"), old_vocab_size=old_size,
+                         new_vocab_size=new_size)
+    plan = warmstart.plan(str(tmp_path / "src"), str(tmp_path / "tpl"), rules)
+    assert plan.ok, plan.problems()
+    tf_map, _ = tf.raw_ops.GenerateVocabRemapping(
+        new_vocab_file=str(tmp_path / "new.txt"), old_vocab_file=str(tmp_path / "old.txt"), new_vocab_offset=0,
+        num_new_vocab=n_new, old_vocab_size=old_size)
+    assert plan.entries[0].remap.index(0, n_new).tolist() == tf_map.numpy().tolist()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_string_tensors_are_remapped_as_strings(tmp_path, strategy):
+    # A string table over the vocabulary and a string matrix cut by an overlap copy (no element left to fill):
+    # strings stay the bytes they were (never numbers), and zeros for a string are empty strings, as tf.zeros.
+    names = [b"apple", "b\u00e4nana".encode(), b"gu\x00ava", b"orange"]
+    src, tpl = {"names": names, "grid": [[b"1", b"2"], [b"3", b"4"], [b"5", b"6"]]}, {"names": [b"?"] * 5,
+                                                                                     "grid": [[b"x", b"y"]] * 2}
+    old, new = _pair(tmp_path, src, tpl)
+    rules = {"transforms": [{"target": "names", "vocab": {"old": old, "new": new, "new_row": "zeros"}},
+                            {"target": "grid", "overlap": True}]}
+    got, _ = _run(tmp_path, rules, strategy)
+    assert got["names"].tolist() == [b"orange", b"gu\x00ava", "b\u00e4nana".encode(), b"apple", b""]
+    assert got["grid"].tolist() == [[b"1", b"2"], [b"3", b"4"]]
+    mean = warmstart.plan(str(tmp_path / "src"), str(tmp_path / "tpl"),
+                          {"include": ["names"], **_vocab_rules("names", old, new, new_row="mean")})
+    assert not mean.ok and "new_row: mean" in mean.problems()[0] and "string" in mean.problems()[0]
+
+
+def test_an_empty_line_is_no_token_and_a_line_loses_one_carriage_return_as_tf_reads_them(tmp_path):
+    # TF's vocabulary reader (GenerateVocabRemapping, under VocabInfo) refuses an empty line in either file, the
+    # same line in both included: a blank row must not take another blank row's values. It drops one "\r" before
+    # each "\n": "apple\r\r" stays "apple\r", which is not "apple".
+    src, tpl = str(tmp_path / "src"), str(tmp_path / "tpl")
+    builders.tf1_checkpoint(src, {"fruit_weights": PREV})
+    builders.tf1_checkpoint(tpl, {"fruit_weights": np.zeros((4, 1), np.float32)})
+    blank_old, blank_new = tmp_path / "blank_old.txt", tmp_path / "blank_new.txt"
+    blank_old.write_text("apple\n\nguava\norange\n")
+    blank_new.write_text("orange\nguava\n\napple\n")
+    plan = warmstart.plan(src, tpl, _vocab_rules("fruit_weights", str(blank_old), str(blank_new)))
+    assert not plan.ok and "the old vocabulary" in plan.problems()[0] and "has an empty line" in plan.problems()[0]
+    crs_old, crs_new = tmp_path / "crs_old.txt", tmp_path / "crs_new.txt"
+    crs_old.write_bytes(b"apple\r\r\nbanana\r\nguava\norange")
+    crs_new.write_bytes(b"orange\r\nguava\r\nbanana\napple\r")
+    rules = _vocab_rules("fruit_weights", str(crs_old), str(crs_new))
+    got, _ = _run(tmp_path, rules, "stream")
+    np.testing.assert_array_equal(got["fruit_weights"], [[2.0], [1.5], [1.0], [0.0]])  # 'apple\r' is not 'apple'
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_overlap_copy_of_a_grown_head_and_position_table(tmp_path, strategy):
     head = np.arange(12, dtype=np.float32).reshape(4, 3)  # 3 classes

@@ -303,6 +303,38 @@ def test_copy_variables_within_one_graph_swaps_without_reading_written_values():
     builders.assert_values_equal(got["b/w"], init["a/w"])
 
 
+# b/w takes a/w, and x/w is a concat of a/w and b/w: x/w must get b/w's value from before the copy.
+SELF_CONCAT = {"include": ["b/w", "x/w"], "allow_shared_source": True, "rename": [["b/w", "a/w"]],
+               "transforms": [{"target": "x/w", "concat": {"axis": 0, "sources": ["a/w", "b/w"]}}]}
+
+
+def test_copy_variables_within_one_graph_reads_a_concats_sources_before_writing():
+    init = {"a/w": rand(3, 2), "b/w": rand(3, 2), "x/w": rand(6, 2)}
+    graph = build_graph(init)
+    with tf.compat.v1.Session(graph=graph) as sess:
+        with graph.as_default():
+            sess.run(tf.compat.v1.global_variables_initializer())
+        copy_variables(sess, sess, rules=SELF_CONCAT)
+        got = dst_values(graph, sess)
+    builders.assert_values_equal(got["b/w"], init["a/w"])
+    builders.assert_values_equal(got["x/w"], np.concatenate([init["a/w"], init["b/w"]]))
+
+
+def test_copy_weights_within_one_model_reads_a_concats_sources_before_writing():
+    i1, i2 = keras.Input((3,)), keras.Input((6,))
+    a, b, x = (keras.layers.Dense(2, name=n) for n in "abx")
+    model = keras.Model([i1, i2], [b(keras.layers.Dense(3)(a(i1))), x(i2)])
+    for v in model.weights:
+        v.assign(rand(*v.shape))
+    before = {v.path: v.numpy().copy() for v in model.weights}
+    rules = json.loads(json.dumps(SELF_CONCAT).replace("/w", "/kernel"))
+    report = copy_weights(model, model, rules=rules)
+    assert [e.target for e in report.plan.transferred] == ["b/kernel", "x/kernel"]  # b is written first
+    builders.assert_values_equal(model.get_layer("b").kernel.numpy(), before["a/kernel"])
+    builders.assert_values_equal(model.get_layer("x").kernel.numpy(),
+                                 np.concatenate([before["a/kernel"], before["b/kernel"]]))
+
+
 # ----------------------------------------------------------------------------- seed case 3: Keras
 
 

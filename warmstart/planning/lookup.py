@@ -75,15 +75,20 @@ class SourceIndex:
         return None if found is None or (found.positional and found.variable.name in self.claimed) else found
 
     def _by_name(self, t: Variable) -> Found | None:
-        s = self.table.get(t.name)
-        if s is not None:
-            return Found(s, "same name" + (", by position: a layer name Keras generated" if s.generated else ""),
-                         s.generated)
+        same = self.table.get(t.name)
+        if same is not None and not (same.positional or t.positional):
+            return Found(same, "same name" + (", by position: a layer name Keras generated" if same.generated else ""),
+                         same.generated)
         s = self.by_weights.get(t.weights_path) if t.weights_path is not None else None
         if s is not None:
             return Found(s, f"same layer names ({t.weights_path})", False)
-        s = self.by_full_name.get(t.name) or (self.table.get(t.full_name) if t.full_name else None)
-        return None if s is None else Found(s, f"same full name ({s.full_name or t.full_name})", False)
+        s = self.by_full_name.get(t.name)
+        if s is None and t.full_name:
+            s = self.by_full_name.get(t.full_name) or self.table.get(t.full_name)
+        if s is not None:
+            return Found(s, f"same full name ({s.full_name or t.full_name})", False)
+        # a name through a list index (a TF2 object path): only when nothing names the variable otherwise
+        return None if same is None else Found(same, "same object path, by position: a list index", True)
 
     def _by_anchor(self, t: Variable) -> Found | None:
         s = self.by_anchor.get(t.anchor) if t.anchor is not None else None

@@ -87,8 +87,9 @@ def plan_remap(t: Transform, source_shape: tuple[int, ...], target_shape: tuple[
     """The :class:`Remap` of ``t`` between these shapes (for a target of ``dtype``, which an initializer must
     fit), or a reason (in words) why it cannot be made."""
     fill = t.new_values if t.overlap else t.vocab.new_row  # type: ignore[union-attr]
-    if isinstance(fill, Initializer) and fill.problem(dtype):
-        return f"{'new_values' if t.overlap else 'new_row'}: {fill.problem(dtype)}"
+    problem = _fill_problem(fill, dtype)
+    if problem:
+        return f"{'new_values' if t.overlap else 'new_row'}: {problem}"
     if None in target_shape:
         return f"target shape {list(target_shape)} is not fully known"
     shape = tuple(int(n) for n in target_shape)  # type: ignore[arg-type]
@@ -97,6 +98,15 @@ def plan_remap(t: Transform, source_shape: tuple[int, ...], target_shape: tuple[
     if t.overlap:
         return _overlap(source_shape, shape, t.new_values)
     return _vocab(t, source_shape, shape, storage_options)
+
+
+def _fill_problem(fill: str | Initializer, dtype: str | None) -> str | None:
+    """Why ``fill`` cannot fill a target of ``dtype``, or None."""
+    if isinstance(fill, Initializer):
+        return fill.problem(dtype)
+    if fill == "mean" and dtype == "string":
+        return "mean of strings: the target is string (init, or zeros: empty strings)"
+    return None
 
 
 def plan_block_transform(t: Transform, first: Variable, target: Variable, source: VariableTable,
@@ -174,6 +184,8 @@ def _vocab(t: Transform, source_shape: tuple[int, ...], shape: tuple[int, ...], 
     old = old if v.old_vocab_size < 0 else old[: v.old_vocab_size]
     new = new if v.new_vocab_size < 0 else new[: v.new_vocab_size]  # TF reads only that many new tokens
     for what, tokens, url in (("old", old, v.old), ("new", new, v.new)):
+        if "" in tokens:  # TF's reader refuses it too: a blank row would take another blank row's values
+            return f"the {what} vocabulary {url} has an empty line (not a token; TF refuses such a file too)"
         dup = _first_duplicate(tokens)
         if dup is not None:
             return f"the {what} vocabulary {url} has a token twice (line {dup + 1}: ambiguous)"
@@ -215,7 +227,8 @@ def _first_duplicate(tokens: tuple[str, ...]) -> int | None:
 
 
 def _tokens(url: str, storage_options: dict[str, Any] | None) -> tuple[str, ...]:
-    """One token a line of the vocabulary file at ``url``: a regular UTF-8 text file within its size limit."""
+    """One token a line of the vocabulary file at ``url``: a regular UTF-8 text file within its size limit. Lines
+    as TF reads them: each ends at a newline or the file's end and loses one carriage return before it."""
     data = read_bytes(resolve(url, storage_options), VOCAB_BYTES)
     if b"\0" in data:
         raise ValueError(f"{url} is not a text file (it holds NUL bytes)")
@@ -226,4 +239,4 @@ def _tokens(url: str, storage_options: dict[str, Any] | None) -> tuple[str, ...]
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return tuple(line.rstrip("\r") for line in lines) if "\r" in text else tuple(lines)
+    return tuple(line.removesuffix("\r") for line in lines) if "\r" in text else tuple(lines)

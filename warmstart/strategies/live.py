@@ -4,13 +4,14 @@ model (:func:`copy_weights`), planned by name like every transfer, modified in p
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from .._quiet import quiet_import
 from ..errors import PlanError, UsageError
-from ..planning import Report, Rules, load_rules, make_plan
+from ..planning import PlanEntry, Report, Rules, load_rules, make_plan
 from ..tables import table_from_graph, table_from_trackable, trackable_variables
 from .remap import other_sources, remap_value
 from .tf1_graphs import GraphAssigner, check_not_finalized, check_open, graph_variables, read_graph_values
@@ -101,16 +102,19 @@ def copy_weights(src_model: Any, dst_model: Any, rules: Rules | dict[str, Any] |
     src_vars, dst_vars = trackable_variables(src_model), trackable_variables(dst_model)
     entries = list(plan.transferred)
     bytes_read = 0
-    if overlaps(plan, src_model is dst_model):
-        values = [np.asarray(src_vars[e.source].numpy()) for e in entries]
-    else:
-        values = (np.asarray(src_vars[e.source].numpy()) for e in entries)  # type: ignore[assignment]
-    for e, value in zip(entries, values):
+    reads: Iterable[tuple[np.ndarray, list[np.ndarray]]] = (_read_sources(src_vars, e) for e in entries)
+    if overlaps(plan, src_model is dst_model):  # every source read before the first write
+        reads = list(reads)
+    for e, (value, others) in zip(entries, reads):
         bytes_read += value_nbytes(value)
         if e.remap is not None:
-            value = remap_value(value, e, dst_vars[e.target].numpy,
-                                [np.asarray(src_vars[o.name].numpy()) for o in other_sources(e)])
+            value = remap_value(value, e, dst_vars[e.target].numpy, others)
         dst_vars[e.target].assign(cast_value(value, e))
     finalize_derived_state(dst_model)
     return Report(plan=plan, strategy="assign", bytes_read=bytes_read)
+
+
+def _read_sources(src_vars: dict[str, Any], e: PlanEntry) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The value of ``e``'s source variable and those of its concat's other sources."""
+    return np.asarray(src_vars[e.source].numpy()), [np.asarray(src_vars[o.name].numpy()) for o in other_sources(e)]
 

@@ -68,11 +68,18 @@ def remap_value(value: np.ndarray, entry: PlanEntry, initial: Callable[[], np.nd
     if isinstance(remap, Blocks):
         value = remap.apply([np.asarray(value), *(np.asarray(v) for v in others)])
         return np.ascontiguousarray(value if out_dtype is None else value.astype(out_dtype, copy=False))
-    base = np.asarray(initial()) if remap.needs_initial else np.zeros(shape, out_dtype)
+    base = np.asarray(initial()) if remap.needs_initial else _zeros(shape, out_dtype)
     out = np.array(base, dtype=out_dtype, copy=True).reshape(shape)
     _fill_from(out, np.asarray(value), remap, 0, shape)
     _fill_initializer(out, remap, 0, shape)
     return out
+
+
+def _zeros(shape: tuple[int, ...], dtype: np.dtype | None) -> np.ndarray:
+    """Zeros of a NumPy ``dtype``, or empty strings for a string tensor (``None``: no NumPy type), as ``tf.zeros``."""
+    import numpy as np
+
+    return np.zeros(shape, dtype) if dtype is not None else np.full(shape, b"", dtype=object)
 
 
 def _fill_from(out: np.ndarray, rows: np.ndarray, remap, first: int, shape,
