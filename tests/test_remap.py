@@ -212,6 +212,21 @@ def test_rows_follow_tokens_as_tfs_own_vocabulary_remapping_says(tmp_path, old, 
     assert plan.entries[0].remap.index(0, n_new).tolist() == tf_map.numpy().tolist()
 
 
+def test_a_mean_for_new_rows_fills_floating_point_variables_only(tmp_path):
+    # Stored into an integer or boolean variable the mean of the copied rows would be truncated or made True.
+    counts, flags = np.array([[1], [2], [2], [2]], np.int64), np.array([False, False, True, False])
+    old, new = _pair(tmp_path, {"counts": counts, "flags": flags, "emb": PREV},
+                     {"counts": np.zeros((5, 1), np.int64), "flags": np.zeros(5, bool), "emb": np.zeros((5, 1), np.float32)})
+    for name, dtype in (("counts", "int64"), ("flags", "bool")):
+        plan = warmstart.plan(str(tmp_path / "src"), str(tmp_path / "tpl"),
+                              {"include": [name], **_vocab_rules(name, old, new, new_row="mean")})
+        assert not plan.ok
+        assert plan.problems()[0].endswith(f"new_row: mean of the copied rows fills floating-point variables; the "
+                                           f"target is {dtype} (init, or zeros)"), plan.problems()
+    assert warmstart.plan(str(tmp_path / "src"), str(tmp_path / "tpl"),
+                          {"include": ["emb"], **_vocab_rules("emb", old, new, new_row="mean")}).ok
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_string_tensors_are_remapped_as_strings(tmp_path, strategy):
     # A string table over the vocabulary and a string matrix cut by an overlap copy (no element left to fill):
@@ -227,7 +242,7 @@ def test_string_tensors_are_remapped_as_strings(tmp_path, strategy):
     assert got["grid"].tolist() == [[b"1", b"2"], [b"3", b"4"]]
     mean = warmstart.plan(str(tmp_path / "src"), str(tmp_path / "tpl"),
                           {"include": ["names"], **_vocab_rules("names", old, new, new_row="mean")})
-    assert not mean.ok and "new_row: mean" in mean.problems()[0] and "string" in mean.problems()[0]
+    assert not mean.ok and "new_row: mean" in mean.problems()[0] and "the target is string" in mean.problems()[0]
 
 
 def test_an_empty_line_is_no_token_and_a_line_loses_one_carriage_return_as_tf_reads_them(tmp_path):

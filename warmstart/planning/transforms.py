@@ -11,6 +11,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, InputLimitError
+from ..formats.dtypes import by_name
 from ..storage import VOCAB_BYTES, read_bytes, resolve
 from ..tables import Variable, VariableTable
 from .blocks import Blocks, BlockSource, plan_blocks
@@ -104,8 +105,9 @@ def _fill_problem(fill: str | Initializer, dtype: str | None) -> str | None:
     """Why ``fill`` cannot fill a target of ``dtype``, or None."""
     if isinstance(fill, Initializer):
         return fill.problem(dtype)
-    if fill == "mean" and dtype == "string":
-        return "mean of strings: the target is string (init, or zeros: empty strings)"
+    if fill == "mean" and dtype is not None and by_name(dtype).kind not in ("float", "complex"):
+        # a mean of integers or booleans would be truncated or made True when stored: not the mean
+        return f"mean of the copied rows fills floating-point variables; the target is {dtype} (init, or zeros)"
     return None
 
 
