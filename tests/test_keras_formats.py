@@ -91,6 +91,15 @@ def test_a_live_model_into_a_live_model(written):
     assert_same_weights(target, written["source"])
 
 
+def test_a_live_model_given_as_a_source_is_a_usage_error_naming_copy_weights(written, tmp_path):
+    for call in (lambda: warmstart.plan(written["source"], written["make"]()),
+                 lambda: warmstart.transfer(written["source"], written["make"](), str(tmp_path / "out"))):
+        with pytest.raises(warmstart.UsageError, match="not a Functional: a live model's or session's variables are "
+                           "copied by warmstart.copy_weights or copy_variables"):
+            call()
+    assert not (tmp_path / "out").exists()
+
+
 def test_every_format_names_a_variable_by_its_variable_path(written):
     """The display names are Keras' variable.path; the other keys are aliases (in --json too)."""
     source, d = written["source"], written["dir"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from ..errors import UsageError
 from ..storage import refuse_unfinished
 from .bundle import BundleReader
 from .interface import is_reader
@@ -21,10 +22,13 @@ def open_source(url: str | os.PathLike | BundleReader | KerasWeightsReader,
     """A reader for the source at ``url``: a Keras 3 ``.weights.h5`` / ``.keras`` file, or a TF checkpoint
     (prefix, ``.index`` path or directory). Reads metadata only (the index, the HDF5 structure). A reader
     already open (a cached index or structure) is returned as it is. Raises :class:`InputError` for a file in
-    an unfinished output (one holding ``.warmstart-incomplete``)."""
+    an unfinished output (one holding ``.warmstart-incomplete``), :class:`UsageError` for a live object."""
     if is_reader(url):
         return url  # type: ignore[return-value]
-    url = os.fspath(url)  # type: ignore[arg-type]
+    if not isinstance(url, (str, os.PathLike)):
+        raise UsageError(f"a source is a checkpoint or Keras file (a path or URL), not a {type(url).__name__}: a live "
+                         "model's or session's variables are copied by warmstart.copy_weights or copy_variables")
+    url = os.fspath(url)
     if is_keras_file(url):
         from .keras import KerasWeightsReader  # its modules are imported for Keras files only
 
