@@ -70,6 +70,18 @@ def test_an_inserted_layer_shifts_nothing_in_copy_weights():
     assert_each_layer_its_own(target, source, adapter_before)
 
 
+def test_an_exclude_that_matches_only_another_name_of_a_variable_says_which(tmp_path):
+    # '.*dense.*' written for a head named my_dense_head also matches the Dense layers' structure keys
+    # (layers/dense/vars/0): an easy accident, so the plan row names the name it matched.
+    encoder().save(tmp_path / "s.keras")
+    encoder().save(tmp_path / "t.keras")
+    plan = warmstart.plan(str(tmp_path / "s.keras"), str(tmp_path / "t.keras"),
+                          {"exclude": ["enc1/.*", ".*dense.*"], "min_coverage": 0})
+    reasons = {e.target: e.reason for e in plan.entries if e.action == "init"}
+    assert reasons["enc1/kernel"] == "excluded by 'enc1/.*'"  # its own name: nothing more to say
+    assert reasons["enc2/kernel"].startswith("excluded by '.*dense.*' (through its other name layers/dense")
+
+
 def test_a_keras_file_target_is_named_by_its_layer_names(tmp_path):
     target = encoder(inserted=True)
     target.save(tmp_path / "target.keras")

@@ -115,11 +115,14 @@ class _Matcher:
         self.used: set[tuple[str, int]] = set()
 
     def excluded_by(self, t: Variable) -> str | None:
+        """Why ``t`` is excluded (the pattern, and the other name of ``t`` it matched when not its name), or None."""
         i = _first(self._exclude, t)
         if i is None:
             return None
         self.used.add(("exclude", i))
-        return self.exclude[i][0]
+        pattern, rx = self.exclude[i]
+        key = _matching_key(rx, t)
+        return repr(pattern) if key == t.name else f"{pattern!r} (through its other name {key})"
 
     def included(self, t: Variable) -> bool:
         hits = {i for key in (t.name, *t.aliases) for i in self._include.matches(key)}
@@ -180,7 +183,7 @@ def _plan_one(t: Variable, tables: Mapping[str, VariableTable], indexes: Mapping
     base = dict(target=t.name, shape=t.shape, dtype=t.dtype, target_key=t.key)
     pattern = matcher.excluded_by(t)
     if pattern is not None:
-        return PlanEntry(source=None, action="init", reason=f"excluded by {pattern!r}", **base)
+        return PlanEntry(source=None, action="init", reason=f"excluded by {pattern}", **base)
     if not matcher.included(t):
         return PlanEntry(source=None, action="init", reason="matched by no include pattern", **base)
     if named is not None:  # the transform names the source: the rename rules are not asked
