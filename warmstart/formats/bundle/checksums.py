@@ -16,8 +16,10 @@ import os
 
 
 def _load_extension():
+    """The package's compiled module, loaded without running the package's ``__init__``; else the package."""
     spec = importlib.util.find_spec("crc32c")  # finds the package without running it
-    for folder in (spec.submodule_search_locations or []) if spec else []:
+    folders = (spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
             path = os.path.join(folder, "_crc32c" + suffix)
             if os.path.isfile(path):
