@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..tables import Variable, VariableTable, has_list_index
+from ..tables import Variable, VariableTable, has_list_index, looks_generated
 from .patterns import compile_pattern
 
 __all__ = ["Found", "SourceIndex", "same_structure", "closest_source", "pattern_hint"]
@@ -76,14 +76,32 @@ class SourceIndex:
 
     def _by_name(self, t: Variable) -> Found | None:
         s = self.table.get(t.name)
+        if t.positional and (s is None or s.positional):
+            return self._by_list_path(t, s) or self._by_other_names(t)
         if s is not None:
             return Found(s, "same name" + (", by position: a layer name Keras generated" if s.generated else ""),
                          s.generated)
+        return self._by_other_names(t)
+
+    def _by_other_names(self, t: Variable) -> Found | None:
         s = self.by_weights.get(t.weights_path) if t.weights_path is not None else None
         if s is not None:
             return Found(s, f"same layer names ({t.weights_path})", False)
         s = self.by_full_name.get(t.name) or (self.table.get(t.full_name) if t.full_name else None)
         return None if s is None else Found(s, f"same full name ({s.full_name or t.full_name})", False)
+
+    def _by_list_path(self, t: Variable, s: Variable | None) -> Found | None:
+        """Target ``t`` named by an object path through a list (a TF2 checkpoint of a Keras model:
+        ``model/_operations/2/_kernel``), which an inserted layer shifts, and ``s`` the source variable of
+        that path if any: the layer names TF recorded decide (the same: by name; the target's found at
+        another path: that one), unless Keras may have generated them; otherwise the match rests on position."""
+        named = t.full_name is not None and not looks_generated(t.full_name)
+        if s is not None and named and t.full_name == s.full_name:
+            return Found(s, "same name", False)
+        other = self.by_full_name.get(t.full_name) if named else None  # type: ignore[arg-type]
+        if other is not None:
+            return Found(other, f"same full name ({t.full_name})", False)
+        return None if s is None else Found(s, "same object path, by position: a list index", True)
 
     def _by_anchor(self, t: Variable) -> Found | None:
         s = self.by_anchor.get(t.anchor) if t.anchor is not None else None

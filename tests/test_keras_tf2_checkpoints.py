@@ -1,0 +1,85 @@
+"""TF2 checkpoints of Keras models on both sides: a source checkpoint into a template checkpoint of the new model.
+
+Both name their variables by object paths through the model's list of operations
+(``model/_operations/2/_kernel``), which a layer inserted in the middle shifts; each also records the
+variable's path (``enc2/kernel``). Layers the user named are matched by those names, so nothing shifts; layers
+Keras named by counting are matched by place, as ``load_weights`` does, and flagged positional. Every output is
+read back with ``tf.train.Checkpoint(model=...).read(...)`` and compared with weights computed independently.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import warmstart  # noqa: E402
+
+
+def named(adapter: bool = False) -> keras.Model:
+    x = keras.Input((4,), name="x")
+    h = keras.layers.Dense(4, name="enc1")(x)
+    if adapter:
+        h = keras.layers.Dense(4, name="adapter")(h)  # the same shape as its neighbours
+    h = keras.layers.Dense(4, name="enc2")(h)
+    return keras.Model(x, keras.layers.Dense(4, name="head")(h))
+
+
+def unnamed(reverse: bool = False) -> keras.Model:
+    """Three unnamed Dense layers: Keras counts their names in the order they are created."""
+    layers = [keras.layers.Dense(4) for _ in range(3)]
+    first, second, third = layers[::-1] if reverse else layers
+    x = keras.Input((4,), name="x")
+    return keras.Model(x, third(second(first(x))))
+
+
+def randomized(model: keras.Model, seed: int) -> keras.Model:
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        v.assign(rng.normal(size=v.shape).astype(v.dtype))
+    return model
+
+
+def written(model: keras.Model, prefix) -> str:
+    return tf.train.Checkpoint(model=model).write(str(prefix))
+
+
+def read_back(model: keras.Model, out) -> keras.Model:
+    tf.train.Checkpoint(model=model).read(tf.train.latest_checkpoint(str(out))).assert_existing_objects_matched()
+    return model
+
+
+def weights(model: keras.Model) -> dict[str, np.ndarray]:
+    return {v.path: np.asarray(v) for v in model.weights}
+
+
+def test_a_layer_inserted_in_the_middle_shifts_nothing(tmp_path):
+    """The adapter sits where enc2 was: enc2 and head still get their own weights, the adapter keeps its own."""
+    source = randomized(named(), 1)
+    template = randomized(named(adapter=True), 2)
+    report = warmstart.transfer(written(source, tmp_path / "src" / "ckpt"), written(template, tmp_path / "new" / "ckpt"),
+                                str(tmp_path / "out"), rules={"on_missing": "init"})
+    assert report.plan.counts["copy"] == 6 and report.plan.counts["init"] == 2 and not report.plan.positional
+    got = weights(read_back(named(adapter=True), tmp_path / "out"))
+    want = {**weights(template), **weights(source)}
+    assert got.keys() == want.keys()
+    for path, value in want.items():
+        assert np.array_equal(got[path], value), path
+
+
+def test_layers_keras_named_match_by_place_as_load_weights_does(tmp_path):
+    """The target's layers were created in the other order: their counted names are swapped, their places not."""
+    source = randomized(unnamed(), 3)
+    keras.backend.clear_session()  # a new process's counts: the target's first layer is dense_2
+    template = unnamed(reverse=True)
+    assert [v.path for v in template.weights][0] == "dense_2/kernel"
+    report = warmstart.transfer(written(source, tmp_path / "src" / "ckpt"), written(template, tmp_path / "new" / "ckpt"),
+                                str(tmp_path / "out"))
+    assert report.plan.counts["copy"] == 6 and len(report.plan.positional) == 6
+    got = read_back(unnamed(reverse=True), tmp_path / "out")
+    for g, w in zip(got.weights, source.weights):
+        assert np.array_equal(np.asarray(g), np.asarray(w)), (g.path, w.path)
