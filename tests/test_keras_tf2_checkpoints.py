@@ -83,3 +83,15 @@ def test_layers_keras_named_match_by_place_as_load_weights_does(tmp_path):
     got = read_back(unnamed(reverse=True), tmp_path / "out")
     for g, w in zip(got.weights, source.weights):
         assert np.array_equal(np.asarray(g), np.asarray(w)), (g.path, w.path)
+
+
+def test_an_object_path_through_a_list_with_no_names_is_flagged(tmp_path):
+    """A tf.Module's list of variables records no names that tell them apart (TF's full name ``Variable`` for
+    each): the shared paths are a match by position, flagged, as the guide says."""
+    class Stack(tf.Module):
+        def __init__(self, n):
+            self.layers = [tf.Variable(tf.random.normal([3])) for _ in range(n)]
+
+    plan = warmstart.plan(written(Stack(2), tmp_path / "src" / "ckpt"), written(Stack(3), tmp_path / "new" / "ckpt"),
+                          rules={"on_missing": "init"})
+    assert [e.source for e in plan.positional] == ["model/layers/0", "model/layers/1"]

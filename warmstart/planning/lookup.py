@@ -93,14 +93,12 @@ class SourceIndex:
     def _by_list_path(self, t: Variable, s: Variable | None) -> Found | None:
         """Target ``t`` named by an object path through a list (a TF2 checkpoint of a Keras model:
         ``model/_operations/2/_kernel``), which an inserted layer shifts, and ``s`` the source variable of
-        that path if any: the layer names TF recorded decide (the same: by name; the target's found at
-        another path: that one), unless Keras may have generated them; otherwise the match rests on position."""
+        that path if any: the layer names TF recorded decide (the source variable that alone has the target's:
+        that one), unless Keras may have generated them; otherwise the match rests on position."""
         named = t.full_name is not None and not looks_generated(t.full_name)
-        if s is not None and named and t.full_name == s.full_name:
-            return Found(s, "same name", False)
-        other = self.by_full_name.get(t.full_name) if named else None  # type: ignore[arg-type]
+        other = self.by_full_name.get(t.full_name) if named else None  # type: ignore[arg-type]  # one source has it
         if other is not None:
-            return Found(other, f"same full name ({t.full_name})", False)
+            return Found(other, "same name" if other is s else f"same full name ({t.full_name})", False)
         return None if s is None else Found(s, "same object path, by position: a list index", True)
 
     def _by_anchor(self, t: Variable) -> Found | None:
