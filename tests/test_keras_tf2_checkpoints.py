@@ -95,3 +95,32 @@ def test_an_object_path_through_a_list_with_no_names_is_flagged(tmp_path):
     plan = warmstart.plan(written(Stack(2), tmp_path / "src" / "ckpt"), written(Stack(3), tmp_path / "new" / "ckpt"),
                           rules={"on_missing": "init"})
     assert [e.source for e in plan.positional] == ["model/layers/0", "model/layers/1"]
+
+
+def trained(model: keras.Model) -> keras.Model:
+    """One step of Adam: the optimizer's variables exist, and it tracks the model's trainable weights."""
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.zeros((2, 4), np.float32), np.zeros((2, 4), np.float32), verbose=0)
+    return model
+
+
+def with_bn() -> keras.Model:
+    x = keras.Input((4,), name="x")
+    h = keras.layers.BatchNormalization(name="bn")(keras.layers.Dense(4, name="enc1")(x))
+    return keras.Model(x, keras.layers.Dense(4, name="head")(h))
+
+
+def test_a_template_saved_with_its_optimizer_gets_every_model_weight(tmp_path):
+    """TF files the model's trainable weights of a checkpoint that holds the optimizer under
+    ``optimizer/_trainable_variables/N``: they are still the model's weights, never excluded as optimizer state
+    (only BatchNormalization's moving statistics, which the optimizer does not track, were copied)."""
+    source = randomized(trained(with_bn()), 4)
+    template = trained(with_bn())
+    checkpoint = tf.train.Checkpoint(model=template, optimizer=template.optimizer)
+    report = warmstart.transfer(str(tf.train.Checkpoint(model=source, optimizer=source.optimizer).write(
+        str(tmp_path / "src" / "ckpt"))), checkpoint.write(str(tmp_path / "new" / "ckpt")), str(tmp_path / "out"))
+    assert report.plan.counts["copy"] == len(source.weights) == 8
+    assert all(e.source.startswith("model/") for e in report.plan.entries if e.action == "copy")
+    got = read_back(with_bn(), tmp_path / "out")
+    for g, w in zip(got.weights, source.weights):
+        assert np.array_equal(np.asarray(g), np.asarray(w)), w.path

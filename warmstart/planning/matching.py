@@ -115,7 +115,9 @@ class _Matcher:
         self.used: set[tuple[str, int]] = set()
 
     def excluded_by(self, t: Variable) -> str | None:
-        i = _first(self._exclude, t)
+        """The exclude pattern that matches the target by one of its own names (not by where TF stored it: a
+        model's weight TF filed under the optimizer is no optimizer state)."""
+        i = _first(self._exclude, t, t.own_names)
         if i is None:
             return None
         self.used.add(("exclude", i))
@@ -155,9 +157,9 @@ class _Matcher:
         return errors
 
 
-def _first(patterns: PatternSet, t: Variable) -> int | None:
-    """The first of ``patterns`` that matches the target's name or one of its aliases whole."""
-    hits = [i for key in (t.name, *t.aliases) if (i := patterns.first(key)) is not None]
+def _first(patterns: PatternSet, t: Variable, keys: tuple[str, ...] | None = None) -> int | None:
+    """The first of ``patterns`` that matches the target's name or one of its aliases (or ``keys``) whole."""
+    hits = [i for key in (keys or (t.name, *t.aliases)) if (i := patterns.first(key)) is not None]
     return min(hits) if hits else None
 
 
