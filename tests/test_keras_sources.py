@@ -373,3 +373,23 @@ def test_a_layer_configured_otherwise_gets_no_other_variable_by_its_number(tmp_p
     for g, initial in zip(got.weights, new.weights):
         want = have[g.path] if g.path in have and (named or g.path.startswith("head/")) else np.asarray(initial)
         assert np.array_equal(g, want), g.path
+
+
+def with_a_sequential_block() -> keras.Model:
+    """A functional model holding an unnamed Sequential: the legacy .h5 writes its layers' weight names with the
+    Sequential's own name first (sequential/s1/kernel), which no other format names it by."""
+    inputs = keras.Input((4,), name="x")
+    block = keras.Sequential([keras.layers.Dense(4, name="s1"), keras.layers.BatchNormalization(name="sbn")])
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(block(inputs)))
+
+
+def test_a_legacy_h5_of_a_model_with_a_sequential_block_matches_its_other_formats(tmp_path):
+    source = randomized(with_a_sequential_block())
+    source.save(tmp_path / "src.h5")
+    with_a_sequential_block().save(tmp_path / "new.keras")
+    report = warmstart.transfer(str(tmp_path / "src.h5"), str(tmp_path / "new.keras"), str(tmp_path / "out"))
+    assert report.plan.counts["copy"] == len(source.weights) and not report.plan.positional
+    got = with_a_sequential_block()
+    got.load_weights(tmp_path / "out" / "model.weights.h5")
+    for g, w in zip(got.weights, source.weights):
+        assert np.array_equal(np.asarray(g), np.asarray(w)), w.path
