@@ -175,3 +175,42 @@ def test_an_inserted_named_layer_shifts_nothing_in_an_unnamed_neighbourhood(tmp_
             assert np.array_equal(np.asarray(got), np.asarray(want))
     for got, want in zip(target.get_layer("adapter").weights, adapter):
         assert np.array_equal(np.asarray(got), want)
+
+
+def submodel() -> keras.Model:
+    """An unnamed functional model (Keras names it functional_N) holding a layer the user named."""
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, keras.layers.Dense(4, name="proj")(inputs))
+
+
+def two_submodels(created_in_reverse: bool = False) -> keras.Model:
+    """Two unnamed sub-models whose layers share a name: only the names Keras counted for the sub-models
+    (functional, functional_1) tell them apart, and the order they were created in decides which is which."""
+    made = [submodel(), submodel()]
+    first, second = made[::-1] if created_in_reverse else made
+    x = keras.Input((4,))
+    return keras.Model(x, second(first(x)))
+
+
+@pytest.mark.parametrize("source_file", ["keras", "weights.h5", "h5"])
+def test_sub_models_keras_named_in_another_order_copy_as_load_weights_does(tmp_path, source_file):
+    """The new model's sub-models were created in the other order: 'functional_1/proj/kernel' is the first one
+    there and the second one in the source. Matched by place and flagged, each gets its own weights."""
+    keras.backend.clear_session()  # the counts of a new process: functional, functional_1
+    original = randomized(two_submodels())
+    save = original.save_weights if source_file == "weights.h5" else original.save
+    save(tmp_path / f"original.{source_file}")
+    keras.backend.clear_session()
+    new = two_submodels(created_in_reverse=True)
+    assert [layer.name for layer in new.layers[1:]] == ["functional_1", "functional"]
+    new.save(tmp_path / "new.keras")
+    report = warmstart.transfer(str(tmp_path / f"original.{source_file}"), str(tmp_path / "new.keras"),
+                                str(tmp_path / "out"))
+    assert len(report.plan.positional) == 4 == report.plan.counts["copy"]
+    new.load_weights(tmp_path / "out" / "model.weights.h5")
+    for got, want in zip(weights_of(new), weights_of(original)):
+        assert np.array_equal(got, want)
+    live = two_submodels(created_in_reverse=True)
+    assert len(warmstart.copy_weights(original, live).plan.positional) == 4
+    for got, want in zip(weights_of(live), weights_of(original)):
+        assert np.array_equal(got, want)

@@ -339,3 +339,57 @@ def test_a_tf1_checkpoint_into_a_keras_3_model_by_rules(tmp_path):
         kernel, bias = warm.get_layer(layer).get_weights()
         np.testing.assert_array_equal(kernel, values[f"encoder/layer_{i}/kernel"])
         np.testing.assert_array_equal(bias, values[f"encoder/layer_{i}/bias"])
+
+
+def normalized(center: bool) -> keras.Model:
+    """BatchNormalization and LayerNormalization numbering their variables by their configuration: without
+    ``center`` (and ``scale``) a BatchNormalization's vars/0 is its moving mean, with them its gamma."""
+    inputs = keras.Input((4,), name="x")
+    h = keras.layers.BatchNormalization(name="bn", center=center, scale=center)(inputs)
+    h = keras.layers.LayerNormalization(name="ln", scale=center)(h)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(h))
+
+
+@pytest.mark.parametrize("source_file", ["keras", "weights.h5", "h5"])
+@pytest.mark.parametrize("target_file", ["keras", "weights.h5"])
+def test_a_layer_configured_otherwise_gets_no_other_variable_by_its_number(tmp_path, source_file, target_file):
+    """The new model's normalization layers gained gamma and beta: each variable the source has is copied into
+    its own (moving statistics into moving statistics, beta into beta), the new ones keep their initial value;
+    vars/N never pairs a moving mean with a gamma (where a bare weights file, source or template, does not say which
+    of a layer's variables is which, they keep their initial value). Read back with load_weights."""
+    source = randomized(normalized(center=False))
+    save = source.save_weights if source_file == "weights.h5" else source.save
+    save(tmp_path / f"src.{source_file}")
+    new = randomized(normalized(center=True))
+    save = new.save_weights if target_file == "weights.h5" else new.save
+    save(tmp_path / f"new.{target_file}")
+    report = warmstart.transfer(str(tmp_path / f"src.{source_file}"), str(tmp_path / f"new.{target_file}"),
+                                str(tmp_path / "out"), rules={"on_missing": "init"})
+    assert report.plan.ok
+    got = normalized(center=True)
+    got.load_weights(tmp_path / "out" / "model.weights.h5")
+    have = {v.path: np.asarray(v) for v in source.weights}
+    named = "weights.h5" not in (source_file, target_file)
+    for g, initial in zip(got.weights, new.weights):
+        want = have[g.path] if g.path in have and (named or g.path.startswith("head/")) else np.asarray(initial)
+        assert np.array_equal(g, want), g.path
+
+
+def with_a_sequential_block() -> keras.Model:
+    """A functional model holding an unnamed Sequential: the legacy .h5 writes its layers' weight names with the
+    Sequential's own name first (sequential/s1/kernel), which no other format names it by."""
+    inputs = keras.Input((4,), name="x")
+    block = keras.Sequential([keras.layers.Dense(4, name="s1"), keras.layers.BatchNormalization(name="sbn")])
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(block(inputs)))
+
+
+def test_a_legacy_h5_of_a_model_with_a_sequential_block_matches_its_other_formats(tmp_path):
+    source = randomized(with_a_sequential_block())
+    source.save(tmp_path / "src.h5")
+    with_a_sequential_block().save(tmp_path / "new.keras")
+    report = warmstart.transfer(str(tmp_path / "src.h5"), str(tmp_path / "new.keras"), str(tmp_path / "out"))
+    assert report.plan.counts["copy"] == len(source.weights) and not report.plan.positional
+    got = with_a_sequential_block()
+    got.load_weights(tmp_path / "out" / "model.weights.h5")
+    for g, w in zip(got.weights, source.weights):
+        assert np.array_equal(np.asarray(g), np.asarray(w)), w.path

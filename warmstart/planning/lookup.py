@@ -11,10 +11,11 @@ structure. What a name or a rules pattern that finds nothing was likely meant as
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..tables import Variable, VariableTable, has_list_index
+from ..tables import Variable, VariableTable, has_list_index, looks_generated
 from .patterns import compile_pattern
 
 __all__ = ["Found", "SourceIndex", "same_structure", "closest_source", "pattern_hint"]
@@ -54,10 +55,12 @@ class SourceIndex:
         self.unnamed = _unique((v.structure, v) for v in table.variables if v.weights_path is None and v.structure)
         self.keras = bool(self.by_structure)
         self.claimed: set[str] = set()
+        self.sizes, self.target_sizes = _layer_sizes(table), {}
 
     def claim(self, target: VariableTable) -> SourceIndex:
         """Remember the source variables some target variable finds by name: no other one takes them by
         position (a layer inserted before others shifts nothing that names still match)."""
+        self.target_sizes = _layer_sizes(target)
         for t in target.variables:
             found = None if t.generated else self._by_name(t)
             if found is not None and not found.positional:
@@ -67,7 +70,7 @@ class SourceIndex:
     def find(self, t: Variable, match: str = "names") -> Found | None:
         """The source variable of target ``t`` (no rule naming it), or None."""
         if match == "structure" and t.structure is not None:
-            s = self.by_structure.get(t.structure)
+            s = self._numbered_alike(t, self.by_structure.get(t.structure))
             return None if s is None else Found(s, f"same place in the model's structure ({t.structure}), by "
                                                    "position: match: structure", True)
         found = self._by_anchor(t) if t.generated else self._by_name(t)
@@ -75,23 +78,44 @@ class SourceIndex:
         return None if found is None or (found.positional and found.variable.name in self.claimed) else found
 
     def _by_name(self, t: Variable) -> Found | None:
-        same = self.table.get(t.name)
-        if same is not None and not (same.positional or t.positional):
-            return Found(same, "same name" + (", by position: a layer name Keras generated" if same.generated else ""),
-                         same.generated)
-        s = self.by_weights.get(t.weights_path) if t.weights_path is not None else None
+        s = self.table.get(t.name)
+        if t.positional and (s is None or s.positional):
+            return self._by_list_path(t, s) or self._by_other_names(t)
+        if self._numbered_alike(t, s) is not None:
+            return Found(s, "same name" + (", by position: a layer name Keras generated" if s.generated else ""),
+                         s.generated)
+        return self._by_other_names(t)
+
+    def _by_other_names(self, t: Variable) -> Found | None:
+        s = self._numbered_alike(t, self.by_weights.get(t.weights_path)) if t.weights_path is not None else None
         if s is not None:
             return Found(s, f"same layer names ({t.weights_path})", False)
-        s = self.by_full_name.get(t.name)
-        if s is None and t.full_name:
-            s = self.by_full_name.get(t.full_name) or self.table.get(t.full_name)
-        if s is not None:
-            return Found(s, f"same full name ({s.full_name or t.full_name})", False)
-        # a name through a list index (a TF2 object path): only when nothing names the variable otherwise
-        return None if same is None else Found(same, "same object path, by position: a list index", True)
+        s = self.by_full_name.get(t.name) or (self.table.get(t.full_name) if t.full_name else None)
+        return None if s is None else Found(s, f"same full name ({s.full_name or t.full_name})", False)
+
+    def _by_list_path(self, t: Variable, s: Variable | None) -> Found | None:
+        """Target ``t`` named by an object path through a list (a TF2 checkpoint of a Keras model:
+        ``model/_operations/2/_kernel``), which an inserted layer shifts, and ``s`` the source variable of
+        that path if any: the layer names TF recorded decide (the source variable that alone has the target's:
+        that one), unless Keras may have generated them; otherwise the match rests on position."""
+        named = t.full_name is not None and not looks_generated(t.full_name)
+        other = self.by_full_name.get(t.full_name) if named else None  # type: ignore[arg-type]  # one source has it
+        if other is not None:
+            return Found(other, "same name" if other is s else f"same full name ({t.full_name})", False)
+        return None if s is None else Found(s, "same object path, by position: a list index", True)
+
+    def _numbered_alike(self, t: Variable, s: Variable | None) -> Variable | None:
+        """``s``, found for ``t`` (by name, or a layer's ``vars/N``), unless the layer is configured otherwise and
+        numbers its variables otherwise (a BatchNormalization without ``center``): what each is differs
+        (``moving_mean`` for a ``gamma``) where both are known, else the two layers' numbers of variables differ."""
+        if s is None or (t.role and s.role):
+            return s if s is None or t.role == s.role else None
+        ours = self.target_sizes.get(_layer(t.structure)) if t.structure else None
+        theirs = self.sizes.get(_layer(s.structure)) if s.structure else None
+        return None if ours and theirs and ours != theirs else s
 
     def _by_anchor(self, t: Variable) -> Found | None:
-        s = self.by_anchor.get(t.anchor) if t.anchor is not None else None
+        s = self._numbered_alike(t, self.by_anchor.get(t.anchor)) if t.anchor is not None else None
         if s is not None:
             return Found(s, f"same place in the model's structure ({t.anchor}), by position: layer names Keras "
                          "generated", True)
@@ -103,11 +127,16 @@ class SourceIndex:
         if s is not None:
             positional = has_list_index(t.object_path) or t.generated  # type: ignore[arg-type]
             return Found(s, "same object path" + (", by position: a list index" if positional else ""), positional)
-        s = self.unnamed.get(t.structure) if t.structure is not None else None
+        s = self._numbered_alike(t, self.unnamed.get(t.structure)) if t.structure is not None else None
         if s is not None:
             return Found(s, f"same place in the weights file ({t.structure}), by position: the file records no "
                          "layer names", True)
         return None
+
+
+def _layer_sizes(table: VariableTable) -> dict[str, int]:
+    """Keras' structure path of each layer -> how many variables it has."""
+    return Counter(_layer(v.structure) for v in table.variables if v.structure)
 
 
 def same_structure(source: VariableTable, target: VariableTable) -> int:

@@ -115,13 +115,15 @@ class _Matcher:
         self.used: set[tuple[str, int]] = set()
 
     def excluded_by(self, t: Variable) -> str | None:
-        """Why ``t`` is excluded (the pattern, and the other name of ``t`` it matched when not its name), or None."""
-        i = _first(self._exclude, t)
+        """Why ``t`` is excluded (the pattern, and the other name of ``t`` it matched when not its name), or None.
+        Patterns match ``t`` by its own names, not by where TF stored it: a model's weight TF filed under the
+        optimizer is no optimizer state."""
+        i = _first(self._exclude, t, t.own_names)
         if i is None:
             return None
         self.used.add(("exclude", i))
         pattern, rx = self.exclude[i]
-        key = _matching_key(rx, t)
+        key = _matching_key(rx, t, t.own_names)
         return repr(pattern) if key == t.name else f"{pattern!r} (through its other name {key})"
 
     def included(self, t: Variable) -> bool:
@@ -158,15 +160,15 @@ class _Matcher:
         return errors
 
 
-def _first(patterns: PatternSet, t: Variable) -> int | None:
-    """The first of ``patterns`` that matches the target's name or one of its aliases whole."""
-    hits = [i for key in (t.name, *t.aliases) if (i := patterns.first(key)) is not None]
+def _first(patterns: PatternSet, t: Variable, keys: tuple[str, ...] | None = None) -> int | None:
+    """The first of ``patterns`` that matches the target's name or one of its aliases (or ``keys``) whole."""
+    hits = [i for key in (keys or (t.name, *t.aliases)) if (i := patterns.first(key)) is not None]
     return min(hits) if hits else None
 
 
-def _matching_key(rx: Any, t: Variable) -> str | None:
-    """The first of the target's name and aliases that ``rx`` matches whole; None if none does."""
-    return next((key for key in (t.name, *t.aliases) if rx.fullmatch(key)), None)
+def _matching_key(rx: Any, t: Variable, keys: tuple[str, ...] | None = None) -> str | None:
+    """The first of the target's name and aliases (or ``keys``) that ``rx`` matches whole; None if none does."""
+    return next((key for key in (keys or (t.name, *t.aliases)) if rx.fullmatch(key)), None)
 
 
 def _named_source(found) -> tuple[int, str] | None:

@@ -18,6 +18,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".builders": ("run_builder", "table_from_builder", "table_from_object"),
     ".code_policy": ("ALLOW_CODE_ENV", "allowing_code", "code_allowed", "refuse_code", "refuse_code_in_rules"),
     ".keras_files": ("built_from_config", "keras_file_model", "load_keras_model", "local_file", "table_from_keras_file"),
+    ".keras_config": ("looks_generated",),
     ".signature": ("read_signature_file",),
     ".keras_weights": ("table_from_keras_weights",),
     ".table": (

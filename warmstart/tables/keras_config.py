@@ -17,13 +17,14 @@ variables leaves a single possibility: aliases for rules and hints, never the va
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .keras_names import counted, snake_case
 
-__all__ = ["LayerVariables", "variables_from_config", "guess_roles"]
+__all__ = ["LayerVariables", "variables_from_config", "guess_roles", "looks_generated"]
 
 _Condition = tuple[str, Any, bool]  # a config key, Keras' default, the truth value that keeps the variable
 _Role = tuple[str, tuple[_Condition, ...]]
@@ -174,6 +175,7 @@ def _join(*parts: str) -> str:
 
 
 _BY_SNAKE = {snake_case(name): kind for name, kind in _KINDS.items()}
+_SNAKE = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def guess_roles(group: str, count: int) -> tuple[str, ...] | None:
@@ -192,6 +194,15 @@ def guess_roles(group: str, count: int) -> tuple[str, ...] | None:
     found = {tuple(kind.own(dict(zip(keys, values)))) for values in itertools.product((True, False), repeat=len(keys))}
     fitting = [roles for roles in found if len(roles) == count]
     return fitting[0] if len(fitting) == 1 else None
+
+
+def looks_generated(path: str) -> bool:
+    """True when a layer name on a variable's path (``dense_2/kernel``, ``block/conv2d/kernel``) may be one Keras
+    generated: a built-in layer class in snake case (not a recurrent layer's ``lstm_cell``, which Keras names so
+    itself), or any snake-case name with a count (``my_block_3``; not ``Conv_1``). Said of the full names a TF2
+    checkpoint records, which carry no class: such a name is no identity."""
+    return any((part in _BY_SNAKE and not part.endswith("_cell")) or
+               (_strip_count(part) != part and _SNAKE.fullmatch(part) is not None) for part in path.split("/")[:-1])
 
 
 def _strip_count(segment: str) -> str:

@@ -146,7 +146,8 @@ def _named(p: Place, chain: tuple[str, ...] | None) -> KerasName:
         return KerasName(structure, None, structure, structure, True)
     weights_path = "/".join([*chain, "vars", str(p.index)])
     name = "/".join([*chain, p.role]) if p.role else weights_path
-    generated = any(is_generated(s) for s in p.steps if not s.container)
+    with_containers = len(chain) == len(p.steps)  # the models' names kept: they are identity too, or not
+    generated = any(is_generated(s) for s in p.steps if with_containers or not s.container)
     return KerasName(name, weights_path, structure, _anchor(p) if generated else None, generated)
 
 

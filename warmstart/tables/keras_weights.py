@@ -157,8 +157,10 @@ def _legacy_place(top: str, group: str, index: int, role: str, weight: str, root
         names = names[1:]
     steps = []
     for i, segment in enumerate(segments):
-        if models[i]:  # a model: its layers are listed below it
+        if models[i]:  # a model: its layers are listed below it (a nested Sequential's name begins its weights')
             steps.append(Step(segment, top if i == 0 else None, True))
+            if i == 0 and names[:1] == [top] and len(names) > models.count(False):
+                names.pop(0)
         elif names:
             steps.append(Step(segment, names.pop(0)))
         else:

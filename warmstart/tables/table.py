@@ -65,6 +65,15 @@ class Variable:
         return tuple(dict.fromkeys(a for a in found if a is not None and a != self.name))
 
     @property
+    def own_names(self) -> tuple[str, ...]:
+        """Its name and aliases, without a storage key that reaches it through another object: TF files a
+        Keras model's weight under the first path it finds (``optimizer/_trainable_variables/0/...`` when the
+        checkpoint holds the optimizer), which says nothing of what the variable is."""
+        routed = not self.key.startswith(self.name) and self.key not in (
+            self.weights_path, self.object_path, self.structure, self.anchor, self.full_name, *self.guessed)
+        return (self.name, *(a for a in self.aliases if not (routed and a == self.key)))
+
+    @property
     def role(self) -> str | None:
         """What the variable is in its layer (``kernel``, ``gamma``), where its name or a guess says so."""
         for name in (self.name, *self.guessed):
