@@ -70,9 +70,10 @@ def test_startup_benchmark_runs_and_judges_every_target(tmp_path):
                "--out", str(out))
     text = out.read_text()
     for row in ("`python -c pass`", "`python -c 'import warmstart'`", "`warmstart --help`",
-                "`warmstart transfer (example set)`", "`warmstart transfer` (16.0 MiB", "`cp` (the source's data file)"):
+                "`warmstart transfer (example set)`", "`warmstart transfer` (16.0 MiB", "`cp` (the source's data file)",
+                "`python copy` (the interpreter, then the same kernel copy)"):
         assert row in text, text
-    doc = json.loads((tmp_path / "STARTUP.json").read_text())
+    doc = json.loads((tmp_path / "S.json").read_text())  # beside --out, by its name
     assert [t["verdict"] in ("PASS", "FAIL") for t in doc["targets"]] == [True] * 4
     assert 0 < doc["stream"]["warmstart transfer"]["in_process_s"] < doc["stream"]["warmstart transfer"]["wall_s"]
     assert not (tmp_path / "work" / "startup" / "out-stream").exists()  # outputs removed
