@@ -177,6 +177,7 @@ def run_unit(unit: Unit) -> UnitResult:
         return reused
     source = BundleReader.at_prefix(resolve(unit.source, unit.storage_options))
     template = BundleReader.at_prefix(resolve(unit.template, unit.storage_options)) if unit.template else None
+    _check_readable(unit, source, template)
     part = out.child(f"{unit.stem}.{uuid.uuid4().hex[:8]}")
     writer = BundleWriter(out.child(CHECKPOINT_NAME), unit.index, unit.count, data_loc=part)
     try:
@@ -191,6 +192,15 @@ def run_unit(unit: Unit) -> UnitResult:
                         worker=_worker_name())
     _write_record(unit, part, record_loc, result)
     return result
+
+
+def _check_readable(unit: Unit, source: BundleReader, template: BundleReader | None) -> None:
+    """Raise :class:`InputNotFoundError`, before anything is written, for a tensor the unit reads that its inputs
+    no longer hold (replaced since the units were prepared: the pinned versions are checked before publishing)."""
+    from .remap import check_readable
+
+    for entry in unit.moved:
+        check_readable(entry, source, template)
 
 
 def _worker_name() -> str:
