@@ -341,3 +341,40 @@ def test_the_flow_starts_a_local_dask_cluster_without_an_address(example, refere
                          shards=2)
     assert summary["status"] == "ok" and len(data_files(out)) == 2
     assert_same_tensors(out, reference)
+
+
+def test_a_unit_whose_worker_dies_for_good_is_a_typed_error_and_leaves_no_output(s3_server, s3_bucket, throttled,
+                                                                                  tmp_path):
+    import dask
+    import fsspec
+    from distributed import Client, LocalCluster
+
+    prefix, signature = big_source(tmp_path, tensors=2, mib=2)
+    upload_dir(fsspec.filesystem("s3", **s3_server.storage_options()), prefix.parent, f"{s3_bucket}/big")
+    out = tmp_path / "out"
+    # no failure allowed: the first worker lost mid-unit is the unit's end (as its third loss is by default)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
+            Client(c, set_as_default=False) as client:
+        killed: list[int] = []
+
+        def kill_the_busy_worker() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not killed:
+                busy = [w for w, tasks in client.processing().items() if tasks]
+                if busy:
+                    pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_the_busy_worker)
+        killer.start()
+        try:
+            with pytest.raises(warmstart.StorageError, match="worker"):
+                warmstart.transfer(f"{s3_bucket}/big/model.ckpt", str(signature), str(out), storage_options=throttled,
+                                   shards=2, dask=client)
+        finally:
+            killer.join()
+    assert killed
+    assert not out.exists()

@@ -14,7 +14,7 @@ import logging
 import uuid
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import StorageError, UsageError
 from .units import Unit, UnitResult, run_unit_retrying
 
 __all__ = ["run_units"]
@@ -61,7 +61,18 @@ def _run_on(client, units: list[Unit]) -> list[UnitResult]:
         failed = [f for f in futures if f.status != "finished"]
         if failed:
             log.error("%d of %d units failed", len(failed), len(units))
-            raise failed[0].exception()
+            raise _typed(failed[0].exception(), units[futures.index(failed[0])])
         return results
     finally:
         client.cancel(futures)
+
+
+def _typed(exc: BaseException, unit: Unit) -> BaseException:
+    """A unit's error as warmstart's: the workers that ran it all lost (killed, out of memory) is a
+    :class:`StorageError`; the unit's own errors are typed already."""
+    from distributed import KilledWorker
+
+    if isinstance(exc, KilledWorker):
+        return StorageError(f"unit {unit.index} of {unit.count} of the sharded output {unit.output}: every Dask worker "
+                            f"that ran it died (killed, or out of memory?); nothing was published: {exc}")
+    return exc
