@@ -31,3 +31,27 @@ def test_a_tensor_gone_from_a_source_replaced_after_preparation_is_a_typed_error
     with pytest.raises(warmstart.InputError, match="'big'"):
         run_sharded(job)
     assert not out.exists()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("shards", [None, 2])
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_a_pinned_source_replaced_on_an_object_store_by_another_client_is_refused(store, shards, tmp_path, request):
+    """Another writer (a training job, another process) replaces the source's objects under the same keys after
+    the plan was made, in this process, through the same fsspec filesystem (as the flow's validate and transfer
+    tasks share one): the transfer of the plan must see the new versions, not the listing it cached."""
+    from servers import upload_dir
+
+    server, bucket = request.getfixturevalue(f"{store}_server"), request.getfixturevalue(f"{store}_bucket")
+    opts = server.storage_options()
+    builders.tf1_checkpoint(tmp_path / "src", VALUES)
+    builders.tf1_checkpoint(tmp_path / "new", {k: v + 1 for k, v in VALUES.items()})  # same keys, shapes, sizes
+    template = builders.tf1_checkpoint(tmp_path / "tpl", _zeros(VALUES))
+    upload_dir(server.filesystem(), tmp_path / "src", f"{bucket}/src")
+    plan = warmstart.plan(f"{bucket}/src", template["prefix"], storage_options=opts)
+    upload_dir(server.filesystem(), tmp_path / "new", f"{bucket}/src")  # another client: this process's cache is stale
+    out = tmp_path / "out"
+    with pytest.raises(warmstart.InputChangedError, match="changed after the plan was made"):
+        warmstart.transfer(f"{bucket}/src", template["prefix"], str(out), plan=plan, storage_options=opts,
+                           shards=shards)
+    assert not out.exists()
