@@ -21,6 +21,55 @@ def _zeros(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.zeros_like(v) for k, v in values.items()}
 
 
+# A source with a tensor far larger than the others, a string tensor and a float16 one the template holds as
+# float32 (a cast); the template adds a variable the source lacks (kept at its initial value: once in the output).
+MIXED = {"small": np.arange(7, dtype=np.float32), "huge": np.arange(512 * 256, dtype=np.float32).reshape(512, 256),
+         "words": np.array([b"", b"one", b"\x00\xffbin"], dtype=object), "half": np.linspace(-2, 2, 9, dtype=np.float16),
+         "step": np.array(42, dtype=np.int64)}
+MIXED_TEMPLATE = {**_zeros(MIXED), "words": np.array([b"x", b"y", b"z"], dtype=object),
+                  "half": np.zeros(9, np.float32), "fresh": np.full((3, 4), 0.5, np.float32)}
+MIXED_RULES = {"on_dtype_mismatch": "cast", "on_missing": "init"}
+
+
+def _expected() -> dict[str, np.ndarray]:
+    """What the output must hold, from the values written: the source's, cast where the template says, and
+    the template's own for the variable the source lacks."""
+    return {**MIXED, "half": MIXED["half"].astype(np.float32), "fresh": MIXED_TEMPLATE["fresh"]}
+
+
+def _assert_holds(prefix, expected: dict[str, np.ndarray]) -> None:
+    got = builders.load_values(prefix)
+    assert got.keys() == expected.keys()
+    for key, want in expected.items():
+        assert got[key].dtype == want.dtype, key
+        np.testing.assert_array_equal(got[key], want, err_msg=key)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mixed")
+    return (builders.tf1_checkpoint(root / "src", MIXED)["prefix"],
+            builders.tf1_checkpoint(root / "tpl", MIXED_TEMPLATE)["prefix"])
+
+
+@pytest.mark.parametrize("shards", [1, 4, 9])  # 9: more data files than tensors (some hold none)
+def test_a_sharded_output_holds_exactly_the_values_written_and_tf1_saver_restores_them(mixed, shards, tmp_path):
+    import tensorflow as tf
+
+    out = tmp_path / "out"
+    warmstart.transfer(*mixed, str(out), rules=MIXED_RULES, shards=shards)
+    assert len(list(out.glob("model.ckpt.data-*"))) == shards
+    assert tf.train.latest_checkpoint(str(out)) == str(out / "model.ckpt")
+    expected = _expected()
+    _assert_holds(out / "model.ckpt", expected)
+    with tf.Graph().as_default():
+        variables = {k: tf.compat.v1.get_variable(k, shape=v.shape, dtype=tf.as_dtype(v.dtype)) for k, v in expected.items()}
+        with tf.compat.v1.Session() as sess:
+            tf.compat.v1.train.Saver(variables).restore(sess, str(out / "model.ckpt"))
+            for key, var in variables.items():
+                np.testing.assert_array_equal(sess.run(var), expected[key], err_msg=key)
+
+
 def test_a_tensor_gone_from_a_source_replaced_after_preparation_is_a_typed_error_and_nothing_is_left(tmp_path):
     source = builders.tf1_checkpoint(tmp_path / "src", VALUES)
     template = builders.tf1_checkpoint(tmp_path / "tpl", _zeros(VALUES))
@@ -55,3 +104,36 @@ def test_a_pinned_source_replaced_on_an_object_store_by_another_client_is_refuse
         warmstart.transfer(f"{bucket}/src", template["prefix"], str(out), plan=plan, storage_options=opts,
                            shards=shards)
     assert not out.exists()
+
+
+@pytest.mark.integration
+def test_a_sharded_overwrite_on_s3_shows_no_checkpoint_until_it_is_published(mixed, s3_server, s3_bucket, tmp_path):
+    """An output of 3 data files replaced by one of 2: from the preparation through every unit, a reader of the
+    bucket finds no state file, manifest, index or data file (old or new); then exactly the new output. (Not on the
+    GCS emulator: it lacks objects.moveTo, and gcsfs retries each rename's 501 for ~34 s before it copies.)"""
+    from servers import clear_fs_caches
+
+    from warmstart.pipeline import commit_sharded
+    from warmstart.strategies import run_unit
+
+    server, bucket = s3_server, s3_bucket
+    opts, out = server.storage_options(), f"{bucket}/warm"
+    warmstart.transfer(*mixed, out, rules=MIXED_RULES, storage_options=opts, shards=3)
+
+    def listed() -> list[str]:
+        fs = server.filesystem()  # a reader elsewhere: its own client, no cache
+        return sorted(p.rsplit("/", 1)[-1] for p in fs.ls(out, detail=False)) if fs.exists(out) else []
+
+    job = prepare_sharded(*mixed, out, 2, MIXED_RULES, storage_options=opts, overwrite=True)
+    results = []
+    for unit in [None, *job.units]:
+        if unit is not None:
+            results.append(run_unit(unit))
+        assert all(n.startswith(".warmstart-") for n in listed()), listed()
+    commit_sharded(job, results)
+    assert listed() == ["checkpoint", "model.ckpt.data-00000-of-00002", "model.ckpt.data-00001-of-00002",
+                        "model.ckpt.index", "warmstart.json"]
+    clear_fs_caches()
+    got = tmp_path / "got"
+    server.filesystem().get(out + "/", str(got) + "/", recursive=True)
+    _assert_holds(got / "model.ckpt", _expected())
