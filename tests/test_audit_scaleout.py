@@ -13,7 +13,8 @@ import pytest
 import warmstart
 from warmstart.pipeline import prepare_sharded, run_sharded
 
-VALUES = {"a": np.arange(100, dtype=np.float32) - 50.5, "big": np.linspace(-1, 1, 256 * 64, dtype=np.float32).reshape(256, 64),
+VALUES = {"a": np.arange(100, dtype=np.float32) - 50.5,
+          "big": np.linspace(-1, 1, 256 * 64, dtype=np.float32).reshape(256, 64),
           "b": np.arange(50, dtype=np.float32) * np.float32(0.25)}
 
 
@@ -23,9 +24,10 @@ def _zeros(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 # A source with a tensor far larger than the others, a string tensor and a float16 one the template holds as
 # float32 (a cast); the template adds a variable the source lacks (kept at its initial value: once in the output).
-MIXED = {"small": np.arange(7, dtype=np.float32), "huge": np.arange(512 * 256, dtype=np.float32).reshape(512, 256),
-         "words": np.array([b"", b"one", b"\x00\xffbin"], dtype=object), "half": np.linspace(-2, 2, 9, dtype=np.float16),
-         "step": np.array(42, dtype=np.int64)}
+MIXED = {"small": np.arange(7, dtype=np.float32),
+         "huge": np.arange(512 * 256, dtype=np.float32).reshape(512, 256),
+         "words": np.array([b"", b"one", b"\x00\xffbin"], dtype=object),
+         "half": np.linspace(-2, 2, 9, dtype=np.float16), "step": np.array(42, dtype=np.int64)}
 MIXED_TEMPLATE = {**_zeros(MIXED), "words": np.array([b"x", b"y", b"z"], dtype=object),
                   "half": np.zeros(9, np.float32), "fresh": np.full((3, 4), 0.5, np.float32)}
 MIXED_RULES = {"on_dtype_mismatch": "cast", "on_missing": "init"}
@@ -63,7 +65,8 @@ def test_a_sharded_output_holds_exactly_the_values_written_and_tf1_saver_restore
     expected = _expected()
     _assert_holds(out / "model.ckpt", expected)
     with tf.Graph().as_default():
-        variables = {k: tf.compat.v1.get_variable(k, shape=v.shape, dtype=tf.as_dtype(v.dtype)) for k, v in expected.items()}
+        variables = {k: tf.compat.v1.get_variable(k, shape=v.shape, dtype=tf.as_dtype(v.dtype))
+                     for k, v in expected.items()}
         with tf.compat.v1.Session() as sess:
             tf.compat.v1.train.Saver(variables).restore(sess, str(out / "model.ckpt"))
             for key, var in variables.items():
@@ -137,3 +140,29 @@ def test_a_sharded_overwrite_on_s3_shows_no_checkpoint_until_it_is_published(mix
     got = tmp_path / "got"
     server.filesystem().get(out + "/", str(got) + "/", recursive=True)
     _assert_holds(got / "model.ckpt", _expected())
+
+
+def test_a_resumed_run_never_takes_a_part_from_outside_its_output_as_a_staged_record_names_it(tmp_path):
+    """An interrupted run's record (in the output: anyone who can write there can write it) naming, as its
+    unit's part, a file outside the output (here the source's own data file, its version recorded as it is) is
+    not reused: the unit runs again, and the input is neither moved nor changed."""
+    import json
+
+    from warmstart.storage import object_version, resolve
+    from warmstart.strategies import run_unit
+
+    source = builders.tf1_checkpoint(tmp_path / "src", VALUES)
+    template = builders.tf1_checkpoint(tmp_path / "tpl", _zeros(VALUES))
+    out = tmp_path / "out"
+    job = prepare_sharded(source["prefix"], template["prefix"], str(out), 1)
+    run_unit(job.units[0])  # then the run is lost: its marker, part and record stay
+    data = Path(source["prefix"] + ".data-00000-of-00001")
+    before = data.read_bytes()
+    record = out / job.units[0].record_name
+    doc = json.loads(record.read_text())
+    doc["result"]["part"] = f"../src/{data.name}"
+    doc["identity"] = object_version(resolve(str(data)))
+    record.write_text(json.dumps(doc))
+    warmstart.transfer(source["prefix"], template["prefix"], str(out), shards=1)
+    assert data.read_bytes() == before
+    _assert_holds(out / "model.ckpt", VALUES)

@@ -217,11 +217,18 @@ def _write_record(unit: Unit, part: Location, record_loc: Location, result: Unit
         raise StorageError(f"writing {record_loc.url} failed: {exc}", is_transient(exc)) from None
 
 
+def _own_part(unit: Unit, name: Any) -> bool:
+    """Whether ``name`` is one an attempt at ``unit`` stages under (its stem, a dot, an attempt's hex): a record
+    is data in the output, and publishing renames the part it names, so it may name nothing else (../ included)."""
+    return isinstance(name, str) and name.startswith(unit.stem + ".") and name[len(unit.stem) + 1:].isalnum()
+
+
 def _staged(unit: Unit, out: Location, record_loc: Location) -> UnitResult | None:
     """The result recorded for a part an earlier run staged, if the part is still what it recorded."""
     try:
         doc = json.loads(read_bytes(record_loc))
-        if doc.get("digest") != unit.digest or doc.get("unit") != unit.index:
+        if doc.get("digest") != unit.digest or doc.get("unit") != unit.index \
+                or not _own_part(unit, doc["result"]["part"]):
             return None
         part = out.child(doc["result"]["part"])
         if object_version(part) != doc["identity"]:
