@@ -378,3 +378,44 @@ def test_a_unit_whose_worker_dies_for_good_is_a_typed_error_and_leaves_no_output
             killer.join()
     assert killed
     assert not out.exists()
+
+
+def test_the_flows_unit_whose_worker_dies_for_good_is_a_typed_error_and_leaves_no_output(
+        s3_server, s3_bucket, throttled, prefect_api, tmp_path, monkeypatch):
+    import dask
+    import fsspec
+    from distributed import Client, LocalCluster
+
+    from warmstart.flows.warm_start import warm_start
+
+    prefix, signature = big_source(tmp_path, tensors=2, mib=2)
+    upload_dir(fsspec.filesystem("s3", **s3_server.storage_options()), prefix.parent, f"{s3_bucket}/big")
+    for key, value in {**s3_server.env(), "AWS_ENDPOINT_URL": throttled["client_kwargs"]["endpoint_url"]}.items():
+        monkeypatch.setenv(key, value)  # the flow's tasks and the workers started below read the store so
+    clear_fs_caches()
+    out = tmp_path / "out"
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
+            Client(c, set_as_default=False) as client:
+        killed: list[int] = []
+
+        def kill_the_busy_worker() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                busy = [w for w, tasks in client.processing().items() if tasks]
+                if busy:
+                    pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_the_busy_worker)
+        killer.start()
+        try:
+            with pytest.raises(warmstart.StorageError, match="worker"):
+                warm_start(source=f"{s3_bucket}/big/model.ckpt", target=str(signature), output=str(out), shards=2,
+                           dask_address=c.scheduler_address)
+        finally:
+            killer.join()
+    assert killed
+    assert not out.exists()

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import StorageError, UsageError
 from .units import Unit, UnitResult, run_unit_retrying
 
-__all__ = ["run_units"]
+__all__ = ["run_units", "unit_error"]
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +61,16 @@ def _run_on(client, units: list[Unit]) -> list[UnitResult]:
         failed = [f for f in futures if f.status != "finished"]
         if failed:
             log.error("%d of %d units failed", len(failed), len(units))
-            raise _typed(failed[0].exception(), units[futures.index(failed[0])])
+            raise unit_error(failed[0].exception(), units[futures.index(failed[0])])
         return results
     finally:
         client.cancel(futures)
 
 
-def _typed(exc: BaseException, unit: Unit) -> BaseException:
+def unit_error(exc: BaseException, unit: Unit) -> BaseException:
     """A unit's error as warmstart's: the workers that ran it all lost (killed, out of memory) is a
-    :class:`StorageError`; the unit's own errors are typed already."""
+    :class:`StorageError`; the unit's own errors are typed already (returned as they are). The flow's units
+    (on Prefect's Dask task runner) fail the same way."""
     from distributed import KilledWorker
 
     if isinstance(exc, KilledWorker):
