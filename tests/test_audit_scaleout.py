@@ -166,3 +166,15 @@ def test_a_resumed_run_never_takes_a_part_from_outside_its_output_as_a_staged_re
     warmstart.transfer(source["prefix"], template["prefix"], str(out), shards=1)
     assert data.read_bytes() == before
     _assert_holds(out / "model.ckpt", VALUES)
+
+
+def test_a_sharded_overwrite_that_cannot_be_split_is_refused_before_the_previous_output_is_withdrawn(tmp_path):
+    source = builders.tf1_checkpoint(tmp_path / "src", VALUES)
+    template = builders.tf1_checkpoint(tmp_path / "tpl", {**_zeros(VALUES), "a": np.zeros(120, np.float32)})
+    rules = {"transforms": [{"target": "a", "overlap": True}]}  # a remap: no sharded output holds one yet
+    out = tmp_path / "out"
+    warmstart.transfer(source["prefix"], template["prefix"], str(out), rules=rules)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(warmstart.UsageError, match="remap"):
+        warmstart.transfer(source["prefix"], template["prefix"], str(out), rules=rules, shards=2, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
