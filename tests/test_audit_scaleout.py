@@ -178,3 +178,15 @@ def test_a_sharded_overwrite_that_cannot_be_split_is_refused_before_the_previous
     with pytest.raises(warmstart.UsageError, match="remap"):
         warmstart.transfer(source["prefix"], template["prefix"], str(out), rules=rules, shards=2, overwrite=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_sharded_overwrite_with_no_usable_dask_cluster_is_refused_before_the_previous_output_is_withdrawn(
+        tmp_path):
+    source = builders.tf1_checkpoint(tmp_path / "src", VALUES)
+    template = builders.tf1_checkpoint(tmp_path / "tpl", _zeros(VALUES))
+    out = tmp_path / "out"
+    warmstart.transfer(source["prefix"], template["prefix"], str(out))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(warmstart.UsageError, match="dask must be"):  # as a scheduler that cannot be reached
+        warmstart.transfer(source["prefix"], template["prefix"], str(out), shards=2, overwrite=True, dask=8786)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

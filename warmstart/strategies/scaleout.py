@@ -10,14 +10,16 @@ written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import StorageError, UsageError
 from .units import Unit, UnitResult, run_unit_retrying
 
-__all__ = ["run_units", "unit_error"]
+__all__ = ["dask_client", "run_units", "unit_error"]
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,20 @@ def run_units(units: list[Unit], dask: Any = None) -> list[UnitResult]:
     """
     if dask is None:
         return [run_unit_retrying(unit) for unit in units]
+    with dask_client(dask) as client:
+        return _run_on(client, units)
+
+
+@contextlib.contextmanager
+def dask_client(dask: Any) -> Iterator[Any]:
+    """The ``distributed.Client`` that ``dask`` names (None: none; a scheduler address: connected here and
+    closed after). Raises :class:`UsageError` for anything else, or an address no scheduler answers at."""
+    if dask is None:
+        yield None
+        return
     client, own = _client(dask)
     try:
-        return _run_on(client, units)
+        yield client
     finally:
         if own:
             client.close()
