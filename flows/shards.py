@@ -55,6 +55,11 @@ def _result(future, unit) -> Any:
 
 def sharded_transfer(request, plan, creds) -> dict[str, Any]:
     """Prepare the validated ``plan``'s units, run them on Dask, publish (or roll back); returns the report JSON."""
+    if request.dask_address:  # reached first: a scheduler out of reach is refused before the output is touched
+        from warmstart.strategies import dask_client
+
+        with dask_client(request.dask_address):
+            pass
     job = prepare_units(plan, request.target, request.output, request.shards or 1, creds, overwrite=request.overwrite)
     try:
         results = transfer_units.with_options(task_runner=dask_runner(request.dask_address, len(job.units)))(

@@ -419,3 +419,24 @@ def test_the_flows_unit_whose_worker_dies_for_good_is_a_typed_error_and_leaves_n
             killer.join()
     assert killed
     assert not out.exists()
+
+
+def test_the_flow_refuses_a_scheduler_out_of_reach_before_it_withdraws_the_previous_output(example, prefect_api,
+                                                                                          tmp_path):
+    import socket
+
+    import dask
+
+    from warmstart.flows.warm_start import warm_start
+
+    out = tmp_path / "out"
+    warmstart.transfer(example.source, example.target, str(out), rules=example.rules)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once closed
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}), \
+            pytest.raises(warmstart.UsageError, match="cannot reach the Dask scheduler"):
+        warm_start(source=example.source, target=example.target, output=str(out), rules_url=example.rules,
+                   overwrite=True, shards=2, dask_address=address)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -59,7 +59,7 @@ def _client(dask: Any):
     if not isinstance(dask, str):
         raise UsageError(f"dask must be a distributed.Client or a scheduler address, not {type(dask).__name__}")
     try:
-        return Client(dask, set_as_default=False, timeout=30), True
+        return Client(dask, set_as_default=False), True  # waits distributed.comm.timeouts.connect (30 s)
     except OSError as exc:
         raise UsageError(f"cannot reach the Dask scheduler at {dask}: {exc}") from None
 
