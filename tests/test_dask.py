@@ -4,6 +4,7 @@ CLI and the flow on a DaskTaskRunner."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -343,57 +344,17 @@ def test_the_flow_starts_a_local_dask_cluster_without_an_address(example, refere
     assert_same_tensors(out, reference)
 
 
-def test_a_unit_whose_worker_dies_for_good_is_a_typed_error_and_leaves_no_output(s3_server, s3_bucket, throttled,
-                                                                                  tmp_path):
+@contextlib.contextmanager
+def a_worker_that_dies(s3_server, s3_bucket, tmp_path):
+    """A one-worker cluster allowing no failure (the first worker lost mid-unit is the unit's end, as its third
+    loss is by default) whose worker is SIGKILLed as soon as it runs a unit, and a 2-tensor source on S3: yields
+    (cluster, source URL, signature, pids killed)."""
     import dask
     import fsspec
     from distributed import Client, LocalCluster
 
     prefix, signature = big_source(tmp_path, tensors=2, mib=2)
     upload_dir(fsspec.filesystem("s3", **s3_server.storage_options()), prefix.parent, f"{s3_bucket}/big")
-    out = tmp_path / "out"
-    # no failure allowed: the first worker lost mid-unit is the unit's end (as its third loss is by default)
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
-            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
-            Client(c, set_as_default=False) as client:
-        killed: list[int] = []
-
-        def kill_the_busy_worker() -> None:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not killed:
-                busy = [w for w, tasks in client.processing().items() if tasks]
-                if busy:
-                    pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                time.sleep(0.05)
-
-        killer = threading.Thread(target=kill_the_busy_worker)
-        killer.start()
-        try:
-            with pytest.raises(warmstart.StorageError, match="worker"):
-                warmstart.transfer(f"{s3_bucket}/big/model.ckpt", str(signature), str(out), storage_options=throttled,
-                                   shards=2, dask=client)
-        finally:
-            killer.join()
-    assert killed
-    assert not out.exists()
-
-
-def test_the_flows_unit_whose_worker_dies_for_good_is_a_typed_error_and_leaves_no_output(
-        s3_server, s3_bucket, throttled, prefect_api, tmp_path, monkeypatch):
-    import dask
-    import fsspec
-    from distributed import Client, LocalCluster
-
-    from warmstart.flows.warm_start import warm_start
-
-    prefix, signature = big_source(tmp_path, tensors=2, mib=2)
-    upload_dir(fsspec.filesystem("s3", **s3_server.storage_options()), prefix.parent, f"{s3_bucket}/big")
-    for key, value in {**s3_server.env(), "AWS_ENDPOINT_URL": throttled["client_kwargs"]["endpoint_url"]}.items():
-        monkeypatch.setenv(key, value)  # the flow's tasks and the workers started below read the store so
-    clear_fs_caches()
-    out = tmp_path / "out"
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
             LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
             Client(c, set_as_default=False) as client:
@@ -412,11 +373,33 @@ def test_the_flows_unit_whose_worker_dies_for_good_is_a_typed_error_and_leaves_n
         killer = threading.Thread(target=kill_the_busy_worker)
         killer.start()
         try:
-            with pytest.raises(warmstart.StorageError, match="worker"):
-                warm_start(source=f"{s3_bucket}/big/model.ckpt", target=str(signature), output=str(out), shards=2,
-                           dask_address=c.scheduler_address)
+            yield c, f"{s3_bucket}/big/model.ckpt", str(signature), killed
         finally:
             killer.join()
+
+
+def test_a_unit_whose_worker_dies_for_good_is_a_typed_error_and_leaves_no_output(s3_server, s3_bucket, throttled,
+                                                                                  tmp_path):
+    out = tmp_path / "out"
+    with a_worker_that_dies(s3_server, s3_bucket, tmp_path) as (cluster, source, signature, killed), \
+            pytest.raises(warmstart.StorageError, match="worker"):
+        warmstart.transfer(source, signature, str(out), storage_options=throttled, shards=2,
+                           dask=cluster.scheduler_address)
+    assert killed
+    assert not out.exists()
+
+
+def test_the_flows_unit_whose_worker_dies_for_good_is_a_typed_error_and_leaves_no_output(
+        s3_server, s3_bucket, throttled, prefect_api, tmp_path, monkeypatch):
+    from warmstart.flows.warm_start import warm_start
+
+    for key, value in {**s3_server.env(), "AWS_ENDPOINT_URL": throttled["client_kwargs"]["endpoint_url"]}.items():
+        monkeypatch.setenv(key, value)  # the flow's tasks and the workers started below read the store so
+    clear_fs_caches()
+    out = tmp_path / "out"
+    with a_worker_that_dies(s3_server, s3_bucket, tmp_path) as (cluster, source, signature, killed), \
+            pytest.raises(warmstart.StorageError, match="worker"):
+        warm_start(source=source, target=signature, output=str(out), shards=2, dask_address=cluster.scheduler_address)
     assert killed
     assert not out.exists()
 
