@@ -37,11 +37,29 @@ def transfer_units(units: list[Any], credentials_block: CredentialsRef = None) -
     """Run every unit (one task each, on the Dask workers); raises the first failure once all stopped."""
     futures = transfer_unit.map(units, credentials_block=unmapped(credentials_block))
     wait(futures)
-    return [f.result() for f in futures]
+    return [_result(f, unit) for f, unit in zip(futures, units)]
+
+
+def _result(future, unit) -> Any:
+    """A unit's result, or its error as the engine types it (every worker that ran it lost: a storage error)."""
+    from warmstart.strategies import unit_error
+
+    try:
+        return future.result()
+    except Exception as exc:
+        typed = unit_error(exc, unit)
+        if typed is exc:
+            raise
+        raise typed from None
 
 
 def sharded_transfer(request, plan, creds) -> dict[str, Any]:
     """Prepare the validated ``plan``'s units, run them on Dask, publish (or roll back); returns the report JSON."""
+    if request.dask_address:  # reached first: a scheduler out of reach is refused before the output is touched
+        from warmstart.strategies import dask_client
+
+        with dask_client(request.dask_address):
+            pass
     job = prepare_units(plan, request.target, request.output, request.shards or 1, creds, overwrite=request.overwrite)
     try:
         results = transfer_units.with_options(task_runner=dask_runner(request.dask_address, len(job.units)))(

@@ -4,6 +4,7 @@ CLI and the flow on a DaskTaskRunner."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -341,3 +342,84 @@ def test_the_flow_starts_a_local_dask_cluster_without_an_address(example, refere
                          shards=2)
     assert summary["status"] == "ok" and len(data_files(out)) == 2
     assert_same_tensors(out, reference)
+
+
+@contextlib.contextmanager
+def a_worker_that_dies(s3_server, s3_bucket, tmp_path):
+    """A one-worker cluster allowing no failure (the first worker lost mid-unit is the unit's end, as its third
+    loss is by default) whose worker is SIGKILLed as soon as it runs a unit, and a 2-tensor source on S3: yields
+    (cluster, source URL, signature, pids killed)."""
+    import dask
+    import fsspec
+    from distributed import Client, LocalCluster
+
+    prefix, signature = big_source(tmp_path, tensors=2, mib=2)
+    upload_dir(fsspec.filesystem("s3", **s3_server.storage_options()), prefix.parent, f"{s3_bucket}/big")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
+            Client(c, set_as_default=False) as client:
+        killed: list[int] = []
+
+        def kill_the_busy_worker() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                busy = [w for w, tasks in client.processing().items() if tasks]
+                if busy:
+                    pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_the_busy_worker)
+        killer.start()
+        try:
+            yield c, f"{s3_bucket}/big/model.ckpt", str(signature), killed
+        finally:
+            killer.join()
+
+
+def test_a_unit_whose_worker_dies_for_good_is_a_typed_error_and_leaves_no_output(s3_server, s3_bucket, throttled,
+                                                                                  tmp_path):
+    out = tmp_path / "out"
+    with a_worker_that_dies(s3_server, s3_bucket, tmp_path) as (cluster, source, signature, killed), \
+            pytest.raises(warmstart.StorageError, match="worker"):
+        warmstart.transfer(source, signature, str(out), storage_options=throttled, shards=2,
+                           dask=cluster.scheduler_address)
+    assert killed
+    assert not out.exists()
+
+
+def test_the_flows_unit_whose_worker_dies_for_good_is_a_typed_error_and_leaves_no_output(
+        s3_server, s3_bucket, throttled, prefect_api, tmp_path, monkeypatch):
+    from warmstart.flows.warm_start import warm_start
+
+    for key, value in {**s3_server.env(), "AWS_ENDPOINT_URL": throttled["client_kwargs"]["endpoint_url"]}.items():
+        monkeypatch.setenv(key, value)  # the flow's tasks and the workers started below read the store so
+    clear_fs_caches()
+    out = tmp_path / "out"
+    with a_worker_that_dies(s3_server, s3_bucket, tmp_path) as (cluster, source, signature, killed), \
+            pytest.raises(warmstart.StorageError, match="worker"):
+        warm_start(source=source, target=signature, output=str(out), shards=2, dask_address=cluster.scheduler_address)
+    assert killed
+    assert not out.exists()
+
+
+def test_the_flow_refuses_a_scheduler_out_of_reach_before_it_withdraws_the_previous_output(example, prefect_api,
+                                                                                          tmp_path):
+    import socket
+
+    import dask
+
+    from warmstart.flows.warm_start import warm_start
+
+    out = tmp_path / "out"
+    warmstart.transfer(example.source, example.target, str(out), rules=example.rules)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once closed
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}), \
+            pytest.raises(warmstart.UsageError, match="cannot reach the Dask scheduler"):
+        warm_start(source=example.source, target=example.target, output=str(out), rules_url=example.rules,
+                   overwrite=True, shards=2, dask_address=address)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

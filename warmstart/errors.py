@@ -32,7 +32,8 @@ EXIT_CODES: dict[int, str] = {
     2: "usage error (arguments, rules, a strategy that cannot work for these inputs)",
     3: "an input is missing, unreadable, corrupt or of an unsupported format",
     4: "a storage or output error (output not empty or not writable, an output that reaches an input, an output "
-       "another run is writing, an input that changed after it was planned, a Prefect API that does not answer)",
+       "another run is writing, an input that changed after it was planned, a Prefect API that does not answer, "
+       "the Dask workers that ran a unit all lost)",
     5: "the parity certificate failed: the output does not compute what the source computed where the plan says "
        "it should (nothing published)",
 }

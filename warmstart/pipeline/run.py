@@ -78,11 +78,13 @@ def transfer(
         raise UsageError("verify certifies a transfer in one process: it cannot certify a sharded transfer (shards, "
                          "dask); transfer unsharded, or run warmstart verify on the published output")
     if shards is not None or dask is not None:
+        from ..strategies import dask_client
         from .sharded import prepare_sharded, run_sharded
 
-        job = prepare_sharded(source, target, output, 1 if shards is None else shards, rules, storage_options,
-                              overwrite, chunk_bytes, plan, strategy, sources)
-        return run_sharded(job, dask)
+        with dask_client(dask) as client:  # first: a cluster out of reach is refused before the output is touched
+            job = prepare_sharded(source, target, output, 1 if shards is None else shards, rules, storage_options,
+                                  overwrite, chunk_bytes, plan, strategy, sources)
+            return run_sharded(job, client)
     started = time.perf_counter()
     opened = open_transfer(source, target, rules, strategy, storage_options, plan, sources, copies)
     plan = opened.plan

@@ -73,10 +73,11 @@ def prepare_sharded(source: Any, target: Any, output: str, shards: int, rules: A
     out_loc = check_output_for(plan, output, storage_options, overwrite)
     if not plan.ok:
         raise PlanError(plan.failure_message(), plan)
+    # split first: a plan no unit can write is refused before a previous output is withdrawn (overwrite)
+    units = split_units(plan, reader, template, out_loc.url, shards, storage_options,
+                        chunk_bytes or DEFAULT_CHUNK_BYTES)
     out = OutputDir(out_loc.url, OUTPUT_LAYOUT, storage_options, overwrite=overwrite, keep_parts=True)
     try:
-        units = split_units(plan, reader, template, out.url, shards, storage_options,
-                            chunk_bytes or DEFAULT_CHUNK_BYTES)
         _remove_parts(out, keep=run_prefix(units[0].digest))
     except BaseException:
         out.abort()

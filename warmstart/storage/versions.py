@@ -3,8 +3,9 @@ transfer copies and before it publishes.
 
 Local files: size, modification time in nanoseconds and inode (a file replaced by a rename gets a
 new inode even when size and time agree). Object stores: size plus what the store versions an
-object by: S3's ETag (and VersionId on versioned buckets), GCS's generation. Other filesystems:
-size plus whichever of those fields, or a modification time, their ``info`` reports.
+object by: S3's ETag (and VersionId on versioned buckets), GCS's generation, always asked of the store
+(never from the filesystem's cached listing, which another writer's replacement leaves stale). Other
+filesystems: size plus whichever of those fields, or a modification time, their ``info`` reports.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def object_version(loc: Location) -> dict[str, Any]:
         if loc.is_local:
             st = os.stat(loc.path)
             return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+        loc.fs.invalidate_cache(loc.path)  # asked of the store: a listing cached since (s3fs') is no version
         info = loc.fs.info(loc.path)
     except FileNotFoundError:
         raise InputNotFoundError(f"{loc.url} does not exist") from None

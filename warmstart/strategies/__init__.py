@@ -14,7 +14,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".keras_stream": ("stream_into_weights",),
     ".live": ("copy_variables", "copy_weights"),
     ".restore_assign": ("restore_or_assign",),
-    ".scaleout": ("run_units",),
+    ".scaleout": ("dask_client", "run_units", "unit_error"),
     ".sources": ("SourceReaders",),
     ".stream": (
         "DEFAULT_CHUNK_BYTES", "StreamStats", "copy_tensors", "stream_part", "stream_transfer", "template_keys",

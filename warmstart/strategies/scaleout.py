@@ -10,14 +10,16 @@ written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import StorageError, UsageError
 from .units import Unit, UnitResult, run_unit_retrying
 
-__all__ = ["run_units"]
+__all__ = ["dask_client", "run_units", "unit_error"]
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,20 @@ def run_units(units: list[Unit], dask: Any = None) -> list[UnitResult]:
     """
     if dask is None:
         return [run_unit_retrying(unit) for unit in units]
+    with dask_client(dask) as client:
+        return _run_on(client, units)
+
+
+@contextlib.contextmanager
+def dask_client(dask: Any) -> Iterator[Any]:
+    """The ``distributed.Client`` that ``dask`` names (None: none; a scheduler address: connected here and
+    closed after). Raises :class:`UsageError` for anything else, or an address no scheduler answers at."""
+    if dask is None:
+        yield None
+        return
     client, own = _client(dask)
     try:
-        return _run_on(client, units)
+        yield client
     finally:
         if own:
             client.close()
@@ -46,7 +59,7 @@ def _client(dask: Any):
     if not isinstance(dask, str):
         raise UsageError(f"dask must be a distributed.Client or a scheduler address, not {type(dask).__name__}")
     try:
-        return Client(dask, set_as_default=False, timeout=30), True
+        return Client(dask, set_as_default=False), True  # waits distributed.comm.timeouts.connect (30 s)
     except OSError as exc:
         raise UsageError(f"cannot reach the Dask scheduler at {dask}: {exc}") from None
 
@@ -61,7 +74,19 @@ def _run_on(client, units: list[Unit]) -> list[UnitResult]:
         failed = [f for f in futures if f.status != "finished"]
         if failed:
             log.error("%d of %d units failed", len(failed), len(units))
-            raise failed[0].exception()
+            raise unit_error(failed[0].exception(), units[futures.index(failed[0])])
         return results
     finally:
         client.cancel(futures)
+
+
+def unit_error(exc: BaseException, unit: Unit) -> BaseException:
+    """A unit's error as warmstart's: the workers that ran it all lost (killed, out of memory) is a
+    :class:`StorageError`; the unit's own errors are typed already (returned as they are). The flow's units
+    (on Prefect's Dask task runner) fail the same way."""
+    from distributed import KilledWorker
+
+    if isinstance(exc, KilledWorker):
+        return StorageError(f"unit {unit.index} of {unit.count} of the sharded output {unit.output}: every Dask worker "
+                            f"that ran it died (killed, or out of memory?); nothing was published: {exc}")
+    return exc

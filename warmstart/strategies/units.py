@@ -177,6 +177,7 @@ def run_unit(unit: Unit) -> UnitResult:
         return reused
     source = BundleReader.at_prefix(resolve(unit.source, unit.storage_options))
     template = BundleReader.at_prefix(resolve(unit.template, unit.storage_options)) if unit.template else None
+    _check_readable(unit, source, template)
     part = out.child(f"{unit.stem}.{uuid.uuid4().hex[:8]}")
     writer = BundleWriter(out.child(CHECKPOINT_NAME), unit.index, unit.count, data_loc=part)
     try:
@@ -193,6 +194,15 @@ def run_unit(unit: Unit) -> UnitResult:
     return result
 
 
+def _check_readable(unit: Unit, source: BundleReader, template: BundleReader | None) -> None:
+    """Raise :class:`InputNotFoundError`, before anything is written, for a tensor the unit reads that its inputs
+    no longer hold (replaced since the units were prepared: the pinned versions are checked before publishing)."""
+    from .remap import check_readable
+
+    for entry in unit.moved:
+        check_readable(entry, source, template)
+
+
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -207,11 +217,18 @@ def _write_record(unit: Unit, part: Location, record_loc: Location, result: Unit
         raise StorageError(f"writing {record_loc.url} failed: {exc}", is_transient(exc)) from None
 
 
+def _own_part(unit: Unit, name: Any) -> bool:
+    """Whether ``name`` is one an attempt at ``unit`` stages under (its stem, a dot, an attempt's hex): a record
+    is data in the output, and publishing renames the part it names, so it may name nothing else (../ included)."""
+    return isinstance(name, str) and name.startswith(unit.stem + ".") and name[len(unit.stem) + 1:].isalnum()
+
+
 def _staged(unit: Unit, out: Location, record_loc: Location) -> UnitResult | None:
     """The result recorded for a part an earlier run staged, if the part is still what it recorded."""
     try:
         doc = json.loads(read_bytes(record_loc))
-        if doc.get("digest") != unit.digest or doc.get("unit") != unit.index:
+        if doc.get("digest") != unit.digest or doc.get("unit") != unit.index \
+                or not _own_part(unit, doc["result"]["part"]):
             return None
         part = out.child(doc["result"]["part"])
         if object_version(part) != doc["identity"]:
