@@ -228,7 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUTPUT", help="output directory URL (must be empty, or --overwrite)")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="auto (default): stream into template checkpoints, signatures and Keras weights files, "
-                   "restore into graphs and models that must be built; see the README's strategy table")
+                   "restore into graphs and models that must be built; see docs/guide/strategies.md")
     p.add_argument("--overwrite", action="store_true", help="replace what a previous run published in OUTPUT")
     p.add_argument("--shards", type=int, metavar="N",
                    help="write N data files, each by a unit of work (on Dask with --dask, or in the flow)")
