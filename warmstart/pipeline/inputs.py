@@ -20,7 +20,7 @@ from ..formats.bundle import BundleReader
 from ..planning import MAIN_SOURCE, PinnedFile, PinnedInput, Plan, Rules, load_rules
 from ..storage import (Location, canonical_path, check_output, check_output_location, object_version,
                        refuse_unfinished, resolve)
-from ..tables import VariableTable, signature_for, signature_of, table_from_bundle, table_from_reader, target_kind
+from ..tables import VariableTable, signature_for, signature_of, table_from_reader, target_kind, template_table
 
 if TYPE_CHECKING:
     from ..formats import KerasWeightsReader
@@ -67,7 +67,7 @@ def target_for(target: Any, storage_options, source_kind: str,
     kind = target_kind(target) if isinstance(target, str) else "live"
     if kind == "checkpoint":
         template = open_source(target, storage_options)  # refused when it lies in an unfinished output
-        return table_from_bundle(template), template
+        return template_table(template), template
     if strategy in ("restore", "assign"):
         return signature_of(target, storage_options), None
     if kind == "keras-weights" or (kind == "keras" and source_kind == "keras-weights"):
@@ -109,13 +109,14 @@ def pin_source(name: str, given: Any, reader: SourceReader | VariableTable) -> P
 
 def pin_target(target: Any, table: VariableTable, template: SourceReader | None,
                storage_options: dict[str, Any] | None = None, strategy: str = "auto") -> PinnedInput:
-    """The target: its template's files (and the ``.meta`` a building strategy imports beside a TF1 template), or
-    its file (``.keras``, ``.meta``, signature), by version; a builder (code) or a live object is recorded, not
-    pinned."""
+    """The target: its template's files (and the ``.meta`` beside a TF1 template, whose Saver's keys name the
+    variables and which a building strategy imports), or its file (``.keras``, ``.meta``, signature), by version;
+    a builder (code) or a live object is recorded, not pinned."""
     if template is not None:
         pin = _reader_pin("target", "target", target, template)
         meta = template.prefix.with_suffix(".meta") if isinstance(template, BundleReader) else None
-        if strategy in ("restore", "assign") and meta is not None and _version_or_none(meta) is not None:
+        read = strategy in ("restore", "assign") or table.kind == "tf1-checkpoint"
+        if read and meta is not None and _version_or_none(meta) is not None:
             pin = replace(pin, files=(*pin.files, *_files([meta])))
         return pin
     given = _given(target)

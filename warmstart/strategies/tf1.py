@@ -24,7 +24,6 @@ from .sources import SourceReaders
 from .tf1_graphs import (
     GraphAssigner,
     GraphVar,
-    all_global_variables,
     check_not_finalized,
     check_open,
     graph_variables,
@@ -85,7 +84,9 @@ def run_tf1(strategy, plan: Plan, target: Any, source: BundleReader | SourceRead
             remap_from(readers.reader_for(e), e, lambda e=e: fill.current(e)) for e in batch))
         prefix_out = os.path.join(out_dir, CHECKPOINT_NAME)
         with graph.as_default():
-            saver = scoped_saver(graph, all_global_variables(graph))
+            # every variable under its planned key: the one the target's own Saver restores (a MetaGraph's
+            # saver_def may store variables under other keys than their names)
+            saver = scoped_saver(graph, {e.target_key: variables[e.target].saveable for e in plan.entries})
             tf_call(f"saving {built.what}", saver.save, session, prefix_out, write_meta_graph=False,
                      write_state=False)
         return TFResult(prefix_out, None, fill.tracker.total)

@@ -14,7 +14,7 @@ from .._quiet import quiet_import
 from ..errors import UsageError
 from .tf_common import UninitializedVariableError
 
-__all__ = ["GraphVar", "graph_variables", "all_global_variables", "GraphAssigner", "check_open", "check_not_finalized", "uninitialized", "scoped_saver", "read_graph_values"]
+__all__ = ["GraphVar", "graph_variables", "GraphAssigner", "check_open", "check_not_finalized", "uninitialized", "scoped_saver", "read_graph_values"]
 
 
 @dataclass(frozen=True)
@@ -77,12 +77,6 @@ def graph_variables(graph: Any) -> dict[str, GraphVar]:
         group.sort(key=lambda p: p[1])
         plain[name] = GraphVar(name, tuple(group), True)
     return plain
-
-
-def all_global_variables(graph: Any) -> list[Any]:
-    tf = quiet_import("tensorflow")
-
-    return list(graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))
 
 
 class GraphAssigner:

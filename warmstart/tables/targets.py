@@ -53,7 +53,10 @@ def signature_of(target: Any, storage_options: dict[str, Any] | None = None) -> 
         return table_from_object(target)
     kind = target_kind(target)
     if kind == "checkpoint":
-        return read_table(target, storage_options)
+        from ..formats import open_source
+        from .tf1_template import template_table
+
+        return template_table(open_source(target, storage_options))
     if kind == "signature":
         return read_signature_file(target, storage_options)
     if kind == "keras-weights":

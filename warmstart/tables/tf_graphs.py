@@ -1,28 +1,33 @@
 """Variable tables of TF1 graphs: MetaGraph files (``*.meta``, binary or text) and live ``tf.Graph`` objects.
 
-The variables a default ``tf.compat.v1.train.Saver()`` saves (the ``variables`` collection), named
-and keyed as the Saver stores them; a partitioned variable is one logical variable with its full
-shape. TensorFlow is imported inside the functions only, so importing this module stays cheap.
+The variables a default ``tf.compat.v1.train.Saver()`` saves (the ``variables`` collection), named by
+their op names and keyed as the MetaGraph's own Saver stores them (its ``saver_def``: what
+``import_meta_graph(...).restore`` reads; a default Saver's op names without one); a partitioned
+variable is one logical variable with its full shape. TensorFlow is imported inside the functions only, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .._quiet import quiet_import
 from .. import storage
 from ..errors import TargetError
 from ..formats import dtypes
+from ..formats.saver_keys import saver_keys
 from .table import Variable, VariableTable
 
 __all__ = ["parse_meta_graph", "table_from_meta_graph", "table_from_meta_graph_bytes", "table_from_graph", "dtype_name"]
 
 
 def table_from_meta_graph(url: str, storage_options: dict[str, Any] | None = None) -> VariableTable:
-    """The variables a default TF1 ``Saver`` saves for the MetaGraph file (``*.meta``) at ``url``.
+    """The variables a default TF1 ``Saver`` saves for the MetaGraph file (``*.meta``) at ``url``, keyed as
+    the MetaGraph's own Saver stores them.
 
     Raises :class:`InputNotFoundError` when the file does not exist, :class:`StorageError` when it
-    cannot be read, and :class:`TargetError` when it is not a valid MetaGraphDef.
+    cannot be read, and :class:`TargetError` when it is not a valid MetaGraphDef or its Saver does not
+    say one key for every variable.
     """
     loc = storage.resolve(url, storage_options)
     return table_from_meta_graph_bytes(storage.read_bytes(loc, storage.INDEX_BYTES), loc.url)
@@ -113,7 +118,34 @@ def _table_from_meta_graph_def(meta_graph, origin: str) -> VariableTable:
             plain.append(variable)
     logical = plain + [_partitioned_variable(name, group, origin) for name, group in parts.items()]
     _check_unique(logical, origin)
-    return VariableTable.of(logical, origin, "tf1-graph")
+    return VariableTable.of(_keyed_by_its_saver(logical, meta_graph, origin), origin, "tf1-graph")
+
+
+def _keyed_by_its_saver(variables: list[Variable], meta_graph, origin: str) -> list[Variable]:
+    """``variables`` with the keys the MetaGraph's own Saver (its ``saver_def``) stores them under, which
+    ``import_meta_graph(...).restore`` reads; op names where it has none (a default Saver's keys).
+
+    Raises :class:`TargetError` when that Saver leaves a variable out or saves what is no variable: a restore
+    through the MetaGraph would not read what warmstart writes.
+    """
+    found = saver_keys(meta_graph, origin)
+    if found is None:
+        return variables
+    if found.unsaved:
+        raise TargetError(
+            f"{origin}: variable {found.unsaved[0]!r} (of {len(found.unsaved)}) is in the 'variables' collection, but "
+            "the MetaGraph's Saver (its saver_def) does not save it, so a restore through the MetaGraph "
+            "(import_meta_graph(...).restore) would not read it. Export the MetaGraph with a Saver that saves every "
+            "variable (made after the last variable exists), or give a template checkpoint of the model"
+        )
+    if found.others:
+        key, source = found.others[0]
+        raise TargetError(
+            f"{origin}: the MetaGraph's Saver (its saver_def) also saves {key!r}, which is no variable of the "
+            f"'variables' collection (it comes from {source}); warmstart writes variables only, so a restore through "
+            "the MetaGraph would not find it in the output. Give a template checkpoint of the model instead"
+        )
+    return [replace(v, key=found.keys[v.name]) for v in variables]
 
 
 def _variable_defs(meta_graph) -> list[bytes]:
@@ -135,7 +167,8 @@ def _graph_variable(var_def, nodes: dict[str, Any], origin: str) -> Variable:
         raise TargetError(f"{origin}: variable {name!r} is a {node.op} op without dtype and shape attributes")
     dtype = dtype_name(node.attr["dtype"].type, f"{origin}: variable {name!r}")
     shape = _shape_from_proto(node.attr["shape"].shape, f"{origin}: variable {name!r}")
-    # The Saver stores a variable under its op name (ResourceVariable._shared_name / op.name).
+    # A default Saver stores a variable under its op name (ResourceVariable._shared_name / op.name); the
+    # MetaGraph's own Saver may say otherwise (_keyed_by_its_saver).
     return Variable(name, shape, dtype, key=name, initial=var_def.initializer_name or None)
 
 

@@ -1,6 +1,6 @@
 """A TF1 graph a certificate runs: a MetaGraph (the ``.meta`` TF1's Saver writes beside a checkpoint) imported in
-a graph of its own, its variables set from a checkpoint by warmstart's reader, and tensors of it computed on
-probes.
+a graph of its own, its variables set from a checkpoint by warmstart's reader (each read under the key the
+MetaGraph's own Saver stores it under), and tensors of it computed on probes.
 
 A MetaGraph is data: only pure computations run. The ops a fetched tensor depends on (and every function of the
 graph's library, which control flow calls) may have effects only on the graph's own state (variables, tensor
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, TargetError, UsageError
+from ..formats.saver_keys import saver_keys
 from ..storage import INDEX_BYTES, read_bytes, resolve
 from ..tables import parse_meta_graph
 from .probes import InputSpec
@@ -51,6 +52,8 @@ class GraphSide:
                 tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
         except (ValueError, KeyError, TypeError, tf.errors.OpError) as exc:
             raise TargetError(f"{what}: cannot import the TF1 graph {loc.url}: {exc}") from None
+        found = saver_keys(meta, loc.url)
+        self.keys = None if found is None else dict(found.keys)  # None: a default Saver's keys, the op names
         self.session = tf.compat.v1.Session(graph=self.graph)
         self._fill(reader)
 
@@ -64,9 +67,12 @@ class GraphSide:
 
         assigner = GraphAssigner(self.graph, self.session)
         for name, gv in graph_variables(self.graph).items():
-            if name not in reader.records:
-                raise InputError(f"{self.what}: the graph's variable {name!r} is not in {reader.url}")
-            assigner.assign(gv.split(np.asarray(reader.read(name))))
+            key = name if self.keys is None else self.keys.get(name)  # as the graph's own Saver keys it
+            if key is None or key not in reader.records:
+                why = ": the MetaGraph's Saver does not save it" if key is None else \
+                    f" (under the key {key!r} its Saver stores it)" if key != name else ""
+                raise InputError(f"{self.what}: the graph's variable {name!r} is not in {reader.url}{why}")
+            assigner.assign(gv.split(np.asarray(reader.read(key))))
         with self.graph.as_default():
             self.session.run([tf.compat.v1.tables_initializer(), tf.compat.v1.local_variables_initializer()])
 

@@ -1,6 +1,6 @@
 """The few TensorFlow protos a checkpoint holds, parsed and written with the ``protobuf`` runtime.
 
-The message descriptors are built here in code (no ``protoc``, no TensorFlow import) with the
+The message descriptors are built in code (:mod:`.._schema`: no ``protoc``, no TensorFlow import) with the
 field numbers and types of TensorFlow's ``tensor_bundle.proto``, ``tensor_shape.proto``,
 ``tensor_slice.proto``, ``versions.proto`` and ``trackable_object_graph.proto``: only the fields
 warmstart reads; unknown fields are kept by the runtime, so newer writers stay readable.
@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message
-from google.protobuf.message_factory import GetMessageClass
+from google.protobuf import message
+
+from .._schema import Schema, message_classes
 
 __all__ = [
     "BundleHeader",
@@ -32,12 +33,8 @@ __all__ = [
     "write_varint",
 ]
 
-_F = descriptor_pb2.FieldDescriptorProto
-_SCALARS = {"int32": _F.TYPE_INT32, "int64": _F.TYPE_INT64, "fixed32": _F.TYPE_FIXED32,
-            "bool": _F.TYPE_BOOL, "string": _F.TYPE_STRING}
-
 # message name -> [(field name, number, type or message name, repeated)]
-_SCHEMA: dict[str, list[tuple[str, int, str, bool]]] = {
+_SCHEMA: Schema = {
     "VersionDef": [("producer", 1, "int32", False), ("min_consumer", 2, "int32", False)],
     "BundleHeaderProto": [("num_shards", 1, "int32", False), ("endianness", 2, "int32", False),
                           ("version", 3, "VersionDef", False)],
@@ -56,28 +53,8 @@ _SCHEMA: dict[str, list[tuple[str, int, str, bool]]] = {
     "TrackableObjectGraph": [("nodes", 1, "TrackableObject", True)],
 }
 _PACKAGE = "warmstart.tf"
-
-
-def _build_classes() -> dict[str, type[message.Message]]:
-    file = descriptor_pb2.FileDescriptorProto(name="warmstart_tf.proto", package=_PACKAGE, syntax="proto3")
-    for name, fields in _SCHEMA.items():
-        msg = file.message_type.add(name=name)
-        for fname, number, ftype, repeated in fields:
-            f = msg.field.add(name=fname, number=number,
-                              label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL)
-            if ftype in _SCALARS:
-                f.type = _SCALARS[ftype]
-            else:
-                f.type, f.type_name = _F.TYPE_MESSAGE, f".{_PACKAGE}.{ftype}"
-        if name == "Extent":  # `oneof has_length { int64 length = 2; }`: an absent length means "to the end"
-            msg.oneof_decl.add(name="has_length")
-            msg.field[1].oneof_index = 0
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return {name: GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}")) for name in _SCHEMA}
-
-
-_CLASSES = _build_classes()
+# `oneof has_length { int64 length = 2; }`: an absent length means "to the end"
+_CLASSES = message_classes("warmstart_tf.proto", _PACKAGE, _SCHEMA, oneofs={"Extent": ("has_length", "length")})
 _Header = _CLASSES["BundleHeaderProto"]
 _Entry = _CLASSES["BundleEntryProto"]
 _ObjectGraph = _CLASSES["TrackableObjectGraph"]
