@@ -33,6 +33,7 @@ __all__ = [
     "bert_like_values",
     "renamed_model_template",
     "partitioned_checkpoint",
+    "saver_keyed_checkpoint",
     "tf2_checkpoint",
     "keras_model",
     "keras_checkpoint",
@@ -449,6 +450,70 @@ def partitioned_checkpoint(dirpath) -> dict:
         "state_file": str(d / "checkpoint"),
         "partitions": {"emb": parts},
     }
+
+
+def saver_keyed_checkpoint(
+    dirpath,
+    initial: dict[str, np.ndarray],
+    keys: dict[str, str] | None,
+    *,
+    partitioned: dict[str, int] | None = None,
+    sharded: bool = False,
+    use_resource: bool = True,
+    save: bool = True,
+    saver_version: int = 2,
+) -> dict:
+    """A TF1 graph whose own Saver stores variable ``name`` under ``keys[name]``
+    (``tf.compat.v1.train.Saver({keys[name]: variable})``); ``keys=None``: a default ``Saver()`` (op names).
+
+    One float variable per ``initial`` name, initialised from constants in the graph (its initializers need no
+    feed); ``partitioned``: name -> number of parts on axis 0 (the partitioned variable saved whole under its key);
+    ``sharded``: every other variable on a second CPU device and a sharded Saver (one ``SaveV2`` per device,
+    merged); ``saver_version=1``: a V1 Saver (``SaveSlices``: then ``save`` must be False). ``save``: write a
+    checkpoint of the initial values with its ``.meta`` (``saver.save``), else only the ``.meta``
+    (``saver.export_meta_graph``).
+
+    Returns ``{"prefix" (None when not saved), "meta", "values" (by checkpoint key), "dir"}``.
+    """
+    tf = _tf()
+    d = _mkdir(dirpath)
+    graph = tf.Graph()
+    with graph.as_default():
+        variables = {}
+        for i, (name, value) in enumerate(initial.items()):
+            with tf.device(f"/cpu:{i % 2 if sharded else 0}"):
+                if partitioned and name in partitioned:
+                    variables[name] = tf.compat.v1.get_variable(
+                        name, shape=value.shape, dtype=tf.as_dtype(value.dtype), initializer=_slices_of(tf, value),
+                        partitioner=tf.compat.v1.fixed_size_partitioner(partitioned[name]), use_resource=use_resource)
+                else:
+                    variables[name] = tf.compat.v1.get_variable(name, initializer=tf.constant(value),
+                                                                use_resource=use_resource)
+        var_list = None if keys is None else {keys[name]: v for name, v in variables.items()}
+        version = tf.compat.v1.train.SaverDef.V1 if saver_version == 1 else tf.compat.v1.train.SaverDef.V2
+        saver = tf.compat.v1.train.Saver(var_list, sharded=sharded, save_relative_paths=True, write_version=version)
+        init = tf.compat.v1.global_variables_initializer()
+        if not save:
+            meta = str(d / "model.meta")
+            saver.export_meta_graph(meta)
+            return {"prefix": None, "meta": meta, "values": {}, "dir": str(d)}
+        config = tf.compat.v1.ConfigProto(device_count={"CPU": 2})
+        with tf.compat.v1.Session(graph=graph, config=config) as sess:
+            sess.run(init)
+            prefix = saver.save(sess, str(d / "model.ckpt"))
+    key = {name: name if keys is None else keys[name] for name in initial}
+    return {"prefix": prefix, "meta": prefix + ".meta", "values": {key[n]: v for n, v in initial.items()},
+            "dir": str(d)}
+
+
+def _slices_of(tf, value: np.ndarray):
+    """An initializer giving each part of a partitioned variable its slice of ``value``."""
+
+    def init(shape, dtype=None, partition_info=None):
+        offset = partition_info.var_offset if partition_info is not None else [0] * len(shape)
+        return tf.constant(value[tuple(slice(o, o + n) for o, n in zip(offset, shape))], dtype=dtype)
+
+    return init
 
 
 def _dtype_zoo_values() -> dict[str, np.ndarray]:

@@ -2,7 +2,8 @@
 
 ``bundle``: the TF tensor bundle (TF1 and TF2 checkpoints; ``bundle.directory``: a checkpoint directory's
 state file and which checkpoint a URL names); ``keras``: Keras 3 weights files; ``output_layout``: the names
-in a published output. ``dtypes``: TF's DataType enum and its numpy counterparts, shared by every format. ``interface``: the reader protocol the wings above use.
+in a published output; ``meta_graph`` and ``saver_keys``: which key a TF1 MetaGraph's own Saver stores each
+variable under. ``dtypes``: TF's DataType enum and its numpy counterparts, shared by every format. ``interface``: the reader protocol the wings above use.
 """
 
 from __future__ import annotations

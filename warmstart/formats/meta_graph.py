@@ -4,7 +4,8 @@ fields that say how its Saver keys the variables (:mod:`.saver_keys`).
 The descriptors follow TensorFlow's ``meta_graph.proto``, ``saver.proto``, ``graph.proto``, ``node_def.proto``,
 ``attr_value.proto``, ``tensor.proto`` and ``variable.proto`` with TF's field names and numbers, so code that reads
 these fields reads TF's own parsed ``MetaGraphDef`` alike. The ``protobuf`` runtime checks wire types, lengths
-and UTF-8, and keeps what it does not know.
+and UTF-8, and keeps what it does not know. No enum field is declared: a text-format MetaGraph spells enums by name
+(``DT_FLOAT``), which an undeclared field skips.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ _SCHEMA: Schema = {
     "MetaGraphDef": [("graph_def", 2, "GraphDef", False), ("saver_def", 3, "SaverDef", False),
                      ("collection_def", 4, "map:CollectionDef", False)],
     "SaverDef": [("filename_tensor_name", 1, "string", False), ("save_tensor_name", 2, "string", False),
-                 ("restore_op_name", 3, "string", False), ("version", 7, "int32", False)],
+                 ("restore_op_name", 3, "string", False)],
     "GraphDef": [("node", 1, "NodeDef", True)],
     "NodeDef": [("name", 1, "string", False), ("op", 2, "string", False), ("input", 3, "string", True),
                 ("attr", 5, "map:AttrValue", False)],
     "AttrValue": [("tensor", 8, "TensorProto", False)],
-    "TensorProto": [("dtype", 1, "int32", False), ("tensor_shape", 2, "TensorShapeProto", False),
-                    ("string_val", 8, "bytes", True)],
+    "TensorProto": [("tensor_shape", 2, "TensorShapeProto", False), ("string_val", 8, "bytes", True)],
     "TensorShapeProto": [("dim", 2, "Dim", True), ("unknown_rank", 3, "bool", False)],
     "Dim": [("size", 1, "int64", False)],
     "CollectionDef": [("bytes_list", 2, "BytesList", False)],
