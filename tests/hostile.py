@@ -20,7 +20,8 @@ from warmstart.formats.bundle._protos import BundleEntry, decode_entry, encode_e
 from warmstart.formats.bundle._sstable import TableWriter, read_table
 
 __all__ = ["copy_checkpoint", "edit_entries", "entries", "replace", "raw_index", "write_raw_index", "tree_digest",
-           "fuzz_directory", "fuzz_rules", "fuzz_keras_config", "fuzz_keras_archive", "fuzz_shard_index"]
+           "fuzz_directory", "fuzz_rules", "fuzz_keras_config", "fuzz_keras_archive", "fuzz_shard_index",
+           "fuzz_meta_graph"]
 
 
 def copy_checkpoint(src_dir, dst_dir) -> Path:
@@ -346,4 +347,64 @@ def fuzz_shard_index(sharded_dir, work_dir, cases: int, seed: int, slow: float =
             for key in reader.records:
                 reader.read(key)
         _outcome(read_all, outcomes, f"shard index case {case} (seed {seed})", slow)
+    return outcomes
+
+
+def _mutate_meta_graph(rng, meta) -> None:
+    """One change to a parsed MetaGraphDef where its Saver's keys are read: the save op's inputs, its constants,
+    the ops between a saved tensor and its variable, the saver_def, the VariableDefs."""
+    nodes = list(meta.graph_def.node)
+    saving = [n for n in nodes if n.name.startswith("save/") or "Read" in n.name or n.op == "VarHandleOp"]
+    names = [n.name for n in nodes]
+    choice = rng.integers(7)
+    node = saving[int(rng.integers(len(saving)))]
+    if choice == 0 and node.input:  # an input elsewhere: another node, a missing one, a control input
+        i = int(rng.integers(len(node.input)))
+        node.input[i] = str(rng.choice([names[int(rng.integers(len(names)))], "nowhere", "^" + node.input[i],
+                                        node.input[i] + ":1", node.name]))
+    elif choice == 1:  # inputs dropped or repeated
+        inputs = list(node.input)
+        del node.input[:]
+        node.input.extend(inputs[: int(rng.integers(len(inputs) + 1))] if rng.random() < 0.5 else inputs * 2)
+    elif choice == 2:  # the op's type changed
+        node.op = str(rng.choice(["Identity", "ReadVariableOp", "Const", "SaveV2", "SaveSlices", "VarHandleOp", "NoOp"]))
+    elif choice == 3 and "value" in node.attr:  # a constant's strings or shape
+        tensor = node.attr["value"].tensor
+        values = list(tensor.string_val)
+        del tensor.string_val[:]
+        options = [values[:1], values * 2, [b"\xff\xfe"] + values[1:], [b"a"] * len(values), []]
+        tensor.string_val.extend(options[int(rng.integers(len(options)))] if values else [b"x"])
+        if rng.random() < 0.3:
+            tensor.tensor_shape.dim.add(size=int(rng.choice([-1, 0, 1 << 40])))
+    elif choice == 4:  # the save tensor named elsewhere
+        meta.saver_def.save_tensor_name = str(rng.choice([names[int(rng.integers(len(names)))], "", "x:0", "^save"]))
+    elif choice == 5:  # a VariableDef's bytes damaged
+        values = meta.collection_def["variables"].bytes_list.value
+        i = int(rng.integers(len(values)))
+        values[i] = _mutate_value(rng, values[i])
+    else:  # a node removed
+        meta.graph_def.node.remove(node)
+
+
+def fuzz_meta_graph(template_dir, work_dir, cases: int, seed: int, slow: float = 10.0) -> dict[str, int]:
+    """Mutate the real MetaGraph beside a TF1 template (its Saver's ops and constants, raw bytes): the template's
+    table is made, or a typed error."""
+    from warmstart.formats.meta_graph import _CLASSES
+    from warmstart.tables import signature_of
+
+    work = copy_checkpoint(template_dir, Path(work_dir) / f"meta-{seed}")
+    meta_path = next(work.glob("*.meta"))
+    pristine = meta_path.read_bytes()
+    rng = np.random.default_rng(seed)
+    outcomes = {"ok": 0, "refused": 0}
+    for case in range(cases):
+        if rng.random() < 0.15:
+            meta_path.write_bytes(_mutate_value(rng, pristine))
+        else:
+            meta = _CLASSES["MetaGraphDef"].FromString(pristine)
+            for _ in range(int(rng.integers(1, 3))):
+                _mutate_meta_graph(rng, meta)
+            meta_path.write_bytes(meta.SerializeToString())
+        _outcome(lambda: signature_of(str(work / meta_path.stem)), outcomes, f"meta graph case {case} (seed {seed})",
+                 slow)
     return outcomes

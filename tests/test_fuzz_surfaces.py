@@ -1,6 +1,6 @@
 """Seeded fuzzing of the newer untrusted surfaces, each in a child process under a memory cap: rules files
 (YAML and JSON), a .keras archive's config.json, the archive itself (members, declared sizes,
-compression) and a sharded .weights.json index. Every case is a result or a typed WarmStartError, within
+compression), a sharded .weights.json index and the MetaGraph beside a TF1 template (its Saver's keys). Every case is a result or a typed WarmStartError, within
 seconds; anything else (a crash, a RecursionError, a MemoryError under the cap, a hang) fails the test.
 The mutators are in tests/hostile.py."""
 
@@ -73,3 +73,21 @@ def test_fuzzed_shard_indexes_read_inside_their_directory_or_are_typed_errors(ke
         print(json.dumps(hostile.fuzz_shard_index(sys.argv[1], sys.argv[2], 300, 0)))
     """, str(keras_inputs / "sharded"), str(tmp_path))
     assert totals["ok"] + totals["refused"] == 300 and totals["refused"] > 0, totals
+
+
+def test_fuzzed_metagraphs_beside_a_template_name_it_or_are_typed_errors(tmp_path):
+    import builders
+    import numpy as np
+
+    initial = {"a": np.ones(2, np.float32), "b": np.zeros(2, np.float32), "p": np.ones((4, 2), np.float32)}
+    model = builders.saver_keyed_checkpoint(tmp_path / "model", initial, {"a": "b", "b": "renamed/b", "p": "x/p"},
+                                            partitioned={"p": 2})
+    totals = _run("""
+        import json, sys, hostile
+        totals = {"ok": 0, "refused": 0}
+        for seed in range(2):
+            for k, v in hostile.fuzz_meta_graph(sys.argv[1], sys.argv[2], 300, seed).items():
+                totals[k] += v
+        print(json.dumps(totals))
+    """, model["dir"], str(tmp_path))
+    assert totals["ok"] + totals["refused"] == 600 and totals["ok"] > 0 and totals["refused"] > 0, totals

@@ -46,7 +46,7 @@ class SaverKeys:
 
     @property
     def renames(self) -> bool:
-        """Some variable is stored under another key than its name (or the Saver saves something else)."""
+        """Some variable is stored under another key than its name."""
         return any(key != name for name, key in self.keys.items())
 
 
@@ -142,13 +142,13 @@ class _Graph:
         node = self.nodes.get(_node_name(tensor))
         for _ in range(MAX_CHAIN):
             if node is None:
-                raise TargetError(f"{self.origin}: {what} comes from {tensor!r}, which is not in the graph")
+                raise TargetError(f"{self.origin}: {what}: {tensor!r} is not in the graph")
             data = [t for t in node.input if not t.startswith("^")]
             if node.op not in through or not data:
                 return node
             tensor, node = data[0], self.nodes.get(_node_name(data[0]))
-        raise TargetError(f"{self.origin}: {what} comes through more than {MAX_CHAIN} {'/'.join(sorted(through))} "
-                          "ops: the MetaGraph's Saver cannot be read")
+        raise TargetError(f"{self.origin}: {what}: reached through more than {MAX_CHAIN} {'/'.join(sorted(through))} "
+                          "ops, which warmstart does not follow")
 
     def _strings(self, op: Any, index: int, what: str, count: int) -> list[str]:
         """The ``count`` strings of the constant input ``index`` of save op ``op`` (TF repeats a constant's last

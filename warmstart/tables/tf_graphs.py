@@ -132,8 +132,9 @@ def _keyed_by_its_saver(variables: list[Variable], meta_graph, origin: str) -> l
     if found is None:
         return variables
     if found.unsaved:
+        more = f" (and {len(found.unsaved) - 1} more)" if len(found.unsaved) > 1 else ""
         raise TargetError(
-            f"{origin}: variable {found.unsaved[0]!r} (of {len(found.unsaved)}) is in the 'variables' collection, but "
+            f"{origin}: variable {found.unsaved[0]!r}{more} is in the 'variables' collection, but "
             "the MetaGraph's Saver (its saver_def) does not save it, so a restore through the MetaGraph "
             "(import_meta_graph(...).restore) would not read it. Export the MetaGraph with a Saver that saves every "
             "variable (made after the last variable exists), or give a template checkpoint of the model"
