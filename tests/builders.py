@@ -452,6 +452,23 @@ def partitioned_checkpoint(dirpath) -> dict:
     }
 
 
+#: The values of the Saver-keyed models of tests/test_saver_keys.py and test_saver_keyed_sources.py, by op name:
+#: a source's (a, b and a partitioned p), a target's initial ones (c is not in the source: it keeps its own), and
+#: what the target holds after a transfer.
+SAVER_KEYED_SOURCE = {
+    "a": np.array([1.0, 1.5], np.float32),
+    "b": np.array([2.0, 2.5], np.float32),
+    "p": np.arange(12, dtype=np.float32).reshape(6, 2) + 0.25,
+}
+SAVER_KEYED_INITIAL = {
+    "a": np.array([10.0, 10.5], np.float32),
+    "b": np.array([20.0, 20.5], np.float32),
+    "c": np.array([30.0, 30.5], np.float32),
+    "p": -np.arange(12, dtype=np.float32).reshape(6, 2),
+}
+SAVER_KEYED_EXPECTED = {**SAVER_KEYED_SOURCE, "c": SAVER_KEYED_INITIAL["c"]}
+
+
 def saver_keyed_checkpoint(
     dirpath,
     initial: dict[str, np.ndarray],
@@ -799,3 +816,36 @@ def keras_checkpoint(
         "weight_keys": weight_keys,
         "optimizer_keys": optimizer_keys,
     }
+
+
+def restored_as_users_do(meta: str, out, trainable_only: bool = False) -> dict[str, np.ndarray]:
+    """The output restored the usual way: the Saver ``import_meta_graph`` returns (the MetaGraph's own), into a
+    fresh graph; full values by variable (a partitioned variable's parts put together by their public
+    ``VariableDef``). ``trainable_only``: the trainable variables' (what a ``Saver(trainable_variables())``
+    restores; the others stay uninitialised)."""
+    tf = _tf()
+    graph = tf.Graph()
+    with graph.as_default():
+        saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
+        with tf.compat.v1.Session(graph=graph) as sess:
+            saver.restore(sess, tf.train.latest_checkpoint(str(out)))
+            variables = (tf.compat.v1.trainable_variables if trainable_only else tf.compat.v1.global_variables)()
+            values, parts = {}, {}
+            for v, value in zip(variables, sess.run(variables)):
+                info = v.to_proto().save_slice_info_def
+                if info.full_name:
+                    parts.setdefault(info.full_name, (tuple(info.full_shape), []))[1].append((info.var_offset, value))
+                else:
+                    values[v.op.name] = value
+    for name, (shape, pieces) in parts.items():
+        full = np.empty(shape, pieces[0][1].dtype)
+        for offset, value in pieces:
+            full[tuple(slice(o, o + n) for o, n in zip(offset, value.shape))] = value
+        values[name] = full
+    return values
+
+
+def assert_exact(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    assert sorted(got) == sorted(expected)
+    for name, value in expected.items():
+        assert got[name].dtype == value.dtype and np.array_equal(got[name], value), (name, got[name], value)

@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 
 import builders  # noqa: E402
+from builders import (SAVER_KEYED_EXPECTED, SAVER_KEYED_INITIAL, SAVER_KEYED_SOURCE, assert_exact,  # noqa: E402
+                      restored_as_users_do)
 import numpy as np
 import pytest
 import tensorflow as tf  # noqa: E402  (a hard dependency: missing must fail, not skip)
@@ -23,18 +25,7 @@ from warmstart import TargetError  # noqa: E402
 from warmstart.formats.meta_graph import parse_meta_graph_def  # noqa: E402
 from warmstart.formats.saver_keys import MAX_CHAIN, saver_keys  # noqa: E402
 
-SOURCE = {  # keyed by op names, as a default Saver writes them
-    "a": np.array([1.0, 1.5], np.float32),
-    "b": np.array([2.0, 2.5], np.float32),
-    "p": np.arange(12, dtype=np.float32).reshape(6, 2) + 0.25,
-}
-INITIAL = {
-    "a": np.array([10.0, 10.5], np.float32),
-    "b": np.array([20.0, 20.5], np.float32),
-    "c": np.array([30.0, 30.5], np.float32),  # not in the source: keeps its initial value
-    "p": -np.arange(12, dtype=np.float32).reshape(6, 2),
-}
-EXPECTED = {"a": SOURCE["a"], "b": SOURCE["b"], "c": INITIAL["c"], "p": SOURCE["p"]}
+SOURCE, INITIAL, EXPECTED = SAVER_KEYED_SOURCE, SAVER_KEYED_INITIAL, SAVER_KEYED_EXPECTED
 RULES = {"on_missing": "init"}
 
 SCENARIOS = {  # name -> (the Saver's keys by op name, builder options)
@@ -61,43 +52,12 @@ def models(tmp_path_factory):
             for name, (keys, options) in SCENARIOS.items()}
 
 
-def restored_as_users_do(meta: str, out) -> dict[str, np.ndarray]:
-    """The output restored the usual way: the Saver ``import_meta_graph`` returns (the MetaGraph's own), into a
-    fresh graph; full values by variable (a partitioned variable's parts put together by their public
-    ``VariableDef``)."""
-    graph = tf.Graph()
-    with graph.as_default():
-        saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
-        with tf.compat.v1.Session(graph=graph) as sess:
-            saver.restore(sess, tf.train.latest_checkpoint(str(out)))
-            variables = tf.compat.v1.global_variables()
-            values, parts = {}, {}
-            for v, value in zip(variables, sess.run(variables)):
-                info = v.to_proto().save_slice_info_def
-                if info.full_name:
-                    parts.setdefault(info.full_name, (tuple(info.full_shape), []))[1].append((info.var_offset, value))
-                else:
-                    values[v.op.name] = value
-    for name, (shape, pieces) in parts.items():
-        full = np.empty(shape, pieces[0][1].dtype)
-        for offset, value in pieces:
-            full[tuple(slice(o, o + n) for o, n in zip(offset, value.shape))] = value
-        values[name] = full
-    return values
-
-
 def template_copy(model: dict, directory: Path) -> Path:
     """A copy of the model's saved files (checkpoint, .meta, state file) in ``directory``."""
     directory.mkdir()
     for f in Path(model["dir"]).iterdir():
         (directory / f.name).write_bytes(f.read_bytes())
     return directory
-
-
-def assert_exact(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
-    assert sorted(got) == sorted(expected)
-    for name, value in expected.items():
-        assert got[name].dtype == value.dtype and np.array_equal(got[name], value), (name, got[name], value)
 
 
 @pytest.mark.parametrize("target_kind,strategy", RUNS, ids=[f"{k}-{s}" for k, s in RUNS])
@@ -180,13 +140,24 @@ def _refused(target: str, *words: str) -> None:
         assert word in str(caught.value), (word, str(caught.value))
 
 
-def test_a_variable_the_saver_does_not_save_is_refused(tmp_path):
+def _saved_a_only(tmp_path: Path, other: str, key_of_a: str) -> str:
+    """A .meta of variables ``a`` and ``other`` whose Saver saves only ``a``, under ``key_of_a``."""
     graph = tf.Graph()
     with graph.as_default():
         a = tf.compat.v1.get_variable("a", initializer=tf.constant([1.0]))
-        tf.compat.v1.get_variable("forgotten", initializer=tf.constant([2.0]))
-        tf.compat.v1.train.Saver({"renamed/a": a}).export_meta_graph(str(tmp_path / "m.meta"))
-    _refused(str(tmp_path / "m.meta"), str(tmp_path / "m.meta"), "'forgotten'", "does not save it")
+        tf.compat.v1.get_variable(other, initializer=tf.constant([2.0]))
+        tf.compat.v1.train.Saver({key_of_a: a}).export_meta_graph(str(tmp_path / "m.meta"))
+    return str(tmp_path / "m.meta")
+
+
+def test_a_variable_the_saver_does_not_save_keeps_its_op_name_as_its_key(tmp_path):
+    table = warmstart.signature_of(_saved_a_only(tmp_path, "forgotten", "renamed/a"))
+    assert {v.name: v.key for v in table.variables} == {"a": "renamed/a", "forgotten": "forgotten"}
+
+
+def test_an_unsaved_variable_whose_op_name_the_saver_uses_for_another_is_refused(tmp_path):
+    meta = _saved_a_only(tmp_path, "b", "b")
+    _refused(meta, meta, "variable 'b'", "variable 'a' under the key 'b'", "two values under one key")
 
 
 def test_a_saved_tensor_that_is_no_variable_is_refused(tmp_path):

@@ -27,7 +27,7 @@ from .formats.keras import KerasWeightsReader, is_keras_file, keras_versions
 from .formats import resolve_checkpoint
 from .storage import INDEX_BYTES, Location, object_version, read_bytes, resolve
 from .strategies import DEFAULT_CHUNK_BYTES, write_subset
-from .tables import VariableTable, table_from_reader
+from .tables import VariableTable, checkpoint_table
 
 if TYPE_CHECKING:
     from .planning import PinnedInput, Plan, Report, Rules
@@ -160,8 +160,9 @@ class CheckpointCache:
         return BundleReader.with_index(resolve(cached.url, storage_options), data, cached.identity)
 
     def table(self, cached: CachedIndex, storage_options: dict[str, Any] | None = None) -> VariableTable:
-        """The source's variable table from the cached index (TF2: plus its small object-graph tensor)."""
-        return table_from_reader(self.reader(cached, storage_options))
+        """The source's variable table from the cached index (TF2: plus its small object-graph tensor; TF1: named by
+        the ``.meta`` beside the source, read in place)."""
+        return checkpoint_table(self.reader(cached, storage_options), "source")
 
     def plan(self, cached: CachedIndex, target: Any, rules: Rules, storage_options: dict[str, Any] | None = None,
              sources: dict[str, CachedIndex] | None = None, strategy: str = "auto",

@@ -20,7 +20,7 @@ from ..formats.bundle import BundleReader
 from ..planning import MAIN_SOURCE, PinnedFile, PinnedInput, Plan, Rules, load_rules
 from ..storage import (Location, canonical_path, check_output, check_output_location, object_version,
                        refuse_unfinished, resolve)
-from ..tables import VariableTable, signature_for, signature_of, table_from_reader, target_kind, template_table
+from ..tables import VariableTable, checkpoint_table, signature_for, signature_of, table_from_reader, target_kind
 
 if TYPE_CHECKING:
     from ..formats import KerasWeightsReader
@@ -67,7 +67,7 @@ def target_for(target: Any, storage_options, source_kind: str,
     kind = target_kind(target) if isinstance(target, str) else "live"
     if kind == "checkpoint":
         template = open_source(target, storage_options)  # refused when it lies in an unfinished output
-        return template_table(template), template
+        return checkpoint_table(template, "target"), template
     if strategy in ("restore", "assign"):
         return signature_of(target, storage_options), None
     if kind == "keras-weights" or (kind == "keras" and source_kind == "keras-weights"):
@@ -94,14 +94,17 @@ def _version_or_none(loc: Location) -> dict[str, Any] | None:
 
 
 def _reader_pin(role: str, name: str, given: Any, reader: SourceReader) -> PinnedInput:
-    directory = reader.prefix.parent.url if isinstance(reader, BundleReader) else None
+    bundle = isinstance(reader, BundleReader)
+    directory = reader.prefix.parent.url if bundle else None
+    files = reader.pinned_files() if bundle else reader.files()  # type: ignore[union-attr]
     return PinnedInput(role, name, _given(given), reader.url, reader.reader_kind,  # type: ignore[arg-type]
-                       _files(reader.files(), reader.versions), directory)
+                       _files(files, reader.versions), directory)
 
 
 def pin_source(name: str, given: Any, reader: SourceReader | VariableTable) -> PinnedInput:
-    """Source ``name`` as read: its exact checkpoint (or Keras file) and every file's version; a source given
-    as a table is recorded, not pinned (nothing of it is read)."""
+    """Source ``name`` as read: its exact checkpoint (or Keras file) and every file's version, with the ``.meta``
+    beside a TF1 checkpoint when there is one (it names the variables); a source given as a table is recorded, not
+    pinned (nothing of it is read)."""
     if isinstance(reader, VariableTable):
         return PinnedInput("source", name, _given(given), reader.origin, reader.kind, pinned=False)
     return _reader_pin("source", name, given, reader)
@@ -113,10 +116,10 @@ def pin_target(target: Any, table: VariableTable, template: SourceReader | None,
     variables and which a building strategy imports), or its file (``.keras``, ``.meta``, signature), by version;
     a builder (code) or a live object is recorded, not pinned."""
     if template is not None:
-        pin = _reader_pin("target", "target", target, template)
+        pin = _reader_pin("target", "target", target, template)  # with the .meta its table was named by
         meta = template.prefix.with_suffix(".meta") if isinstance(template, BundleReader) else None
-        read = strategy in ("restore", "assign") or table.kind == "tf1-checkpoint"
-        if read and meta is not None and _version_or_none(meta) is not None:
+        imported = strategy in ("restore", "assign") and meta is not None
+        if imported and all(f.url != meta.url for f in pin.files) and _version_or_none(meta) is not None:
             pin = replace(pin, files=(*pin.files, *_files([meta])))
         return pin
     given = _given(target)

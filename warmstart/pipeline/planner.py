@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UsageError
 from ..formats import open_source
 from ..planning import MAIN_SOURCE, PinnedInput, Plan, Rules, declared_sources, make_plan, source_table_for
-from ..tables import VariableTable, table_from_reader
+from ..tables import VariableTable, checkpoint_table
 from .inputs import Opened, pin_rules_files, pin_source, pin_target, read_rules, reopen, target_for
 from .strategy import requested_strategy
 
@@ -52,7 +52,7 @@ def _opened(value: Any, storage_options) -> SourceReader | VariableTable:
 
 
 def _table(value: SourceReader | VariableTable) -> VariableTable:
-    return value if isinstance(value, VariableTable) else table_from_reader(value)
+    return value if isinstance(value, VariableTable) else checkpoint_table(value, "source")
 
 
 def open_transfer(source: Any, target: Any, rules: Any, strategy: str, storage_options: dict[str, Any] | None,

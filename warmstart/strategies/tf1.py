@@ -18,7 +18,8 @@ from ..errors import TargetError, UsageError
 from ..formats.bundle import BundleReader
 from ..planning import TRANSFERRED, Plan, PlanEntry
 from ..formats import CHECKPOINT_NAME, resolve_checkpoint
-from ..tables import parse_meta_graph, run_builder, table_from_graph, target_kind
+from ..formats.saver_keys import saver_keys
+from ..tables import VariableTable, parse_meta_graph, run_builder, table_from_graph, target_kind
 from .remap import remap_from
 from .sources import SourceReaders
 from .tf1_graphs import (
@@ -58,6 +59,15 @@ class _Tf1Target:
     initial: str  # "initializers" | "template" | "live"
     template: BundleReader | None = None
     what: str = "the target"
+    unsaved: frozenset[str] = frozenset()  # a template's: the variables its .meta's Saver does not save
+
+    def table(self) -> VariableTable:
+        """The variables built, as planned: a template's without those its Saver does not save (the template
+        cannot hold them, the output does not either: the user's restore does not read them)."""
+        built = table_from_graph(self.graph, self.what)
+        if not self.unsaved:
+            return built
+        return VariableTable.of([v for v in built.variables if v.name not in self.unsaved], built.origin, built.kind)
 
 
 def run_tf1(strategy, plan: Plan, target: Any, source: BundleReader | SourceReaders, workdir: str,
@@ -66,7 +76,7 @@ def run_tf1(strategy, plan: Plan, target: Any, source: BundleReader | SourceRead
     built = _build_tf1_target(plan, target, storage_options)
     try:
         graph, session = built.graph, built.session
-        check_built(plan.target, table_from_graph(graph, built.what), built.what)
+        check_built(plan.target, built.table(), built.what)
         variables = graph_variables(graph)
         _set_initial_values(plan, built, variables, workdir)
         sizes = source_sizes(readers)
@@ -159,7 +169,7 @@ def _build_tf1_target(plan: Plan, target: Any, storage_options) -> _Tf1Target:
     kind = target_kind(target)
     if kind == "meta-graph":
         loc = storage.resolve(target, storage_options)
-        graph = _import_meta_graph(storage.read_bytes(loc, storage.INDEX_BYTES), loc.url)
+        graph = _import_meta_graph(parse_meta_graph(storage.read_bytes(loc, storage.INDEX_BYTES), loc.url), loc.url)
         return _Tf1Target(graph, tf.compat.v1.Session(graph=graph), True, "initializers", what=loc.url)
     if kind == "checkpoint":
         prefix = resolve_checkpoint(target, storage_options)
@@ -171,9 +181,11 @@ def _build_tf1_target(plan: Plan, target: Any, storage_options) -> _Tf1Target:
                 "py: builder target"
             )
         template = BundleReader.at_prefix(prefix)
-        graph = _import_meta_graph(storage.read_bytes(meta, storage.INDEX_BYTES), meta.url)
+        meta_graph = parse_meta_graph(storage.read_bytes(meta, storage.INDEX_BYTES), meta.url)
+        graph = _import_meta_graph(meta_graph, meta.url)
+        found = saver_keys(meta_graph, meta.url)
         return _Tf1Target(graph, tf.compat.v1.Session(graph=graph), True, "template", template=template,
-                          what=meta.url)
+                          what=meta.url, unsaved=frozenset(found.unsaved if found is not None else ()))
     if kind == "builder":
         built = run_builder(target)
         if isinstance(built, (tf.compat.v1.Session, tf.compat.v1.InteractiveSession)):
@@ -190,11 +202,10 @@ def _live_session(session: Any, what: str) -> _Tf1Target:
     return _Tf1Target(session.graph, session, False, "live", what=what)
 
 
-def _import_meta_graph(data: bytes, url: str) -> Any:
-    """A fresh ``tf.Graph`` holding the MetaGraph in ``data`` (binary or text format, devices cleared)."""
+def _import_meta_graph(meta_graph: Any, url: str) -> Any:
+    """A fresh ``tf.Graph`` holding the parsed MetaGraph ``meta_graph`` (devices cleared)."""
     tf = quiet_import("tensorflow")
 
-    meta_graph = parse_meta_graph(data, url)
     graph = tf.Graph()
     with graph.as_default():
         try:

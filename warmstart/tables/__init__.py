@@ -1,7 +1,7 @@
 """Tables: what a source or a target *is*, as a :class:`VariableTable` (name -> shape, dtype, key).
 
 One module per kind: checkpoints (``table``), signature files (``signature``), TF1 graphs and
-MetaGraphs (``tf_graphs``; a TF1 template named by the MetaGraph beside it: ``tf1_template``), live trackables (``tf_objects``), Keras files (``keras_files``), user
+MetaGraphs (``tf_graphs``; a TF1 source or template named by the MetaGraph beside it: ``tf1_template``), live trackables (``tf_objects``), Keras files (``keras_files``), user
 builders and live objects (``builders``); ``targets`` tells kinds apart; ``structure`` names a TF2
 checkpoint's variables by the model that wrote it; ``code_policy`` says which ``py:`` builders
 may run. Keras variables get one set of names whatever holds them (``keras_names``; from a
@@ -27,7 +27,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ),
     ".structure": ("named_by_structure",),
     ".targets": ("TargetKind", "signature_for", "signature_of", "target_kind"),
-    ".tf1_template": ("named_by_its_graph", "template_table"),
+    ".tf1_template": ("Role", "checkpoint_table", "named_by_its_graph"),
     ".tf_graphs": ("parse_meta_graph", "table_from_graph", "table_from_meta_graph", "table_from_meta_graph_bytes"),
     ".tf_objects": ("stateful_layers", "table_from_trackable", "trackable_variables"),
 })

@@ -190,8 +190,11 @@ def has_list_index(path: str) -> bool:
 def read_table(url: str, storage_options: dict[str, Any] | None = None) -> VariableTable:
     """The variable table of the source at ``url``: a TF checkpoint (prefix or directory; only its
     index is read, and a TF2 checkpoint's small object-graph tensor) or a Keras 3 weights file
-    (``.weights.h5``, ``.keras``: only its HDF5 structure is read)."""
-    return table_from_reader(open_source(url, storage_options))
+    (``.weights.h5``, ``.keras``: only its HDF5 structure is read). A TF1 checkpoint's variables are named by
+    the MetaGraph beside it (:mod:`.tf1_template`)."""
+    from .tf1_template import checkpoint_table  # it builds on this module
+
+    return checkpoint_table(open_source(url, storage_options), "source")
 
 
 def table_from_reader(reader: BundleReader | KerasWeightsReader) -> VariableTable:

@@ -54,9 +54,9 @@ def signature_of(target: Any, storage_options: dict[str, Any] | None = None) -> 
     kind = target_kind(target)
     if kind == "checkpoint":
         from ..formats import open_source
-        from .tf1_template import template_table
+        from .tf1_template import checkpoint_table
 
-        return template_table(open_source(target, storage_options))
+        return checkpoint_table(open_source(target, storage_options), "target")
     if kind == "signature":
         return read_signature_file(target, storage_options)
     if kind == "keras-weights":

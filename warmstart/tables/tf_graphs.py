@@ -123,22 +123,16 @@ def _table_from_meta_graph_def(meta_graph, origin: str) -> VariableTable:
 
 def _keyed_by_its_saver(variables: list[Variable], meta_graph, origin: str) -> list[Variable]:
     """``variables`` with the keys the MetaGraph's own Saver (its ``saver_def``) stores them under, which
-    ``import_meta_graph(...).restore`` reads; op names where it has none (a default Saver's keys).
+    ``import_meta_graph(...).restore`` reads; op names where it has none (a default Saver's keys). A variable that
+    Saver does not save (``Saver(tf.compat.v1.trainable_variables())``, a Saver made before the optimizer) keeps its
+    op name as its key: the output holds it too, where a default Saver would read it.
 
-    Raises :class:`TargetError` when that Saver leaves a variable out or saves what is no variable: a restore
-    through the MetaGraph would not read what warmstart writes.
+    Raises :class:`TargetError` when that Saver saves what is no variable, or uses an unsaved variable's op name as
+    the key of another variable (the output would hold two values under one key).
     """
     found = saver_keys(meta_graph, origin)
     if found is None:
         return variables
-    if found.unsaved:
-        more = f" (and {len(found.unsaved) - 1} more)" if len(found.unsaved) > 1 else ""
-        raise TargetError(
-            f"{origin}: variable {found.unsaved[0]!r}{more} is in the 'variables' collection, but "
-            "the MetaGraph's Saver (its saver_def) does not save it, so a restore through the MetaGraph "
-            "(import_meta_graph(...).restore) would not read it. Export the MetaGraph with a Saver that saves every "
-            "variable (made after the last variable exists), or give a template checkpoint of the model"
-        )
     if found.others:
         key, source = found.others[0]
         raise TargetError(
@@ -146,7 +140,17 @@ def _keyed_by_its_saver(variables: list[Variable], meta_graph, origin: str) -> l
             f"'variables' collection (it comes from {source}); warmstart writes variables only, so a restore through "
             "the MetaGraph would not find it in the output. Give a template checkpoint of the model instead"
         )
-    return [replace(v, key=found.keys[v.name]) for v in variables]
+    holders = {key: name for name, key in found.keys.items()}
+    for name in found.unsaved:
+        if name in holders:
+            raise TargetError(
+                f"{origin}: variable {name!r} is in the 'variables' collection, but the MetaGraph's Saver (its "
+                f"saver_def) does not save it and stores variable {holders[name]!r} under the key {name!r}: "
+                f"warmstart writes a variable its Saver does not save under its op name, so {name!r} and "
+                f"{holders[name]!r} would be two values under one key. Export the MetaGraph with a Saver that saves "
+                f"{name!r} too, or that keys {holders[name]!r} otherwise"
+            )
+    return [replace(v, key=found.keys.get(v.name, v.name)) for v in variables]
 
 
 def _variable_defs(meta_graph) -> list[bytes]:

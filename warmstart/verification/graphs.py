@@ -67,10 +67,11 @@ class GraphSide:
 
         assigner = GraphAssigner(self.graph, self.session)
         for name, gv in graph_variables(self.graph).items():
-            key = name if self.keys is None else self.keys.get(name)  # as the graph's own Saver keys it
-            if key is None or key not in reader.records:
-                why = ": the MetaGraph's Saver does not save it" if key is None else \
-                    f" (under the key {key!r} its Saver stores it)" if key != name else ""
+            # as the graph's own Saver keys it; one it does not save, by its op name (as warmstart writes it)
+            key = name if self.keys is None else self.keys.get(name, name)
+            if key not in reader.records:
+                why = ": the MetaGraph's Saver does not save it" if self.keys is not None and name not in self.keys \
+                    else f" (under the key {key!r} its Saver stores it)" if key != name else ""
                 raise InputError(f"{self.what}: the graph's variable {name!r} is not in {reader.url}{why}")
             assigner.assign(gv.split(np.asarray(reader.read(key))))
         with self.graph.as_default():

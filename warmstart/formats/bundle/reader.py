@@ -95,6 +95,7 @@ class BundleReader:
         self.index_bytes = index_bytes
         #: The versions of the files read so far (the index), by URL: what a plan made from this reader pins.
         self.versions: dict[str, dict[str, Any]] = {index_loc.url: version} if version else {}
+        self._beside: dict[str, Location] = {}
         self.header, self.records = _parse_index(self.index_bytes, index_loc.url)
 
     def __repr__(self) -> str:
@@ -105,6 +106,24 @@ class BundleReader:
         shards = {e.shard_id for r in self.records.values() for e in ([r.entry] if not r.slices else
                                                                        [p for _, p in r.slices])}
         return [self.prefix.with_suffix(".index"), *(self.data_location(s) for s in sorted(shards))]
+
+    def read_beside(self, suffix: str) -> tuple[Location, bytes] | None:
+        """The file written beside the checkpoint (``<prefix><suffix>``: a TF1 ``.meta``), read whole (at most
+        :data:`~warmstart.storage.INDEX_BYTES`), its version recorded with the index's; None when there is none
+        (one existence check, nothing read)."""
+        loc = self.prefix.with_suffix(suffix)
+        try:
+            version = object_version(loc)  # asked first, as the index's: a later change shows as another version
+        except InputNotFoundError:
+            return None
+        data = read_bytes(loc, INDEX_BYTES)
+        self.versions[loc.url] = version
+        self._beside[loc.url] = loc
+        return loc, data
+
+    def pinned_files(self) -> list[Location]:
+        """What a plan made from this reader depends on: :meth:`files` and the files read beside it."""
+        return [*self.files(), *self._beside.values()]
 
     def identity(self) -> dict[str, Any]:
         """What identifies this version of the checkpoint: its index object's size, etag or mtime."""
