@@ -51,7 +51,8 @@ def test_a_plan_pins_every_input_it_was_made_from_and_has_a_digest(pair, tmp_pat
     source = plan.inputs[0]
     assert source.given == str(src) and source.url.endswith("src/model.ckpt-1")  # the directory, resolved
     assert source.directory.endswith("/src")
-    assert [Path(f.url).name for f in source.files] == ["model.ckpt-1.index", "model.ckpt-1.data-00000-of-00001"]
+    assert [Path(f.url).name for f in source.files] == ["model.ckpt-1.index", "model.ckpt-1.data-00000-of-00001",
+                                                        "model.ckpt-1.meta"]  # the .meta names its variables
     assert set(source.files[0].version) == {"size", "mtime_ns", "inode"}
     doc = plan.to_json()
     assert len(doc["digest"]) == 64 and doc["digest"] == plan.digest

@@ -75,7 +75,8 @@ class InputNotFoundError(InputError, FileNotFoundError):
 
 
 class CorruptCheckpointError(InputError, ValueError):
-    """A checkpoint file exists but its contents are not a valid tensor bundle."""
+    """A checkpoint file exists but its contents are not a valid tensor bundle (or a TF1 checkpoint's ``.meta``
+    beside it cannot name its variables: no MetaGraph, or not the checkpoint's)."""
 
 
 class UnsupportedFormatError(InputError, ValueError):
