@@ -67,9 +67,11 @@ def test_bundle_protos_agree_with_tensorflows_own_on_both_runtimes_routes():
     route a process takes and on the public route any other protobuf runtime takes."""
     from tensorflow.core.protobuf import tensor_bundle_pb2
 
+    from warmstart.formats import _schema
     from warmstart.formats.bundle import _protos
 
-    public = _protos._build_classes(fast=False)
+    public = _schema.message_classes("warmstart_tf.proto", _protos._PACKAGE, _protos._SCHEMA, _protos._ONEOFS,
+                                     fast=False)
     assert type(_protos._Entry).__module__.startswith("google._upb")  # this runtime takes the fast route
     entries = [
         BundleEntry(dtype=9, shape=(1 << 40, 3), shard_id=7, offset=(1 << 45) + 3, size=1 << 33, crc32c=0xFFFFFFFF),
@@ -89,6 +91,27 @@ def test_bundle_protos_agree_with_tensorflows_own_on_both_runtimes_routes():
     header.version.producer, header.version.min_consumer = 1, 0
     assert decode_header(header.SerializeToString()) == BundleHeader(4, 1, 1, 0)
     assert public["BundleHeaderProto"].FromString(header.SerializeToString()).num_shards == 4
+
+
+def test_schema_descriptors_are_what_protobuf_itself_builds_maps_bytes_and_oneofs_included():
+    from google.protobuf import descriptor_pb2, text_format
+
+    from warmstart.formats import _schema
+
+    schema = {"Node": [("name", 1, "string", False), ("attr", 5, "map:Value", False), ("raw", 8, "bytes", True)],
+              "Value": [("i", 3, "int64", False), ("n", 4, "int32", False)]}
+    built = descriptor_pb2.FileDescriptorProto.FromString(
+        _schema.file_descriptor("t.proto", "pkg", schema, {"Value": ("kind", "i")}))
+    node, value = built.message_type
+    (entry,) = node.nested_type
+    assert (entry.name, entry.options.map_entry, [f.name for f in entry.field]) == ("AttrEntry", True, ["key", "value"])
+    assert node.field[1].type_name == ".pkg.Node.AttrEntry" and node.field[1].label == node.field[1].LABEL_REPEATED
+    assert node.field[2].type == node.field[2].TYPE_BYTES and value.field[0].oneof_index == 0
+    for fast in (True, False):
+        Node = _schema.message_classes("t.proto", "pkg", schema, {"Value": ("kind", "i")}, fast=fast)["Node"]
+        msg = text_format.Parse('name: "a" attr { key: "k" value { i: 0 } } raw: "\\001"', Node())
+        again = Node.FromString(msg.SerializeToString())
+        assert again.name == "a" and again.attr["k"].HasField("i") and again.raw == [b"\x01"]
 
 
 def test_reading_a_checkpoint_index_imports_no_pure_python_protobuf_machinery():

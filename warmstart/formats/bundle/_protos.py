@@ -1,6 +1,6 @@
 """The few TensorFlow protos a checkpoint holds, parsed and written with the ``protobuf`` runtime.
 
-The message descriptors are built here in code (no ``protoc``, no TensorFlow import) with the
+The message descriptors are built in code (:mod:`.._schema`: no ``protoc``, no TensorFlow import) with the
 field numbers and types of TensorFlow's ``tensor_bundle.proto``, ``tensor_shape.proto``,
 ``tensor_slice.proto``, ``versions.proto`` and ``trackable_object_graph.proto``: only the fields
 warmstart reads; unknown fields are kept by the runtime, so newer writers stay readable.
@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from google.protobuf import message
 
+from .._schema import Schema, message_classes, read_varint, write_varint
+
 __all__ = [
     "BundleHeader",
     "BundleEntry",
@@ -31,12 +33,8 @@ __all__ = [
     "write_varint",
 ]
 
-# FieldDescriptorProto.Type and .Label numbers (descriptor.proto)
-_SCALARS = {"int32": 5, "int64": 3, "fixed32": 7, "bool": 8, "string": 9}
-_TYPE_MESSAGE, _LABEL_OPTIONAL, _LABEL_REPEATED = 11, 1, 3
-
 # message name -> [(field name, number, type or message name, repeated)]
-_SCHEMA: dict[str, list[tuple[str, int, str, bool]]] = {
+_SCHEMA: Schema = {
     "VersionDef": [("producer", 1, "int32", False), ("min_consumer", 2, "int32", False)],
     "BundleHeaderProto": [("num_shards", 1, "int32", False), ("endianness", 2, "int32", False),
                           ("version", 3, "VersionDef", False)],
@@ -57,91 +55,9 @@ _SCHEMA: dict[str, list[tuple[str, int, str, bool]]] = {
 _PACKAGE = "warmstart.tf"
 
 
-def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    """Decode a base-128 varint at ``pos``; return (value, next position). ``ValueError`` if malformed."""
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
-
-
-def write_varint(value: int) -> bytes:
-    if value < 0:
-        value += 1 << 64  # int64 fields encode negatives as 10-byte two's complement
-    out = bytearray()
-    while True:
-        bits = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-def _field(tag: int, value: int | str | bytes) -> bytes:
-    """One protobuf field: a varint for an int, length-delimited for text or bytes."""
-    if isinstance(value, int):
-        return write_varint(tag << 3) + write_varint(value)
-    data = value.encode() if isinstance(value, str) else value
-    return write_varint(tag << 3 | 2) + write_varint(len(data)) + data
-
-
-def file_descriptor() -> bytes:
-    """The serialized ``FileDescriptorProto`` (descriptor.proto's field numbers) declaring :data:`_SCHEMA`."""
-    out = [_field(1, "warmstart_tf.proto"), _field(2, _PACKAGE)]
-    for name, fields in _SCHEMA.items():
-        msg = [_field(1, name)]
-        for fname, number, ftype, repeated in fields:
-            parts = [_field(1, fname), _field(3, number), _field(4, _LABEL_REPEATED if repeated else _LABEL_OPTIONAL)]
-            if ftype in _SCALARS:
-                parts.append(_field(5, _SCALARS[ftype]))
-            else:
-                parts += [_field(5, _TYPE_MESSAGE), _field(6, f".{_PACKAGE}.{ftype}")]
-            if name == "Extent" and fname == "length":  # `oneof has_length { int64 length = 2; }`: absent = "to the end"
-                parts.append(_field(9, 0))
-            msg.append(_field(2, b"".join(parts)))
-        if name == "Extent":
-            msg.append(_field(8, _field(1, "has_length")))
-        out.append(_field(4, b"".join(msg)))
-    out.append(_field(12, "proto3"))
-    return b"".join(out)
-
-
-def _build_classes(fast: bool = True) -> dict[str, type[message.Message]]:
-    """The message classes of :data:`_SCHEMA`, built in a pool of their own.
-
-    With protobuf's upb runtime (its default), straight from ``google._upb``: the public route imports the
-    pure-Python message machinery besides (~13 ms of every command that reads a checkpoint). Any other
-    runtime, or a upb without that interface, takes the public route.
-    """
-    if fast:
-        try:
-            from google._upb import _message as upb
-            pool = upb.DescriptorPool()
-            pool.AddSerializedFile(file_descriptor())
-            return {name: upb.MessageMeta(name, (message.Message,), {
-                "DESCRIPTOR": pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"), "__module__": None})
-                for name in _SCHEMA}
-        except (ImportError, AttributeError, TypeError):
-            pass
-    from google.protobuf import descriptor_pool
-    from google.protobuf.message_factory import GetMessageClass
-
-    pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(file_descriptor())
-    return {name: GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}")) for name in _SCHEMA}
-
-
-_CLASSES = _build_classes()
+# `oneof has_length { int64 length = 2; }`: an absent length means "to the end"
+_ONEOFS = {"Extent": ("has_length", "length")}
+_CLASSES = message_classes("warmstart_tf.proto", _PACKAGE, _SCHEMA, _ONEOFS)
 _Header = _CLASSES["BundleHeaderProto"]
 _Entry = _CLASSES["BundleEntryProto"]
 _ObjectGraph = _CLASSES["TrackableObjectGraph"]
