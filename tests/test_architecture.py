@@ -19,7 +19,7 @@ import pytest
 ENGINE = Path(__file__).resolve().parent.parent / "warmstart"
 RANK = {"errors": 0, "_version": 0, "_lazy": 0, "_quiet": 0, "storage": 1, "formats": 2, "tables": 3, "planning": 4, "strategies": 5,
         "verification": 6, "pipeline": 7}
-TOP = 8  # cache, cli (and cli_args, cli_flow, cli_verify), demo, examples and the package itself
+TOP = 8  # cache, cli (and cli_args, cli_exit, cli_flow, cli_verify), demo, examples and the package itself
 WINGS = ("storage", "formats", "tables", "planning", "strategies", "verification", "pipeline")
 PIPELINE_RANK = {"strategy": 0, "inputs": 0, "manifest": 0, "planner": 1, "sharded": 2, "certify": 2, "run": 3}
 
@@ -60,7 +60,7 @@ def _engine_modules() -> list[Path]:
 
 def test_the_engine_has_its_wings_and_no_loose_modules_beyond_the_top():
     loose = sorted(p.name for p in ENGINE.glob("*.py"))
-    assert loose == ["__init__.py", "_lazy.py", "_quiet.py", "_version.py", "cache.py", "cli.py", "cli_args.py", "cli_flow.py", "cli_verify.py", "demo.py", "errors.py",
+    assert loose == ["__init__.py", "_lazy.py", "_quiet.py", "_version.py", "cache.py", "cli.py", "cli_args.py", "cli_exit.py", "cli_flow.py", "cli_verify.py", "demo.py", "errors.py",
                      "examples.py"], loose
     for wing in WINGS:
         assert (ENGINE / wing / "__init__.py").is_file(), wing

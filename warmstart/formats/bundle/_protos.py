@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf import message
 
-from .._schema import Schema, message_classes
+from .._schema import Schema, message_classes, read_varint, write_varint
 
 __all__ = [
     "BundleHeader",
@@ -53,8 +53,11 @@ _SCHEMA: Schema = {
     "TrackableObjectGraph": [("nodes", 1, "TrackableObject", True)],
 }
 _PACKAGE = "warmstart.tf"
+
+
 # `oneof has_length { int64 length = 2; }`: an absent length means "to the end"
-_CLASSES = message_classes("warmstart_tf.proto", _PACKAGE, _SCHEMA, oneofs={"Extent": ("has_length", "length")})
+_ONEOFS = {"Extent": ("has_length", "length")}
+_CLASSES = message_classes("warmstart_tf.proto", _PACKAGE, _SCHEMA, _ONEOFS)
 _Header = _CLASSES["BundleHeaderProto"]
 _Entry = _CLASSES["BundleEntryProto"]
 _ObjectGraph = _CLASSES["TrackableObjectGraph"]
@@ -151,34 +154,3 @@ def encode_entry(entry: BundleEntry) -> bytes:
     if not entry.slices:  # the full entry of a partitioned variable carries no CRC of its own
         msg.crc32c = entry.crc32c
     return msg.SerializeToString(deterministic=True)
-
-
-def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    """Decode a base-128 varint at ``pos``; return (value, next position). ``ValueError`` if malformed."""
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
-
-
-def write_varint(value: int) -> bytes:
-    if value < 0:
-        value += 1 << 64  # int64 fields encode negatives as 10-byte two's complement
-    out = bytearray()
-    while True:
-        bits = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
