@@ -250,3 +250,26 @@ def test_a_metagraph_of_a_saver_of_the_trainable_variables_keeps_the_others_by_o
     # a .meta target's output holds the unsaved variables too, under their op names; a template's holds what the
     # template holds, what its Saver saved
     assert_exact(builders.load_values(tmp_path / "out" / "model.ckpt"), planned)
+
+
+@pytest.mark.parametrize("rules, excluded", [
+    ({"exclude": ["b"]}, {"b"}),                                    # a pattern for b: never a, whose key is "b"
+    ({"include": ["a|c|p"]}, {"b"}),                                # include by name: b out, though a is stored as "b"
+])
+def test_a_rule_never_reaches_a_variable_through_a_key_that_is_another_variables_name(models, tmp_path, rules,
+                                                                                     excluded):
+    src, tgt = models["permutation"]
+    plan = warmstart.plan(src["prefix"], tgt["meta"], rules={**RULES, **rules})
+    not_copied = {e.target for e in plan.entries if e.action != "copy"}
+    assert {"a", "b"} & not_copied == excluded, [(e.target, e.action, e.reason) for e in plan.entries]
+    from warmstart.tables import table_from_meta_graph
+
+    table = table_from_meta_graph(tgt["meta"])
+    assert table["a"].key == "b" and "b" not in table["a"].aliases and table.find("b").name == "b"
+
+
+def test_a_source_variable_is_found_by_its_name_before_another_variables_key(models, tmp_path):
+    src, tgt = models["permutation"]
+    plan = warmstart.plan(src["prefix"], tgt["prefix"], rules={**RULES, "rename": [["^a$", "b"]]})  # a from b
+    entry = next(e for e in plan.entries if e.target == "a")
+    assert (entry.source, entry.source_key) == ("b", "a")  # variable b, stored under "a" by the renaming Saver
