@@ -68,6 +68,23 @@ def test_a_local_transfer_with_json_rules_does_not_import_the_yaml_parser(bert_d
     assert _imported(_cli_transfer(bert_dirs, tmp_path, rules), ("yaml", *NEVER_IN_A_LOCAL_COPY), cwd=tmp_path) == []
 
 
+def test_a_checkpoint_without_a_metagraph_beside_it_does_not_import_the_metagraph_reader(bert_dirs, tmp_path):
+    """The MetaGraph reader and the Saver-key walk load only when a ``.meta`` is beside a TF1 checkpoint."""
+    import shutil
+
+    import yaml
+
+    from warmstart.examples import EXAMPLE_RULES
+
+    shutil.copytree(bert_dirs, tmp_path / "alone", ignore=shutil.ignore_patterns("*.meta"))
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(EXAMPLE_RULES))
+    readers = ("warmstart.formats.meta_graph", "warmstart.formats.saver_keys")
+    assert _imported(_cli_transfer(tmp_path / "alone", tmp_path, rules), readers, cwd=tmp_path) == []
+    assert list((bert_dirs / "src").glob("*.meta")), "the fixture's source has its MetaGraph beside it"
+    assert _imported(_cli_transfer(bert_dirs, tmp_path / "with", rules), readers, cwd=tmp_path) == list(readers)
+
+
 def _cli_transfer(bert_dirs, tmp_path, rules) -> str:
     """The code of a ``warmstart transfer --no-prefect`` of the BERT fixture into ``tmp_path/out``, which must
     succeed."""

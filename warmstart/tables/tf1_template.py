@@ -15,12 +15,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import CorruptCheckpointError, InputError, TargetError
-from ..formats.meta_graph import parse_meta_graph_def
-from ..formats.saver_keys import SaverKeys, saver_keys
 from .table import Variable, VariableTable, table_from_reader
 
 if TYPE_CHECKING:
     from ..formats import BundleReader, KerasWeightsReader
+    from ..formats.saver_keys import SaverKeys
 
 __all__ = ["checkpoint_table", "named_by_its_graph", "Role"]
 
@@ -49,6 +48,9 @@ def named_by_its_graph(table: VariableTable, reader: "BundleReader", role: Role)
     if beside is None:
         return table
     meta, data = beside
+    from ..formats.meta_graph import parse_meta_graph_def  # only with a .meta beside: ~3 ms of every other start
+    from ..formats.saver_keys import saver_keys
+
     try:
         found = saver_keys(parse_meta_graph_def(data, meta.url), meta.url)
     except TargetError as exc:
