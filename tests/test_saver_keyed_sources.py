@@ -17,7 +17,6 @@ import shutil
 from pathlib import Path
 
 import builders  # noqa: E402
-import numpy as np
 import pytest
 import tensorflow as tf  # noqa: E402  (a hard dependency: missing must fail, not skip)
 import yaml

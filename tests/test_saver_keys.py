@@ -16,7 +16,6 @@ from pathlib import Path
 import builders  # noqa: E402
 from builders import (SAVER_KEYED_EXPECTED, SAVER_KEYED_INITIAL, SAVER_KEYED_SOURCE, assert_exact,  # noqa: E402
                       restored_as_users_do)
-import numpy as np
 import pytest
 import tensorflow as tf  # noqa: E402  (a hard dependency: missing must fail, not skip)
 

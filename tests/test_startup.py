@@ -19,8 +19,10 @@ import warmstart
 #: Never imported by ``import warmstart`` nor by the CLI before it runs a command.
 NEVER_AT_IMPORT = ("tensorflow", "keras", "prefect", "h5py", "ml_dtypes", "s3fs", "gcsfs", "rich", "numpy", "pydantic",
                    "fsspec", "yaml", "google.protobuf", "re2", "distributed")
-#: Never imported by a transfer between local checkpoints that copies bytes as they are (no cast, no transform).
+#: Never imported by a transfer between local checkpoints that copies bytes as they are (no cast, no transform), its
+#: rules plain (no transforms, no verify: read without pydantic).
 NEVER_IN_A_LOCAL_COPY = ("tensorflow", "keras", "prefect", "h5py", "ml_dtypes", "s3fs", "gcsfs", "rich", "numpy",
+                         "pydantic",
                          "fsspec", "distributed", "warmstart.formats.keras", "warmstart.strategies.tf1",
                          "warmstart.strategies.tf2", "warmstart.tables.keras_files", "warmstart.tables.tf_graphs")
 

@@ -13,18 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..formats import open_source
-from ..planning import MAIN_SOURCE, PinnedInput, Plan, Rules, declared_sources, make_plan, source_table_for
+from ..planning import MAIN_SOURCE, PinnedInput, Plan, declared_sources, make_plan, source_table_for
 from ..tables import VariableTable, checkpoint_table
 from .inputs import Opened, pin_rules_files, pin_source, pin_target, read_rules, reopen, target_for
 from .strategy import requested_strategy
 
 if TYPE_CHECKING:
+    from ..planning import PlainRules, Rules
     from .inputs import SourceReader
 
 __all__ = ["plan_transfer", "open_transfer"]
 
 
-def plan_transfer(source: Any, target: Any, rules: Rules, strategy: str = "auto",
+def plan_transfer(source: Any, target: Any, rules: Rules | PlainRules, strategy: str = "auto",
                   storage_options: dict[str, Any] | None = None, sources: Mapping[str, Any] | None = None,
                   rules_input: PinnedInput | None = None) -> Opened:
     """Open the inputs (indexes and structures only), plan, and pin what the plan was made from.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PlanError, UsageError
 from ..formats.bundle import BundleReader
-from ..planning import PinnedInput, Plan, Report, Rules
+from ..planning import PinnedInput, Plan, Report
 from ..formats import CHECKPOINT_NAME, KERAS_WEIGHTS, OUTPUT_LAYOUT
 from ..storage import OutputDir, publish_directory, resolve, written_aside
 from ..verification import verify_mode
@@ -29,6 +29,7 @@ from .strategy import Strategy, choose_strategy, requested_strategy, source_kind
 
 if TYPE_CHECKING:
     from ..formats import KerasWeightsReader
+    from ..planning import Rules
     from ..strategies import TFResult
 
 __all__ = ["transfer", "publish_output"]

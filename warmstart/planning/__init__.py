@@ -10,12 +10,15 @@ from __future__ import annotations
 from .._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    ".blocks": ("Blocks", "BlockSource"),
+    ".block_plan": ("Blocks", "BlockSource"),
     ".inputs": ("READ_BY_TRANSFER", "PinnedFile", "PinnedInput"),
     ".matching": ("make_plan", "source_table_for"),
     ".parity": ("Lookup", "OutputPair", "PairInput", "VerifyRules"),
     ".plan": ("COUNTED", "DIRECT", "MAIN_SOURCE", "STRATEGIES", "TRANSFERRED", "Action", "Plan", "PlanEntry", "Strategy"),
     ".report": ("Report",),
-    ".rules": ("DEFAULT_EXCLUDE", "Rules", "load_rules"),
+    ".plain_rules": ("PlainRules",),
+    ".rule_checks": ("DEFAULT_EXCLUDE",),
+    ".rules": ("Rules",),
+    ".rules_files": ("load_rules",),
     ".sources": ("declared_sources",),
 })

@@ -13,12 +13,12 @@ A TF1 ``LSTMCell`` into a Keras ``LSTM``: ``kernel`` = rows ``0:input`` of the f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..formats.dtypes import by_name
+from .block_plan import Blocks, BlockSource, disjoint
 from .onekey import OneKey
 
 if TYPE_CHECKING:
@@ -274,56 +274,6 @@ class Concat(BaseModel):
     model_config = _FROZEN
     axis: int = Field(0, ge=0)
     sources: list[str] = Field(min_length=2, description="Source variable names, in order.")
-
-
-@dataclass(frozen=True, slots=True)
-class BlockSource:
-    """A source variable a block transform reads whole: its name, storage key, shape and dtype."""
-
-    name: str
-    key: str
-    shape: tuple[int, ...]
-    dtype: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "key": self.key, "shape": list(self.shape), "dtype": self.dtype}
-
-
-@dataclass(frozen=True, eq=False)
-class Blocks:
-    """A planned block transform: the value is ``ops`` applied to ``sources`` (concatenated along
-    ``concat_axis`` when there are several). ``region``: the box of the single source the value comes
-    from (per axis ``(start, stop)``: narrowed by the slices and splits the ops begin with); two targets may
-    share a source without ``allow_shared_source`` when their regions are disjoint."""
-
-    sources: tuple[BlockSource, ...]
-    concat_axis: int | None
-    ops: tuple[BlockOp, ...]
-    shape: tuple[int, ...]
-    region: tuple[tuple[int, int], ...] | None
-    summary: dict[str, Any] = field(default_factory=dict)
-    kind: str = "blocks"
-    needs_initial: bool = False  # every element comes from the sources
-
-    def apply(self, values: list[np.ndarray]) -> np.ndarray:
-        """The transform's value from the sources' whole values (in the order of ``sources``)."""
-        import numpy as np
-
-        value = values[0] if self.concat_axis is None else np.concatenate(values, axis=self.concat_axis)
-        for op in self.ops:
-            value = op.args.apply(value)
-        return value
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "sources": [s.to_json() for s in self.sources], "concat_axis": self.concat_axis,
-                "ops": [op.model_dump(mode="json", exclude_none=True) for op in self.ops], **self.summary}
-
-
-def disjoint(a: Blocks, b: Blocks) -> bool:
-    """True when ``a`` and ``b`` read disjoint regions of the same single source."""
-    if a.region is None or b.region is None:
-        return False
-    return any(sa >= eb or sb >= ea for (sa, ea), (sb, eb) in zip(a.region, b.region))
 
 
 def plan_blocks(ops: list[BlockOp], sources: tuple[BlockSource, ...], concat_axis: int | None) -> Blocks | str:

@@ -16,7 +16,8 @@ from .inputs import READ_BY_TRANSFER, PinnedInput
 
 if TYPE_CHECKING:  # the records a plan holds; importing them costs NumPy and pydantic (the CLI's help needs neither)
     from ..tables import VariableTable
-    from .blocks import Blocks
+    from .block_plan import Blocks
+    from .plain_rules import PlainRules
     from .rules import Rules
     from .transforms import Remap
 
@@ -106,7 +107,7 @@ class Plan:
 
     source: VariableTable
     target: VariableTable
-    rules: Rules
+    rules: Rules | PlainRules
     entries: tuple[PlanEntry, ...]
     unused_source: tuple[str, ...]
     rule_errors: tuple[str, ...]

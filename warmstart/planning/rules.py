@@ -1,49 +1,27 @@
 """Transfer rules: which target variables to fill, from which source names, and what to do on mismatch.
 
 Rules map *target* names to *source* names. Every regex matches a whole name, run by RE2 in linear
-time (:mod:`.patterns`). Rules come from a YAML/JSON file, a plain dict, or a :class:`Rules`; they
-are untrusted: a file is read within a size limit, its nesting and entry count are bounded, and a
-``py:`` builder in it runs only when the caller allowed code (:mod:`warmstart.tables.code_policy`).
+time (:mod:`.patterns`). These models are the rules' schema (the Prefect UI's form is drawn from it) and read
+every document :mod:`.plain_rules` leaves to them; :mod:`.rules_files` reads rules as given.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import re
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import InputLimitError, UsageError
-from ..storage import RULES_BYTES, RULES_ENTRIES, check_nesting, read_bytes, resolve
-from ..tables import refuse_code_in_rules
+from ..errors import UsageError
 from .blocks import BlockOp, Concat
 from .initializers import Initializer
 from .parity import VerifyRules
 from .patterns import compile_pattern, compile_template
-from .plan import MAIN_SOURCE
+from .rule_checks import (DEFAULT_EXCLUDE, check_fill_from, check_patterns, check_size, check_source_names,
+                          check_template, rename_pairs)
 
-if TYPE_CHECKING:
-    import yaml
-
-__all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "load_rules"]
-
-_SOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-# The lists whose length planning's cost grows with (each entry a pattern, a rule or a source).
-_COUNTED = ("include", "exclude", "rename", "transforms", "fill_from", "sources")
-
-# Bookkeeping that a warm start should not carry over: counters and optimizer state
-# (TF1 slot names, Keras 3 optimizer variables, TF2 slot paths).
-DEFAULT_EXCLUDE: tuple[str, ...] = (
-    "global_step",
-    "save_counter",
-    r".*/(Adam|Adagrad|Momentum|RMSProp|Ftrl|Adadelta)(_\d+)?",
-    r".*/(adam_m|adam_v)",
-    r"(.*/)?optimizer/.*",
-    r".*/\.OPTIMIZER_SLOT/.*",
-)
+__all__ = ["Rules", "Transform", "VocabRemap", "DEFAULT_EXCLUDE", "validate_rules"]
 
 
 class VocabRemap(BaseModel):
@@ -90,7 +68,7 @@ class Transform(BaseModel):
     @field_validator("target")
     @classmethod
     def _target_compiles(cls, pattern: str) -> str:
-        _compile(pattern)
+        compile_pattern(pattern)
         return pattern
 
     def model_post_init(self, _context: Any) -> None:
@@ -103,7 +81,7 @@ class Transform(BaseModel):
         for name in [self.from_] if self.concat is None else self.concat.sources:
             try:
                 if name is not None:
-                    _check_template(self.target, name)
+                    check_template(self.target, name)
             except re.error as exc:
                 raise ValueError(f"source name {name!r} for {self.target!r}: {exc}") from None
 
@@ -181,47 +159,13 @@ class Rules(BaseModel):
     @classmethod
     def _bounded(cls, doc: Any) -> Any:
         if isinstance(doc, dict):
-            _check_size(doc)
+            check_size(doc)
         return doc
 
-    @field_validator("sources")
-    @classmethod
-    def _source_names(cls, sources: dict[str, str]) -> dict[str, str]:
-        for name in sources:
-            if name == MAIN_SOURCE:
-                raise ValueError(f"{MAIN_SOURCE!r} names the source given as SOURCE; choose another name")
-            if not _SOURCE_NAME.fullmatch(name):
-                raise ValueError(f"source name {name!r}: letters, digits, '_', '.', '-', not starting with a digit")
-        return sources
-
-    @field_validator("fill_from")
-    @classmethod
-    def _fill_from_compiles(cls, pairs: list[tuple[str, str | list[str]]]) -> list[tuple[str, str | list[str]]]:
-        for pattern, names in pairs:
-            _compile(pattern)
-            if isinstance(names, list) and (not names or len(set(names)) != len(names)):
-                raise ValueError(f"fill_from {pattern!r}: a fallback order names each source once, at least one")
-        return pairs
-
-    @field_validator("include", "exclude")
-    @classmethod
-    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
-        for p in patterns:
-            _compile(p)
-        return patterns
-
-    @field_validator("rename")
-    @classmethod
-    def _renames_compile(cls, rules: list[str] | list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
-        pairs = [_rename_pair(rule) if isinstance(rule, str) else rule for rule in rules]
-        for pattern, template in pairs:
-            _compile(pattern)
-            if template is not None:
-                try:
-                    _check_template(pattern, template)
-                except re.error as exc:
-                    raise ValueError(f"rename template {template!r} for {pattern!r}: {exc}") from None
-        return pairs
+    _source_names = field_validator("sources")(check_source_names)
+    _fill_from_compiles = field_validator("fill_from")(check_fill_from)
+    _patterns_compile = field_validator("include", "exclude")(check_patterns)
+    _renames_compile = field_validator("rename")(rename_pairs)
 
     def code_fields(self) -> list[tuple[str, str | None]]:
         """(field, value) of every field that may name a ``py:`` builder (data: it runs only if code is allowed)."""
@@ -232,55 +176,13 @@ class Rules(BaseModel):
         return [p for p in self.exclude if p not in DEFAULT_EXCLUDE]
 
 
-def _rename_pair(rule: str) -> tuple[str, str | None]:
-    """``'model/(.*) -> bert/\\1'`` as a pair; nothing after the arrow keeps the initial value (None)."""
-    if rule.count("->") != 1:
-        raise ValueError(f"rename rule {rule!r}: expected 'target regex -> source name template' "
-                         "(one arrow; nothing after it keeps the initial value)")
-    pattern, _, template = (part.strip() for part in rule.partition("->"))
-    if not pattern:
-        raise ValueError(f"rename rule {rule!r}: no target regex before the arrow")
-    return pattern, template or None
-
-
-def _compile(pattern: str) -> None:
-    compile_pattern(pattern)  # raises ValueError naming the pattern and what RE2 refuses
-
-
-def _check_template(pattern: str, template: str) -> None:
-    """Raises ``re.error`` unless ``template`` is a valid template for ``pattern`` (its escapes and group
-    references checked by Python's own template parser, as the rule will be applied)."""
-    compile_template(template, pattern)
-
-
-def load_rules(rules: Rules | dict[str, Any] | str | Path | None, storage_options: dict[str, Any] | None = None) -> Rules:
-    """A :class:`Rules` from a model, a dict, or a YAML/JSON file path or URL.
-
-    Raises :class:`UsageError` when the rules are invalid, naming every problem.
-    """
-    if rules is None:
-        return Rules()
-    if isinstance(rules, Rules):
-        _refuse_code(rules, "rules")
-        return rules
-    origin = "rules"
-    if isinstance(rules, (str, Path)):
-        origin = str(rules)
-        rules = _parse_rules_file(origin, storage_options)
-    if not isinstance(rules, dict):
-        raise UsageError(f"{origin}: rules must be a mapping of fields, received: {type(rules).__name__}")
+def validate_rules(doc: dict[str, Any], origin: str) -> Rules:
+    """``doc`` as a :class:`Rules`. Raises :class:`UsageError` naming every problem and where it is."""
     try:
-        model = Rules.model_validate(rules)
+        return Rules.model_validate(doc)
     except ValidationError as exc:
         problems = "; ".join(_problem(err) for err in exc.errors())
         raise UsageError(f"{origin}: invalid rules ({exc.error_count()} problem(s)): {problems}") from None
-    _refuse_code(model, origin)
-    return model
-
-
-def _refuse_code(rules: Rules, origin: str) -> None:
-    for field_name, value in rules.code_fields():
-        refuse_code_in_rules(value, origin, field_name)
 
 
 def _problem(err: Any) -> str:
@@ -319,66 +221,3 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [m for arg in get_args(annotation) for m in _models_in(arg)]
-
-
-def _parse_rules_file(origin: str, storage_options: dict[str, Any] | None) -> Any:
-    """The document in the rules file at ``origin``: read within its size limit, parsed, its nesting bounded."""
-    try:
-        data = read_bytes(resolve(origin, storage_options), RULES_BYTES)
-    except InputLimitError as exc:
-        raise UsageError(f"rules: {exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{origin}: not a text file ({exc.reason} at byte {exc.start})") from None
-    document = _json_document(text)
-    if document is not None:
-        return document
-    import yaml  # ~10 ms of a cold process: only for the rules files that need it
-
-    try:
-        return yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{origin}: not valid YAML/JSON: {_yaml_problem(exc)}") from None
-    except RecursionError:  # the pure-Python parser recurses per level (never the C one: it crashes)
-        raise UsageError(f"{origin}: nested too deeply to be rules") from None
-
-
-def _json_document(text: str) -> dict[str, Any] | None:
-    """A rules file that is a JSON object, parsed by the JSON parser (what YAML would read from it too); None for
-    anything else (YAML, JSON with NaN or Infinity, broken JSON), which the YAML parser then reads or explains."""
-    if not text.lstrip().startswith("{"):
-        return None
-    try:
-        doc = json.loads(text, parse_constant=_not_json)
-    except (ValueError, RecursionError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
-def _check_size(doc: dict[str, Any]) -> None:
-    """Bound what planning costs before any regex is compiled: the nesting, and the number of entries
-    (raises ``ValueError``)."""
-    try:
-        check_nesting(doc, "the rules")
-    except InputLimitError as exc:
-        raise ValueError(str(exc)) from None
-    entries = sum(len(doc[key]) for key in _COUNTED if isinstance(doc.get(key), (list, dict)))
-    verify = doc.get("verify")
-    if isinstance(verify, dict):
-        entries += sum(len(value) for value in verify.values() if isinstance(value, list))
-    if entries > RULES_ENTRIES.value:
-        raise ValueError(f"{entries:,} entries (include, exclude, rename, transforms, fill_from, sources, verify's "
-                         "lists), over the "
-                         f"limit of {RULES_ENTRIES.words('entries')}: raise it if these rules are right")
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """One line: what the YAML parser found and where (its own message spans several lines)."""
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    mark = getattr(exc, "problem_mark", None)
-    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem

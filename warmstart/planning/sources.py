@@ -9,19 +9,23 @@ order, the first source that has the variable). A target variable no ``fill_from
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..tables import VariableTable
 from .lookup import pattern_hint
 from .patterns import compile_pattern
 from .plan import MAIN_SOURCE
-from .rules import _SOURCE_NAME, Rules
+from .rule_checks import SOURCE_NAME
+
+if TYPE_CHECKING:
+    from .plain_rules import PlainRules
+    from .rules import Rules
 
 __all__ = ["SourceChooser", "declared_sources"]
 
 
-def declared_sources(rules: Rules, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def declared_sources(rules: Rules | PlainRules, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The named sources of a transfer: the rules' ``sources:`` (URLs), with ``given`` (URLs, tables or
     readers by name) added or replacing them. Raises :class:`UsageError` for the name ``main`` or a name
     that is not one."""
@@ -29,7 +33,7 @@ def declared_sources(rules: Rules, given: Mapping[str, Any] | None = None) -> di
     for name, value in (given or {}).items():
         if name == MAIN_SOURCE:
             raise UsageError(f"{MAIN_SOURCE!r} names the source given as SOURCE; give this source another name")
-        if not _SOURCE_NAME.fullmatch(name):
+        if not SOURCE_NAME.fullmatch(name):
             raise UsageError(f"source name {name!r}: letters, digits, '_', '.', '-', not starting with a digit")
         found[name] = value
     return found
@@ -38,7 +42,7 @@ def declared_sources(rules: Rules, given: Mapping[str, Any] | None = None) -> di
 class SourceChooser:
     """Applies the ``fill_from`` rules to target names and remembers which rules were used."""
 
-    def __init__(self, rules: Rules, names: Mapping[str, Any]):
+    def __init__(self, rules: Rules | PlainRules, names: Mapping[str, Any]):
         self.names = names  # every source by name, main included
         self.rules = [(p, compile_pattern(p), (n,) if isinstance(n, str) else tuple(n)) for p, n in rules.fill_from]
         self.used: set[int] = set()

@@ -14,14 +14,16 @@ from ..errors import InputError, InputLimitError
 from ..formats.dtypes import by_name
 from ..storage import VOCAB_BYTES, read_bytes, resolve
 from ..tables import Variable, VariableTable
-from .blocks import Blocks, BlockSource, plan_blocks
-from .initializers import Initializer
+from .block_plan import Blocks, BlockSource
 from .lookup import pattern_hint
 from .patterns import compile_pattern
-from .rules import Rules, Transform
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from .initializers import Initializer
+    from .plain_rules import PlainRules
+    from .rules import Rules, Transform
 
 __all__ = ["Remap", "TransformMatcher", "plan_block_transform", "plan_remap"]
 
@@ -59,7 +61,7 @@ class TransformMatcher:
     """Finds the transform of a target variable (by its name or an alias; two matching: ambiguous) and
     remembers which were used."""
 
-    def __init__(self, rules: Rules):
+    def __init__(self, rules: Rules | PlainRules):
         self.transforms = [(t, compile_pattern(t.target)) for t in rules.transforms]
         self.used: set[int] = set()
 
@@ -103,7 +105,7 @@ def plan_remap(t: Transform, source_shape: tuple[int, ...], target_shape: tuple[
 
 def _fill_problem(fill: str | Initializer, dtype: str | None) -> str | None:
     """Why ``fill`` cannot fill a target of ``dtype``, or None."""
-    if isinstance(fill, Initializer):
+    if not isinstance(fill, str):  # an Initializer (transforms are models: read with pydantic)
         return fill.problem(dtype)
     if fill == "mean" and dtype is not None and by_name(dtype).kind not in ("float", "complex"):
         # a mean of integers or booleans would be truncated or made True when stored: not the mean
@@ -124,6 +126,8 @@ def plan_block_transform(t: Transform, first: Variable, target: Variable, source
         found.append(v)
     if None in target.shape or any(None in v.shape for v in found):
         return "shapes not fully known: " + ", ".join(f"{v.name} {list(v.shape)}" for v in (*found, target))
+    from .blocks import plan_blocks  # the ops' models: a transform's rules were read by them already
+
     sources = tuple(BlockSource(v.name, v.key, tuple(v.shape), v.dtype) for v in found)
     blocks = plan_blocks(t.ops, sources, None if t.concat is None else t.concat.axis)
     if isinstance(blocks, str) or blocks.shape == tuple(target.shape):
@@ -153,14 +157,14 @@ def _overlap(source_shape: tuple[int, ...], shape: tuple[int, ...], fill: str | 
 
 
 def _fill_words(fill: str | Initializer, name: str) -> str:
-    if isinstance(fill, Initializer):
+    if not isinstance(fill, str):
         return fill.describe()
     return {"init": "initial value", "zeros": "zeros", "mean": "mean of the copied " + name}[fill]
 
 
 def _remap(kind: str, maps: list[np.ndarray | None], fill: str | Initializer, axis: int,
            summary: dict[str, Any]) -> Remap:
-    if isinstance(fill, Initializer):
+    if not isinstance(fill, str):
         return Remap(kind, tuple(maps), "initializer", axis, summary, fill)
     return Remap(kind, tuple(maps), fill, axis, summary)
 
