@@ -28,11 +28,11 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # imported when first used (the lazy exports below): NumPy, pydantic and fsspec cost a cold process
-    from .planning import DEFAULT_EXCLUDE, Plan, PlanEntry, Report, Rules, load_rules
+    from .planning import DEFAULT_EXCLUDE, PlainRules, Plan, PlanEntry, Report, Rules, load_rules
     from .tables import Variable, VariableTable, read_table, signature_of
 
 _LAZY, __getattr__, __dir__ = lazy_exports(__name__, {
-    ".planning": ("Report", "Plan", "PlanEntry", "Rules", "DEFAULT_EXCLUDE", "load_rules"),
+    ".planning": ("Report", "Plan", "PlanEntry", "Rules", "PlainRules", "DEFAULT_EXCLUDE", "load_rules"),
     ".tables": ("Variable", "VariableTable", "read_table", "signature_of"),
 })
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "Plan",
     "PlanEntry",
     "Rules",
+    "PlainRules",
     "DEFAULT_EXCLUDE",
     "load_rules",
     "Variable",
