@@ -81,6 +81,10 @@ def plain_rules(doc: Any) -> PlainRules | None:
     value outside the plain subset, or a check that fails (the model then says what is wrong)."""
     if type(doc) is not dict or not all(type(key) is str and key in _READERS for key in doc):
         return None
+    try:
+        check_size(doc)  # first, as the model does: nothing is read from a document over the bounds
+    except ValueError:
+        return None
     values = {}
     for key, value in doc.items():
         read = _READERS[key](value)
@@ -88,7 +92,6 @@ def plain_rules(doc: Any) -> PlainRules | None:
             return None
         values[key] = read
     try:
-        check_size(doc)
         for key, check in _CHECKS.items():
             if key in values:
                 values[key] = check(values[key])
