@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from .blocks import BlockOp
-
 __all__ = ["BlockSource", "Blocks", "disjoint"]
 
 
@@ -38,7 +36,7 @@ class Blocks:
 
     sources: tuple[BlockSource, ...]
     concat_axis: int | None
-    ops: tuple[BlockOp, ...]
+    ops: tuple[Any, ...]  # planning/blocks.py's BlockOp models, applied in order
     shape: tuple[int, ...]
     region: tuple[tuple[int, int], ...] | None
     summary: dict[str, Any] = field(default_factory=dict)
