@@ -353,21 +353,39 @@ def test_two_runs_into_one_output_at_once_exactly_one_publishes(prefect_api, exa
 
 
 def test_a_run_waits_while_another_holds_its_output(prefect_api, example, tmp_path):
-    """The turn-taking itself: while the output's lock is held, a run transfers but does not publish."""
+    """The turn-taking itself: while the output's lock is held, a run transfers but does not publish: its
+    transfer task completes, its upload task does not start, nothing appears at the output; once the lock is
+    free it publishes."""
     import time
     from concurrent.futures import ThreadPoolExecutor
 
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
     from warmstart.flows.warm_start import _one_publisher, warm_start
 
-    out = tmp_path / "held"
+    out = tmp_path / "held-output"
+
+    def tasks() -> dict[str, str]:
+        """The run's task runs by name (``transfer``, ``upload``, ...): their state types."""
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=f"-> {out.name}")))
+        return {r.name.rsplit("-", 1)[0]: r.state_type.value for r in runs if r.state_type is not None}
+
     with ThreadPoolExecutor(1) as pool:
         with _one_publisher(str(out)):
             future = pool.submit(warm_start, **request(source=example.source, target=example.target,
                                                          output=str(out)), return_state=True)
-            time.sleep(15)  # a run alone publishes in a few seconds
-            assert not future.done() and not (out / "warmstart.json").exists()
+            deadline = time.monotonic() + 180  # the transfer takes a few seconds; generous for a loaded machine
+            while tasks().get("transfer") != "COMPLETED":
+                assert not future.done(), future.result().message
+                assert time.monotonic() < deadline, f"no completed transfer task: {tasks()}"
+                time.sleep(0.2)
+            time.sleep(2)  # the run's next step is the upload, under the lock: it must still be waiting
+            assert not future.done() and "upload" not in tasks() and not out.exists(), tasks()
         state = future.result(timeout=120)
     assert state.is_completed() and (out / "warmstart.json").is_file()
+    assert tasks().get("upload") == "COMPLETED"
 
 
 def test_transforms_from_s3_fetch_every_source_they_read(prefect_api, s3_server, s3_bucket, monkeypatch, tmp_path):
