@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from warmstart.cache import CachedIndex, CachedTensors, CheckpointCache
 from warmstart.pipeline import read_rules
-from warmstart.planning import PinnedInput, Rules
+from warmstart.planning import ParsedRules, PinnedInput
 from warmstart.planning.report import human_bytes
 
 from ._common import DATA_TIMEOUT, IO_RETRY, METADATA_TIMEOUT, log_stage
@@ -20,7 +20,7 @@ __all__ = ["fetch_rules", "fetch_index", "fetch_source_indexes", "fetch_tensors"
 
 
 @task(name="fetch-rules", cache_policy=NO_CACHE, persist_result=False, timeout_seconds=METADATA_TIMEOUT, **IO_RETRY)
-def fetch_rules(url: str, credentials_block: CredentialsRef = None) -> tuple[Rules, PinnedInput | None]:
+def fetch_rules(url: str, credentials_block: CredentialsRef = None) -> tuple[ParsedRules, PinnedInput | None]:
     """Read and check the rules file, once per run: every later step takes these rules, never the URL."""
     started = time.perf_counter()
     rules, origin = read_rules(url, storage_options_from_block(credentials_block))
@@ -42,7 +42,7 @@ def fetch_index(source: str, credentials_block: CredentialsRef = None, cache_dir
 
 @task(name="fetch-source-indexes", cache_policy=NO_CACHE, persist_result=False, timeout_seconds=METADATA_TIMEOUT,
       **IO_RETRY)
-def fetch_source_indexes(rules: Rules, credentials_block: CredentialsRef = None,
+def fetch_source_indexes(rules: ParsedRules, credentials_block: CredentialsRef = None,
                          cache_dir: str | None = None) -> dict[str, CachedIndex]:
     """Cache the index of every named source of the rules (``sources:``); returns their records by name."""
     started = time.perf_counter()

@@ -10,7 +10,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from warmstart.cache import CachedIndex, CheckpointCache
-from warmstart.planning import PinnedInput, Plan, Rules
+from warmstart.planning import ParsedRules, PinnedInput, Plan
 from warmstart.errors import PlanError
 from warmstart.pipeline import check_output_for
 from warmstart.planning.report import positional_words
@@ -29,7 +29,7 @@ FORM_HINT = ("the warm-start-plan artifact lists all, errors first; change the '
 
 
 @task(name="validate", cache_policy=NO_CACHE, persist_result=False, timeout_seconds=METADATA_TIMEOUT)
-def validate(index: CachedIndex, target: str, rules: Rules, credentials_block: CredentialsRef = None,
+def validate(index: CachedIndex, target: str, rules: ParsedRules, credentials_block: CredentialsRef = None,
              dry_run: bool = False, cache_dir: str | None = None, output: str | None = None, overwrite: bool = False,
              sources: dict[str, CachedIndex] | None = None, strategy: str = "auto",
              rules_input: PinnedInput | None = None) -> Plan:

@@ -30,7 +30,7 @@ from .strategies import DEFAULT_CHUNK_BYTES, write_subset
 from .tables import VariableTable, checkpoint_table
 
 if TYPE_CHECKING:
-    from .planning import PinnedInput, Plan, Report, Rules
+    from .planning import ParsedRules, PinnedInput, Plan, Report
 
 __all__ = ["CachedIndex", "CachedTensors", "CacheEntry", "CheckpointCache", "default_cache_dir"]
 
@@ -143,7 +143,7 @@ class CheckpointCache:
         (directory / "source.json").write_text(json.dumps({"url": loc.url, "identity": identity}))
         return CachedIndex(loc.url, identity, str(directory), False, 0, "keras-weights")
 
-    def fetch_sources(self, rules: Rules, storage_options: dict[str, Any] | None = None) -> dict[str, CachedIndex]:
+    def fetch_sources(self, rules: ParsedRules, storage_options: dict[str, Any] | None = None) -> dict[str, CachedIndex]:
         """Cache the index (a Keras file's structure) of every named source of ``rules`` (``sources:``)."""
         return {name: self.fetch_index(url, storage_options) for name, url in rules.sources.items()}
 
@@ -164,7 +164,7 @@ class CheckpointCache:
         the ``.meta`` beside the source, read in place)."""
         return checkpoint_table(self.reader(cached, storage_options), "source")
 
-    def plan(self, cached: CachedIndex, target: Any, rules: Rules, storage_options: dict[str, Any] | None = None,
+    def plan(self, cached: CachedIndex, target: Any, rules: ParsedRules, storage_options: dict[str, Any] | None = None,
              sources: dict[str, CachedIndex] | None = None, strategy: str = "auto",
              rules_input: PinnedInput | None = None) -> Plan:
         """Plan against the cached source indexes (``sources``: the named sources', by name), every input pinned

@@ -24,7 +24,7 @@ from ..tables import VariableTable, checkpoint_table, signature_for, signature_o
 
 if TYPE_CHECKING:
     from ..formats import KerasWeightsReader
-    from ..planning import PlainRules, Rules
+    from ..planning import ParsedRules
 
     SourceReader = BundleReader | KerasWeightsReader
 
@@ -46,8 +46,8 @@ class Opened:
         return self.readers[MAIN_SOURCE]
 
 
-def read_rules(rules: Rules | PlainRules | dict[str, Any] | str | os.PathLike | None,
-               storage_options: dict[str, Any] | None = None) -> tuple[Rules | PlainRules, PinnedInput | None]:
+def read_rules(rules: ParsedRules | dict[str, Any] | str | os.PathLike | None,
+               storage_options: dict[str, Any] | None = None) -> tuple[ParsedRules, PinnedInput | None]:
     """The rules, parsed once (a file read once), and the file they came from with its version (None for
     rules given as values). Raises :class:`UsageError` for invalid rules."""
     if not isinstance(rules, (str, os.PathLike)):
@@ -131,7 +131,7 @@ def pin_target(target: Any, table: VariableTable, template: SourceReader | None,
     return PinnedInput("target", "target", given, loc.url, kind, _files([loc]))
 
 
-def pin_rules_files(rules: Rules | PlainRules, storage_options: dict[str, Any] | None = None) -> tuple[PinnedInput, ...]:
+def pin_rules_files(rules: ParsedRules, storage_options: dict[str, Any] | None = None) -> tuple[PinnedInput, ...]:
     """The files the rules name: vocabularies and a source's structure (a ``.keras``), which planning reads, and what
     the certificate reads (``verify:``'s models, graphs, probes and vocabularies)."""
     named = [("vocabulary", path) for t in rules.transforms if t.vocab is not None

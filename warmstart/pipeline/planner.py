@@ -19,13 +19,13 @@ from .inputs import Opened, pin_rules_files, pin_source, pin_target, read_rules,
 from .strategy import requested_strategy
 
 if TYPE_CHECKING:
-    from ..planning import PlainRules, Rules
+    from ..planning import ParsedRules
     from .inputs import SourceReader
 
 __all__ = ["plan_transfer", "open_transfer"]
 
 
-def plan_transfer(source: Any, target: Any, rules: Rules | PlainRules, strategy: str = "auto",
+def plan_transfer(source: Any, target: Any, rules: ParsedRules, strategy: str = "auto",
                   storage_options: dict[str, Any] | None = None, sources: Mapping[str, Any] | None = None,
                   rules_input: PinnedInput | None = None) -> Opened:
     """Open the inputs (indexes and structures only), plan, and pin what the plan was made from.

@@ -16,7 +16,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".parity": ("Lookup", "OutputPair", "PairInput", "VerifyRules"),
     ".plan": ("COUNTED", "DIRECT", "MAIN_SOURCE", "STRATEGIES", "TRANSFERRED", "Action", "Plan", "PlanEntry", "Strategy"),
     ".report": ("Report",),
-    ".plain_rules": ("PlainRules",),
+    ".plain_rules": ("PlainRules", "ParsedRules"),
     ".rule_checks": ("DEFAULT_EXCLUDE",),
     ".rules": ("Rules",),
     ".rules_files": ("load_rules",),

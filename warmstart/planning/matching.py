@@ -20,20 +20,20 @@ from .sources import SourceChooser
 from .transforms import Remap, TransformMatcher, plan_block_transform, plan_remap
 
 if TYPE_CHECKING:
-    from .plain_rules import PlainRules
-    from .rules import Rules, Transform
+    from .plain_rules import ParsedRules
+    from .rules import Transform
 
 __all__ = ["make_plan", "source_table_for"]
 
 
-def source_table_for(source: VariableTable, rules: Rules | PlainRules, storage_options: dict[str, Any] | None = None) -> VariableTable:
+def source_table_for(source: VariableTable, rules: ParsedRules, storage_options: dict[str, Any] | None = None) -> VariableTable:
     """The source's table as the rules see it: named by the model of ``source_structure`` when given."""
     if rules.source_structure is None:
         return source
     return named_by_structure(source, rules.source_structure, storage_options)
 
 
-def make_plan(source: VariableTable, target: VariableTable, rules: Rules | PlainRules,
+def make_plan(source: VariableTable, target: VariableTable, rules: ParsedRules,
               storage_options: dict[str, Any] | None = None,
               sources: Mapping[str, VariableTable] | None = None) -> Plan:
     """Plan the transfer of ``source`` (named ``main``) and the named ``sources`` (the tables of the rules'
@@ -74,7 +74,7 @@ def make_plan(source: VariableTable, target: VariableTable, rules: Rules | Plain
                 hint=_structure_hint(rules, entries, source, target))
 
 
-def _coverage_errors(rules: Rules | PlainRules, coverage: float, entries: list[PlanEntry], target: VariableTable,
+def _coverage_errors(rules: ParsedRules, coverage: float, entries: list[PlanEntry], target: VariableTable,
                      failed: bool) -> list[str]:
     """Too little copied: below ``min_coverage``; or nothing at all, unless the rules allow it (``min_coverage``
     written, 0 included): a transfer that copies nothing is no warm start (said when nothing else is)."""
@@ -89,7 +89,7 @@ def _coverage_errors(rules: Rules | PlainRules, coverage: float, entries: list[P
     return []
 
 
-def _structure_hint(rules: Rules | PlainRules, entries: list[PlanEntry], source: VariableTable, target: VariableTable) -> str | None:
+def _structure_hint(rules: ParsedRules, entries: list[PlanEntry], source: VariableTable, target: VariableTable) -> str | None:
     """When names failed but the two models have the same structure: say so, and which rule copies by it."""
     if rules.match != "names" or not any(e.action == "error" and e.source is None for e in entries):
         return None
@@ -104,7 +104,7 @@ def _structure_hint(rules: Rules | PlainRules, entries: list[PlanEntry], source:
 class _Matcher:
     """Applies include/exclude/rename to target names and remembers which rules were used."""
 
-    def __init__(self, rules: Rules | PlainRules):
+    def __init__(self, rules: ParsedRules):
         self.rules = rules
         self.include = [(p, compile_pattern(p)) for p in rules.include]
         self.exclude = [(p, compile_pattern(p)) for p in rules.exclude]
@@ -179,7 +179,7 @@ def _named_source(found) -> tuple[int, str] | None:
     return (found[0], names[0]) if names else None
 
 
-def _plan_one(t: Variable, tables: Mapping[str, VariableTable], indexes: Mapping[str, SourceIndex], rules: Rules | PlainRules,
+def _plan_one(t: Variable, tables: Mapping[str, VariableTable], indexes: Mapping[str, SourceIndex], rules: ParsedRules,
               matcher: _Matcher, chooser: SourceChooser, named: tuple[int, str] | None = None) -> PlanEntry:
     """The entry of one target variable, from the source ``fill_from`` chooses among ``tables`` (by name)."""
     base = dict(target=t.name, shape=t.shape, dtype=t.dtype, target_key=t.key)
@@ -224,7 +224,7 @@ def _explicit(rule: int | None, named: tuple[int, str] | None) -> str | None:
 
 
 def _lookup(t: Variable, source: VariableTable, index: SourceIndex, renamed: str, explicit: str | None,
-            rules: Rules | PlainRules) -> Found | None:
+            rules: ParsedRules) -> Found | None:
     """The source variable of ``t``: the one a rule names (by its name or an alias: a TF2 object path under
     ``source_structure``, a file's vars/N), else what :class:`SourceIndex` finds."""
     if explicit is not None:
@@ -233,7 +233,7 @@ def _lookup(t: Variable, source: VariableTable, index: SourceIndex, renamed: str
     return index.find(t, rules.match)
 
 
-def _matched(t: Variable, found: Found, rules: Rules | PlainRules, base: dict[str, Any]) -> PlanEntry:
+def _matched(t: Variable, found: Found, rules: ParsedRules, base: dict[str, Any]) -> PlanEntry:
     """The entry of a target variable whose source variable was found: copy, cast, skip or error."""
     s = found.variable
     how = found.how
@@ -251,7 +251,7 @@ def _matched(t: Variable, found: Found, rules: Rules | PlainRules, base: dict[st
     return _dtype_mismatch(t, s, via, rules, fields, base)
 
 
-def _with_transform(e: PlanEntry, t: Variable, found, rules: Rules | PlainRules, source: VariableTable,
+def _with_transform(e: PlanEntry, t: Variable, found, rules: ParsedRules, source: VariableTable,
                     storage_options) -> PlanEntry:
     """``e`` turned into a ``remap`` when a transform (``found`` by :class:`TransformMatcher`) names its target
     and it has a source; a transform that cannot be made (shape, vocabulary, ops) is an ``error`` naming why.
@@ -283,7 +283,7 @@ def _transformed(transform: Transform, e: PlanEntry, t: Variable, source: Variab
     return plan_remap(transform, e.source_shape, t.shape, storage_options, t.dtype)  # type: ignore[arg-type]
 
 
-def _castable(e: PlanEntry, rules: Rules | PlainRules) -> bool:
+def _castable(e: PlanEntry, rules: ParsedRules) -> bool:
     return (rules.on_dtype_mismatch == "cast" and "string" not in (e.source_dtype, e.dtype)
             and (rules.allow_lossy_cast or is_value_preserving_cast(e.source_dtype, e.dtype)))  # type: ignore[arg-type]
 
@@ -311,7 +311,7 @@ def _missing(t, source_name, via, source, rules, base, where: str = "the source"
     )
 
 
-def _dtype_mismatch(t: Variable, s: Variable, via: str, rules: Rules | PlainRules, found, base) -> PlanEntry:
+def _dtype_mismatch(t: Variable, s: Variable, via: str, rules: ParsedRules, found, base) -> PlanEntry:
     pair = f"dtype {s.dtype} in the source{via}, {t.dtype} in the target"
     if rules.on_dtype_mismatch == "skip":
         return PlanEntry(action="skip", reason=pair, **found, **base)
@@ -335,7 +335,7 @@ def _shapes_compatible(source: tuple[int, ...], target: tuple[int | None, ...]) 
     return all(t is None or s == t for s, t in zip(source, target))
 
 
-def _flag_shared_sources(entries: list[PlanEntry], rules: Rules | PlainRules) -> list[PlanEntry]:
+def _flag_shared_sources(entries: list[PlanEntry], rules: ParsedRules) -> list[PlanEntry]:
     """Two targets filled from one source variable are an error (an ambiguous rename?) unless
     ``allow_shared_source``; block transforms reading disjoint slices of one source are not a share (a fused
     kernel split into two), and their reasons say so."""

@@ -16,7 +16,7 @@ import copy
 import json
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeAlias
 
 from .rule_checks import (DEFAULT_EXCLUDE, check_fill_from, check_patterns, check_size, check_source_names,
                           rename_pairs)
@@ -24,7 +24,7 @@ from .rule_checks import (DEFAULT_EXCLUDE, check_fill_from, check_patterns, chec
 if TYPE_CHECKING:
     from .rules import Rules
 
-__all__ = ["PlainRules", "plain_rules"]
+__all__ = ["PlainRules", "ParsedRules", "plain_rules"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +75,10 @@ class PlainRules:
             return NotImplemented
         return self.model_dump(mode="json") == dump(mode="json")
 
+
+
+#: What reading rules gives (:func:`~warmstart.planning.rules_files.load_rules`), and what planning takes.
+ParsedRules: TypeAlias = "Rules | PlainRules"
 
 def plain_rules(doc: Any) -> PlainRules | None:
     """The :class:`PlainRules` of the rules document ``doc``, or None when the model must read it: a key or a

@@ -17,8 +17,7 @@ from .inputs import READ_BY_TRANSFER, PinnedInput
 if TYPE_CHECKING:  # the records a plan holds; importing them costs NumPy and pydantic (the CLI's help needs neither)
     from ..tables import VariableTable
     from .block_plan import Blocks
-    from .plain_rules import PlainRules
-    from .rules import Rules
+    from .plain_rules import ParsedRules
     from .transforms import Remap
 
 __all__ = ["Action", "PlanEntry", "Plan", "TRANSFERRED", "DIRECT", "COUNTED", "Strategy", "STRATEGIES", "MAIN_SOURCE"]
@@ -107,7 +106,7 @@ class Plan:
 
     source: VariableTable
     target: VariableTable
-    rules: Rules | PlainRules
+    rules: ParsedRules
     entries: tuple[PlanEntry, ...]
     unused_source: tuple[str, ...]
     rule_errors: tuple[str, ...]

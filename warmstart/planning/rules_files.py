@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InputLimitError, UsageError
 from ..storage import RULES_BYTES, read_bytes, resolve
-from .plain_rules import PlainRules, plain_rules
+from .plain_rules import ParsedRules, PlainRules, plain_rules
 
 if TYPE_CHECKING:
     import yaml
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["load_rules"]
 
 
-def load_rules(rules: Rules | PlainRules | dict[str, Any] | str | Path | None,
-               storage_options: dict[str, Any] | None = None) -> Rules | PlainRules:
+def load_rules(rules: ParsedRules | dict[str, Any] | str | Path | None,
+               storage_options: dict[str, Any] | None = None) -> ParsedRules:
     """The rules of a model, a dict, or a YAML/JSON file path or URL (None: the default, strict rules).
 
     Raises :class:`UsageError` when the rules are invalid, naming every problem.
@@ -55,7 +55,7 @@ def _model(doc: dict[str, Any], origin: str) -> Rules:
     return validate_rules(doc, origin)
 
 
-def _refuse_code(rules: Rules | PlainRules, origin: str) -> None:
+def _refuse_code(rules: ParsedRules, origin: str) -> None:
     from ..tables import refuse_code_in_rules
 
     for field_name, value in rules.code_fields():

@@ -19,13 +19,12 @@ from .plan import MAIN_SOURCE
 from .rule_checks import SOURCE_NAME
 
 if TYPE_CHECKING:
-    from .plain_rules import PlainRules
-    from .rules import Rules
+    from .plain_rules import ParsedRules
 
 __all__ = ["SourceChooser", "declared_sources"]
 
 
-def declared_sources(rules: Rules | PlainRules, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def declared_sources(rules: ParsedRules, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The named sources of a transfer: the rules' ``sources:`` (URLs), with ``given`` (URLs, tables or
     readers by name) added or replacing them. Raises :class:`UsageError` for the name ``main`` or a name
     that is not one."""
@@ -42,7 +41,7 @@ def declared_sources(rules: Rules | PlainRules, given: Mapping[str, Any] | None 
 class SourceChooser:
     """Applies the ``fill_from`` rules to target names and remembers which rules were used."""
 
-    def __init__(self, rules: Rules | PlainRules, names: Mapping[str, Any]):
+    def __init__(self, rules: ParsedRules, names: Mapping[str, Any]):
         self.names = names  # every source by name, main included
         self.rules = [(p, compile_pattern(p), (n,) if isinstance(n, str) else tuple(n)) for p, n in rules.fill_from]
         self.used: set[int] = set()

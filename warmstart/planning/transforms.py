@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .initializers import Initializer
-    from .plain_rules import PlainRules
-    from .rules import Rules, Transform
+    from .plain_rules import ParsedRules
+    from .rules import Transform
 
 __all__ = ["Remap", "TransformMatcher", "plan_block_transform", "plan_remap"]
 
@@ -61,7 +61,7 @@ class TransformMatcher:
     """Finds the transform of a target variable (by its name or an alias; two matching: ambiguous) and
     remembers which were used."""
 
-    def __init__(self, rules: Rules | PlainRules):
+    def __init__(self, rules: ParsedRules):
         self.transforms = [(t, compile_pattern(t.target)) for t in rules.transforms]
         self.used: set[int] = set()
 
